@@ -1,0 +1,20 @@
+//! Database migrations, one per file, named `mYYYYMMDD_HHMMSS_what.rs`.
+//!
+//! Every migration runs on SQLite and on PostgreSQL, so schemas stick to portable types: text ids,
+//! `timestamp with time zone` for instants, text for JSON documents whose exact bytes matter to a
+//! hash chain.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_foundation;
+
+/// Applies every migration in order; the service runs it at start-up and `consentry migrate`
+/// runs it on demand.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_foundation::Migration)]
+    }
+}

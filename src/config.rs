@@ -1,0 +1,317 @@
+//! Configuration: compiled defaults, then an optional `consentry.toml`, then `CONSENTRY_*`
+//! environment variables (nested keys joined with `__`), with `DATABASE_URL` accepted as well.
+//!
+//! Loading never panics: every problem becomes a [`ConfigError`] that names the setting, so that
+//! `main` can print one line and exit with code 2.
+
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use serde::Deserialize;
+
+/// Every setting, with the defaults that make `cargo run` work on a fresh machine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on (`CONSENTRY_LISTEN`).
+    pub listen: SocketAddr,
+    /// Folder for the SQLite file, mail written to disk and export packages
+    /// (`CONSENTRY_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...` (`DATABASE_URL`); defaults to a SQLite file in
+    /// `data_dir`.
+    pub database_url: Option<Secret>,
+    /// Upper bound of the connection pool.
+    pub database_max_connections: u32,
+    /// Policy documents imported at start-up.
+    pub policies_dir: PathBuf,
+    /// Handlebars templates for emails.
+    pub templates_dir: PathBuf,
+    /// Largest request body accepted, in bytes; larger ones are answered with 413.
+    pub max_body_bytes: usize,
+    /// Logging format and filter.
+    pub log: LogConfig,
+    /// HMAC key for the subject tokens that the main app mints for the portal
+    /// (`CONSENTRY_SUBJECT_TOKEN_SECRET`). Without it, portal endpoints answer 401.
+    pub subject_token_secret: Option<Secret>,
+    /// Standard Webhooks secrets (`whsec_...`, comma-separated so that a secret can be rotated)
+    /// for webhooks in both directions (`CONSENTRY_WEBHOOK_SECRET`).
+    pub webhook_secret: Option<Secret>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 10,
+            policies_dir: PathBuf::from("policies"),
+            templates_dir: PathBuf::from("templates"),
+            max_body_bytes: 1024 * 1024,
+            log: LogConfig::default(),
+            subject_token_secret: None,
+            webhook_secret: None,
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` for a terminal, `json` for a log collector.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `consentry=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A setting that must never be printed: `Debug` shows a placeholder.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Which database engine a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A configuration problem, reported as one line naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The configuration file read from the working folder when no other is named.
+const DEFAULT_FILE: &str = "consentry.toml";
+
+/// Shortest accepted subject-token secret: HS256 keys shorter than the hash output are weak.
+const MIN_TOKEN_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// Loads the layers. `file` is the TOML file to read; a missing file is skipped only when it
+    /// is the default `consentry.toml`, so that a mistyped `--config` path is reported.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if std::path::Path::new(DEFAULT_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_FILE));
+            }
+            None => {}
+        }
+        let figment = figment.merge(Env::raw().only(&["DATABASE_URL"])).merge(
+            Env::prefixed("CONSENTRY_")
+                // The test suite's own settings share the prefix but are not ours.
+                .filter(|key| !key.as_str().starts_with("test_"))
+                // `CONSENTRY_CONFIG` names the file and is read by the command line.
+                .ignore(&["config"])
+                .split("__"),
+        );
+        let config: Config = figment.extract().map_err(|e| {
+            let setting = setting_name(&e.path);
+            ConfigError::new(setting, e.kind.to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: URL schemes, secret formats and lengths.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.database_kind()?;
+        if let Some(secret) = &self.subject_token_secret
+            && secret.expose().len() < MIN_TOKEN_SECRET_BYTES
+        {
+            return Err(ConfigError::new(
+                "CONSENTRY_SUBJECT_TOKEN_SECRET",
+                format!("must be at least {MIN_TOKEN_SECRET_BYTES} bytes long"),
+            ));
+        }
+        if let Some(secret) = &self.webhook_secret {
+            parse_webhook_secrets(secret.expose())
+                .map_err(|m| ConfigError::new("CONSENTRY_WEBHOOK_SECRET", m))?;
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::new("CONSENTRY_LOG__LEVEL", e.to_string()))?;
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "CONSENTRY_MAX_BODY_BYTES",
+                "must be greater than 0",
+            ));
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::new(
+                "CONSENTRY_DATABASE_MAX_CONNECTIONS",
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one, or a SQLite file in the data folder.
+    pub fn database_url(&self) -> Secret {
+        self.database_url.clone().unwrap_or_else(|| {
+            Secret::new(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("consentry.db").display()
+            ))
+        })
+    }
+
+    /// The engine behind [`Self::database_url`], or an error naming `DATABASE_URL`.
+    pub fn database_kind(&self) -> Result<DatabaseKind, ConfigError> {
+        let url = self.database_url();
+        let scheme = url
+            .expose()
+            .split_once(':')
+            .map(|(scheme, _)| scheme)
+            .unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(DatabaseKind::Sqlite),
+            "postgres" | "postgresql" => {
+                url::Url::parse(url.expose())
+                    .map_err(|e| ConfigError::new("DATABASE_URL", format!("not a URL: {e}")))?;
+                Ok(DatabaseKind::Postgres)
+            }
+            _ => Err(ConfigError::new(
+                "DATABASE_URL",
+                "expected a sqlite:// or postgres:// URL",
+            )),
+        }
+    }
+}
+
+/// `["log", "format"]` becomes `CONSENTRY_LOG__FORMAT`, the name an operator would set.
+fn setting_name(path: &[String]) -> String {
+    match path {
+        [] => "configuration".into(),
+        [single] if single == "database_url" => "DATABASE_URL".into(),
+        _ => format!("CONSENTRY_{}", path.join("__").to_uppercase()),
+    }
+}
+
+/// Decodes a comma-separated list of Standard Webhooks secrets (`whsec_` + base64) into the raw
+/// HMAC keys; several are accepted at once so that a secret can be rotated without downtime.
+pub fn parse_webhook_secrets(list: &str) -> Result<Vec<Vec<u8>>, String> {
+    use base64::Engine as _;
+    let keys = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|secret| {
+            let encoded = secret
+                .strip_prefix("whsec_")
+                .ok_or("each secret must start with `whsec_`")?;
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| "the part after `whsec_` must be base64")?;
+            if key.len() < 24 {
+                return Err("each secret must decode to at least 24 bytes");
+            }
+            Ok(key)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err("no secret given".into());
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setting_names_follow_the_environment_variables() {
+        assert_eq!(setting_name(&["listen".into()]), "CONSENTRY_LISTEN");
+        assert_eq!(
+            setting_name(&["log".into(), "format".into()]),
+            "CONSENTRY_LOG__FORMAT"
+        );
+        assert_eq!(setting_name(&["database_url".into()]), "DATABASE_URL");
+    }
+
+    #[test]
+    fn unknown_database_schemes_are_refused() {
+        let config = Config {
+            database_url: Some(Secret::new("nonsense://x")),
+            ..Config::default()
+        };
+        let err = config.database_kind().unwrap_err();
+        assert_eq!(err.setting, "DATABASE_URL");
+    }
+
+    #[test]
+    fn webhook_secrets_are_a_comma_separated_list() {
+        let keys = parse_webhook_secrets(
+            "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3, whsec_YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4",
+        )
+        .unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(parse_webhook_secrets("plain").is_err());
+        assert!(parse_webhook_secrets("whsec_!!").is_err());
+        assert!(parse_webhook_secrets("").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+}

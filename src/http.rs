@@ -1,0 +1,158 @@
+//! The HTTP edge: the OpenAPI service, the documentation routes and the middleware every request
+//! passes through (request id, body limit, panic guard, problem+json for every error).
+
+use std::{sync::Arc, time::Instant};
+
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
+    http::{HeaderValue, Method, StatusCode, header},
+    middleware::CatchPanic,
+};
+use poem_openapi::OpenApiService;
+
+use crate::{AppState, audit, auth, error::ApiError, error::problem_from_poem_error, health};
+
+/// Header carrying the request id in both directions.
+pub const REQUEST_ID: &str = "x-request-id";
+
+tokio::task_local! {
+    static CURRENT_REQUEST_ID: Arc<str>;
+}
+
+/// The id of the request being served, for error bodies and logs.
+pub fn current_request_id() -> Option<String> {
+    CURRENT_REQUEST_ID.try_with(|id| id.to_string()).ok()
+}
+
+/// The OpenAPI service with every API the three clients use.
+pub fn api_service(state: &AppState) -> OpenApiService<impl poem_openapi::OpenApi, ()> {
+    OpenApiService::new(
+        (
+            health::HealthApi::new(state.clone()),
+            auth::api::KeysApi::new(state.clone()),
+            audit::api::AuditApi::new(state.clone()),
+        ),
+        "Consentry",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Privacy compliance and consent management: policy versions, the consent ledger, \
+         data-subject requests, the age gate and retention purges, under GDPR and PIPL. \
+         Errors are RFC 9457 `application/problem+json`.",
+    )
+}
+
+/// The whole HTTP application: API, spec, docs and middleware.
+pub fn app(state: AppState) -> impl Endpoint<Output = Response> + 'static {
+    let api = api_service(&state);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let max_body = state.config.max_body_bytes;
+    Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .data(state)
+        .with(
+            CatchPanic::new()
+                .with_handler(|_| ApiError::internal(&"handler panicked").into_response()),
+        )
+        .around(move |ep, req| limit_body(ep, req, max_body))
+        .catch_all_error(|err| async move { problem_from_poem_error(err).into_response() })
+        .around(request_scope)
+}
+
+/// Refuses bodies over the limit with 413 before any handler reads them: by the declared length
+/// when there is one, and by counting when the body is chunked.
+async fn limit_body<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    max: usize,
+) -> poem::Result<Response> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        )
+    };
+    match req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(len) if len > max as u64 => return Err(too_large().into()),
+        Some(_) => {}
+        None if req.method() == Method::GET || req.method() == Method::HEAD => {}
+        None => {
+            let body = req
+                .take_body()
+                .into_bytes_limit(max)
+                .await
+                .map_err(|e| match e {
+                    poem::error::ReadBodyError::PayloadTooLarge => too_large(),
+                    other => ApiError::bad_request(format!("could not read the body: {other}")),
+                })?;
+            req.set_body(body);
+        }
+    }
+    Ok(ep.call(req).await?.into_response())
+}
+
+/// Gives each request an id (the caller's, if it is a plausible id, else a new one), runs it
+/// inside a tracing span carrying that id, and logs one line per request. Query strings are not
+/// logged: they may carry personal data.
+async fn request_scope<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+    let id: Arc<str> = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_plausible_request_id(v))
+        .map(Arc::from)
+        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().to_string()));
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    let started = Instant::now();
+    let fut = CURRENT_REQUEST_ID.scope(id.clone(), async move {
+        let mut resp = ep.call(req).await?.into_response();
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(REQUEST_ID, value);
+        }
+        Ok::<_, poem::Error>(resp)
+    });
+    let resp = tracing::Instrument::instrument(fut, span.clone()).await?;
+    span.in_scope(|| {
+        tracing::info!(
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "served"
+        )
+    });
+    Ok(resp)
+}
+
+/// Accepts ids of up to 64 characters from `[A-Za-z0-9._-]`, so that a caller cannot inject
+/// text into our logs.
+fn is_plausible_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_from_callers_are_checked() {
+        assert!(is_plausible_request_id("3f0c-abc_1.2"));
+        assert!(!is_plausible_request_id("evil\nline"));
+        assert!(!is_plausible_request_id(&"a".repeat(65)));
+        assert!(!is_plausible_request_id(""));
+    }
+}

@@ -1,0 +1,176 @@
+//! Consentry: a self-hosted privacy compliance and consent management service for GDPR and PIPL.
+//!
+//! # Layout
+//!
+//! - [`config`]: defaults < `consentry.toml` < `CONSENTRY_*` environment variables.
+//! - [`db`]: the connection pool and write transactions for SQLite and PostgreSQL.
+//! - [`http`]: the OpenAPI service, documentation routes and request middleware.
+//! - [`error`]: the one place where errors become RFC 9457 problems.
+//! - [`auth`]: API keys with roles for the main app and admin console, subject tokens for the
+//!   portal.
+//! - [`audit`]: the append-only, hash-chained audit log.
+//! - [`cli`]: the command-line interface behind `main`.
+//!
+//! Each domain folder is a room: its `api` module parses, authorises and calls the domain's
+//! functions, which own transactions and write audit rows in the same transaction as the change.
+//! [`App::build`] assembles everything from a [`config::Config`]; `main` and the tests both use it.
+
+pub mod api_tags;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod telemetry;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use poem::{Server, listener::TcpAcceptor};
+
+use crate::{auth::token::SubjectTokens, config::Config, db::Db};
+
+/// Shared, cheaply clonable state handed to every API.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub subject_tokens: Option<SubjectTokens>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A built service: database migrated, listener bound, ready to serve.
+pub struct App {
+    state: AppState,
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+}
+
+impl App {
+    /// Prepares the data folder, connects and migrates the database, and binds the listener
+    /// (port 0 picks a free port, as the tests do).
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        config.validate()?;
+        let state = prepare(config).await?;
+        let listen = state.config.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartupError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let acceptor =
+            TcpAcceptor::from_tokio(listener).map_err(|source| StartupError::Listen {
+                addr: listen,
+                source,
+            })?;
+        Ok(Self {
+            state,
+            acceptor,
+            addr,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and lets in-flight
+    /// requests finish (up to a grace period) before closing the database pool.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let endpoint = http::app(self.state.clone());
+        tracing::info!(
+            "listening on http://{addr}; API documentation at http://{addr}/docs",
+            addr = self.addr
+        );
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(endpoint, shutdown, Some(SHUTDOWN_GRACE))
+            .await;
+        if let Err(e) = self.state.db.close().await {
+            tracing::warn!(error = %e, "closing the database pool failed");
+        }
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Everything but the listener: folders, database, migrations. The CLI commands use it too.
+pub async fn prepare(config: Config) -> Result<AppState, StartupError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let db = Db::connect(&config).await?;
+    db.migrate().await?;
+    let subject_tokens = config.subject_token_secret.clone().map(SubjectTokens::new);
+    Ok(AppState {
+        config: Arc::new(config),
+        db,
+        subject_tokens,
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
