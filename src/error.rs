@@ -39,7 +39,7 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Field-level validation errors (422).
-    #[oai(skip_serializing_if_is_empty)]
+    #[oai(default, skip_serializing_if_is_empty)]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// The request id, also sent as the `x-request-id` header, to quote in a support request.
@@ -216,6 +216,10 @@ const DOCUMENTED: &[(u16, &str)] = &[
     ),
     (413, "The request body is larger than the configured limit."),
     (
+        415,
+        "The body is not `application/json` (or the `Content-Type` header is missing).",
+    ),
+    (
         422,
         "The request is well-formed but breaks a rule; `errors` lists the fields.",
     ),
@@ -296,10 +300,11 @@ pub fn problem_from_poem_error(err: poem::Error) -> ApiError {
 }
 
 /// poem-openapi reports both syntax errors and schema mismatches as a payload error; only the
-/// message tells them apart. Schema mismatches are prefixed `failed to parse "Type"` and name
-/// the field as ``field `name` ``.
+/// message tells them apart. Syntax errors come from serde_json and end with the position
+/// (`... at line 1 column 2`); schema mismatches name the field as ``field `name` `` when they
+/// can.
 fn payload_error(reason: &str) -> ApiError {
-    if !reason.starts_with("failed to parse \"") {
+    if is_json_syntax_error(reason) {
         return ApiError::bad_request(format!("the body is not valid JSON: {reason}"));
     }
     let field = reason
@@ -310,6 +315,20 @@ fn payload_error(reason: &str) -> ApiError {
     ApiError::validation(vec![FieldError::new(field, reason)])
 }
 
+/// Whether `reason` ends like serde_json's syntax errors: ` at line <n> column <m>`.
+fn is_json_syntax_error(reason: &str) -> bool {
+    let Some((head, column)) = reason.rsplit_once(" column ") else {
+        return false;
+    };
+    let Some((_, line)) = head.rsplit_once(" at line ") else {
+        return false;
+    };
+    !line.is_empty()
+        && !column.is_empty()
+        && line.bytes().all(|b| b.is_ascii_digit())
+        && column.bytes().all(|b| b.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +336,8 @@ mod tests {
     #[test]
     fn syntax_errors_are_bad_requests() {
         let err = payload_error("key must be a string at line 1 column 2");
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        let err = payload_error("EOF while parsing a value at line 1 column 0");
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
     }
 
@@ -327,6 +348,11 @@ mod tests {
         );
         assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(err.errors[0].field, "name");
+        let err = payload_error(
+            r#"Expected input type "Role", found "x". (occurred while parsing "CreateKey")"#,
+        );
+        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err.errors[0].field, "body");
     }
 
     #[test]

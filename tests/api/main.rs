@@ -1,1 +1,10 @@
+//! The integration suite: one binary, each test against its own running service and its own
+//! database (a fresh SQLite file, or a fresh PostgreSQL database when
+//! `CONSENTRY_TEST_DATABASE_URL` points at a server).
 
+mod helpers;
+
+mod audit;
+mod auth;
+mod cli;
+mod errors;

@@ -1,0 +1,183 @@
+//! The audit log: written with each change, filtered and paged, and its chain verifies until a
+//! row is edited or removed behind the service's back.
+
+use consentry::auth::Role;
+use reqwest::{Method, StatusCode};
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json, spawn_app};
+
+async fn verify(app: &TestApp, key: &str) -> Value {
+    json(
+        app.get("/v1/admin/audit/verify")
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn create_key(app: &TestApp, admin: &str, name: &str) -> Value {
+    json(
+        app.post("/v1/admin/keys")
+            .bearer_auth(admin)
+            .json(&json!({ "name": name, "role": "viewer" }))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn key_creation_and_revocation_are_audited_with_their_actor() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    let created = create_key(&app, &admin, "reader").await;
+    let id = created["id"].as_str().unwrap();
+    app.request(Method::DELETE, &format!("/v1/admin/keys/{id}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+
+    let page = json(
+        app.get(&format!("/v1/admin/audit?target_id={id}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let items = page["items"].as_array().unwrap();
+    let actions: Vec<_> = items
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["api_key.revoked", "api_key.created"],
+        "newest first"
+    );
+    let admin_id = admin.split('_').nth(1).unwrap();
+    assert_eq!(items[0]["actor"], format!("api_key:{admin_id}"));
+    assert_eq!(items[1]["details"]["role"], "viewer");
+    assert!(!page.to_string().contains(created["key"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn the_audit_log_pages_with_a_cursor_and_filters_by_action() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    for i in 0..5 {
+        create_key(&app, &admin, &format!("k{i}")).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<i64> = None;
+    loop {
+        let path = match cursor {
+            Some(c) => format!("/v1/admin/audit?action=api_key.created&limit=2&cursor={c}"),
+            None => "/v1/admin/audit?action=api_key.created&limit=2".to_string(),
+        };
+        let page = json(
+            app.get(&path).bearer_auth(&admin).send().await.unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["seq"].as_i64().unwrap());
+        }
+        match page["next_cursor"].as_i64() {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [6, 5, 4, 3, 2, 1],
+        "every creation once, newest first"
+    );
+
+    let bad = app
+        .get("/v1/admin/audit?limit=0")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_chain_verifies_and_an_edited_row_is_reported() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    for i in 0..4 {
+        create_key(&app, &admin, &format!("k{i}")).await;
+    }
+    let ok = verify(&app, &admin).await;
+    assert_eq!(ok["ok"], true, "{ok}");
+    assert_eq!(ok["checked"], 5);
+
+    app.state
+        .db
+        .conn()
+        .execute_unprepared(
+            r#"UPDATE audit_log SET details = '{"name":"innocent","role":"viewer"}' WHERE seq = 3"#,
+        )
+        .await
+        .unwrap();
+    let broken = verify(&app, &admin).await;
+    assert_eq!(broken["ok"], false);
+    assert_eq!(broken["first_broken_seq"], 3, "{broken}");
+    assert_eq!(broken["checked"], 2);
+}
+
+#[tokio::test]
+async fn a_deleted_row_is_reported() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    for i in 0..3 {
+        create_key(&app, &admin, &format!("k{i}")).await;
+    }
+    let db = app.state.db.conn();
+    db.execute_unprepared("DELETE FROM audit_log WHERE seq = 2")
+        .await
+        .unwrap();
+    let broken = verify(&app, &admin).await;
+    assert_eq!(broken["first_broken_seq"], 2, "{broken}");
+
+    db.execute_unprepared("DELETE FROM audit_log WHERE seq >= 2")
+        .await
+        .unwrap();
+    let truncated = verify(&app, &admin).await;
+    assert_eq!(
+        truncated["ok"], false,
+        "losing the newest entries is detected"
+    );
+    assert_eq!(truncated["first_broken_seq"], 2, "{truncated}");
+}
+
+#[tokio::test]
+async fn concurrent_writes_never_fork_the_chain() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let request = app
+            .post("/v1/admin/keys")
+            .bearer_auth(&admin)
+            .json(&json!({ "name": format!("parallel-{i}"), "role": "viewer" }));
+        tasks.spawn(async move { request.send().await.unwrap().status() });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::CREATED);
+    }
+    let result = verify(&app, &admin).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["checked"], 25);
+}

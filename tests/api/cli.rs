@@ -1,0 +1,199 @@
+//! The binary as an operator meets it: zero-configuration start, graceful stop, configuration
+//! errors, and the `keys` commands.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, spawn_app};
+
+const BIN: &str = env!("CARGO_BIN_EXE_consentry");
+
+/// The binary with no `CONSENTRY_*` or `DATABASE_URL` from the environment.
+fn bare_command() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CONSENTRY_") || key == "DATABASE_URL" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// The binary pointed at the test app's database.
+fn command_for(app: &TestApp) -> Command {
+    let mut cmd = bare_command();
+    cmd.env("DATABASE_URL", app.state.config.database_url().expose())
+        .env("CONSENTRY_DATA_DIR", app.dir.path().join("data"));
+    cmd
+}
+
+#[tokio::test]
+async fn a_bare_start_creates_the_sqlite_file_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bare_command()
+        .current_dir(dir.path())
+        .env("CONSENTRY_LISTEN", "127.0.0.1:0")
+        .env("CONSENTRY_LOG__FORMAT", "json")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let address = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a start-up log line");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split(';').next().unwrap().to_string();
+        }
+    };
+    let resp = reqwest::get(format!("http://{address}/health/ready"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(dir.path().join("data/consentry.db").exists());
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "a SIGTERM stops the service cleanly: {status}"
+    );
+}
+
+#[test]
+fn a_bad_database_url_exits_with_2_and_names_the_setting() {
+    let out = bare_command()
+        .env("DATABASE_URL", "nonsense://x")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn bad_settings_exit_with_2_and_name_the_setting() {
+    let cases = [
+        ("CONSENTRY_LISTEN", "not-an-address", "CONSENTRY_LISTEN"),
+        ("CONSENTRY_NO_SUCH_SETTING", "1", "no_such_setting"),
+        (
+            "CONSENTRY_WEBHOOK_SECRET",
+            "plain-secret",
+            "CONSENTRY_WEBHOOK_SECRET",
+        ),
+        (
+            "CONSENTRY_SUBJECT_TOKEN_SECRET",
+            "short",
+            "CONSENTRY_SUBJECT_TOKEN_SECRET",
+        ),
+        ("CONSENTRY_LOG__FORMAT", "xml", "CONSENTRY_LOG__FORMAT"),
+    ];
+    for (key, value, named) in cases {
+        let out = bare_command()
+            .env(key, value)
+            .arg("migrate")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {stderr}");
+        assert!(stderr.contains(named), "{key}: {stderr}");
+        if key.ends_with("SECRET") {
+            assert!(!stderr.contains(value), "secrets never print: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_config_file_exits_with_2() {
+    let out = bare_command()
+        .args(["--config", "/nonexistent/consentry.toml", "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn keys_create_prints_the_key_alone_on_the_last_line() {
+    let app = spawn_app().await;
+    let out = command_for(&app)
+        .args(["keys", "create", "--role", "viewer", "--name", "ops"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let key = stdout.lines().last().unwrap().trim();
+    assert!(key.starts_with("csk_") && !key.contains(' '));
+    let resp = app
+        .get("/v1/admin/audit")
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let audit = app
+        .get("/v1/admin/audit")
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = audit.json().await.unwrap();
+    assert_eq!(body["items"][0]["actor"], "cli");
+
+    let list = command_for(&app).args(["keys", "list"]).output().unwrap();
+    let listed = String::from_utf8(list.stdout).unwrap();
+    assert!(listed.contains("ops") && listed.contains("viewer"));
+    assert!(
+        !listed.contains(key.rsplit_once('_').unwrap().1),
+        "no secrets listed"
+    );
+
+    let id = key.split('_').nth(1).unwrap();
+    let revoke = command_for(&app)
+        .args(["keys", "revoke", id])
+        .output()
+        .unwrap();
+    assert!(revoke.status.success());
+    let resp = app
+        .get("/v1/admin/audit")
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn keys_create_refuses_an_unknown_role() {
+    let out = bare_command()
+        .args(["keys", "create", "--role", "root", "--name", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("root"));
+}

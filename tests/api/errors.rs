@@ -1,0 +1,194 @@
+//! Every error a client can meet is problem+json with the right status, and a refused request
+//! changes nothing.
+
+use consentry::auth::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{json, problem, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn liveness_and_readiness_answer_ok() {
+    let app = spawn_app().await;
+    for path in ["/health/live", "/health/ready"] {
+        let body = json(app.get(path).send().await.unwrap(), StatusCode::OK).await;
+        assert_eq!(body["status"], "ok");
+    }
+}
+
+#[tokio::test]
+async fn readiness_is_a_503_problem_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    app.state.db.clone().close().await.unwrap();
+    let live = app.get("/health/live").send().await.unwrap();
+    assert_eq!(
+        live.status(),
+        StatusCode::OK,
+        "liveness does not depend on the database"
+    );
+    problem(
+        app.get("/health/ready").send().await.unwrap(),
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_a_404_problem() {
+    let app = spawn_app().await;
+    problem(
+        app.get("/no/such/route").send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_a_405_problem() {
+    let app = spawn_app().await;
+    problem(
+        app.request(Method::DELETE, "/health/live")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_problem_and_creates_nothing() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    let resp = app
+        .post("/v1/admin/keys")
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::BAD_REQUEST).await;
+    let keys = json(
+        app.get("/v1/admin/keys")
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        keys.as_array().unwrap().len(),
+        1,
+        "only the admin key exists"
+    );
+}
+
+#[tokio::test]
+async fn a_schema_violation_is_a_422_problem_naming_the_field() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    let resp = app
+        .post("/v1/admin/keys")
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "", "role": "admin" }))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["errors"][0]["field"], "name", "{body}");
+
+    let resp = app
+        .post("/v1/admin/keys")
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "x", "role": "superuser" }))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+
+    let resp = app
+        .post("/v1/admin/keys")
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "   ", "role": "viewer" }))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["errors"][0]["field"], "name", "{body}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413_problem() {
+    let app = spawn_app_with(|c| c.max_body_bytes = 1024).await;
+    let admin = app.key(Role::Admin).await;
+    let big = json!({ "name": "x".repeat(2048), "role": "admin" });
+    let resp = app
+        .post("/v1/admin/keys")
+        .bearer_auth(&admin)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    problem(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_a_413_problem() {
+    let app = spawn_app_with(|c| c.max_body_bytes = 1024).await;
+    let admin = app.key(Role::Admin).await;
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let chunk = "a".repeat(1500);
+    let request = format!(
+        "POST /v1/admin/keys HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {admin}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         {:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("application/problem+json"), "{response}");
+}
+
+#[tokio::test]
+async fn the_request_id_is_echoed_when_plausible_and_replaced_when_not() {
+    let app = spawn_app().await;
+    let resp = app
+        .get("/health/live")
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "trace-123");
+    let resp = app
+        .get("/health/live")
+        .header("x-request-id", "has spaces <and> markup")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.headers()["x-request-id"], "has spaces <and> markup");
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_the_docs_are_served() {
+    let app = spawn_app().await;
+    let spec = json(
+        app.get("/openapi.json").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(spec["paths"]["/v1/admin/audit"]["get"].is_object());
+    let responses = &spec["paths"]["/v1/admin/keys"]["post"]["responses"];
+    for status in ["201", "400", "401", "403", "413", "422"] {
+        assert!(responses[status].is_object(), "{status} is documented");
+    }
+    let docs = app.get("/docs").send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().to_lowercase().contains("<html"));
+}

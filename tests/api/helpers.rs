@@ -1,0 +1,169 @@
+//! `spawn_app()` and the helpers every test uses.
+
+use std::{path::PathBuf, time::Duration};
+
+use consentry::{
+    App, AppState,
+    audit::Actor,
+    auth::{Role, keys},
+    config::{Config, Secret},
+};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const TOKEN_SECRET: &str = "test-subject-token-secret-0123456789abcdef";
+pub const WEBHOOK_SECRET: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5";
+
+/// A running service with its own database and data folder, stopped when dropped.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with a chance to change the configuration first.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        database_url: Some(Secret::new(fresh_database_url(&dir).await)),
+        database_max_connections: 5,
+        policies_dir: repo_path("policies"),
+        templates_dir: repo_path("templates"),
+        subject_token_secret: Some(Secret::new(TOKEN_SECRET)),
+        webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
+        ..Config::default()
+    };
+    customize(&mut config);
+    let app = App::build(config).await.expect("the app builds");
+    let base = format!("http://{}", app.addr());
+    let state = app.state().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        state,
+        dir,
+        stop: Some(stop),
+    }
+}
+
+/// A file or folder of the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A new, empty database for one test.
+async fn fresh_database_url(dir: &TempDir) -> String {
+    match std::env::var("CONSENTRY_TEST_DATABASE_URL") {
+        Ok(server) if server.starts_with("postgres") => {
+            let name = format!("consentry_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = Database::connect(&server)
+                .await
+                .expect("CONSENTRY_TEST_DATABASE_URL is reachable");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("the test role may create databases");
+            admin.close().await.ok();
+            let mut url = url::Url::parse(&server).expect("a URL");
+            url.set_path(&name);
+            url.to_string()
+        }
+        _ => format!("sqlite://{}/test.db?mode=rwc", dir.path().display()),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.request(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.request(Method::POST, path)
+    }
+
+    /// Creates an API key directly, as `consentry keys create` does, and returns it.
+    pub async fn key(&self, role: Role) -> String {
+        keys::create(
+            &self.state.db,
+            role,
+            &format!("test-{}", role.as_str()),
+            &Actor::Cli,
+        )
+        .await
+        .expect("key created")
+        .secret
+        .expose()
+        .to_string()
+    }
+}
+
+/// Asserts a 2xx-or-given status and returns the JSON body.
+pub async fn json(resp: Response, status: StatusCode) -> Value {
+    let got = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    assert_eq!(got, status, "unexpected status; body: {body}");
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+/// Asserts an RFC 9457 problem with `status` and returns its body.
+pub async fn problem(resp: Response, status: StatusCode) -> Value {
+    let got = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp.text().await.unwrap_or_default();
+    assert_eq!(got, status, "unexpected status; body: {body}");
+    assert_eq!(content_type, "application/problem+json", "body: {body}");
+    let problem: Value = serde_json::from_str(&body).expect("problem body is JSON");
+    assert_eq!(problem["status"], status.as_u16(), "{problem}");
+    assert!(problem["title"].is_string(), "{problem}");
+    assert!(problem["type"].is_string(), "{problem}");
+    assert_eq!(
+        problem["request_id"].as_str(),
+        request_id.as_deref(),
+        "the problem quotes the request id"
+    );
+    problem
+}
