@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json, spawn_app};
+use crate::helpers::{TestApp, json, key_id, spawn_app};
 
 async fn verify(app: &TestApp, key: &str) -> Value {
     json(
@@ -64,7 +64,7 @@ async fn key_creation_and_revocation_are_audited_with_their_actor() {
         ["api_key.revoked", "api_key.created"],
         "newest first"
     );
-    let admin_id = admin.split('_').nth(1).unwrap();
+    let admin_id = key_id(&admin);
     assert_eq!(items[0]["actor"], format!("api_key:{admin_id}"));
     assert_eq!(items[1]["details"]["role"], "viewer");
     assert!(!page.to_string().contains(created["key"].as_str().unwrap()));

@@ -9,7 +9,7 @@ use std::{
 
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, key_id, key_secret, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_consentry");
 
@@ -168,12 +168,9 @@ async fn keys_create_prints_the_key_alone_on_the_last_line() {
     let list = command_for(&app).args(["keys", "list"]).output().unwrap();
     let listed = String::from_utf8(list.stdout).unwrap();
     assert!(listed.contains("ops") && listed.contains("viewer"));
-    assert!(
-        !listed.contains(key.rsplit_once('_').unwrap().1),
-        "no secrets listed"
-    );
+    assert!(!listed.contains(key_secret(key)), "no secrets listed");
 
-    let id = key.split('_').nth(1).unwrap();
+    let id = key_id(key);
     let revoke = command_for(&app)
         .args(["keys", "revoke", id])
         .output()

@@ -131,6 +131,16 @@ impl TestApp {
     }
 }
 
+/// The id part of an API key (`csk_<id>_<secret>`).
+pub fn key_id(key: &str) -> &str {
+    key.splitn(3, '_').nth(1).expect("csk_<id>_<secret>")
+}
+
+/// The secret part of an API key; it may itself contain `_`.
+pub fn key_secret(key: &str) -> &str {
+    key.splitn(3, '_').nth(2).expect("csk_<id>_<secret>")
+}
+
 /// Asserts a 2xx-or-given status and returns the JSON body.
 pub async fn json(resp: Response, status: StatusCode) -> Value {
     let got = resp.status();
