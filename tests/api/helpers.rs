@@ -133,7 +133,7 @@ impl TestApp {
 
 /// The id part of an API key (`csk_<id>_<secret>`).
 pub fn key_id(key: &str) -> &str {
-    key.splitn(3, '_').nth(1).expect("csk_<id>_<secret>")
+    key.split('_').nth(1).expect("csk_<id>_<secret>")
 }
 
 /// The secret part of an API key; it may itself contain `_`.
