@@ -9,7 +9,11 @@ use crate::{
     audit::Actor,
     auth::{Role, keys},
     config::Config,
-    prepare, shutdown_signal,
+    notify::{
+        email::{Mailer, build_message},
+        templates::Rendered,
+    },
+    open_database, shutdown_signal,
 };
 
 /// Consentry: privacy policies, consent, data-subject requests and retention under GDPR and PIPL.
@@ -32,6 +36,18 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check email delivery.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Send a test message through the configured transport and print the server's answer.
+    Test {
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +74,8 @@ pub enum CliError {
     Keys(#[from] keys::KeyError),
     #[error("server: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("mail: {0}")]
+    Mail(String),
 }
 
 impl CliError {
@@ -77,12 +95,12 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             app.run_until(shutdown_signal()).await?;
         }
         Command::Migrate => {
-            prepare(config).await?;
+            open_database(&config).await?;
             println!("migrations applied");
         }
         Command::Keys(KeysCommand::Create { role, name }) => {
-            let state = prepare(config).await?;
-            let issued = keys::create(&state.db, role, &name, &Actor::Cli).await?;
+            let db = open_database(&config).await?;
+            let issued = keys::create(&db, role, &name, &Actor::Cli).await?;
             println!(
                 "created {} key {} ({}); store it now, it is not shown again:",
                 issued.record.role.as_str(),
@@ -92,7 +110,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             println!("{}", issued.secret.expose());
         }
         Command::Keys(KeysCommand::List) => {
-            let state = prepare(config).await?;
+            let db = open_database(&config).await?;
             println!(
                 "{:<16}  {:<8}  {:<25}  {:<25}  {:<25}  name",
                 "id", "role", "created", "last used", "revoked"
@@ -101,7 +119,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
                 t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                     .unwrap_or_else(|| "-".into())
             };
-            for key in keys::list(state.db.conn()).await? {
+            for key in keys::list(db.conn()).await? {
                 println!(
                     "{:<16}  {:<8}  {:<25}  {:<25}  {:<25}  {}",
                     key.id,
@@ -113,9 +131,26 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
                 );
             }
         }
+        Command::Mail(MailCommand::Test { to }) => {
+            config.validate().map_err(StartupError::from)?;
+            let mailer = Mailer::from_config(&config).map_err(CliError::Mail)?;
+            let rendered = Rendered {
+                subject: "Consentry test message".into(),
+                text: "This is a test message from Consentry: email delivery works.\n".into(),
+                html: "<p>This is a test message from Consentry: email delivery works.</p>".into(),
+            };
+            let id = uuid::Uuid::now_v7().to_string();
+            let message =
+                build_message(&config.mail, &to, &id, rendered).map_err(CliError::Mail)?;
+            let answer = mailer
+                .send(message)
+                .await
+                .map_err(|e| CliError::Mail(e.detail))?;
+            println!("accepted: {answer}");
+        }
         Command::Keys(KeysCommand::Revoke { id }) => {
-            let state = prepare(config).await?;
-            let key = keys::revoke(&state.db, &id, &Actor::Cli).await?;
+            let db = open_database(&config).await?;
+            let key = keys::revoke(&db, &id, &Actor::Cli).await?;
             println!("revoked key {} ({})", key.id, key.name);
         }
     }

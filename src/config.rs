@@ -38,8 +38,131 @@ pub struct Config {
     /// (`CONSENTRY_SUBJECT_TOKEN_SECRET`). Without it, portal endpoints answer 401.
     pub subject_token_secret: Option<Secret>,
     /// Standard Webhooks secrets (`whsec_...`, comma-separated so that a secret can be rotated)
-    /// for webhooks in both directions (`CONSENTRY_WEBHOOK_SECRET`).
+    /// for webhooks in both directions (`CONSENTRY_WEBHOOK_SECRET`). Outgoing webhooks are
+    /// signed with the first.
     pub webhook_secret: Option<Secret>,
+    /// `smtp://user:pass@host:port` or `smtps://...` (`CONSENTRY_SMTP_URL`). Without it, email
+    /// is written as `.eml` files to `<data_dir>/mail/`.
+    pub smtp_url: Option<Secret>,
+    /// Sender details and SMTP transport settings.
+    pub mail: MailConfig,
+    /// Where outgoing webhooks to the main app go.
+    pub webhooks: WebhooksConfig,
+    /// Delivery of queued emails and webhooks.
+    pub outbox: OutboxConfig,
+}
+
+/// Email settings besides the SMTP URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// `From:` of every email, e.g. `Privacy team <privacy@example.com>`.
+    pub from: String,
+    /// Optional `Reply-To:`, e.g. the data-protection officer's mailbox.
+    pub reply_to: Option<String>,
+    /// TLS towards the SMTP server: `none`, `opportunistic` (STARTTLS when offered), `starttls`
+    /// (required) or `tls` (implicit). Defaults to `tls` for `smtps://`, else `opportunistic`.
+    pub tls: Option<SmtpTls>,
+    /// Pooled SMTP connections kept open.
+    pub pool_size: u32,
+    /// Seconds to wait for the SMTP server.
+    pub timeout_seconds: u64,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            from: "Consentry <no-reply@localhost>".into(),
+            reply_to: None,
+            tls: None,
+            pool_size: 8,
+            timeout_seconds: 30,
+        }
+    }
+}
+
+/// TLS mode towards the SMTP server.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Opportunistic,
+    Starttls,
+    Tls,
+}
+
+/// Outgoing webhook endpoints of the main app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Endpoint for every event type without a route of its own (`CONSENTRY_WEBHOOKS__URL`).
+    pub url: Option<String>,
+    /// Endpoints per event type, e.g. `"consent.withdrawn" = "https://app/hooks/consent"`
+    /// (TOML only: event types contain dots).
+    pub routes: std::collections::BTreeMap<String, String>,
+    /// Seconds before a delivery attempt counts as failed.
+    pub timeout_seconds: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            routes: Default::default(),
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// The endpoint for an event type, if the main app wants it.
+    pub fn endpoint(&self, event_type: &str) -> Option<&str> {
+        self.routes
+            .get(event_type)
+            .or(self.url.as_ref())
+            .map(String::as_str)
+    }
+
+    fn is_enabled(&self) -> bool {
+        self.url.is_some() || !self.routes.is_empty()
+    }
+}
+
+/// How the dispatcher works through the outbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Run the delivery loop in this process; turn it off on replicas that should only serve
+    /// HTTP (or in tests that drive delivery themselves).
+    pub dispatch: bool,
+    /// Milliseconds between looks at the outbox when it is idle.
+    pub poll_interval_ms: u64,
+    /// Rows claimed per batch; memory stays bounded by it, not by the outbox's length.
+    pub batch_size: u64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Attempts before a message is dead (visible to admins, retried only by hand).
+    pub max_attempts: i32,
+    /// The first retry waits this long; each further one twice as long (with jitter). The
+    /// default, 180 s over 10 attempts, spreads retries over about a day.
+    pub backoff_base_seconds: u64,
+    /// A claimed row becomes due again after this long if its claimer never reports back (a
+    /// crash), so a message is never lost; it may then be sent twice, with the same id.
+    pub claim_timeout_seconds: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            dispatch: true,
+            poll_interval_ms: 1000,
+            batch_size: 200,
+            concurrency: 16,
+            max_attempts: 10,
+            backoff_base_seconds: 180,
+            claim_timeout_seconds: 300,
+        }
+    }
 }
 
 impl Default for Config {
@@ -55,6 +178,10 @@ impl Default for Config {
             log: LogConfig::default(),
             subject_token_secret: None,
             webhook_secret: None,
+            smtp_url: None,
+            mail: MailConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -189,6 +316,46 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("CONSENTRY_LOG__LEVEL", e.to_string()))?;
+        if self.webhooks.is_enabled() && self.webhook_secret.is_none() {
+            return Err(ConfigError::new(
+                "CONSENTRY_WEBHOOK_SECRET",
+                "required to sign outgoing webhooks when webhooks.url or webhooks.routes is set",
+            ));
+        }
+        for url in self
+            .webhooks
+            .url
+            .iter()
+            .chain(self.webhooks.routes.values())
+        {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigError::new("CONSENTRY_WEBHOOKS__URL", format!("{url}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::new(
+                    "CONSENTRY_WEBHOOKS__URL",
+                    format!("{url}: expected an http:// or https:// URL"),
+                ));
+            }
+        }
+        if let Some(url) = &self.smtp_url {
+            crate::notify::email::SmtpSettings::parse(url.expose(), self.mail.tls)
+                .map_err(|m| ConfigError::new("CONSENTRY_SMTP_URL", m))?;
+        }
+        crate::notify::email::parse_mailbox(&self.mail.from)
+            .map_err(|m| ConfigError::new("CONSENTRY_MAIL__FROM", m))?;
+        if let Some(reply_to) = &self.mail.reply_to {
+            crate::notify::email::parse_mailbox(reply_to)
+                .map_err(|m| ConfigError::new("CONSENTRY_MAIL__REPLY_TO", m))?;
+        }
+        if self.outbox.batch_size == 0
+            || self.outbox.concurrency == 0
+            || self.outbox.max_attempts < 1
+        {
+            return Err(ConfigError::new(
+                "CONSENTRY_OUTBOX",
+                "batch_size, concurrency and max_attempts must be at least 1",
+            ));
+        }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::new(
                 "CONSENTRY_MAX_BODY_BYTES",

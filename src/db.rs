@@ -1,15 +1,17 @@
 //! Database connection and write transactions for both engines.
 //!
-//! SQLite allows one writer at a time; two transactions that both try to upgrade to a write
-//! lock fail with `SQLITE_BUSY` instead of waiting. [`Db::begin_write`] therefore serialises
-//! writers inside the process on SQLite (readers stay concurrent under WAL). On PostgreSQL it is
+//! SQLite allows one writer at a time, and a transaction that read first and then tries to
+//! write fails with `SQLITE_BUSY` instead of waiting when another writer got there first.
+//! [`Db::begin_write`] therefore serialises writers inside the process and starts them with
+//! `BEGIN IMMEDIATE`, which takes the write lock up front and waits (busy timeout) for writers in
+//! other processes, such as a CLI command. Readers stay concurrent under WAL. On PostgreSQL it is
 //! a plain transaction and row locks do the work, so several replicas can share one database.
 
 use std::{ops::Deref, sync::Arc, time::Duration};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    TransactionTrait,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -87,7 +89,17 @@ impl Db {
             DatabaseKind::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
             DatabaseKind::Postgres => None,
         };
-        let txn = self.conn.begin().await?;
+        let txn = match self.kind {
+            DatabaseKind::Sqlite => {
+                self.conn
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..TransactionOptions::default()
+                    })
+                    .await?
+            }
+            DatabaseKind::Postgres => self.conn.begin().await?,
+        };
         Ok(WriteTxn {
             txn,
             _writer: writer,

@@ -10,7 +10,9 @@ use poem::{
 };
 use poem_openapi::OpenApiService;
 
-use crate::{AppState, audit, auth, error::ApiError, error::problem_from_poem_error, health};
+use crate::{
+    AppState, audit, auth, error::ApiError, error::problem_from_poem_error, health, notify,
+};
 
 /// Header carrying the request id in both directions.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -31,6 +33,7 @@ pub fn api_service(state: &AppState) -> OpenApiService<impl poem_openapi::OpenAp
             health::HealthApi::new(state.clone()),
             auth::api::KeysApi::new(state.clone()),
             audit::api::AuditApi::new(state.clone()),
+            notify::api::OutboxApi::new(state.clone()),
         ),
         "Consentry",
         env!("CARGO_PKG_VERSION"),

@@ -9,6 +9,7 @@
 //! - [`auth`]: API keys with roles for the main app and admin console, subject tokens for the
 //!   portal.
 //! - [`audit`]: the append-only, hash-chained audit log.
+//! - [`notify`]: the transactional outbox, email (templates, SMTP) and outgoing webhooks.
 //! - [`cli`]: the command-line interface behind `main`.
 //!
 //! Each domain folder is a room: its `api` module parses, authorises and calls the domain's
@@ -26,13 +27,16 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod notify;
 pub mod telemetry;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use poem::{Server, listener::TcpAcceptor};
 
-use crate::{auth::token::SubjectTokens, config::Config, db::Db};
+use tokio::sync::watch;
+
+use crate::{auth::token::SubjectTokens, config::Config, db::Db, notify::dispatcher::Dispatcher};
 
 /// Shared, cheaply clonable state handed to every API.
 #[derive(Clone)]
@@ -40,6 +44,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub subject_tokens: Option<SubjectTokens>,
+    /// Delivers the outbox; also run on demand by tests.
+    pub dispatcher: Arc<Dispatcher>,
 }
 
 /// Why the service could not start.
@@ -54,6 +60,8 @@ pub enum StartupError {
     },
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Notify(#[from] notify::dispatcher::SetupError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -76,7 +84,15 @@ impl App {
     /// (port 0 picks a free port, as the tests do).
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         config.validate()?;
-        let state = prepare(config).await?;
+        let db = open_database(&config).await?;
+        let subject_tokens = config.subject_token_secret.clone().map(SubjectTokens::new);
+        let dispatcher = Arc::new(Dispatcher::new(&config, db.clone())?);
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            subject_tokens,
+            dispatcher,
+        };
         let listen = state.config.listen;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -111,9 +127,17 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections and lets in-flight
-    /// requests finish (up to a grace period) before closing the database pool.
+    /// Serves and runs the background jobs until `shutdown` completes; then stops accepting
+    /// connections, lets in-flight requests finish (up to a grace period), stops the jobs after
+    /// their current pass, and closes the database pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let (stop_jobs, jobs_stopped) = watch::channel(false);
+        let dispatcher = self
+            .state
+            .config
+            .outbox
+            .dispatch
+            .then(|| tokio::spawn(self.state.dispatcher.clone().run(jobs_stopped)));
         let endpoint = http::app(self.state.clone());
         tracing::info!(
             "listening on http://{addr}; API documentation at http://{addr}/docs",
@@ -122,6 +146,12 @@ impl App {
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(endpoint, shutdown, Some(SHUTDOWN_GRACE))
             .await;
+        let _ = stop_jobs.send(true);
+        if let Some(dispatcher) = dispatcher
+            && let Err(e) = dispatcher.await
+        {
+            tracing::error!(error = %e, "the outbox dispatcher ended abnormally");
+        }
         if let Err(e) = self.state.db.close().await {
             tracing::warn!(error = %e, "closing the database pool failed");
         }
@@ -130,20 +160,16 @@ impl App {
     }
 }
 
-/// Everything but the listener: folders, database, migrations. The CLI commands use it too.
-pub async fn prepare(config: Config) -> Result<AppState, StartupError> {
+/// Creates the data folder, connects, and applies pending migrations. The CLI commands that
+/// only need the database use it directly.
+pub async fn open_database(config: &Config) -> Result<Db, StartupError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartupError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let db = Db::connect(&config).await?;
+    let db = Db::connect(config).await?;
     db.migrate().await?;
-    let subject_tokens = config.subject_token_secret.clone().map(SubjectTokens::new);
-    Ok(AppState {
-        config: Arc::new(config),
-        db,
-        subject_tokens,
-    })
+    Ok(db)
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

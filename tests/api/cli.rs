@@ -32,9 +32,37 @@ fn command_for(app: &TestApp) -> Command {
     cmd
 }
 
+/// Copies a folder of the repository, as an operator would ship `templates/` and `policies/`.
+fn copy_repo_folder(name: &str, to: &std::path::Path) {
+    let from = crate::helpers::repo_path(name);
+    for entry in walk(&from) {
+        let target = to.join(name).join(entry.strip_prefix(&from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, target).unwrap();
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_bare_start_creates_the_sqlite_file_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
+    copy_repo_folder("templates", dir.path());
+    copy_repo_folder("policies", dir.path());
     let mut child = bare_command()
         .current_dir(dir.path())
         .env("CONSENTRY_LISTEN", "127.0.0.1:0")
@@ -63,6 +91,10 @@ async fn a_bare_start_creates_the_sqlite_file_serves_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(dir.path().join("data/consentry.db").exists());
+    assert!(
+        dir.path().join("data/mail").is_dir(),
+        "mail goes to ./data/mail"
+    );
 
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -193,4 +225,40 @@ fn keys_create_refuses_an_unknown_role() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("root"));
+}
+
+#[tokio::test]
+async fn mail_test_sends_through_smtp_and_reports_the_answer() {
+    let sink = crate::mail::SmtpSink::start().await;
+    let out = bare_command()
+        .env("CONSENTRY_SMTP_URL", sink.url())
+        .args(["mail", "test", "--to", "person@example.com"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("250"));
+    let mail = sink.wait_for(1).await;
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].to.contains("person@example.com"));
+}
+
+#[test]
+fn a_missing_template_stops_the_service_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bare_command()
+        .current_dir(dir.path())
+        .env("CONSENTRY_LISTEN", "127.0.0.1:0")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("template") && stderr.contains("missing"),
+        "{stderr}"
+    );
 }

@@ -52,6 +52,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
         webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
         ..Config::default()
     };
+    // Tests drive delivery themselves with `dispatcher.drain_once`.
+    config.outbox.dispatch = false;
     customize(&mut config);
     let app = App::build(config).await.expect("the app builds");
     let base = format!("http://{}", app.addr());

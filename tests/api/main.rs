@@ -3,8 +3,10 @@
 //! `CONSENTRY_TEST_DATABASE_URL` points at a server).
 
 mod helpers;
+mod mail;
 
 mod audit;
 mod auth;
 mod cli;
 mod errors;
+mod notify;

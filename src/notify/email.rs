@@ -1,0 +1,342 @@
+//! Email: what each message says ([`EmailContent`]), and how it leaves ([`Mailer`]): pooled SMTP
+//! through lettre, or `.eml` files in `<data_dir>/mail/` when no SMTP server is configured.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use lettre::{
+    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{Mailbox, MultiPart},
+    transport::smtp::{
+        PoolConfig,
+        authentication::Credentials,
+        client::{Tls, TlsParameters},
+    },
+};
+use serde::{Deserialize, Serialize};
+
+use super::templates::Rendered;
+use crate::config::{Config, MailConfig, SmtpTls};
+
+/// Every email the service sends, with the data its templates need. The variant names the
+/// template (`templates/email/<name>.<lang>.{subject,txt,html}.hbs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "template", content = "data", rename_all = "snake_case")]
+pub enum EmailContent {
+    /// A one-time code proving control of an email address for a data-subject request.
+    VerificationCode {
+        code: String,
+        request_type: String,
+        expires_in_minutes: u32,
+    },
+    /// A data-subject request was received (and verified).
+    RequestReceived {
+        request_id: String,
+        request_type: String,
+        law: String,
+        due_date: NaiveDate,
+    },
+    /// A GDPR request's deadline was extended, with the reason (Art 12(3)).
+    RequestExtended {
+        request_id: String,
+        request_type: String,
+        reason: String,
+        new_due_date: NaiveDate,
+    },
+    /// A request was fulfilled; `outcome` is `completed` or `restricted` (with a note why).
+    RequestCompleted {
+        request_id: String,
+        request_type: String,
+        outcome: String,
+        note: Option<String>,
+    },
+    /// A request was refused, with the reason and the remedies the law gives.
+    RequestRejected {
+        request_id: String,
+        request_type: String,
+        reason: String,
+        /// `gdpr` (complaint to a supervisory authority, judicial remedy) or `pipl` (complaint,
+        /// lawsuit in a people's court).
+        law: String,
+    },
+    /// An export package is ready to download until `expires_at`.
+    ExportReady {
+        request_id: String,
+        download_url: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// A material policy change that needs fresh consent.
+    PolicyChanged {
+        policy_title: String,
+        version: i32,
+        effective_at: DateTime<Utc>,
+        change_summary: String,
+        policy_url: String,
+    },
+    /// A guardian is asked to consent for a minor.
+    GuardianConsent {
+        confirm_url: String,
+        expires_at: DateTime<Utc>,
+        purposes: Vec<PurposeLine>,
+    },
+    /// Data will be purged on `purge_date` under the retention rules.
+    RetentionNotice {
+        purge_date: NaiveDate,
+        items: Vec<CategoryCount>,
+    },
+    /// Data was purged under the retention rules.
+    RetentionPurged {
+        purged_on: NaiveDate,
+        items: Vec<CategoryCount>,
+    },
+    /// The daily digest for reviewers and admins.
+    AdminDigest {
+        generated_at: DateTime<Utc>,
+        overdue: Vec<RequestLine>,
+        due_soon: Vec<RequestLine>,
+        dead_letters: u64,
+        purge_summary: Option<String>,
+    },
+}
+
+/// A purpose as listed in a guardian request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PurposeLine {
+    pub title: String,
+    pub description: String,
+}
+
+/// How many items of a data category a retention email concerns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CategoryCount {
+    pub category: String,
+    pub count: u64,
+}
+
+/// A request as listed in the admin digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestLine {
+    pub request_id: String,
+    pub request_type: String,
+    pub due_date: NaiveDate,
+}
+
+impl EmailContent {
+    /// The template's name, the outbox row's `topic`.
+    pub fn template(&self) -> &'static str {
+        match self {
+            EmailContent::VerificationCode { .. } => "verification_code",
+            EmailContent::RequestReceived { .. } => "request_received",
+            EmailContent::RequestExtended { .. } => "request_extended",
+            EmailContent::RequestCompleted { .. } => "request_completed",
+            EmailContent::RequestRejected { .. } => "request_rejected",
+            EmailContent::ExportReady { .. } => "export_ready",
+            EmailContent::PolicyChanged { .. } => "policy_changed",
+            EmailContent::GuardianConsent { .. } => "guardian_consent",
+            EmailContent::RetentionNotice { .. } => "retention_notice",
+            EmailContent::RetentionPurged { .. } => "retention_purged",
+            EmailContent::AdminDigest { .. } => "admin_digest",
+        }
+    }
+}
+
+/// Parses `Name <address>` or a bare address.
+pub fn parse_mailbox(value: &str) -> Result<Mailbox, String> {
+    value
+        .parse::<Mailbox>()
+        .map_err(|e| format!("not an email address: {e}"))
+}
+
+/// SMTP connection settings from `smtp_url` and `mail.tls`.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    credentials: Option<(String, String)>,
+}
+
+impl SmtpSettings {
+    /// `smtp://[user:pass@]host[:port]` (default port 25, opportunistic STARTTLS) or
+    /// `smtps://...` (default port 465, implicit TLS); `tls` overrides the mode.
+    pub fn parse(url: &str, tls: Option<SmtpTls>) -> Result<Self, String> {
+        let parsed = url::Url::parse(url).map_err(|_| "not a URL".to_string())?;
+        let (default_tls, default_port) = match parsed.scheme() {
+            "smtp" => (SmtpTls::Opportunistic, 25),
+            "smtps" => (SmtpTls::Tls, 465),
+            _ => return Err("expected smtp:// or smtps://".into()),
+        };
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or("the URL has no host")?
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string();
+        let decode = |s: &str| {
+            percent_decode(s).ok_or_else(|| "the credentials are not valid UTF-8".to_string())
+        };
+        let credentials = if parsed.username().is_empty() {
+            None
+        } else {
+            Some((
+                decode(parsed.username())?,
+                decode(parsed.password().unwrap_or_default())?,
+            ))
+        };
+        Ok(Self {
+            host,
+            port: parsed.port().unwrap_or(default_port),
+            tls: tls.unwrap_or(default_tls),
+            credentials,
+        })
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Where email goes.
+pub enum Mailer {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// Why a message was not accepted. `detail` never contains addresses or message content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    pub detail: String,
+    /// The server refused for good (a 5xx reply): retrying the same message will not help.
+    pub permanent: bool,
+}
+
+impl Mailer {
+    /// SMTP when `smtp_url` is set, else files under `<data_dir>/mail/`.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let Some(url) = &config.smtp_url else {
+            let dir = config.data_dir.join("mail");
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            return Ok(Mailer::File(AsyncFileTransport::new(dir)));
+        };
+        let settings = SmtpSettings::parse(url.expose(), config.mail.tls)?;
+        let tls_params =
+            || TlsParameters::new(settings.host.clone()).map_err(|e| format!("TLS setup: {e}"));
+        let tls = match settings.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Opportunistic => Tls::Opportunistic(tls_params()?),
+            SmtpTls::Starttls => Tls::Required(tls_params()?),
+            SmtpTls::Tls => Tls::Wrapper(tls_params()?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            .port(settings.port)
+            .tls(tls)
+            .timeout(Some(Duration::from_secs(config.mail.timeout_seconds)))
+            .pool_config(PoolConfig::new().max_size(config.mail.pool_size.max(1)));
+        if let Some((user, pass)) = settings.credentials {
+            builder = builder.credentials(Credentials::new(user, pass));
+        }
+        Ok(Mailer::Smtp(builder.build()))
+    }
+
+    /// Sends one message; returns the server's answer (or the file written).
+    pub async fn send(&self, message: Message) -> Result<String, SendError> {
+        match self {
+            Mailer::Smtp(smtp) => match smtp.send(message).await {
+                Ok(response) => Ok(format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                )),
+                Err(e) => Err(match e.status() {
+                    // The reply text may quote the recipient's address: keep only the code.
+                    Some(code) => SendError {
+                        detail: format!("SMTP server replied {code}"),
+                        permanent: e.is_permanent(),
+                    },
+                    None if e.is_timeout() => SendError {
+                        detail: "SMTP timeout".into(),
+                        permanent: false,
+                    },
+                    None => SendError {
+                        detail: format!("SMTP connection failed: {e}"),
+                        permanent: false,
+                    },
+                }),
+            },
+            Mailer::File(files) => files
+                .send(message)
+                .await
+                .map(|id| format!("written to mail/{id}.eml"))
+                .map_err(|e| SendError {
+                    detail: format!("cannot write the mail file: {e}"),
+                    permanent: false,
+                }),
+        }
+    }
+}
+
+/// Assembles a multipart (plain text + HTML) message.
+///
+/// `message_id` is stable for the outbox row, so that a message sent twice after a crash can be
+/// recognised as one by mail clients.
+pub fn build_message(
+    mail: &MailConfig,
+    to: &str,
+    message_id: &str,
+    rendered: Rendered,
+) -> Result<Message, String> {
+    let from = parse_mailbox(&mail.from)?;
+    let domain = from.email.domain().to_string();
+    let mut builder = Message::builder()
+        .from(from)
+        .to(parse_mailbox(to).map_err(|_| "the recipient is not an email address".to_string())?)
+        .subject(rendered.subject)
+        .message_id(Some(format!("<{message_id}@{domain}>")));
+    if let Some(reply_to) = &mail.reply_to {
+        builder = builder.reply_to(parse_mailbox(reply_to)?);
+    }
+    builder
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text,
+            rendered.html,
+        ))
+        .map_err(|e| format!("cannot build the message: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_urls_give_host_port_tls_and_credentials() {
+        let s = SmtpSettings::parse("smtp://user%40x:p%2Fw@mail.example.com:2525", None).unwrap();
+        assert_eq!(s.host, "mail.example.com");
+        assert_eq!(s.port, 2525);
+        assert_eq!(s.tls, SmtpTls::Opportunistic);
+        assert_eq!(s.credentials, Some(("user@x".into(), "p/w".into())));
+
+        let s = SmtpSettings::parse("smtps://mail.example.com", None).unwrap();
+        assert_eq!((s.port, s.tls), (465, SmtpTls::Tls));
+
+        let s = SmtpSettings::parse("smtp://127.0.0.1:1025", Some(SmtpTls::None)).unwrap();
+        assert_eq!((s.port, s.tls, s.credentials), (1025, SmtpTls::None, None));
+
+        assert!(SmtpSettings::parse("http://x", None).is_err());
+        assert!(SmtpSettings::parse("smtp://", None).is_err());
+    }
+
+    #[test]
+    fn every_content_names_its_template() {
+        let content = EmailContent::VerificationCode {
+            code: "123456".into(),
+            request_type: "access".into(),
+            expires_in_minutes: 15,
+        };
+        let json = serde_json::to_value(&content).unwrap();
+        assert_eq!(json["template"], content.template());
+        assert_eq!(json["data"]["code"], "123456");
+    }
+}

@@ -1,0 +1,371 @@
+//! The outbox table: what must be said, written in the caller's transaction; then claimed,
+//! delivered and marked by the dispatcher.
+//!
+//! A row is claimed by pushing its `next_attempt_at` past a lease and counting the attempt, in a
+//! short transaction of its own (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so that replicas take
+//! different rows). Delivery happens after that transaction commits. If the claimer dies before
+//! marking the row, the lease runs out and another claim sends it again under the same id:
+//! at-least-once, never lost, and receivers can drop the repeat by id.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
+    prelude::*,
+    sea_query::{ExprTrait, LockBehavior, LockType},
+};
+use serde_json::Value;
+
+use super::email::EmailContent;
+use crate::{
+    audit::{self, Actor},
+    clock,
+    config::OutboxConfig,
+    db::Db,
+};
+
+/// The `outbox` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub kind: super::Kind,
+        /// The email template or the webhook event type.
+        pub topic: String,
+        /// Unique: the same key queued twice is one message.
+        pub dedupe_key: String,
+        /// The email address (personal data: never listed, purged after delivery).
+        pub recipient: Option<String>,
+        pub locale: Option<String>,
+        /// Email: the template data. Webhook: the exact body to sign and send.
+        pub payload: String,
+        pub status: super::Status,
+        pub attempts: i32,
+        pub next_attempt_at: DateTimeUtc,
+        /// Why the last attempt failed; never personal data.
+        pub last_error: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub delivered_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use entity::Model as OutboxMessage;
+
+/// What a message is.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    poem_openapi::Enum,
+    serde::Serialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    #[sea_orm(string_value = "email")]
+    Email,
+    #[sea_orm(string_value = "webhook")]
+    Webhook,
+}
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, poem_openapi::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[oai(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for its first or next attempt (or claimed and in flight).
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "delivered")]
+    Delivered,
+    /// Out of attempts, or refused for good; retried only by an admin.
+    #[sea_orm(string_value = "dead")]
+    Dead,
+}
+
+/// Queues an email. Returns false when a message with the same dedupe key already exists.
+pub async fn enqueue_email(
+    conn: &impl ConnectionTrait,
+    dedupe_key: &str,
+    to: &str,
+    locale: &str,
+    content: &EmailContent,
+) -> Result<bool, DbErr> {
+    let payload =
+        serde_json::to_value(content).map_err(|e| DbErr::Custom(format!("email content: {e}")))?;
+    insert(
+        conn,
+        Kind::Email,
+        content.template(),
+        dedupe_key,
+        Some(to),
+        Some(locale),
+        payload["data"].to_string(),
+    )
+    .await
+}
+
+/// Queues a webhook to the main app with the body `{type, occurred_at, data}`. Returns false
+/// when a message with the same dedupe key already exists.
+pub async fn enqueue_webhook(
+    conn: &impl ConnectionTrait,
+    dedupe_key: &str,
+    event_type: &str,
+    data: Value,
+) -> Result<bool, DbErr> {
+    let body = serde_json::json!({
+        "type": event_type,
+        "occurred_at": clock::canonical(clock::now()),
+        "data": data,
+    });
+    insert(
+        conn,
+        Kind::Webhook,
+        event_type,
+        dedupe_key,
+        None,
+        None,
+        body.to_string(),
+    )
+    .await
+}
+
+async fn insert(
+    conn: &impl ConnectionTrait,
+    kind: Kind,
+    topic: &str,
+    dedupe_key: &str,
+    recipient: Option<&str>,
+    locale: Option<&str>,
+    payload: String,
+) -> Result<bool, DbErr> {
+    let now = clock::now();
+    let row = entity::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        kind: Set(kind),
+        topic: Set(topic.to_string()),
+        dedupe_key: Set(dedupe_key.to_string()),
+        recipient: Set(recipient.map(str::to_string)),
+        locale: Set(locale.map(str::to_string)),
+        payload: Set(payload),
+        status: Set(Status::Pending),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_error: Set(None),
+        created_at: Set(now),
+        delivered_at: Set(None),
+    };
+    let result = entity::Entity::insert(row)
+        .on_conflict_do_nothing_on([entity::Column::DedupeKey])
+        .exec_without_returning(conn)
+        .await?;
+    Ok(matches!(result, TryInsertResult::Inserted(n) if n > 0))
+}
+
+/// Claims up to `limit` due messages for delivery, committing the claim before returning.
+pub async fn claim(
+    db: &Db,
+    now: DateTime<Utc>,
+    limit: u64,
+    lease: TimeDelta,
+) -> Result<Vec<OutboxMessage>, DbErr> {
+    use entity::Column;
+    let txn = db.begin_write().await?;
+    let mut rows = entity::Entity::find()
+        .filter(Column::Status.eq(Status::Pending))
+        .filter(Column::NextAttemptAt.lte(now))
+        .order_by_asc(Column::NextAttemptAt)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .all(&*txn)
+        .await?;
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let lease_until = now + lease;
+    entity::Entity::update_many()
+        .col_expr(Column::NextAttemptAt, Expr::value(lease_until))
+        .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
+        .filter(Column::Id.is_in(ids))
+        .exec(&*txn)
+        .await?;
+    txn.commit().await?;
+    for row in &mut rows {
+        row.attempts += 1;
+        row.next_attempt_at = lease_until;
+    }
+    Ok(rows)
+}
+
+/// Marks messages delivered.
+pub async fn mark_delivered(db: &Db, ids: Vec<String>, now: DateTime<Utc>) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    use entity::Column;
+    let txn = db.begin_write().await?;
+    entity::Entity::update_many()
+        .col_expr(Column::Status, Expr::value(Status::Delivered))
+        .col_expr(Column::DeliveredAt, Expr::value(now))
+        .col_expr(Column::LastError, Expr::value(Option::<String>::None))
+        .filter(Column::Id.is_in(ids))
+        .exec(&*txn)
+        .await?;
+    txn.commit().await
+}
+
+/// Records a failed attempt: the message waits for its next attempt (exponential backoff with
+/// jitter), or is dead when it is out of attempts or the failure is permanent.
+pub async fn mark_failed(
+    db: &Db,
+    message: &OutboxMessage,
+    error: &str,
+    permanent: bool,
+    now: DateTime<Utc>,
+    config: &OutboxConfig,
+) -> Result<Status, DbErr> {
+    let dead = permanent || message.attempts >= config.max_attempts;
+    let status = if dead { Status::Dead } else { Status::Pending };
+    let next = now + backoff(message.attempts, config.backoff_base_seconds);
+    let mut error = error.to_string();
+    error.truncate(500);
+    let txn = db.begin_write().await?;
+    entity::ActiveModel {
+        id: Set(message.id.clone()),
+        status: Set(status),
+        next_attempt_at: Set(next),
+        last_error: Set(Some(error)),
+        ..Default::default()
+    }
+    .update(&*txn)
+    .await?;
+    txn.commit().await?;
+    Ok(status)
+}
+
+/// Wait before attempt `attempts + 1`: `base · 2^(attempts-1)`, ±20 % jitter so that messages
+/// that failed together do not retry together.
+pub fn backoff(attempts: i32, base_seconds: u64) -> TimeDelta {
+    let exponent = attempts.clamp(1, 20) as u32 - 1;
+    let seconds = base_seconds.saturating_mul(1u64 << exponent) as f64;
+    let [r] = crate::crypto::random_bytes::<1>();
+    let jitter = 0.8 + 0.4 * (r as f64 / 255.0);
+    TimeDelta::milliseconds((seconds * jitter * 1000.0) as i64)
+}
+
+/// Filters for [`list`].
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub status: Option<Status>,
+    pub kind: Option<Kind>,
+    /// Rows older than this id (the previous page's cursor).
+    pub before_id: Option<String>,
+}
+
+/// A page of messages, newest first, and the cursor of the next page.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    filter: &Filter,
+    limit: u64,
+) -> Result<(Vec<OutboxMessage>, Option<String>), DbErr> {
+    use entity::Column;
+    let mut query = entity::Entity::find().order_by_desc(Column::Id);
+    if let Some(status) = filter.status {
+        query = query.filter(Column::Status.eq(status));
+    }
+    if let Some(kind) = filter.kind {
+        query = query.filter(Column::Kind.eq(kind));
+    }
+    if let Some(before) = &filter.before_id {
+        query = query.filter(Column::Id.lt(before.as_str()));
+    }
+    let mut rows = query.limit(limit + 1).all(conn).await?;
+    let next = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// Number of messages per status, for monitoring.
+pub async fn counts(conn: &impl ConnectionTrait) -> Result<Vec<(Status, Kind, i64)>, DbErr> {
+    use entity::Column;
+    entity::Entity::find()
+        .select_only()
+        .column(Column::Status)
+        .column(Column::Kind)
+        .column_as(Column::Id.count(), "n")
+        .group_by(Column::Status)
+        .group_by(Column::Kind)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// Puts a message back in the queue for an immediate attempt, with a fresh set of attempts.
+/// Returns `None` for an unknown id.
+pub async fn retry(db: &Db, id: &str, actor: &Actor) -> Result<Option<OutboxMessage>, DbErr> {
+    let txn = db.begin_write().await?;
+    let Some(message) = entity::Entity::find_by_id(id).one(&*txn).await? else {
+        return Ok(None);
+    };
+    if message.status == Status::Delivered {
+        return Ok(Some(message));
+    }
+    let mut active: entity::ActiveModel = message.into();
+    active.status = Set(Status::Pending);
+    active.attempts = Set(0);
+    active.next_attempt_at = Set(clock::now());
+    let message = active.update(&*txn).await?;
+    audit::record(
+        &*txn,
+        actor,
+        "outbox.retried",
+        audit::Target::new("outbox", id),
+        serde_json::json!({ "kind": message.kind, "topic": message.topic }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Some(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter() {
+        for attempts in 1..=9 {
+            let wait = backoff(attempts, 180).num_milliseconds() as f64;
+            let nominal = 180_000.0 * 2f64.powi(attempts - 1);
+            assert!(
+                wait >= nominal * 0.8 - 1.0 && wait <= nominal * 1.2 + 1.0,
+                "{attempts}: {wait}"
+            );
+        }
+    }
+
+    #[test]
+    fn ten_attempts_spread_over_about_a_day() {
+        let nominal: u64 = (1..10).map(|a| 180u64 << (a - 1)).sum();
+        let hours = nominal as f64 / 3600.0;
+        assert!((20.0..30.0).contains(&hours), "{hours} h");
+    }
+}
