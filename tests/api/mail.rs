@@ -102,20 +102,25 @@ impl SmtpSink {
 
     pub async fn start_on(port: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(python())
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir.path().join("box"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiosmtpd starts");
+        // Owned by the sink at once, so that it is killed and reaped however this function ends.
+        let sink = Self {
+            port,
+            child: Command::new(python())
+                .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(dir.path().join("box"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("aiosmtpd starts"),
+            dir,
+        };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Self { port, dir, child };
+                return sink;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
