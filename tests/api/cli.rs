@@ -229,7 +229,7 @@ fn keys_create_refuses_an_unknown_role() {
 
 #[tokio::test]
 async fn mail_test_sends_through_smtp_and_reports_the_answer() {
-    let sink = crate::mail::SmtpSink::start().await;
+    let sink = crate::smtp::SmtpSink::start().await;
     let out = bare_command()
         .env("CONSENTRY_SMTP_URL", sink.url())
         .args(["mail", "test", "--to", "person@example.com"])

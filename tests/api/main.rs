@@ -3,7 +3,8 @@
 //! `CONSENTRY_TEST_DATABASE_URL` points at a server).
 
 mod helpers;
-mod mail;
+mod smtp;
+mod webhooks;
 
 mod audit;
 mod auth;

@@ -15,7 +15,8 @@ use serde_json::json;
 
 use crate::{
     helpers::{TestApp, json, problem, spawn_app, spawn_app_with},
-    mail::{SmtpSink, WebhookReceiver, free_port},
+    smtp::{SmtpSink, free_port},
+    webhooks::WebhookReceiver,
 };
 
 fn code(n: u32) -> EmailContent {

@@ -1,0 +1,165 @@
+//! Outbox throughput: queue N emails, drain them through the dispatcher to a local SMTP server
+//! (aiosmtpd), and compare with sending the same messages straight through lettre's pooled
+//! transport (the baseline: what SMTP itself allows on this machine).
+//!
+//! `cargo bench --bench outbox` (SQLite); set `CONSENTRY_BENCH_DATABASE_URL=postgres://...` for
+//! PostgreSQL. `OUTBOX_BENCH_SIZES=1000,10000` picks the queue sizes. Prints messages per second
+//! and the process's peak resident memory after each size: a flat peak means rows are claimed
+//! in batches, never loaded all at once.
+
+// Shared with the integration suite, which uses the parts that read messages back.
+#[allow(dead_code)]
+#[path = "../tests/api/smtp.rs"]
+mod smtp;
+
+use std::{sync::Arc, time::Instant};
+
+use chrono::Utc;
+use consentry::{
+    config::{Config, Secret},
+    db::Db,
+    notify::{
+        dispatcher::Dispatcher,
+        email::{EmailContent, Mailer, build_message},
+        outbox,
+        templates::Templates,
+    },
+};
+use futures_util::{StreamExt, stream};
+use sea_orm::ConnectionTrait;
+
+fn content(n: usize) -> EmailContent {
+    EmailContent::VerificationCode {
+        code: format!("{n:06}"),
+        request_type: "access".into(),
+        expires_in_minutes: 15,
+    }
+}
+
+/// Peak resident set size of this process, in MiB (Linux `VmHWM`).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn database(dir: &tempfile::TempDir, label: &str) -> (String, Db, Config) {
+    let url = match std::env::var("CONSENTRY_BENCH_DATABASE_URL") {
+        Ok(server) => {
+            let name = format!("consentry_bench_{label}_{}", uuid::Uuid::new_v4().simple());
+            let admin = sea_orm::Database::connect(&server).await.unwrap();
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            let mut url = url::Url::parse(&server).unwrap();
+            url.set_path(&name);
+            url.to_string()
+        }
+        Err(_) => format!("sqlite://{}/{label}.db?mode=rwc", dir.path().display()),
+    };
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        database_url: Some(Secret::new(url.clone())),
+        templates_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates"),
+        ..Config::default()
+    };
+    let db = Db::connect(&config).await.unwrap();
+    db.migrate().await.unwrap();
+    (url, db, config)
+}
+
+#[tokio::main]
+async fn main() {
+    let sizes: Vec<usize> = std::env::var("OUTBOX_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000,20000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("sizes are numbers"))
+        .collect();
+    let sink = smtp::SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = if std::env::var("CONSENTRY_BENCH_DATABASE_URL").is_ok() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    println!(
+        "outbox bench on {engine}, SMTP sink aiosmtpd on 127.0.0.1:{}",
+        sink.port
+    );
+    println!(
+        "{:>8}  {:>12}  {:>14}  {:>14}  {:>7}  {:>13}",
+        "emails", "queue (s)", "outbox msg/s", "direct msg/s", "ratio", "peak RSS MiB"
+    );
+    let mut sent = 0;
+    for (run, &n) in sizes.iter().enumerate() {
+        let (_, db, mut config) = database(&dir, &format!("run{run}")).await;
+        config.smtp_url = Some(Secret::new(sink.url()));
+
+        // Baseline: the same messages straight to SMTP with the same concurrency, no outbox.
+        let mailer = Arc::new(Mailer::from_config(&config).unwrap());
+        let templates = Templates::load(&config.templates_dir).unwrap();
+        let started = Instant::now();
+        stream::iter(0..n)
+            .map(|i| {
+                let mailer = mailer.clone();
+                let data = serde_json::to_value(content(i)).unwrap()["data"].clone();
+                let rendered = templates.render("verification_code", "en", &data).unwrap();
+                let message = build_message(
+                    &config.mail,
+                    "bench@example.com",
+                    &uuid::Uuid::now_v7().to_string(),
+                    rendered,
+                )
+                .unwrap();
+                async move { mailer.send(message).await.unwrap() }
+            })
+            .buffer_unordered(config.outbox.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let direct = n as f64 / started.elapsed().as_secs_f64();
+
+        let started = Instant::now();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+            let txn = db.begin_write().await.unwrap();
+            for &i in chunk {
+                outbox::enqueue_email(
+                    &*txn,
+                    &format!("bench:{i}"),
+                    "bench@example.com",
+                    "en",
+                    &content(i),
+                )
+                .await
+                .unwrap();
+            }
+            txn.commit().await.unwrap();
+        }
+        let queued = started.elapsed().as_secs_f64();
+
+        let dispatcher = Dispatcher::new(&config, db.clone()).unwrap();
+        let started = Instant::now();
+        let report = dispatcher.drain_once(Utc::now()).await.unwrap();
+        let drained = started.elapsed().as_secs_f64();
+        assert_eq!(report.delivered as usize, n, "every message delivered");
+        let through_outbox = n as f64 / drained;
+        sent += 2 * n;
+        assert_eq!(
+            sink.wait_for(sent).await.len(),
+            sent,
+            "the SMTP server got everything"
+        );
+        println!(
+            "{n:>8}  {queued:>12.2}  {through_outbox:>14.0}  {direct:>14.0}  {:>7.2}  {:>13.1}",
+            through_outbox / direct,
+            peak_rss_mib()
+        );
+        db.close().await.unwrap();
+    }
+}
