@@ -286,7 +286,7 @@ impl Config {
         let figment = figment.merge(Env::raw().only(&["DATABASE_URL"])).merge(
             Env::prefixed("CONSENTRY_")
                 // The test suite's own settings share the prefix but are not ours.
-                .filter(|key| !key.as_str().starts_with("test_"))
+                .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
                 // `CONSENTRY_CONFIG` names the file and is read by the command line.
                 .ignore(&["config"])
                 .split("__"),

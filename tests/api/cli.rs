@@ -217,6 +217,21 @@ async fn keys_create_prints_the_key_alone_on_the_last_line() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
+#[tokio::test]
+async fn the_test_suites_own_variables_are_not_settings() {
+    let app = spawn_app().await;
+    let out = command_for(&app)
+        .env("CONSENTRY_TEST_PYTHON", "/usr/bin/python3")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn keys_create_refuses_an_unknown_role() {
     let out = bare_command()
