@@ -6,6 +6,13 @@ use poem_openapi::Tags;
 pub enum ApiTags {
     /// Liveness and readiness probes.
     Health,
-    /// The admin review console: keys, audit log and, later, policies, requests and purges.
+    /// Open to anyone: published policies and purposes.
+    Public,
+    /// The self-service rights portal, authenticated by a subject token.
+    Portal,
+    /// The main application, server to server, with a `service` key.
+    Service,
+    /// The admin review console: `viewer` reads, `reviewer` decides requests, `admin` changes
+    /// configuration.
     Admin,
 }

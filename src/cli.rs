@@ -1,4 +1,4 @@
-//! The command-line interface: `serve` (the default), `migrate` and `keys`.
+//! The command-line interface: `serve` (the default), `migrate`, `keys`, `mail` and `policies`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -39,6 +39,16 @@ pub enum Command {
     /// Check email delivery.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Manage policy documents.
+    #[command(subcommand)]
+    Policies(PoliciesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoliciesCommand {
+    /// Import the Markdown documents of a folder (default: the configured `policies_dir`).
+    /// Documents already present are skipped; a changed published document is refused.
+    Import { dir: Option<PathBuf> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +86,8 @@ pub enum CliError {
     Serve(#[from] std::io::Error),
     #[error("mail: {0}")]
     Mail(String),
+    #[error("policies: {0}")]
+    Policies(#[from] crate::policy::PolicyError),
 }
 
 impl CliError {
@@ -147,6 +159,19 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
                 .await
                 .map_err(|e| CliError::Mail(e.detail))?;
             println!("accepted: {answer}");
+        }
+        Command::Policies(PoliciesCommand::Import { dir }) => {
+            let db = open_database(&config).await?;
+            let dir = dir.unwrap_or_else(|| config.policies_dir.clone());
+            let report = crate::policy::import::import_dir(&db, &config, &dir, &Actor::Cli).await?;
+            for doc in &report.published {
+                println!("published {doc}");
+            }
+            println!(
+                "{} published, {} unchanged",
+                report.published.len(),
+                report.unchanged
+            );
         }
         Command::Keys(KeysCommand::Revoke { id }) => {
             let db = open_database(&config).await?;

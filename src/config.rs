@@ -50,6 +50,68 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Delivery of queued emails and webhooks.
     pub outbox: OutboxConfig,
+    /// Who the controller is, for consent receipts and emails.
+    pub controller: ControllerConfig,
+    /// How consent evidence is kept.
+    pub consent: ConsentConfig,
+}
+
+/// The organisation responsible for the processing (GDPR Art 4(7), the PIPL's "personal
+/// information handler"), named in consent receipts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControllerConfig {
+    pub name: String,
+    /// Where people reach the privacy team or data-protection officer.
+    pub contact_email: String,
+    pub address: String,
+    /// The self-service rights portal, linked from emails (policy changes, exports).
+    pub portal_url: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            name: "Example Controller".into(),
+            contact_email: "privacy@example.com".into(),
+            address: "Set controller.address in consentry.toml".into(),
+            portal_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// What is kept of the requester's IP address as evidence of a consent event.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IpEvidence {
+    /// IPv4 to its /24, IPv6 to its /48: enough to show the network, not the person.
+    Truncate,
+    /// HMAC-SHA256 with `consent.ip_hash_key`: the same address gives the same value, and an
+    /// address can be checked against it, but not read back.
+    Hash,
+    /// Nothing.
+    None,
+}
+
+/// Consent ledger settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsentConfig {
+    pub ip_evidence: IpEvidence,
+    /// Key for `ip_evidence = "hash"` (`CONSENTRY_CONSENT__IP_HASH_KEY`).
+    pub ip_hash_key: Option<Secret>,
+    /// Subjects whose consents one batch of a material policy change marks (and emails).
+    pub reconsent_batch_size: u64,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        Self {
+            ip_evidence: IpEvidence::Truncate,
+            ip_hash_key: None,
+            reconsent_batch_size: 500,
+        }
+    }
 }
 
 /// Email settings besides the SMTP URL.
@@ -182,6 +244,8 @@ impl Default for Config {
             mail: MailConfig::default(),
             webhooks: WebhooksConfig::default(),
             outbox: OutboxConfig::default(),
+            controller: ControllerConfig::default(),
+            consent: ConsentConfig::default(),
         }
     }
 }
@@ -356,6 +420,24 @@ impl Config {
                 "batch_size, concurrency and max_attempts must be at least 1",
             ));
         }
+        if self.consent.ip_evidence == IpEvidence::Hash && self.consent.ip_hash_key.is_none() {
+            return Err(ConfigError::new(
+                "CONSENTRY_CONSENT__IP_HASH_KEY",
+                "required when consent.ip_evidence is `hash`",
+            ));
+        }
+        if self.consent.reconsent_batch_size == 0 {
+            return Err(ConfigError::new(
+                "CONSENTRY_CONSENT__RECONSENT_BATCH_SIZE",
+                "must be at least 1",
+            ));
+        }
+        url::Url::parse(&self.controller.portal_url).map_err(|e| {
+            ConfigError::new(
+                "CONSENTRY_CONTROLLER__PORTAL_URL",
+                format!("not a URL: {e}"),
+            )
+        })?;
         if self.max_body_bytes == 0 {
             return Err(ConfigError::new(
                 "CONSENTRY_MAX_BODY_BYTES",

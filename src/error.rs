@@ -16,6 +16,8 @@ use poem_openapi::{
 use sea_orm::{DbErr, SqlErr};
 use serde::Serialize;
 
+use crate::{consent::ConsentError, policy::PolicyError, purpose::PurposeError};
+
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -268,6 +270,55 @@ impl From<DbErr> for ApiError {
                 DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Self::unavailable(&err),
                 other => Self::internal(&other),
             },
+        }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(err: PolicyError) -> Self {
+        match err {
+            PolicyError::NotFound => Self::not_found(err.to_string()),
+            PolicyError::NotDraft(_) | PolicyError::NotPublished => {
+                Self::conflict(err.to_string()).with_reason("policy_state")
+            }
+            PolicyError::Immutable { .. } => {
+                Self::conflict(err.to_string()).with_reason("policy_immutable")
+            }
+            PolicyError::NotNewer { .. } | PolicyError::Exists => Self::conflict(err.to_string()),
+            PolicyError::Invalid(errors) => Self::validation(errors),
+            PolicyError::File { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string())
+            }
+            PolicyError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<PurposeError> for ApiError {
+    fn from(err: PurposeError) -> Self {
+        match err {
+            PurposeError::NotFound => Self::not_found(err.to_string()),
+            PurposeError::Exists | PurposeError::HasConsents => Self::conflict(err.to_string()),
+            PurposeError::Invalid(errors) => Self::validation(errors),
+            PurposeError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<ConsentError> for ApiError {
+    fn from(err: ConsentError) -> Self {
+        match err {
+            ConsentError::Invalid(errors) => Self::validation(errors),
+            ConsentError::Refused { reason, detail } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail).with_reason(reason)
+            }
+            ConsentError::RequiredPurpose(_) => {
+                Self::conflict(err.to_string()).with_reason("required_purpose")
+            }
+            ConsentError::SubjectNotFound | ConsentError::EventNotFound => {
+                Self::not_found(err.to_string())
+            }
+            ConsentError::Db(e) => e.into(),
         }
     }
 }

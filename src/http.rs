@@ -11,7 +11,8 @@ use poem::{
 use poem_openapi::OpenApiService;
 
 use crate::{
-    AppState, audit, auth, error::ApiError, error::problem_from_poem_error, health, notify,
+    AppState, audit, auth, consent, error::ApiError, error::problem_from_poem_error, health,
+    notify, policy, purpose,
 };
 
 /// Header carrying the request id in both directions.
@@ -34,6 +35,9 @@ pub fn api_service(state: &AppState) -> OpenApiService<impl poem_openapi::OpenAp
             auth::api::KeysApi::new(state.clone()),
             audit::api::AuditApi::new(state.clone()),
             notify::api::OutboxApi::new(state.clone()),
+            policy::api::PoliciesApi::new(state.clone()),
+            purpose::api::PurposesApi::new(state.clone()),
+            consent::api::ConsentApi::new(state.clone()),
         ),
         "Consentry",
         env!("CARGO_PKG_VERSION"),

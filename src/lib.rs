@@ -10,6 +10,11 @@
 //!   portal.
 //! - [`audit`]: the append-only, hash-chained audit log.
 //! - [`notify`]: the transactional outbox, email (templates, SMTP) and outgoing webhooks.
+//! - [`policy`]: privacy policy versions per jurisdiction and language, imported from
+//!   `policies/` or drafted by admins; material changes trigger re-consent.
+//! - [`purpose`]: purposes of processing, their legal basis, recipients and retention.
+//! - [`consent`]: the hash-chained consent ledger, receipts and the consent check.
+//! - [`subject`]: the people the main app knows, by its user id.
 //! - [`cli`]: the command-line interface behind `main`.
 //!
 //! Each domain folder is a room: its `api` module parses, authorises and calls the domain's
@@ -22,12 +27,17 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod consent;
 pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;
 pub mod notify;
+pub mod period;
+pub mod policy;
+pub mod purpose;
+pub mod subject;
 pub mod telemetry;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -62,6 +72,8 @@ pub enum StartupError {
     Database(#[from] sea_orm::DbErr),
     #[error(transparent)]
     Notify(#[from] notify::dispatcher::SetupError),
+    #[error("policies: {0}")]
+    Policies(#[from] policy::PolicyError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -85,6 +97,12 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         config.validate()?;
         let db = open_database(&config).await?;
+        let report =
+            policy::import::import_dir(&db, &config, &config.policies_dir, &audit::Actor::System)
+                .await?;
+        if !report.published.is_empty() {
+            tracing::info!(published = ?report.published, "policy documents imported");
+        }
         let subject_tokens = config.subject_token_secret.clone().map(SubjectTokens::new);
         let dispatcher = Arc::new(Dispatcher::new(&config, db.clone())?);
         let state = AppState {
@@ -138,6 +156,14 @@ impl App {
             .outbox
             .dispatch
             .then(|| tokio::spawn(self.state.dispatcher.clone().run(jobs_stopped)));
+        let resume = tokio::spawn({
+            let state = self.state.clone();
+            async move {
+                if let Err(e) = policy::resume_reconsent(&state.db, &state.config).await {
+                    tracing::error!(error = %e, "resuming re-consent after a policy change failed");
+                }
+            }
+        });
         let endpoint = http::app(self.state.clone());
         tracing::info!(
             "listening on http://{addr}; API documentation at http://{addr}/docs",
@@ -147,6 +173,7 @@ impl App {
             .run_with_graceful_shutdown(endpoint, shutdown, Some(SHUTDOWN_GRACE))
             .await;
         let _ = stop_jobs.send(true);
+        resume.abort();
         if let Some(dispatcher) = dispatcher
             && let Err(e) = dispatcher.await
         {

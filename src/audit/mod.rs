@@ -28,6 +28,8 @@ pub enum Actor {
     ApiKey(String),
     /// An operator at the command line.
     Cli,
+    /// The service itself, e.g. importing `policies/` at start-up.
+    System,
 }
 
 impl std::fmt::Display for Actor {
@@ -35,6 +37,7 @@ impl std::fmt::Display for Actor {
         match self {
             Actor::ApiKey(id) => write!(f, "api_key:{id}"),
             Actor::Cli => f.write_str("cli"),
+            Actor::System => f.write_str("system"),
         }
     }
 }

@@ -1,0 +1,636 @@
+//! Appending to the ledger, reading it back, and verifying its chain.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, prelude::*,
+    sea_query::OnConflict,
+};
+use serde_json::json;
+
+use super::{
+    ConsentError,
+    model::{Action, ConsentActor, ConsentStatus, consents, events},
+};
+use crate::{
+    audit, clock,
+    config::Config,
+    crypto,
+    db::Db,
+    error::FieldError,
+    notify::outbox,
+    policy::{self, Policy, PolicyStatus},
+    purpose::{self, LegalBasis, Purpose},
+    subject::{self, AgeStatus, GENESIS_HASH, Subject},
+};
+
+/// Most decisions in one request.
+pub const MAX_DECISIONS: usize = 50;
+/// How far in the future a reported `occurred_at` may lie (clock skew between servers).
+const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
+
+/// The policy document a person was shown: a version of a policy, optionally pinned to one
+/// document by id; otherwise the document for the subject's jurisdiction and language.
+#[derive(Debug, Clone)]
+pub struct PolicyRef {
+    pub key: String,
+    pub version: i32,
+    pub id: Option<String>,
+}
+
+/// One purpose and the person's answer.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub purpose: String,
+    pub granted: bool,
+}
+
+/// Everything needed to record decisions.
+#[derive(Debug, Clone)]
+pub struct RecordRequest {
+    pub external_id: String,
+    pub decisions: Vec<Decision>,
+    pub policy: PolicyRef,
+    pub actor: ConsentActor,
+    pub channel: String,
+    pub language: Option<String>,
+    pub jurisdiction: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<IpAddr>,
+    /// When the person decided; defaults to now. The main app may report past decisions.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// Required for admin corrections.
+    pub reason: Option<String>,
+    /// Writes an audit entry naming this actor (admin corrections).
+    pub audited_by: Option<audit::Actor>,
+}
+
+/// The state of one purpose after a request.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub purpose: String,
+    pub status: ConsentStatus,
+    pub policy_version: i32,
+    pub needs_reconsent: bool,
+    /// The event written; `None` when the decision repeated the current state.
+    pub event_id: Option<String>,
+}
+
+/// Records decisions for one subject: one event per decision that changes something, the
+/// current state, the chain head, and a `consent.withdrawn` webhook per withdrawal, all in one
+/// transaction. Repeating the current state records nothing.
+#[tracing::instrument(skip_all, fields(decisions = req.decisions.len(), actor = ?req.actor), err)]
+pub async fn record(
+    db: &Db,
+    config: &Config,
+    req: RecordRequest,
+) -> Result<Vec<Recorded>, ConsentError> {
+    let now = clock::now();
+    validate(&req, now)?;
+    let keys: Vec<&str> = req.decisions.iter().map(|d| d.purpose.as_str()).collect();
+    let purposes = purpose::find_many(db.conn(), &keys).await?;
+    check_purposes(&req, &purposes)?;
+
+    let txn = db.begin_write().await?;
+    let found = subject::find_or_create(&*txn, &req.external_id).await?;
+    let mut subject = subject::lock(&*txn, &found.id).await?;
+    let jurisdiction = req
+        .jurisdiction
+        .clone()
+        .or_else(|| subject.jurisdiction.clone());
+    let shown = resolve_policy(&*txn, &req, &subject, jurisdiction.as_deref()).await?;
+    check_subject(&req, &subject, &purposes)?;
+    let superseded_by = superseding_material_version(&*txn, &shown).await?;
+
+    let current: BTreeMap<String, consents::Model> = consents::Entity::find()
+        .filter(consents::Column::SubjectId.eq(&subject.id))
+        .filter(consents::Column::PurposeKey.is_in(keys.iter().copied()))
+        .all(&*txn)
+        .await?
+        .into_iter()
+        .map(|c| (c.purpose_key.clone(), c))
+        .collect();
+
+    let language = req
+        .language
+        .clone()
+        .or_else(|| subject.locale.clone())
+        .unwrap_or_else(|| shown.language.clone());
+    let mut results = Vec::with_capacity(req.decisions.len());
+    for decision in &req.decisions {
+        let existing = current.get(&decision.purpose);
+        let action = match (decision.granted, existing.map(|c| c.status)) {
+            (true, _) => Action::Grant,
+            (false, Some(ConsentStatus::Granted)) => Action::Withdraw,
+            (false, _) => Action::Deny,
+        };
+        if let Some(c) = existing
+            && is_repeat(action, c, &shown)
+        {
+            results.push(Recorded {
+                purpose: decision.purpose.clone(),
+                status: c.status,
+                policy_version: c.policy_version,
+                needs_reconsent: c.needs_reconsent,
+                event_id: None,
+            });
+            continue;
+        }
+        let mut event = events::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            subject_id: subject.id.clone(),
+            seq: subject.consent_seq + 1,
+            purpose_key: decision.purpose.clone(),
+            action,
+            policy_id: shown.id.clone(),
+            policy_sha256: shown.content_sha256.clone(),
+            actor: req.actor,
+            channel: req.channel.clone(),
+            language: language.clone(),
+            jurisdiction: jurisdiction
+                .clone()
+                .unwrap_or_else(|| shown.jurisdiction.clone()),
+            user_agent: super::evidence::user_agent(req.user_agent.as_deref()),
+            ip: super::evidence::ip(&config.consent, req.ip),
+            reason: req.reason.clone(),
+            occurred_at: req.occurred_at.map(clock::truncate).unwrap_or(now),
+            recorded_at: now,
+            prev_hash: subject.consent_hash.clone(),
+            hash: String::new(),
+        };
+        event.hash = event_hash(&event);
+        events::Entity::insert(events::ActiveModel::from(event.clone()))
+            .exec_without_returning(&*txn)
+            .await?;
+        subject.consent_seq = event.seq;
+        subject.consent_hash = event.hash.clone();
+
+        let needs_reconsent = action == Action::Grant && superseded_by.is_some();
+        let state = consents::Model {
+            subject_id: subject.id.clone(),
+            purpose_key: decision.purpose.clone(),
+            status: action.status(),
+            policy_id: shown.id.clone(),
+            policy_key: shown.key.clone(),
+            policy_version: shown.version,
+            policy_jurisdiction: shown.jurisdiction.clone(),
+            last_event_id: event.id.clone(),
+            needs_reconsent,
+            reconsent_due_at: if needs_reconsent { superseded_by } else { None },
+            updated_at: now,
+        };
+        consents::Entity::insert(consents::ActiveModel::from(state))
+            .on_conflict(
+                OnConflict::columns([consents::Column::SubjectId, consents::Column::PurposeKey])
+                    .update_columns([
+                        consents::Column::Status,
+                        consents::Column::PolicyId,
+                        consents::Column::PolicyKey,
+                        consents::Column::PolicyVersion,
+                        consents::Column::PolicyJurisdiction,
+                        consents::Column::LastEventId,
+                        consents::Column::NeedsReconsent,
+                        consents::Column::ReconsentDueAt,
+                        consents::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&*txn)
+            .await?;
+
+        if action == Action::Withdraw {
+            outbox::enqueue_webhook(
+                &*txn,
+                &format!("consent.withdrawn:{}", event.id),
+                "consent.withdrawn",
+                json!({
+                    "external_id": req.external_id,
+                    "purpose": decision.purpose,
+                    "event_id": event.id,
+                    "occurred_at": clock::canonical(event.occurred_at),
+                }),
+            )
+            .await?;
+        }
+        results.push(Recorded {
+            purpose: decision.purpose.clone(),
+            status: action.status(),
+            policy_version: shown.version,
+            needs_reconsent,
+            event_id: Some(event.id),
+        });
+    }
+    if let Some(by) = &req.audited_by {
+        audit::record(
+            &*txn,
+            by,
+            "consent.corrected",
+            audit::Target::new("subject", &subject.id),
+            json!({"events": results.iter().filter_map(|r| r.event_id.clone()).collect::<Vec<_>>()}),
+        )
+        .await?;
+    }
+    if results.iter().any(|r| r.event_id.is_some()) {
+        subject::model::Entity::update_many()
+            .col_expr(
+                subject::model::Column::ConsentSeq,
+                Expr::value(subject.consent_seq),
+            )
+            .col_expr(
+                subject::model::Column::ConsentHash,
+                Expr::value(subject.consent_hash.clone()),
+            )
+            .col_expr(subject::model::Column::UpdatedAt, Expr::value(now))
+            .filter(subject::model::Column::Id.eq(&subject.id))
+            .exec(&*txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(results)
+}
+
+/// A decision that would leave the state as it is. A grant under another policy version is
+/// not a repeat: it is fresh consent to the new text.
+fn is_repeat(action: Action, current: &consents::Model, shown: &Policy) -> bool {
+    match action {
+        Action::Grant => {
+            current.status == ConsentStatus::Granted
+                && current.policy_id == shown.id
+                && !current.needs_reconsent
+        }
+        Action::Withdraw | Action::Deny => current.status != ConsentStatus::Granted,
+    }
+}
+
+fn validate(req: &RecordRequest, now: DateTime<Utc>) -> Result<(), ConsentError> {
+    let mut errors = Vec::new();
+    if req.decisions.is_empty() || req.decisions.len() > MAX_DECISIONS {
+        errors.push(FieldError::new(
+            "decisions",
+            format!("between 1 and {MAX_DECISIONS} decisions"),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, d) in req.decisions.iter().enumerate() {
+        if !seen.insert(d.purpose.as_str()) {
+            errors.push(FieldError::new(
+                format!("decisions.{i}.purpose"),
+                "each purpose may appear once per request",
+            ));
+        }
+    }
+    if req.actor == ConsentActor::Admin && req.reason.as_deref().is_none_or(|r| r.trim().is_empty())
+    {
+        errors.push(FieldError::new(
+            "reason",
+            "an admin correction must say why it was made",
+        ));
+    }
+    if let Some(at) = req.occurred_at
+        && at > now + MAX_CLOCK_SKEW
+    {
+        errors.push(FieldError::new("occurred_at", "lies in the future"));
+    }
+    if let Some(j) = &req.jurisdiction
+        && !policy::document::is_jurisdiction(j)
+    {
+        errors.push(FieldError::new(
+            "jurisdiction",
+            "an upper-case ISO 3166-1 alpha-2 code",
+        ));
+    }
+    if let Some(l) = &req.language
+        && !policy::document::is_language(l)
+    {
+        errors.push(FieldError::new("language", "a language tag such as `en`"));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConsentError::Invalid(errors))
+    }
+}
+
+/// Unknown and archived purposes are refused; a purpose needing separate consent is granted
+/// on its own (PIPL Arts 23, 25, 26, 29, 39); a required purpose cannot be withdrawn.
+fn check_purposes(
+    req: &RecordRequest,
+    purposes: &BTreeMap<String, Purpose>,
+) -> Result<(), ConsentError> {
+    let unknown: Vec<FieldError> = req
+        .decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !purposes.contains_key(&d.purpose))
+        .map(|(i, d)| {
+            FieldError::new(
+                format!("decisions.{i}.purpose"),
+                format!("no purpose `{}`", d.purpose),
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ConsentError::Invalid(unknown));
+    }
+    for d in &req.decisions {
+        let p = &purposes[&d.purpose];
+        if p.archived_at.is_some() && d.granted {
+            return Err(ConsentError::refused(
+                "purpose_archived",
+                format!("`{}` is archived and takes no new consent", p.key),
+            ));
+        }
+        if p.required && !d.granted {
+            return Err(ConsentError::RequiredPurpose(p.key.clone()));
+        }
+        if p.separate_consent && d.granted && req.decisions.len() > 1 {
+            return Err(ConsentError::refused(
+                "separate_consent",
+                format!(
+                    "`{}` needs separate consent (PIPL {}): grant it in a request of its own",
+                    p.key,
+                    p.separate_consent_reason
+                        .map(|r| r.to_value())
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A restricted subject grants nothing; a minor waiting for a guardian grants nothing that
+/// rests on consent unless the guardian (or an admin correcting the record) records it.
+fn check_subject(
+    req: &RecordRequest,
+    subject: &Subject,
+    purposes: &BTreeMap<String, Purpose>,
+) -> Result<(), ConsentError> {
+    let grants = || req.decisions.iter().filter(|d| d.granted);
+    if subject.restricted && grants().next().is_some() {
+        return Err(ConsentError::refused(
+            "restricted",
+            "processing of this subject's data is restricted; no consent can be granted",
+        ));
+    }
+    let guardian_needed = subject.age_status == AgeStatus::MinorGuardianPending
+        && !matches!(req.actor, ConsentActor::Guardian | ConsentActor::Admin)
+        && grants().any(|d| purposes[&d.purpose].legal_basis == LegalBasis::Consent);
+    if guardian_needed {
+        return Err(ConsentError::refused(
+            "guardian_required",
+            "the subject is below the age of digital consent; a guardian must consent",
+        ));
+    }
+    Ok(())
+}
+
+/// The published document the person was shown.
+async fn resolve_policy(
+    conn: &impl ConnectionTrait,
+    req: &RecordRequest,
+    subject: &Subject,
+    jurisdiction: Option<&str>,
+) -> Result<Policy, ConsentError> {
+    let unusable = |detail: String| ConsentError::refused("policy_not_published", detail);
+    let doc = match &req.policy.id {
+        Some(id) => policy::get(conn, id)
+            .await
+            .ok()
+            .filter(|p| p.key == req.policy.key && p.version == req.policy.version),
+        None => {
+            let language = req.language.as_deref().or(subject.locale.as_deref());
+            policy::of_version(
+                conn,
+                &req.policy.key,
+                req.policy.version,
+                jurisdiction,
+                language,
+            )
+            .await?
+        }
+    };
+    let doc = doc.ok_or_else(|| {
+        unusable(format!(
+            "{} version {} does not exist",
+            req.policy.key, req.policy.version
+        ))
+    })?;
+    if doc.status != PolicyStatus::Published {
+        return Err(unusable(format!(
+            "{} version {} is {}; consent needs a published version",
+            doc.key,
+            doc.version,
+            doc.status.to_value()
+        )));
+    }
+    Ok(doc)
+}
+
+/// The effective date of a newer material version of the same policy and jurisdiction, if one
+/// is published: consent given under `shown` then already needs renewing.
+async fn superseding_material_version(
+    conn: &impl ConnectionTrait,
+    shown: &Policy,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    Ok(policy::model::Entity::find()
+        .filter(policy::model::Column::Key.eq(&shown.key))
+        .filter(policy::model::Column::Jurisdiction.eq(&shown.jurisdiction))
+        .filter(policy::model::Column::Version.gt(shown.version))
+        .filter(policy::model::Column::Material.eq(true))
+        .filter(policy::model::Column::Status.ne(PolicyStatus::Draft))
+        .order_by_asc(policy::model::Column::Version)
+        .one(conn)
+        .await?
+        .map(|p| p.effective_at))
+}
+
+/// SHA-256 over the previous hash and the event's canonical JSON.
+pub fn event_hash(e: &events::Model) -> String {
+    let document = json!({
+        "id": e.id,
+        "subject_id": e.subject_id,
+        "seq": e.seq,
+        "purpose": e.purpose_key,
+        "action": e.action.to_value(),
+        "policy_id": e.policy_id,
+        "policy_sha256": e.policy_sha256,
+        "actor": e.actor.to_value(),
+        "channel": e.channel,
+        "language": e.language,
+        "jurisdiction": e.jurisdiction,
+        "user_agent": e.user_agent,
+        "ip": e.ip,
+        "reason": e.reason,
+        "occurred_at": clock::canonical(e.occurred_at),
+        "recorded_at": clock::canonical(e.recorded_at),
+    });
+    let input = format!("{}\n{}", e.prev_hash, crypto::canonical_json(&document));
+    crypto::sha256_hex(input.as_bytes())
+}
+
+/// The current state of each purpose for a subject.
+pub async fn current(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+) -> Result<Vec<consents::Model>, DbErr> {
+    consents::Entity::find()
+        .filter(consents::Column::SubjectId.eq(subject_id))
+        .order_by_asc(consents::Column::PurposeKey)
+        .all(conn)
+        .await
+}
+
+/// A page of a subject's events, newest first, before sequence number `before` if given.
+pub async fn history(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<events::Model>, DbErr> {
+    let mut query = events::Entity::find().filter(events::Column::SubjectId.eq(subject_id));
+    if let Some(before) = before {
+        query = query.filter(events::Column::Seq.lt(before));
+    }
+    query
+        .order_by_desc(events::Column::Seq)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// One event of a subject.
+pub async fn event(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+    event_id: &str,
+) -> Result<events::Model, ConsentError> {
+    events::Entity::find_by_id(event_id.to_string())
+        .filter(events::Column::SubjectId.eq(subject_id))
+        .one(conn)
+        .await?
+        .ok_or(ConsentError::EventNotFound)
+}
+
+/// The outcome of walking a subject's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub ok: bool,
+    pub checked: u64,
+    pub first_broken_seq: Option<i64>,
+    pub problem: Option<String>,
+}
+
+/// Events read per round trip while verifying.
+const VERIFY_PAGE: u64 = 1000;
+
+/// Recomputes every hash of a subject's chain in order, and checks that the head on the
+/// subject row matches the last event (so that deleting the newest events shows too).
+pub async fn verify(conn: &impl ConnectionTrait, subject: &Subject) -> Result<ChainReport, DbErr> {
+    let mut expected_seq = 1;
+    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut checked = 0;
+    let broken = |seq: i64, checked: u64, problem: &str| ChainReport {
+        ok: false,
+        checked,
+        first_broken_seq: Some(seq),
+        problem: Some(problem.to_string()),
+    };
+    loop {
+        let page = events::Entity::find()
+            .filter(events::Column::SubjectId.eq(&subject.id))
+            .filter(events::Column::Seq.gte(expected_seq))
+            .order_by_asc(events::Column::Seq)
+            .limit(VERIFY_PAGE)
+            .all(conn)
+            .await?;
+        let done = (page.len() as u64) < VERIFY_PAGE;
+        for e in page {
+            if e.seq != expected_seq {
+                return Ok(broken(expected_seq, checked, "an event is missing"));
+            }
+            if e.prev_hash != prev_hash {
+                return Ok(broken(
+                    e.seq,
+                    checked,
+                    "the link to the previous event is broken",
+                ));
+            }
+            if event_hash(&e) != e.hash {
+                return Ok(broken(e.seq, checked, "the event was altered"));
+            }
+            checked += 1;
+            expected_seq += 1;
+            prev_hash = e.hash;
+        }
+        if done {
+            break;
+        }
+    }
+    if subject.consent_seq != expected_seq - 1 || subject.consent_hash != prev_hash {
+        return Ok(broken(
+            expected_seq,
+            checked,
+            "the chain ends before its recorded head: events were removed",
+        ));
+    }
+    Ok(ChainReport {
+        ok: true,
+        checked,
+        first_broken_seq: None,
+        problem: None,
+    })
+}
+
+/// The subject with this external id, or [`ConsentError::SubjectNotFound`].
+pub async fn subject(
+    conn: &impl ConnectionTrait,
+    external_id: &str,
+) -> Result<Subject, ConsentError> {
+    subject::find(conn, external_id)
+        .await?
+        .ok_or(ConsentError::SubjectNotFound)
+}
+
+/// Current-state counts per purpose, policy version and status.
+#[derive(Debug, Clone)]
+pub struct StatsRow {
+    pub purpose: String,
+    pub policy_version: i32,
+    pub status: ConsentStatus,
+    pub needs_reconsent: bool,
+    pub count: i64,
+}
+
+/// Counts of current consents, for the admin console.
+pub async fn stats(conn: &impl ConnectionTrait) -> Result<Vec<StatsRow>, DbErr> {
+    let rows: Vec<(String, i32, ConsentStatus, bool, i64)> = consents::Entity::find()
+        .select_only()
+        .column(consents::Column::PurposeKey)
+        .column(consents::Column::PolicyVersion)
+        .column(consents::Column::Status)
+        .column(consents::Column::NeedsReconsent)
+        .column_as(consents::Column::SubjectId.count(), "count")
+        .group_by(consents::Column::PurposeKey)
+        .group_by(consents::Column::PolicyVersion)
+        .group_by(consents::Column::Status)
+        .group_by(consents::Column::NeedsReconsent)
+        .order_by_asc(consents::Column::PurposeKey)
+        .order_by_asc(consents::Column::PolicyVersion)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(purpose, policy_version, status, needs_reconsent, count)| StatsRow {
+                purpose,
+                policy_version,
+                status,
+                needs_reconsent,
+                count,
+            },
+        )
+        .collect())
+}

@@ -1,0 +1,111 @@
+//! ISO 8601 durations in the calendar units that retention promises use: `P30D`, `P3M`, `P1Y`,
+//! `P2W`, or combinations such as `P1Y6M`. Times of day (`PT12H`) are refused: retention is
+//! counted in days.
+
+use std::fmt;
+
+/// A parsed duration of years, months, weeks and days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub years: u32,
+    pub months: u32,
+    pub weeks: u32,
+    pub days: u32,
+}
+
+impl std::str::FromStr for Period {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || format!("`{s}` is not an ISO 8601 duration such as P30D, P3M or P1Y");
+        let mut rest = s.strip_prefix('P').ok_or_else(err)?;
+        if rest.is_empty() || rest.contains('T') {
+            return Err(err());
+        }
+        let mut period = Period {
+            years: 0,
+            months: 0,
+            weeks: 0,
+            days: 0,
+        };
+        let mut last_unit = 0;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || digits > 5 || digits == rest.len() {
+                return Err(err());
+            }
+            let n: u32 = rest[..digits].parse().map_err(|_| err())?;
+            let (slot, order) = match rest.as_bytes()[digits] {
+                b'Y' => (&mut period.years, 1),
+                b'M' => (&mut period.months, 2),
+                b'W' => (&mut period.weeks, 3),
+                b'D' => (&mut period.days, 4),
+                _ => return Err(err()),
+            };
+            if order <= last_unit {
+                return Err(err());
+            }
+            last_unit = order;
+            *slot = n;
+            rest = &rest[digits + 1..];
+        }
+        if period
+            == (Period {
+                years: 0,
+                months: 0,
+                weeks: 0,
+                days: 0,
+            })
+        {
+            return Err(format!("`{s}` is an empty duration"));
+        }
+        Ok(period)
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("P")?;
+        for (n, unit) in [
+            (self.years, 'Y'),
+            (self.months, 'M'),
+            (self.weeks, 'W'),
+            (self.days, 'D'),
+        ] {
+            if n > 0 {
+                write!(f, "{n}{unit}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_durations_parse_and_print_back() {
+        for s in ["P30D", "P3M", "P1Y", "P2W", "P1Y6M", "P1Y2M3W4D"] {
+            assert_eq!(s.parse::<Period>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for s in [
+            "",
+            "P",
+            "30D",
+            "PT12H",
+            "P1H",
+            "P3M1Y",
+            "P1D1D",
+            "P-1D",
+            "P99999999D",
+            "P0D",
+        ] {
+            assert!(s.parse::<Period>().is_err(), "{s}");
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The `subjects` table: the people whose data the main app holds, known by its user id.
+
+use sea_orm::entity::prelude::*;
+
+/// Whether a person may consent alone (see the age gate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+pub enum AgeStatus {
+    /// Old enough to consent alone.
+    #[sea_orm(string_value = "adult")]
+    Adult,
+    /// Under the threshold; consent waits for a verified guardian.
+    #[sea_orm(string_value = "minor_guardian_pending")]
+    MinorGuardianPending,
+    /// Under the threshold, with a guardian's verified consent.
+    #[sea_orm(string_value = "minor_guardian_verified")]
+    MinorGuardianVerified,
+    /// No birth date or age band is known.
+    #[sea_orm(string_value = "unknown")]
+    Unknown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "subjects")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// The main app's user id.
+    #[sea_orm(unique)]
+    pub external_id: String,
+    /// Personal data: never logged.
+    pub email: Option<String>,
+    pub locale: Option<String>,
+    /// ISO 3166-1 alpha-2 country code.
+    pub jurisdiction: Option<String>,
+    /// Personal data: never logged.
+    pub birth_date: Option<Date>,
+    pub age_status: AgeStatus,
+    /// Processing is restricted (GDPR Art 18, PIPL Art 44): consent checks answer no.
+    pub restricted: bool,
+    /// Head of the subject's consent chain: the last event's sequence number and hash.
+    pub consent_seq: i64,
+    pub consent_hash: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub erased_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
