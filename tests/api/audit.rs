@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json, key_id, spawn_app};
+use crate::helpers::{TestApp, json, key_id, spawn_app_with};
 
 async fn verify(app: &TestApp, key: &str) -> Value {
     json(
@@ -35,7 +35,7 @@ async fn create_key(app: &TestApp, admin: &str, name: &str) -> Value {
 
 #[tokio::test]
 async fn key_creation_and_revocation_are_audited_with_their_actor() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_policies().await;
     let admin = app.key(Role::Admin).await;
     let created = create_key(&app, &admin, "reader").await;
     let id = created["id"].as_str().unwrap();
@@ -72,7 +72,7 @@ async fn key_creation_and_revocation_are_audited_with_their_actor() {
 
 #[tokio::test]
 async fn the_audit_log_pages_with_a_cursor_and_filters_by_action() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_policies().await;
     let admin = app.key(Role::Admin).await;
     for i in 0..5 {
         create_key(&app, &admin, &format!("k{i}")).await;
@@ -114,7 +114,7 @@ async fn the_audit_log_pages_with_a_cursor_and_filters_by_action() {
 
 #[tokio::test]
 async fn the_chain_verifies_and_an_edited_row_is_reported() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_policies().await;
     let admin = app.key(Role::Admin).await;
     for i in 0..4 {
         create_key(&app, &admin, &format!("k{i}")).await;
@@ -139,7 +139,7 @@ async fn the_chain_verifies_and_an_edited_row_is_reported() {
 
 #[tokio::test]
 async fn a_deleted_row_is_reported() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_policies().await;
     let admin = app.key(Role::Admin).await;
     for i in 0..3 {
         create_key(&app, &admin, &format!("k{i}")).await;
@@ -164,7 +164,7 @@ async fn a_deleted_row_is_reported() {
 
 #[tokio::test]
 async fn concurrent_writes_never_fork_the_chain() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_policies().await;
     let admin = app.key(Role::Admin).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..24 {
@@ -180,4 +180,9 @@ async fn concurrent_writes_never_fork_the_chain() {
     let result = verify(&app, &admin).await;
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(result["checked"], 25);
+}
+
+/// An app whose audit log starts empty: no policy documents are imported at start-up.
+async fn spawn_app_without_policies() -> TestApp {
+    spawn_app_with(|c| c.policies_dir = c.data_dir.join("no-policies")).await
 }

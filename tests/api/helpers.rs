@@ -179,3 +179,63 @@ pub async fn problem(resp: Response, status: StatusCode) -> Value {
     );
     problem
 }
+
+/// A subject token for `external_id`, valid for ten minutes.
+pub fn subject_token(external_id: &str) -> String {
+    subject_token_expiring(external_id, chrono::Utc::now().timestamp() + 600)
+}
+
+/// A subject token for `external_id` that expires at `exp` (Unix seconds).
+pub fn subject_token_expiring(external_id: &str, exp: i64) -> String {
+    consentry::auth::token::SubjectTokens::new(Secret::new(TOKEN_SECRET)).mint(external_id, exp)
+}
+
+/// A purpose body for `POST /v1/admin/purposes`; tests override fields as they need.
+pub fn purpose_body(key: &str) -> Value {
+    serde_json::json!({
+        "key": key,
+        "texts": {
+            "en": {"title": format!("Purpose {key}"), "description": "What it is for."},
+            "zh-CN": {"title": format!("目的 {key}"), "description": "用途说明。"}
+        },
+        "legal_basis": "consent",
+        "recipients": [{"name": "Northwind Cloud Inc.", "role": "processor", "country": "US"}],
+        "data_categories": ["photos"],
+        "retention_period": "P1Y"
+    })
+}
+
+impl TestApp {
+    /// Creates purposes through the admin API.
+    pub async fn create_purposes(&self, admin: &str, bodies: &[Value]) {
+        for body in bodies {
+            let resp = self
+                .post("/v1/admin/purposes")
+                .bearer_auth(admin)
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            json(resp, StatusCode::CREATED).await;
+        }
+    }
+
+    /// Sets a subject's contact details and flags directly, as the subject events will.
+    pub async fn set_subject(
+        &self,
+        external_id: &str,
+        email: Option<&str>,
+        locale: Option<&str>,
+        jurisdiction: Option<&str>,
+    ) {
+        use consentry::subject::{self, model};
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+        let conn = self.state.db.conn();
+        let s = subject::find_or_create(conn, external_id).await.unwrap();
+        let mut row: model::ActiveModel = s.into();
+        row.email = Set(email.map(str::to_string));
+        row.locale = Set(locale.map(str::to_string));
+        row.jurisdiction = Set(jurisdiction.map(str::to_string));
+        row.update(conn).await.unwrap();
+    }
+}

@@ -9,5 +9,6 @@ mod webhooks;
 mod audit;
 mod auth;
 mod cli;
+mod consent;
 mod errors;
 mod notify;
