@@ -87,7 +87,11 @@ async fn a_grant_allows_processing_and_a_withdrawal_stops_it_and_tells_the_main_
     assert_eq!(before["allowed"], false);
     assert_eq!(before["reason"], "no_consent");
 
-    let granted = json(put_consent(&app, "u-1", "analytics", true).await, StatusCode::OK).await;
+    let granted = json(
+        put_consent(&app, "u-1", "analytics", true).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(granted["status"], "granted");
     assert_eq!(granted["recorded"], true);
     let after = check(&app, &service, "u-1", "analytics").await;
@@ -95,10 +99,17 @@ async fn a_grant_allows_processing_and_a_withdrawal_stops_it_and_tells_the_main_
     assert_eq!(after["status"], "granted");
     assert_eq!(after["policy_version"], 2);
 
-    let withdrawn = json(put_consent(&app, "u-1", "analytics", false).await, StatusCode::OK).await;
+    let withdrawn = json(
+        put_consent(&app, "u-1", "analytics", false).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(withdrawn["status"], "withdrawn");
     let after = check(&app, &service, "u-1", "analytics").await;
-    assert_eq!((after["allowed"].clone(), after["reason"].clone()), (json!(false), json!("withdrawn")));
+    assert_eq!(
+        (after["allowed"].clone(), after["reason"].clone()),
+        (json!(false), json!("withdrawn"))
+    );
 
     let hooks = consentry::notify::outbox::entity::Entity::find()
         .filter(consentry::notify::outbox::entity::Column::Topic.eq("consent.withdrawn"))
@@ -122,19 +133,46 @@ async fn a_grant_allows_processing_and_a_withdrawal_stops_it_and_tells_the_main_
 #[tokio::test]
 async fn repeating_the_current_state_records_nothing() {
     let (app, _) = app_with_purposes().await;
-    json(put_consent(&app, "u-2", "analytics", true).await, StatusCode::OK).await;
+    json(
+        put_consent(&app, "u-2", "analytics", true).await,
+        StatusCode::OK,
+    )
+    .await;
     let events = event_count(&app).await;
-    let again = json(put_consent(&app, "u-2", "analytics", true).await, StatusCode::OK).await;
+    let again = json(
+        put_consent(&app, "u-2", "analytics", true).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(again["recorded"], false);
     assert!(again.get("event_id").is_none());
     assert_eq!(event_count(&app).await, events);
 
     // Refusing twice is one refusal; withdrawing twice is one withdrawal.
-    json(put_consent(&app, "u-2", "marketing_email", false).await, StatusCode::OK).await;
-    let again = json(put_consent(&app, "u-2", "marketing_email", false).await, StatusCode::OK).await;
-    assert_eq!((again["status"].clone(), again["recorded"].clone()), (json!("denied"), json!(false)));
-    json(put_consent(&app, "u-2", "analytics", false).await, StatusCode::OK).await;
-    let again = json(put_consent(&app, "u-2", "analytics", false).await, StatusCode::OK).await;
+    json(
+        put_consent(&app, "u-2", "marketing_email", false).await,
+        StatusCode::OK,
+    )
+    .await;
+    let again = json(
+        put_consent(&app, "u-2", "marketing_email", false).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (again["status"].clone(), again["recorded"].clone()),
+        (json!("denied"), json!(false))
+    );
+    json(
+        put_consent(&app, "u-2", "analytics", false).await,
+        StatusCode::OK,
+    )
+    .await;
+    let again = json(
+        put_consent(&app, "u-2", "analytics", false).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(again["recorded"], false);
     assert_eq!(event_count(&app).await, events + 2);
 }
@@ -154,8 +192,10 @@ async fn consent_under_a_draft_retired_or_unknown_version_is_refused() {
     let draft = app
         .post("/v1/admin/policies")
         .bearer_auth(&admin)
-        .json(&json!({"key": "privacy-policy", "language": "en", "title": "Draft",
-                      "body": "text", "effective_at": "2027-01-01T00:00:00Z"}))
+        .json(
+            &json!({"key": "privacy-policy", "language": "en", "title": "Draft",
+                      "body": "text", "effective_at": "2027-01-01T00:00:00Z"}),
+        )
         .send()
         .await
         .unwrap();
@@ -171,7 +211,10 @@ async fn consent_under_a_draft_retired_or_unknown_version_is_refused() {
         .unwrap();
     let v1 = json(v1, StatusCode::OK).await;
     let retired = app
-        .post(&format!("/v1/admin/policies/{}/retire", v1["id"].as_str().unwrap()))
+        .post(&format!(
+            "/v1/admin/policies/{}/retire",
+            v1["id"].as_str().unwrap()
+        ))
         .bearer_auth(&admin)
         .send()
         .await
@@ -185,10 +228,23 @@ async fn consent_under_a_draft_retired_or_unknown_version_is_refused() {
 #[tokio::test]
 async fn a_required_purpose_cannot_be_withdrawn() {
     let (app, _) = app_with_purposes().await;
-    json(put_consent(&app, "u-4", "service", true).await, StatusCode::OK).await;
-    let p = problem(put_consent(&app, "u-4", "service", false).await, StatusCode::CONFLICT).await;
+    json(
+        put_consent(&app, "u-4", "service", true).await,
+        StatusCode::OK,
+    )
+    .await;
+    let p = problem(
+        put_consent(&app, "u-4", "service", false).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
     assert_eq!(p["reason"], "required_purpose");
-    assert!(p["detail"].as_str().unwrap().contains("necessary for the service"));
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("necessary for the service")
+    );
 }
 
 #[tokio::test]
@@ -227,7 +283,11 @@ async fn a_separate_consent_purpose_is_never_granted_with_another() {
 async fn restricted_subjects_and_minors_without_a_guardian_cannot_grant() {
     let (app, _) = app_with_purposes().await;
     let service = app.key(Role::Service).await;
-    json(put_consent(&app, "u-6", "analytics", true).await, StatusCode::OK).await;
+    json(
+        put_consent(&app, "u-6", "analytics", true).await,
+        StatusCode::OK,
+    )
+    .await;
     subjects::Entity::update_many()
         .col_expr(subjects::Column::Restricted, Expr::value(true))
         .filter(subjects::Column::ExternalId.eq("u-6"))
@@ -241,11 +301,20 @@ async fn restricted_subjects_and_minors_without_a_guardian_cannot_grant() {
     .await;
     assert_eq!(p["reason"], "restricted");
     let c = check(&app, &service, "u-6", "analytics").await;
-    assert_eq!((c["allowed"].clone(), c["reason"].clone()), (json!(false), json!("restricted")));
+    assert_eq!(
+        (c["allowed"].clone(), c["reason"].clone()),
+        (json!(false), json!("restricted"))
+    );
     // Withdrawing stays possible.
-    json(put_consent(&app, "u-6", "analytics", false).await, StatusCode::OK).await;
+    json(
+        put_consent(&app, "u-6", "analytics", false).await,
+        StatusCode::OK,
+    )
+    .await;
 
-    subject::find_or_create(app.state.db.conn(), "kid").await.unwrap();
+    subject::find_or_create(app.state.db.conn(), "kid")
+        .await
+        .unwrap();
     subjects::Entity::update_many()
         .col_expr(
             subjects::Column::AgeStatus,
@@ -290,16 +359,20 @@ async fn the_main_app_and_admins_record_with_their_own_actor_and_evidence() {
             .send()
     };
     let p = problem(
-        correction(json!({"decisions": [{"purpose": "analytics", "granted": false}],
-                          "policy_version": 2, "reason": ""}))
+        correction(
+            json!({"decisions": [{"purpose": "analytics", "granted": false}],
+                          "policy_version": 2, "reason": ""}),
+        )
         .await
         .unwrap(),
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
     assert_eq!(p["errors"][0]["field"], "reason");
-    let fixed = correction(json!({"decisions": [{"purpose": "analytics", "granted": false}],
-                                  "policy_version": 2, "reason": "withdrawal received by post"}))
+    let fixed = correction(
+        json!({"decisions": [{"purpose": "analytics", "granted": false}],
+                                  "policy_version": 2, "reason": "withdrawal received by post"}),
+    )
     .await
     .unwrap();
     json(fixed, StatusCode::OK).await;
@@ -310,7 +383,10 @@ async fn the_main_app_and_admins_record_with_their_own_actor_and_evidence() {
     assert_eq!(app_event["actor"], "main_app");
     assert_eq!(app_event["channel"], "ios");
     assert_eq!(app_event["jurisdiction"], "DE");
-    assert_eq!(app_event["ip"], "203.0.113.0/24", "IP addresses are kept truncated");
+    assert_eq!(
+        app_event["ip"], "203.0.113.0/24",
+        "IP addresses are kept truncated"
+    );
     assert!(
         app_event["occurred_at"]
             .as_str()
@@ -328,14 +404,22 @@ async fn the_main_app_and_admins_record_with_their_own_actor_and_evidence() {
         .send()
         .await
         .unwrap();
-    assert_eq!(json(audit, StatusCode::OK).await["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(audit, StatusCode::OK).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // The service key cannot correct; the admin key cannot ask the hot path.
     let forbidden = app
         .post("/v1/admin/subjects/u-7/consents")
         .bearer_auth(&service)
-        .json(&json!({"decisions": [{"purpose": "analytics", "granted": true}],
-                      "policy_version": 2, "reason": "x"}))
+        .json(
+            &json!({"decisions": [{"purpose": "analytics", "granted": true}],
+                      "policy_version": 2, "reason": "x"}),
+        )
         .send()
         .await
         .unwrap();
@@ -368,7 +452,11 @@ async fn portal_calls_need_a_valid_unexpired_subject_token() {
     ))
     .mint("u-8", chrono::Utc::now().timestamp() + 600);
     problem(call(Some(forged)).await.unwrap(), StatusCode::UNAUTHORIZED).await;
-    problem(call(Some("not.a.jwt".into())).await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    problem(
+        call(Some("not.a.jwt".into())).await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     // Within the 60-second leeway the token still works.
     let just_expired = subject_token_expiring("u-8", chrono::Utc::now().timestamp() - 30);
     json(call(Some(just_expired)).await.unwrap(), StatusCode::OK).await;
@@ -403,7 +491,11 @@ async fn concurrent_toggles_end_in_the_last_recorded_state_and_the_chain_verifie
     assert!(!items.is_empty());
     let last = &items[0];
     let c = check(&app, &service, "busy", "analytics").await;
-    let expected = if last["action"] == "grant" { "granted" } else { "withdrawn" };
+    let expected = if last["action"] == "grant" {
+        "granted"
+    } else {
+        "withdrawn"
+    };
     assert_eq!(c["status"], expected, "the state follows the last event");
     let seqs: Vec<i64> = items.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, (1..=items.len() as i64).rev().collect::<Vec<_>>());
@@ -423,14 +515,21 @@ async fn concurrent_toggles_end_in_the_last_recorded_state_and_the_chain_verifie
 async fn a_tampered_or_removed_event_is_detected() {
     let (app, _) = app_with_purposes().await;
     for granted in [true, false, true] {
-        json(put_consent(&app, "t-1", "analytics", granted).await, StatusCode::OK).await;
+        json(
+            put_consent(&app, "t-1", "analytics", granted).await,
+            StatusCode::OK,
+        )
+        .await;
     }
     let verify = || {
         app.get("/v1/me/consents/verify")
             .bearer_auth(subject_token("t-1"))
             .send()
     };
-    assert_eq!(json(verify().await.unwrap(), StatusCode::OK).await["ok"], true);
+    assert_eq!(
+        json(verify().await.unwrap(), StatusCode::OK).await["ok"],
+        true
+    );
 
     events::Entity::update_many()
         .col_expr(events::Column::Channel, Expr::value("forged"))
@@ -448,7 +547,10 @@ async fn a_tampered_or_removed_event_is_detected() {
         .exec(app.state.db.conn())
         .await
         .unwrap();
-    assert_eq!(json(verify().await.unwrap(), StatusCode::OK).await["ok"], true);
+    assert_eq!(
+        json(verify().await.unwrap(), StatusCode::OK).await["ok"],
+        true
+    );
     events::Entity::delete_many()
         .filter(events::Column::Seq.eq(3))
         .exec(app.state.db.conn())
@@ -463,7 +565,11 @@ async fn a_tampered_or_removed_event_is_detected() {
 async fn batch_checks_answer_each_pair_in_order_up_to_a_thousand() {
     let (app, _) = app_with_purposes().await;
     let service = app.key(Role::Service).await;
-    json(put_consent(&app, "b-1", "analytics", true).await, StatusCode::OK).await;
+    json(
+        put_consent(&app, "b-1", "analytics", true).await,
+        StatusCode::OK,
+    )
+    .await;
     let resp = app
         .post("/v1/consents/check")
         .bearer_auth(&service)
@@ -481,7 +587,12 @@ async fn batch_checks_answer_each_pair_in_order_up_to_a_thousand() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["allowed"].as_bool().unwrap(), r["reason"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["allowed"].as_bool().unwrap(),
+                r["reason"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -529,12 +640,20 @@ async fn a_receipt_names_the_controller_purpose_policy_and_how_to_withdraw() {
     assert_eq!(receipt["purpose"]["key"], "cloud_training");
     assert_eq!(receipt["purpose"]["title"], "目的 cloud_training");
     assert_eq!(receipt["purpose"]["legal_basis"], "consent");
-    assert_eq!(receipt["purpose"]["separate_consent_reason"], "sensitive_data");
+    assert_eq!(
+        receipt["purpose"]["separate_consent_reason"],
+        "sensitive_data"
+    );
     assert_eq!(receipt["purpose"]["recipients"][0]["country"], "US");
     assert_eq!(receipt["purpose"]["retention_period"], "P1Y");
     assert_eq!(receipt["policy"]["version"], 2);
     assert_eq!(receipt["policy"]["sha256"].as_str().unwrap().len(), 64);
-    assert!(receipt["withdrawal_method"].as_str().unwrap().contains("granted"));
+    assert!(
+        receipt["withdrawal_method"]
+            .as_str()
+            .unwrap()
+            .contains("granted")
+    );
 
     // Nobody else can read it.
     let other = app
@@ -550,9 +669,17 @@ async fn a_receipt_names_the_controller_purpose_policy_and_how_to_withdraw() {
 async fn stats_count_current_consents_per_purpose_and_version() {
     let (app, admin) = app_with_purposes().await;
     for who in ["s-1", "s-2", "s-3"] {
-        json(put_consent(&app, who, "analytics", true).await, StatusCode::OK).await;
+        json(
+            put_consent(&app, who, "analytics", true).await,
+            StatusCode::OK,
+        )
+        .await;
     }
-    json(put_consent(&app, "s-3", "analytics", false).await, StatusCode::OK).await;
+    json(
+        put_consent(&app, "s-3", "analytics", false).await,
+        StatusCode::OK,
+    )
+    .await;
     let resp = app
         .get("/v1/admin/consents/stats")
         .bearer_auth(&admin)

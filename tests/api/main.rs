@@ -12,3 +12,4 @@ mod cli;
 mod consent;
 mod errors;
 mod notify;
+mod policies;
