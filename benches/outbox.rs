@@ -12,12 +12,16 @@
 #[path = "../tests/api/smtp.rs"]
 mod smtp;
 
+// Shared by every bench; each uses some of it.
+#[allow(dead_code)]
+mod common;
+
 use std::{sync::Arc, time::Instant};
 
 use chrono::Utc;
+use common::{database, engine, peak_rss_mib};
 use consentry::{
-    config::{Config, Secret},
-    db::Db,
+    config::Secret,
     notify::{
         dispatcher::Dispatcher,
         email::{EmailContent, Mailer, build_message},
@@ -26,7 +30,6 @@ use consentry::{
     },
 };
 use futures_util::{StreamExt, stream};
-use sea_orm::ConnectionTrait;
 
 fn content(n: usize) -> EmailContent {
     EmailContent::VerificationCode {
@@ -34,45 +37,6 @@ fn content(n: usize) -> EmailContent {
         request_type: "access".into(),
         expires_in_minutes: 15,
     }
-}
-
-/// Peak resident set size of this process, in MiB (Linux `VmHWM`).
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-async fn database(dir: &tempfile::TempDir, label: &str) -> (String, Db, Config) {
-    let url = match std::env::var("CONSENTRY_BENCH_DATABASE_URL") {
-        Ok(server) => {
-            let name = format!("consentry_bench_{label}_{}", uuid::Uuid::new_v4().simple());
-            let admin = sea_orm::Database::connect(&server).await.unwrap();
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            let mut url = url::Url::parse(&server).unwrap();
-            url.set_path(&name);
-            url.to_string()
-        }
-        Err(_) => format!("sqlite://{}/{label}.db?mode=rwc", dir.path().display()),
-    };
-    let config = Config {
-        data_dir: dir.path().join("data"),
-        database_url: Some(Secret::new(url.clone())),
-        templates_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates"),
-        ..Config::default()
-    };
-    let db = Db::connect(&config).await.unwrap();
-    db.migrate().await.unwrap();
-    (url, db, config)
 }
 
 #[tokio::main]
@@ -84,13 +48,9 @@ async fn main() {
         .collect();
     let sink = smtp::SmtpSink::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let engine = if std::env::var("CONSENTRY_BENCH_DATABASE_URL").is_ok() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
     println!(
-        "outbox bench on {engine}, SMTP sink aiosmtpd on 127.0.0.1:{}",
+        "outbox bench on {}, SMTP sink aiosmtpd on 127.0.0.1:{}",
+        engine(),
         sink.port
     );
     println!(

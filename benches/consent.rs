@@ -1,0 +1,507 @@
+//! Consent ledger benchmarks, against the release binary running as its own process:
+//!
+//! 1. **Checks** (`GET /v1/subjects/{id}/consents/{purpose}`) with 100,000 subjects × 5
+//!    purposes loaded, closed loop at full speed, compared with `GET /health/live` on the same
+//!    server (the trivial-endpoint baseline), then open loop at half the check's peak rate for
+//!    its latency there.
+//! 2. **Writes**: 64 clients toggling consents through the portal endpoint; afterwards every
+//!    touched subject's hash chain is verified.
+//! 3. **A material policy change** affecting every subject, on a freshly started server: the
+//!    time `POST /v1/admin/policies/{id}/publish` takes and the server's peak memory.
+//!
+//! `cargo bench --bench consent` (SQLite); `CONSENTRY_BENCH_DATABASE_URL=postgres://...` for
+//! PostgreSQL. `CONSENT_BENCH_SUBJECTS` (default 100000) and `CONSENT_BENCH_SECONDS`
+//! (default 10) scale it.
+
+#[allow(dead_code)]
+mod common;
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::{database, engine, memory_mib};
+use consentry::{
+    audit::Actor,
+    auth::{Role, keys, token::SubjectTokens},
+    clock,
+    config::Secret,
+    consent::{
+        ledger,
+        model::{Action, ConsentActor, ConsentStatus, consents, events},
+    },
+    db::Db,
+    policy,
+    subject::{self, AgeStatus, GENESIS_HASH, model as subjects},
+};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+
+const PURPOSES: [&str; 5] = [
+    "analytics",
+    "marketing_email",
+    "personalisation",
+    "cloud_training",
+    "crash_reports",
+];
+const TOKEN_SECRET: &str = "bench-subject-token-secret-0123456789abcdef";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Inserts `n` subjects, each with an email and a granted consent for every purpose under the
+/// `*` English version 2 of the shipped policy, with valid hash chains.
+async fn load(db: &Db, n: usize) {
+    let conn = db.conn();
+    let v2 = policy::of_version(conn, "privacy-policy", 2, Some("DE"), Some("en"))
+        .await
+        .unwrap()
+        .unwrap();
+    let now = clock::now();
+    for start in (0..n).step_by(1000) {
+        let txn = db.begin_write().await.unwrap();
+        let mut people = Vec::new();
+        let mut states = Vec::new();
+        let mut ledger_rows = Vec::new();
+        for i in start..(start + 1000).min(n) {
+            let subject_id = uuid::Uuid::now_v7().to_string();
+            let mut prev = GENESIS_HASH.to_string();
+            for (p, purpose) in PURPOSES.iter().enumerate() {
+                let mut e = events::Model {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    subject_id: subject_id.clone(),
+                    seq: p as i64 + 1,
+                    purpose_key: purpose.to_string(),
+                    action: Action::Grant,
+                    policy_id: v2.id.clone(),
+                    policy_sha256: v2.content_sha256.clone(),
+                    actor: ConsentActor::Import,
+                    channel: "bench".into(),
+                    language: "en".into(),
+                    jurisdiction: "DE".into(),
+                    user_agent: None,
+                    ip: None,
+                    reason: None,
+                    occurred_at: now,
+                    recorded_at: now,
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                e.hash = ledger::event_hash(&e);
+                prev = e.hash.clone();
+                states.push(consents::ActiveModel::from(consents::Model {
+                    subject_id: subject_id.clone(),
+                    purpose_key: purpose.to_string(),
+                    status: ConsentStatus::Granted,
+                    policy_id: v2.id.clone(),
+                    policy_key: v2.key.clone(),
+                    policy_version: v2.version,
+                    policy_jurisdiction: v2.jurisdiction.clone(),
+                    last_event_id: e.id.clone(),
+                    needs_reconsent: false,
+                    reconsent_due_at: None,
+                    updated_at: now,
+                }));
+                ledger_rows.push(events::ActiveModel::from(e));
+            }
+            people.push(subjects::ActiveModel::from(subjects::Model {
+                id: subject_id,
+                external_id: format!("user-{i}"),
+                email: Some(format!("user-{i}@example.com")),
+                locale: Some(if i % 3 == 0 { "zh-CN" } else { "en" }.into()),
+                jurisdiction: Some("DE".into()),
+                birth_date: None,
+                age_status: AgeStatus::Adult,
+                restricted: false,
+                consent_seq: PURPOSES.len() as i64,
+                consent_hash: prev,
+                created_at: now,
+                updated_at: now,
+                erased_at: None,
+            }));
+        }
+        subjects::Entity::insert_many(people)
+            .exec_without_returning(&*txn)
+            .await
+            .unwrap();
+        events::Entity::insert_many(ledger_rows)
+            .exec_without_returning(&*txn)
+            .await
+            .unwrap();
+        consents::Entity::insert_many(states)
+            .exec_without_returning(&*txn)
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+    }
+}
+
+/// The release binary, serving the bench database on a free port.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(url: &str, data_dir: &std::path::Path) -> Self {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let root = env!("CARGO_MANIFEST_DIR");
+        let child = Command::new(env!("CARGO_BIN_EXE_consentry"))
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .env("CONSENTRY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CONSENTRY_DATA_DIR", data_dir)
+            .env("CONSENTRY_POLICIES_DIR", format!("{root}/policies"))
+            .env("CONSENTRY_TEMPLATES_DIR", format!("{root}/templates"))
+            .env("CONSENTRY_SUBJECT_TOKEN_SECRET", TOKEN_SECRET)
+            .env("CONSENTRY_LOG__LEVEL", "warn")
+            .env("CONSENTRY_OUTBOX__DISPATCH", "false")
+            .env("CONSENTRY_DATABASE_MAX_CONNECTIONS", "16")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the release binary starts");
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client
+                .get(format!("{}/health/ready", server.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not become ready");
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds the next request; the seed picks subjects and purposes.
+type MakeRequest = Arc<dyn Fn(&reqwest::Client, &mut u64) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// Latencies in microseconds, and how many requests completed in how long.
+struct Run {
+    latencies: Vec<u64>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&mut self, p: f64) -> f64 {
+        self.latencies.sort_unstable();
+        let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len());
+        self.latencies[i - 1] as f64 / 1000.0
+    }
+}
+
+/// A cheap deterministic sequence for picking subjects and purposes.
+fn pick(seed: &mut u64, n: usize) -> usize {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 33) as usize) % n
+}
+
+/// Closed loop: `clients` workers send as fast as answers come back, for `secs`.
+async fn closed_loop(
+    client: &reqwest::Client,
+    clients: usize,
+    secs: u64,
+    request: MakeRequest,
+) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|w| {
+            let client = client.clone();
+            let request = request.clone();
+            tokio::spawn(async move {
+                let mut seed = w as u64 + 1;
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let resp = request(&client, &mut seed).send().await.unwrap();
+                    assert!(resp.status().is_success(), "{}", resp.status());
+                    resp.bytes().await.unwrap();
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await.unwrap());
+    }
+    Run {
+        latencies,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Open loop: requests start on a fixed schedule at `rate` per second, and latency counts from
+/// the scheduled start, so a stall is not hidden by sending less (coordinated omission).
+async fn open_loop(client: &reqwest::Client, rate: f64, secs: u64, request: MakeRequest) -> Run {
+    let total = (rate * secs as f64) as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    let mut seed = 7;
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let req = request(client, &mut seed);
+        tasks.push(tokio::spawn(async move {
+            let resp = req.send().await.unwrap();
+            assert!(resp.status().is_success());
+            resp.bytes().await.unwrap();
+            due.elapsed().as_micros() as u64
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        latencies.push(t.await.unwrap());
+    }
+    Run {
+        latencies,
+        elapsed: started.elapsed(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = env_or("CONSENT_BENCH_SUBJECTS", 100_000);
+    let secs: u64 = env_or("CONSENT_BENCH_SECONDS", 10);
+    let dir = tempfile::tempdir().unwrap();
+    let (url, db, config) = database(&dir, "consent").await;
+    println!(
+        "consent bench on {}: {n} subjects × {} purposes",
+        engine(),
+        PURPOSES.len()
+    );
+
+    policy::import::import_dir(&db, &config, &config.policies_dir, &Actor::Cli)
+        .await
+        .unwrap();
+    let conn = db.conn();
+    for key in PURPOSES {
+        consentry::purpose::create(
+            &db,
+            key,
+            consentry::purpose::PurposeFields {
+                texts: [(
+                    "en".to_string(),
+                    consentry::purpose::PurposeText {
+                        title: key.into(),
+                        description: String::new(),
+                    },
+                )]
+                .into(),
+                legal_basis: consentry::purpose::LegalBasis::Consent,
+                required: false,
+                separate_consent: false,
+                separate_consent_reason: None,
+                recipients: vec![],
+                data_categories: vec![],
+                retention_period: None,
+            },
+            &Actor::Cli,
+        )
+        .await
+        .unwrap();
+    }
+    let started = Instant::now();
+    load(&db, n).await;
+    println!("loaded in {:.1} s", started.elapsed().as_secs_f64());
+    let service = keys::create(&db, Role::Service, "bench", &Actor::Cli)
+        .await
+        .unwrap()
+        .secret
+        .expose()
+        .to_string();
+    let admin = keys::create(&db, Role::Admin, "bench", &Actor::Cli)
+        .await
+        .unwrap()
+        .secret
+        .expose()
+        .to_string();
+
+    let server = Server::start(&url, &config.data_dir).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let base = server.base.clone();
+
+    // 1. Checks against the trivial endpoint.
+    let health = {
+        let base = base.clone();
+        Arc::new(move |c: &reqwest::Client, _: &mut u64| c.get(format!("{base}/health/live")))
+    };
+    let check = {
+        let (base, service) = (base.clone(), service.clone());
+        Arc::new(move |c: &reqwest::Client, seed: &mut u64| {
+            let who = pick(seed, n);
+            let purpose = PURPOSES[pick(seed, PURPOSES.len())];
+            c.get(format!("{base}/v1/subjects/user-{who}/consents/{purpose}"))
+                .bearer_auth(&service)
+        })
+    };
+    closed_loop(&client, 32, 2, check.clone()).await; // warm-up
+    let mut trivial = closed_loop(&client, 32, secs, health.clone()).await;
+    let mut checks = closed_loop(&client, 32, secs, check.clone()).await;
+    let half = checks.rate() / 2.0;
+    let mut paced = open_loop(&client, half, secs, check.clone()).await;
+    println!("\n1. consent check over HTTP, 32 connections, {secs} s each");
+    println!("{:<34} {:>10} {:>9} {:>9}", "", "req/s", "p50 ms", "p99 ms");
+    for (name, run) in [
+        ("GET /health/live (baseline)", &mut trivial),
+        ("GET .../consents/{purpose}", &mut checks),
+    ] {
+        println!(
+            "{name:<34} {:>10.0} {:>9.2} {:>9.2}",
+            run.rate(),
+            run.percentile_ms(0.5),
+            run.percentile_ms(0.99)
+        );
+    }
+    println!(
+        "{:<34} {:>10.0} {:>9.2} {:>9.2}",
+        "check at half its peak (open loop)",
+        paced.rate(),
+        paced.percentile_ms(0.5),
+        paced.percentile_ms(0.99)
+    );
+    println!(
+        "check / baseline throughput: {:.2}",
+        checks.rate() / trivial.rate()
+    );
+
+    // 2. Writes: 64 clients toggle consents of 10,000 subjects through the portal.
+    let tokens = SubjectTokens::new(Secret::new(TOKEN_SECRET));
+    let exp = chrono::Utc::now().timestamp() + 3600;
+    let pool = n.min(10_000);
+    let minted: Arc<Vec<String>> = Arc::new(
+        (0..pool)
+            .map(|i| tokens.mint(&format!("user-{i}"), exp))
+            .collect(),
+    );
+    let toggle = {
+        let (base, minted) = (base.clone(), minted.clone());
+        Arc::new(move |c: &reqwest::Client, seed: &mut u64| {
+            let who = pick(seed, minted.len());
+            let purpose = PURPOSES[pick(seed, PURPOSES.len())];
+            let granted = pick(seed, 2) == 0;
+            c.put(format!("{base}/v1/me/consents/{purpose}"))
+                .bearer_auth(&minted[who])
+                .json(&json!({"granted": granted, "policy_version": 2}))
+        })
+    };
+    let events_before = count_events(&db).await;
+    let writes = closed_loop(&client, 64, secs, toggle).await;
+    let written = count_events(&db).await - events_before;
+    let mut broken = 0;
+    for i in 0..pool {
+        let s = subject::find(conn, &format!("user-{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        if !ledger::verify(conn, &s).await.unwrap().ok {
+            broken += 1;
+        }
+    }
+    println!("\n2. consent writes, 64 clients, {secs} s");
+    println!(
+        "requests/s {:.0}, events written/s {:.0} ({} events; repeats of the current state write none); chains verified: {pool}, broken: {broken}",
+        writes.rate(),
+        written as f64 / writes.elapsed.as_secs_f64(),
+        written
+    );
+    assert_eq!(broken, 0, "every chain verifies");
+    drop(server);
+
+    // 3. A material change for everyone, on a fresh server process.
+    let server = Server::start(&url, &config.data_dir).await;
+    let draft = client
+        .post(format!("{}/v1/admin/policies", server.base))
+        .bearer_auth(&admin)
+        .json(
+            &json!({"key": "privacy-policy", "language": "en", "authoritative": true,
+                      "title": "Lumora Privacy Policy", "body": "Version three.\n",
+                      "material": true, "change_summary": "Logs are kept six months.",
+                      "effective_at": "2026-12-01T00:00:00Z"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let draft: serde_json::Value = draft.json().await.unwrap();
+    let rss_before = memory_mib(&server.pid(), "VmRSS:");
+    let started = Instant::now();
+    let resp = client
+        .post(format!(
+            "{}/v1/admin/policies/{}/publish",
+            server.base,
+            draft["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let took = started.elapsed();
+    let peak_hwm = memory_mib(&server.pid(), "VmHWM:");
+    let marked = consents::Entity::find()
+        .filter(consents::Column::NeedsReconsent.eq(true))
+        .all(conn)
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0);
+    let emails = consentry::notify::outbox::entity::Entity::find()
+        .filter(consentry::notify::outbox::entity::Column::Topic.eq("policy_changed"))
+        .all(conn)
+        .await
+        .unwrap()
+        .len();
+    println!("\n3. publishing a material change");
+    println!(
+        "{marked} consents marked, {emails} emails queued in {:.1} s ({:.0} subjects/s); server RSS {:.0} MiB before, peak (VmHWM) {:.0} MiB",
+        took.as_secs_f64(),
+        emails as f64 / took.as_secs_f64(),
+        rss_before,
+        peak_hwm
+    );
+    assert_eq!(emails, n, "one email per subject");
+}
+
+async fn count_events(db: &Db) -> u64 {
+    use sea_orm::PaginatorTrait;
+    events::Entity::find().count(db.conn()).await.unwrap()
+}
