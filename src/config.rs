@@ -32,6 +32,10 @@ pub struct Config {
     pub templates_dir: PathBuf,
     /// Largest request body accepted, in bytes; larger ones are answered with 413.
     pub max_body_bytes: usize,
+    /// Seconds an API key read from the database is trusted without reading it again. A key
+    /// revoked through this process stops working at once; through another replica, within
+    /// this time. Zero reads the database on every request.
+    pub key_cache_seconds: u64,
     /// Logging format and filter.
     pub log: LogConfig,
     /// HMAC key for the subject tokens that the main app mints for the portal
@@ -237,6 +241,7 @@ impl Default for Config {
             policies_dir: PathBuf::from("policies"),
             templates_dir: PathBuf::from("templates"),
             max_body_bytes: 1024 * 1024,
+            key_cache_seconds: 5,
             log: LogConfig::default(),
             subject_token_secret: None,
             webhook_secret: None,

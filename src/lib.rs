@@ -46,7 +46,10 @@ use poem::{Server, listener::TcpAcceptor};
 
 use tokio::sync::watch;
 
-use crate::{auth::token::SubjectTokens, config::Config, db::Db, notify::dispatcher::Dispatcher};
+use crate::{
+    auth::keys::KeyCache, auth::token::SubjectTokens, config::Config, db::Db,
+    notify::dispatcher::Dispatcher,
+};
 
 /// Shared, cheaply clonable state handed to every API.
 #[derive(Clone)]
@@ -56,6 +59,8 @@ pub struct AppState {
     pub subject_tokens: Option<SubjectTokens>,
     /// Delivers the outbox; also run on demand by tests.
     pub dispatcher: Arc<Dispatcher>,
+    /// API keys verified recently.
+    pub key_cache: Arc<KeyCache>,
 }
 
 /// Why the service could not start.
@@ -105,11 +110,13 @@ impl App {
         }
         let subject_tokens = config.subject_token_secret.clone().map(SubjectTokens::new);
         let dispatcher = Arc::new(Dispatcher::new(&config, db.clone())?);
+        let key_cache = Arc::new(KeyCache::new(Duration::from_secs(config.key_cache_seconds)));
         let state = AppState {
             config: Arc::new(config),
             db,
             subject_tokens,
             dispatcher,
+            key_cache,
         };
         let listen = state.config.listen;
         let listener = tokio::net::TcpListener::bind(listen)

@@ -105,6 +105,7 @@ impl KeysApi {
     async fn revoke(&self, auth: ApiKey, id: Path<String>) -> Result<RevokeKeyResponse, ApiError> {
         auth.0.require(Role::Admin)?;
         let record = keys::revoke(&self.state.db, &id.0, &auth.0.actor()).await?;
+        self.state.key_cache.forget(&record.id);
         Ok(RevokeKeyResponse::Revoked(Json(record.into())))
     }
 }

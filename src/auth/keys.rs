@@ -4,6 +4,12 @@
 //! bytes, base64url) is hashed and compared in constant time. A 256-bit random secret needs no
 //! slow password hash; SHA-256 makes a leaked table useless without the keys.
 
+use std::{
+    collections::HashMap,
+    sync::RwLock,
+    time::{Duration, Instant},
+};
+
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder, prelude::*};
@@ -158,15 +164,63 @@ pub async fn revoke(db: &Db, id: &str, actor: &Actor) -> Result<ApiKeyRecord, Ke
     Ok(record)
 }
 
+/// Key rows read recently, so that the main app's hot path does not read `api_keys` on every
+/// request. An entry is trusted for `ttl`: a key revoked on this replica is forgotten at once;
+/// on other replicas sharing the database the revocation takes effect within `ttl`.
+pub struct KeyCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<String, (ApiKeyRecord, Instant)>>,
+}
+
+impl KeyCache {
+    /// A cache trusting rows for `ttl`; zero disables it.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<ApiKeyRecord> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(id)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(record, _)| record.clone())
+    }
+
+    fn put(&self, record: ApiKeyRecord) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        entries.insert(record.id.clone(), (record, Instant::now()));
+    }
+
+    /// Drops a key, e.g. after revoking it.
+    pub fn forget(&self, id: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.remove(id);
+    }
+}
+
 /// Finds the caller behind a presented key. Unknown, malformed and revoked keys are
 /// indistinguishable to the caller.
-pub async fn authenticate(db: &Db, presented: &str) -> Result<Caller, KeyError> {
+pub async fn authenticate(db: &Db, cache: &KeyCache, presented: &str) -> Result<Caller, KeyError> {
     let (id, secret) = split_key(presented).ok_or(KeyError::Unauthenticated)?;
     let presented_hash = hash_secret(secret);
-    let record = entity::Entity::find_by_id(id)
-        .one(db.conn())
-        .await?
-        .ok_or(KeyError::Unauthenticated)?;
+    let mut record = match cache.get(id) {
+        Some(record) => record,
+        None => {
+            let record = entity::Entity::find_by_id(id)
+                .one(db.conn())
+                .await?
+                .ok_or(KeyError::Unauthenticated)?;
+            cache.put(record.clone());
+            record
+        }
+    };
     let matches =
         crypto::constant_time_eq(presented_hash.as_bytes(), record.secret_hash.as_bytes());
     if !matches || record.revoked_at.is_some() {
@@ -175,6 +229,8 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Caller, KeyError> 
     let now = clock::now();
     if needs_touch(record.last_used_at, now) {
         touch(db.clone(), record.id.clone(), now);
+        record.last_used_at = Some(now);
+        cache.put(record.clone());
     }
     Ok(Caller {
         key_id: record.id,

@@ -109,7 +109,7 @@ pub struct ApiKey(pub Caller);
 
 async fn check_api_key(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
     let state = app_state(req)?;
-    Ok(keys::authenticate(&state.db, &bearer.token).await?)
+    Ok(keys::authenticate(&state.db, &state.key_cache, &bearer.token).await?)
 }
 
 /// `Authorization: Bearer <subject token>`: a short-lived JWT (HS256) that the main app mints

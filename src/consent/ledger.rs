@@ -93,15 +93,19 @@ pub async fn record(
     check_purposes(&req, &purposes)?;
 
     let txn = db.begin_write().await?;
-    let found = subject::find_or_create(&*txn, &req.external_id).await?;
-    let mut subject = subject::lock(&*txn, &found.id).await?;
+    let mut subject = subject::find_or_create_locked(&*txn, &req.external_id).await?;
     let jurisdiction = req
         .jurisdiction
         .clone()
         .or_else(|| subject.jurisdiction.clone());
-    let shown = resolve_policy(&*txn, &req, &subject, jurisdiction.as_deref()).await?;
+    let documents = policy::model::Entity::find()
+        .filter(policy::model::Column::Key.eq(&req.policy.key))
+        .filter(policy::model::Column::Status.ne(PolicyStatus::Draft))
+        .all(&*txn)
+        .await?;
+    let shown = resolve_policy(&documents, &req, &subject, jurisdiction.as_deref())?;
     check_subject(&req, &subject, &purposes)?;
-    let superseded_by = superseding_material_version(&*txn, &shown).await?;
+    let superseded_by = superseding_material_version(&documents, &shown);
 
     let current: BTreeMap<String, consents::Model> = consents::Entity::find()
         .filter(consents::Column::SubjectId.eq(&subject.id))
@@ -386,34 +390,27 @@ fn check_subject(
     Ok(())
 }
 
-/// The published document the person was shown.
-async fn resolve_policy(
-    conn: &impl ConnectionTrait,
+/// The published document the person was shown, among the policy's published and retired
+/// documents.
+fn resolve_policy(
+    documents: &[Policy],
     req: &RecordRequest,
     subject: &Subject,
     jurisdiction: Option<&str>,
 ) -> Result<Policy, ConsentError> {
     let unusable = |detail: String| ConsentError::refused("policy_not_published", detail);
     let doc = match &req.policy.id {
-        Some(id) => policy::get(conn, id)
-            .await
-            .ok()
-            .filter(|p| p.key == req.policy.key && p.version == req.policy.version),
+        Some(id) => documents
+            .iter()
+            .find(|p| &p.id == id && p.version == req.policy.version),
         None => {
             let language = req.language.as_deref().or(subject.locale.as_deref());
-            policy::of_version(
-                conn,
-                &req.policy.key,
-                req.policy.version,
-                jurisdiction,
-                language,
-            )
-            .await?
+            policy::pick(documents, Some(req.policy.version), jurisdiction, language)
         }
     };
     let doc = doc.ok_or_else(|| {
         unusable(format!(
-            "{} version {} does not exist",
+            "{} version {} is not published",
             req.policy.key, req.policy.version
         ))
     })?;
@@ -425,25 +422,17 @@ async fn resolve_policy(
             doc.status.to_value()
         )));
     }
-    Ok(doc)
+    Ok(doc.clone())
 }
 
 /// The effective date of a newer material version of the same policy and jurisdiction, if one
 /// is published: consent given under `shown` then already needs renewing.
-async fn superseding_material_version(
-    conn: &impl ConnectionTrait,
-    shown: &Policy,
-) -> Result<Option<DateTime<Utc>>, DbErr> {
-    Ok(policy::model::Entity::find()
-        .filter(policy::model::Column::Key.eq(&shown.key))
-        .filter(policy::model::Column::Jurisdiction.eq(&shown.jurisdiction))
-        .filter(policy::model::Column::Version.gt(shown.version))
-        .filter(policy::model::Column::Material.eq(true))
-        .filter(policy::model::Column::Status.ne(PolicyStatus::Draft))
-        .order_by_asc(policy::model::Column::Version)
-        .one(conn)
-        .await?
-        .map(|p| p.effective_at))
+fn superseding_material_version(documents: &[Policy], shown: &Policy) -> Option<DateTime<Utc>> {
+    documents
+        .iter()
+        .filter(|p| p.jurisdiction == shown.jurisdiction && p.version > shown.version && p.material)
+        .min_by_key(|p| p.version)
+        .map(|p| p.effective_at)
 }
 
 /// SHA-256 over the previous hash and the event's canonical JSON.

@@ -34,6 +34,36 @@ pub async fn find_or_create(
     if let Some(subject) = find(conn, external_id).await? {
         return Ok(subject);
     }
+    create(conn, external_id).await?;
+    find(conn, external_id)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("subject vanished after insert".into()))
+}
+
+/// Like [`find_or_create`], with the row locked until the transaction ends (PostgreSQL; SQLite
+/// has a single writer), so that appends to the subject's consent chain queue up instead of
+/// forking it.
+pub async fn find_or_create_locked(
+    conn: &impl ConnectionTrait,
+    external_id: &str,
+) -> Result<Subject, DbErr> {
+    let locked = || {
+        model::Entity::find()
+            .filter(model::Column::ExternalId.eq(external_id))
+            .lock_exclusive()
+            .one(conn)
+    };
+    if let Some(subject) = locked().await? {
+        return Ok(subject);
+    }
+    create(conn, external_id).await?;
+    locked()
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("subject vanished after insert".into()))
+}
+
+/// Inserts a subject unless one with this external id exists.
+async fn create(conn: &impl ConnectionTrait, external_id: &str) -> Result<(), DbErr> {
     let now = clock::now();
     model::Entity::insert(model::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
@@ -53,17 +83,5 @@ pub async fn find_or_create(
     .on_conflict_do_nothing_on([model::Column::ExternalId])
     .exec_without_returning(conn)
     .await?;
-    find(conn, external_id)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("subject vanished after insert".into()))
-}
-
-/// Re-reads a subject with its row locked until the transaction ends (PostgreSQL; SQLite has a
-/// single writer), so that appends to its consent chain queue up instead of forking it.
-pub async fn lock(conn: &impl ConnectionTrait, id: &str) -> Result<Subject, DbErr> {
-    model::Entity::find_by_id(id.to_string())
-        .lock_exclusive()
-        .one(conn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("subject".into()))
+    Ok(())
 }

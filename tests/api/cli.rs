@@ -9,7 +9,7 @@ use std::{
 
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, key_id, key_secret, spawn_app};
+use crate::helpers::{TestApp, key_id, key_secret, spawn_app, spawn_app_with};
 
 const BIN: &str = env!("CARGO_BIN_EXE_consentry");
 
@@ -167,7 +167,8 @@ fn a_missing_config_file_exits_with_2() {
 
 #[tokio::test]
 async fn keys_create_prints_the_key_alone_on_the_last_line() {
-    let app = spawn_app().await;
+    // Another process revokes the key, so this server must not trust a cached row.
+    let app = spawn_app_with(|c| c.key_cache_seconds = 0).await;
     let out = command_for(&app)
         .args(["keys", "create", "--role", "viewer", "--name", "ops"])
         .output()
