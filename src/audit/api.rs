@@ -57,6 +57,7 @@ impl From<audit_log::Model> for AuditEntry {
 
 /// A page of entries, newest first.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct AuditPage {
     items: Vec<AuditEntry>,
     /// Pass as `cursor` to get the next (older) page; absent on the last page.
@@ -66,6 +67,7 @@ struct AuditPage {
 
 /// The result of recomputing the chain.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct AuditVerification {
     /// True when every entry's hash and link hold.
     ok: bool,

@@ -18,6 +18,7 @@ impl KeysApi {
 
 /// An API key as listed: never the secret.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct KeyView {
     id: String,
     name: String,

@@ -37,6 +37,7 @@ pub struct ReceiptPolicy {
 
 /// The purpose consented to (or refused).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReceiptPurpose {
     pub key: String,
     pub title: String,

@@ -28,6 +28,7 @@ impl OutboxApi {
 
 /// A queued message, without recipient or content.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct OutboxEntry {
     id: String,
     kind: Kind,
@@ -62,6 +63,7 @@ impl From<OutboxMessage> for OutboxEntry {
 }
 
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct OutboxPage {
     items: Vec<OutboxEntry>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.

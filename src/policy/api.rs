@@ -33,6 +33,7 @@ impl PoliciesApi {
 
 /// A policy document without its body.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct PolicySummary {
     id: String,
     key: String,
@@ -59,6 +60,7 @@ struct PolicySummary {
 
 /// A policy document with its Markdown body.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct PolicyView {
     #[oai(flatten)]
     summary: PolicySummary,
@@ -111,6 +113,7 @@ struct PolicyDiff {
 
 /// A new draft.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct NewDraft {
     #[oai(validator(min_length = 1, max_length = 64))]
     key: String,
@@ -142,6 +145,7 @@ fn everywhere() -> String {
 
 /// Changes to a draft; absent fields stay as they are, `change_summary: null` clears it.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct DraftPatch {
     authoritative: Option<bool>,
     #[oai(validator(min_length = 1, max_length = 300))]

@@ -29,6 +29,7 @@ impl PurposesApi {
 
 /// A purpose as shown to the public, in one language.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct PublicPurpose {
     key: String,
     title: String,
@@ -48,6 +49,7 @@ struct PublicPurpose {
 
 /// A purpose with every language, for the admin console.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct PurposeView {
     key: String,
     /// Title and description per language tag.
@@ -88,6 +90,7 @@ impl From<Purpose> for PurposeView {
 
 /// The fields of a purpose.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct PurposeBody {
     /// Title and description per language tag (`en`, `zh-CN`, ...).
     texts: BTreeMap<String, PurposeText>,
