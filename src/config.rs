@@ -58,6 +58,48 @@ pub struct Config {
     pub controller: ControllerConfig,
     /// How consent evidence is kept.
     pub consent: ConsentConfig,
+    /// Age-gate thresholds.
+    pub age: AgeConfig,
+    /// Limits on public endpoints, per client IP address.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Overrides of the shipped age-of-consent table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgeConfig {
+    /// Age for countries without an entry (GDPR Art 8(1): 16).
+    pub default_threshold: u32,
+    /// Per-country ages, e.g. `{ FR = 15 }` (TOML only).
+    pub thresholds: std::collections::BTreeMap<String, u32>,
+    /// Days a minor may wait for a guardian's consent before an erasure request is opened.
+    pub guardian_grace_days: u32,
+    /// When the job that opens those requests runs: a cron expression with seconds, in UTC.
+    pub sweep_schedule: String,
+}
+
+impl Default for AgeConfig {
+    fn default() -> Self {
+        Self {
+            default_threshold: 16,
+            thresholds: Default::default(),
+            guardian_grace_days: 7,
+            sweep_schedule: "0 30 3 * * *".into(),
+        }
+    }
+}
+
+/// Requests per minute that one IP address may make to an unauthenticated endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { per_minute: 60 }
+    }
 }
 
 /// The organisation responsible for the processing (GDPR Art 4(7), the PIPL's "personal
@@ -251,6 +293,8 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             controller: ControllerConfig::default(),
             consent: ConsentConfig::default(),
+            age: AgeConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -443,6 +487,8 @@ impl Config {
                 format!("not a URL: {e}"),
             )
         })?;
+        crate::jobs::check_schedule(&self.age.sweep_schedule)
+            .map_err(|m| ConfigError::new("CONSENTRY_AGE__SWEEP_SCHEDULE", m))?;
         if self.max_body_bytes == 0 {
             return Err(ConfigError::new(
                 "CONSENTRY_MAX_BODY_BYTES",

@@ -16,13 +16,16 @@ use poem_openapi::{
 use sea_orm::{DbErr, SqlErr};
 use serde::Serialize;
 
-use crate::{consent::ConsentError, policy::PolicyError, purpose::PurposeError};
+use crate::{
+    age::guardian::GuardianError, consent::ConsentError, policy::PolicyError, purpose::PurposeError,
+};
 
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Problem {
     /// A URI reference naming the kind of problem; `about:blank` when the status says it all.
     #[oai(rename = "type")]
@@ -323,6 +326,25 @@ impl From<ConsentError> for ApiError {
     }
 }
 
+impl From<GuardianError> for ApiError {
+    fn from(err: GuardianError) -> Self {
+        match err {
+            GuardianError::InvalidEmail => {
+                Self::validation(vec![FieldError::new("guardian_email", err.to_string())])
+            }
+            GuardianError::NotNeeded => {
+                Self::conflict(err.to_string()).with_reason("guardian_not_needed")
+            }
+            GuardianError::UnknownToken => Self::not_found(err.to_string()),
+            GuardianError::Expired => Self::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string())
+                .with_reason("token_expired"),
+            GuardianError::Used => Self::conflict(err.to_string()).with_reason("token_used"),
+            GuardianError::Consent(e) => e.into(),
+            GuardianError::Db(e) => e.into(),
+        }
+    }
+}
+
 /// Rewrites any error that reached the router's edge as problem+json.
 ///
 /// Our own [`ApiError`] passes through. Framework errors keep their status; a payload that is not
@@ -354,7 +376,7 @@ pub fn problem_from_poem_error(err: poem::Error) -> ApiError {
 /// message tells them apart. Syntax errors come from serde_json and end with the position
 /// (`... at line 1 column 2`); schema mismatches name the field as ``field `name` `` when they
 /// can.
-fn payload_error(reason: &str) -> ApiError {
+pub fn payload_error(reason: &str) -> ApiError {
     if is_json_syntax_error(reason) {
         return ApiError::bad_request(format!("the body is not valid JSON: {reason}"));
     }

@@ -11,8 +11,8 @@ use poem::{
 use poem_openapi::OpenApiService;
 
 use crate::{
-    AppState, audit, auth, consent, error::ApiError, error::problem_from_poem_error, health,
-    notify, policy, purpose,
+    AppState, age, audit, auth, consent, error::ApiError, error::problem_from_poem_error, health,
+    hooks, notify, policy, purpose, subject,
 };
 
 /// Header carrying the request id in both directions.
@@ -38,6 +38,9 @@ pub fn api_service(state: &AppState) -> OpenApiService<impl poem_openapi::OpenAp
             policy::api::PoliciesApi::new(state.clone()),
             purpose::api::PurposesApi::new(state.clone()),
             consent::api::ConsentApi::new(state.clone()),
+            age::api::AgeGateApi::new(state.clone()),
+            subject::api::SubjectApi::new(state.clone()),
+            hooks::api::HooksApi::new(state.clone()),
         ),
         "Consentry",
         env!("CARGO_PKG_VERSION"),

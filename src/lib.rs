@@ -15,12 +15,17 @@
 //! - [`purpose`]: purposes of processing, their legal basis, recipients and retention.
 //! - [`consent`]: the hash-chained consent ledger, receipts and the consent check.
 //! - [`subject`]: the people the main app knows, by its user id.
+//! - [`age`]: the age gate: thresholds per country and guardian consent for minors.
+//! - [`hooks`]: signed events from the main app.
+//! - [`request`]: data-subject requests.
+//! - [`jobs`]: scheduled jobs (cron).
 //! - [`cli`]: the command-line interface behind `main`.
 //!
 //! Each domain folder is a room: its `api` module parses, authorises and calls the domain's
 //! functions, which own transactions and write audit rows in the same transaction as the change.
 //! [`App::build`] assembles everything from a [`config::Config`]; `main` and the tests both use it.
 
+pub mod age;
 pub mod api_tags;
 pub mod audit;
 pub mod auth;
@@ -32,11 +37,15 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod hooks;
 pub mod http;
+pub mod jobs;
 pub mod notify;
 pub mod period;
 pub mod policy;
 pub mod purpose;
+pub mod ratelimit;
+pub mod request;
 pub mod subject;
 pub mod telemetry;
 
@@ -61,6 +70,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// API keys verified recently.
     pub key_cache: Arc<KeyCache>,
+    /// Requests per client on the endpoints that need no credentials.
+    pub rate_limiter: Arc<ratelimit::RateLimiter>,
 }
 
 /// Why the service could not start.
@@ -111,12 +122,14 @@ impl App {
         let subject_tokens = config.subject_token_secret.clone().map(SubjectTokens::new);
         let dispatcher = Arc::new(Dispatcher::new(&config, db.clone())?);
         let key_cache = Arc::new(KeyCache::new(Duration::from_secs(config.key_cache_seconds)));
+        let rate_limiter = Arc::new(ratelimit::RateLimiter::new(config.rate_limit.per_minute));
         let state = AppState {
             config: Arc::new(config),
             db,
             subject_tokens,
             dispatcher,
             key_cache,
+            rate_limiter,
         };
         let listen = state.config.listen;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -171,6 +184,13 @@ impl App {
                 }
             }
         });
+        let scheduler = match jobs::start(self.state.clone()).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "the job scheduler did not start");
+                None
+            }
+        };
         let endpoint = http::app(self.state.clone());
         tracing::info!(
             "listening on http://{addr}; API documentation at http://{addr}/docs",
@@ -181,6 +201,11 @@ impl App {
             .await;
         let _ = stop_jobs.send(true);
         resume.abort();
+        if let Some(mut scheduler) = scheduler
+            && let Err(e) = scheduler.shutdown().await
+        {
+            tracing::warn!(error = %e, "stopping the job scheduler failed");
+        }
         if let Some(dispatcher) = dispatcher
             && let Err(e) = dispatcher.await
         {

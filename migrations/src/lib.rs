@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_foundation;
 mod m20261122_000002_outbox;
 mod m20261122_000003_consent;
+mod m20261122_000004_subjects;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_foundation::Migration),
             Box::new(m20261122_000002_outbox::Migration),
             Box::new(m20261122_000003_consent::Migration),
+            Box::new(m20261122_000004_subjects::Migration),
         ]
     }
 }

@@ -30,6 +30,12 @@ pub enum Actor {
     Cli,
     /// The service itself, e.g. importing `policies/` at start-up.
     System,
+    /// The main app, through a signed event.
+    MainApp,
+    /// The person themselves, through the portal.
+    Subject,
+    /// A minor's parent or guardian, through their emailed link.
+    Guardian,
 }
 
 impl std::fmt::Display for Actor {
@@ -38,6 +44,9 @@ impl std::fmt::Display for Actor {
             Actor::ApiKey(id) => write!(f, "api_key:{id}"),
             Actor::Cli => f.write_str("cli"),
             Actor::System => f.write_str("system"),
+            Actor::MainApp => f.write_str("main_app"),
+            Actor::Subject => f.write_str("subject"),
+            Actor::Guardian => f.write_str("guardian"),
         }
     }
 }

@@ -39,7 +39,8 @@ impl ConsentApi {
 
 /// The policy a decision was made under, by default `privacy-policy`.
 #[derive(Object)]
-struct PolicyShown {
+#[oai(skip_serializing_if_is_none)]
+pub(crate) struct PolicyShown {
     /// The version shown to the person.
     #[oai(validator(minimum(value = "1")))]
     policy_version: i32,
@@ -62,7 +63,7 @@ fn default_policy_key() -> String {
 }
 
 impl PolicyShown {
-    fn policy_ref(&self) -> PolicyRef {
+    pub(crate) fn policy_ref(&self) -> PolicyRef {
         PolicyRef {
             key: self.policy_key.clone(),
             version: self.policy_version,
@@ -73,7 +74,7 @@ impl PolicyShown {
 
 /// One decision.
 #[derive(Object)]
-struct DecisionBody {
+pub(crate) struct DecisionBody {
     #[oai(validator(min_length = 1, max_length = 64))]
     purpose: String,
     /// `true` grants; `false` withdraws a grant, or refuses when nothing was granted.
@@ -100,6 +101,7 @@ struct SetConsents {
 
 /// Decisions the main app captured in its own interface, with the evidence it saw.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct ReportedConsents {
     #[oai(validator(min_items = 1, max_items = 50))]
     decisions: Vec<DecisionBody>,
@@ -128,6 +130,7 @@ fn default_channel() -> String {
 
 /// An admin correction of the record.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct Correction {
     #[oai(validator(min_items = 1, max_items = 50))]
     decisions: Vec<DecisionBody>,
@@ -141,7 +144,8 @@ struct Correction {
 
 /// The state of one purpose after a request.
 #[derive(Object)]
-struct RecordedView {
+#[oai(skip_serializing_if_is_none)]
+pub(crate) struct RecordedView {
     purpose: String,
     status: ConsentStatus,
     policy_version: i32,
@@ -168,7 +172,8 @@ impl From<Recorded> for RecordedView {
 
 /// The current state of one purpose for a person.
 #[derive(Object)]
-struct ConsentView {
+#[oai(skip_serializing_if_is_none)]
+pub(crate) struct ConsentView {
     purpose: String,
     status: ConsentStatus,
     policy_key: String,
@@ -197,6 +202,7 @@ impl From<super::model::consents::Model> for ConsentView {
 
 /// One event of the ledger.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct EventView {
     id: String,
     seq: i64,
@@ -246,6 +252,7 @@ impl From<events::Model> for EventView {
 
 /// A page of events, newest first.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct HistoryPage {
     items: Vec<EventView>,
     /// Pass as `before` for the next (older) page; absent on the last page.
@@ -255,6 +262,7 @@ struct HistoryPage {
 
 /// The result of checking a subject's hash chain.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct ChainCheck {
     ok: bool,
     checked: u64,
@@ -277,6 +285,7 @@ impl From<ChainReport> for ChainCheck {
 
 /// May the data be processed for this purpose?
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct CheckView {
     allowed: bool,
     /// The recorded decision; null when the person never decided.
@@ -340,7 +349,7 @@ struct StatsLine {
     count: i64,
 }
 
-fn client_evidence(req: &Request) -> (Option<String>, Option<IpAddr>) {
+pub(crate) fn client_evidence(req: &Request) -> (Option<String>, Option<IpAddr>) {
     let user_agent = req
         .headers()
         .get(poem::http::header::USER_AGENT)
@@ -350,7 +359,7 @@ fn client_evidence(req: &Request) -> (Option<String>, Option<IpAddr>) {
     (user_agent, ip)
 }
 
-fn decisions(list: Vec<DecisionBody>) -> Vec<Decision> {
+pub(crate) fn decisions(list: Vec<DecisionBody>) -> Vec<Decision> {
     list.into_iter()
         .map(|d| Decision {
             purpose: d.purpose,

@@ -104,7 +104,7 @@ pub async fn record(
         .all(&*txn)
         .await?;
     let shown = resolve_policy(&documents, &req, &subject, jurisdiction.as_deref())?;
-    check_subject(&req, &subject, &purposes)?;
+    let confirms_own = check_subject(config, &req, &subject, &purposes, now.date_naive())?;
     let superseded_by = superseding_material_version(&documents, &shown);
 
     let current: BTreeMap<String, consents::Model> = consents::Entity::find()
@@ -235,6 +235,16 @@ pub async fn record(
         )
         .await?;
     }
+    if confirms_own {
+        subject::model::Entity::update_many()
+            .col_expr(
+                subject::model::Column::AgeStatus,
+                Expr::value(AgeStatus::Adult),
+            )
+            .filter(subject::model::Column::Id.eq(&subject.id))
+            .exec(&*txn)
+            .await?;
+    }
     if results.iter().any(|r| r.event_id.is_some()) {
         subject::model::Entity::update_many()
             .col_expr(
@@ -364,30 +374,58 @@ fn check_purposes(
     Ok(())
 }
 
-/// A restricted subject grants nothing; a minor waiting for a guardian grants nothing that
-/// rests on consent unless the guardian (or an admin correcting the record) records it.
+/// A restricted subject grants nothing; a minor grants nothing that rests on consent unless the
+/// guardian (or an admin correcting the record) records it, even once a guardian has been
+/// verified (withdrawing is always possible). Under
+/// PIPL a child's data is sensitive (Art 28), so each consent-based purpose is granted on its
+/// own (Art 29).
+///
+/// Returns whether the person has grown past the threshold and is now confirming their own
+/// consents: they are then recorded as an adult.
 fn check_subject(
+    config: &Config,
     req: &RecordRequest,
     subject: &Subject,
     purposes: &BTreeMap<String, Purpose>,
-) -> Result<(), ConsentError> {
-    let grants = || req.decisions.iter().filter(|d| d.granted);
-    if subject.restricted && grants().next().is_some() {
+    today: chrono::NaiveDate,
+) -> Result<bool, ConsentError> {
+    let consent_grants = || {
+        req.decisions
+            .iter()
+            .filter(|d| d.granted && purposes[&d.purpose].legal_basis == LegalBasis::Consent)
+    };
+    if subject.restricted && req.decisions.iter().any(|d| d.granted) {
         return Err(ConsentError::refused(
             "restricted",
             "processing of this subject's data is restricted; no consent can be granted",
         ));
     }
-    let guardian_needed = subject.age_status == AgeStatus::MinorGuardianPending
+    let minor = matches!(
+        subject.age_status,
+        AgeStatus::MinorGuardianPending | AgeStatus::MinorGuardianVerified
+    );
+    let confirms_own = minor
+        && req.actor == ConsentActor::Subject
+        && subject::may_confirm_own_consent(config, subject, today);
+    if confirms_own {
+        return Ok(true);
+    }
+    let guardian_needed = minor
         && !matches!(req.actor, ConsentActor::Guardian | ConsentActor::Admin)
-        && grants().any(|d| purposes[&d.purpose].legal_basis == LegalBasis::Consent);
+        && consent_grants().next().is_some();
     if guardian_needed {
         return Err(ConsentError::refused(
             "guardian_required",
             "the subject is below the age of digital consent; a guardian must consent",
         ));
     }
-    Ok(())
+    if minor && subject.jurisdiction.as_deref() == Some("CN") && consent_grants().count() > 1 {
+        return Err(ConsentError::refused(
+            "separate_consent",
+            "a child's data is sensitive under PIPL: grant each purpose in a request of its own",
+        ));
+    }
+    Ok(false)
 }
 
 /// The published document the person was shown, among the policy's published and retired

@@ -3,6 +3,8 @@
 //! A subject row is created the first time anything is recorded about a person (a consent, an
 //! event from the main app), so that the main app may send events in any order.
 
+pub mod api;
+pub mod items;
 pub mod model;
 
 use sea_orm::{
@@ -73,6 +75,10 @@ async fn create(conn: &impl ConnectionTrait, external_id: &str) -> Result<(), Db
         jurisdiction: Set(None),
         birth_date: Set(None),
         age_status: Set(AgeStatus::Unknown),
+        age_band: Set(None),
+        guardian_email: Set(None),
+        guardian_verified_at: Set(None),
+        minor_pending_since: Set(None),
         restricted: Set(false),
         consent_seq: Set(0),
         consent_hash: Set(GENESIS_HASH.to_string()),
@@ -84,4 +90,213 @@ async fn create(conn: &impl ConnectionTrait, external_id: &str) -> Result<(), Db
     .exec_without_returning(conn)
     .await?;
     Ok(())
+}
+
+/// What the main app tells us about a person (`subject.upserted`); absent fields stay as they
+/// are.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub email: Option<String>,
+    pub locale: Option<String>,
+    pub jurisdiction: Option<String>,
+    pub birth_date: Option<chrono::NaiveDate>,
+    pub age_band: Option<crate::age::AgeBand>,
+}
+
+/// Creates or updates a subject and re-assesses their age. A person under the threshold waits
+/// for a guardian (`minor_guardian_pending`) unless a guardian already consented; a person who
+/// has grown past it keeps their status until they confirm their own consents (the ledger then
+/// records them as an adult).
+pub async fn upsert(
+    conn: &impl ConnectionTrait,
+    config: &crate::config::Config,
+    external_id: &str,
+    profile: Profile,
+    today: chrono::NaiveDate,
+) -> Result<Subject, DbErr> {
+    use crate::age::{self, AgeEvidence, Outcome};
+
+    let subject = find_or_create_locked(conn, external_id).await?;
+    let previous = subject.age_status;
+    let mut row: model::ActiveModel = subject.clone().into();
+    if let Some(v) = profile.email {
+        row.email = Set(Some(v));
+    }
+    if let Some(v) = profile.locale {
+        row.locale = Set(Some(v));
+    }
+    if let Some(v) = &profile.jurisdiction {
+        row.jurisdiction = Set(Some(v.to_ascii_uppercase()));
+    }
+    if let Some(v) = profile.birth_date {
+        row.birth_date = Set(Some(v));
+    }
+    if let Some(v) = profile.age_band {
+        row.age_band = Set(Some(v.as_str().to_string()));
+    }
+    let country = profile
+        .jurisdiction
+        .or(subject.jurisdiction.clone())
+        .unwrap_or_default();
+    let evidence = profile
+        .birth_date
+        .or(subject.birth_date)
+        .map(AgeEvidence::BirthDate)
+        .or_else(|| {
+            profile
+                .age_band
+                .or_else(|| subject.age_band.as_deref().and_then(age::AgeBand::parse))
+                .map(AgeEvidence::Band)
+        });
+    let assessed = evidence.and_then(|e| age::assess(&config.age, &country, e, today));
+    let status = match (assessed.map(|a| a.outcome), previous) {
+        (None, current) => current,
+        (Some(_), AgeStatus::MinorGuardianVerified) => AgeStatus::MinorGuardianVerified,
+        (Some(Outcome::Allowed), AgeStatus::MinorGuardianPending) => {
+            AgeStatus::MinorGuardianPending
+        }
+        (Some(Outcome::Allowed), _) => AgeStatus::Adult,
+        (Some(Outcome::GuardianRequired), _) => AgeStatus::MinorGuardianPending,
+    };
+    let now = clock::now();
+    row.age_status = Set(status);
+    if status == AgeStatus::MinorGuardianPending && previous != status {
+        row.minor_pending_since = Set(Some(now));
+    }
+    row.updated_at = Set(now);
+    sea_orm::ActiveModelTrait::update(row, conn).await
+}
+
+/// Opens an erasure request for each minor who has waited longer than `grace` for a
+/// guardian's consent, as the policies promise for children's data collected without it.
+/// Each minor gets one automatic request: the pending clock is cleared once it is opened, and a
+/// request already open for the person is reused rather than duplicated. Returns how many
+/// minors were handled.
+pub async fn sweep_unverified_minors(
+    db: &crate::db::Db,
+    grace: chrono::TimeDelta,
+) -> Result<u64, DbErr> {
+    use crate::{
+        audit,
+        request::{self, RequestType},
+    };
+
+    const BATCH: u64 = 500;
+    let cutoff = clock::now() - grace;
+    let mut handled = 0;
+    loop {
+        let txn = db.begin_write().await?;
+        let due = model::Entity::find()
+            .filter(model::Column::AgeStatus.eq(AgeStatus::MinorGuardianPending))
+            .filter(model::Column::MinorPendingSince.lte(cutoff))
+            .filter(model::Column::ErasedAt.is_null())
+            .limit(BATCH)
+            .all(&*txn)
+            .await?;
+        let done = (due.len() as u64) < BATCH;
+        for subject in due {
+            let req = request::open_verified(
+                &*txn,
+                &subject.id,
+                RequestType::Erase,
+                "automatic",
+                serde_json::json!({"reason": "minor_without_guardian_consent"}),
+            )
+            .await?;
+            model::Entity::update_many()
+                .col_expr(
+                    model::Column::MinorPendingSince,
+                    Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+                )
+                .filter(model::Column::Id.eq(&subject.id))
+                .exec(&*txn)
+                .await?;
+            audit::record(
+                &*txn,
+                &audit::Actor::System,
+                "request.opened",
+                audit::Target::new("request", &req.id),
+                serde_json::json!({
+                    "type": "erase",
+                    "source": "automatic",
+                    "reason": "minor_without_guardian_consent",
+                }),
+            )
+            .await?;
+            handled += 1;
+        }
+        txn.commit().await?;
+        if done {
+            return Ok(handled);
+        }
+    }
+}
+
+/// Whether a minor has grown past the threshold and may now confirm their own consents.
+pub fn may_confirm_own_consent(
+    config: &crate::config::Config,
+    subject: &Subject,
+    today: chrono::NaiveDate,
+) -> bool {
+    use crate::age::{self, AgeEvidence, Outcome};
+    if subject.age_status == AgeStatus::Adult || subject.age_status == AgeStatus::Unknown {
+        return false;
+    }
+    let country = subject.jurisdiction.clone().unwrap_or_default();
+    let evidence = subject.birth_date.map(AgeEvidence::BirthDate).or_else(|| {
+        subject
+            .age_band
+            .as_deref()
+            .and_then(age::AgeBand::parse)
+            .map(AgeEvidence::Band)
+    });
+    evidence
+        .and_then(|e| age::assess(&config.age, &country, e, today))
+        .is_some_and(|a| a.outcome == Outcome::Allowed)
+}
+
+/// The `policy_acceptances` table: who accepted which policy document, when, through what.
+pub mod acceptances {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "policy_acceptances")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub subject_id: String,
+        pub policy_id: String,
+        pub policy_sha256: String,
+        pub source: String,
+        pub occurred_at: DateTimeUtc,
+        pub recorded_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Records that a subject accepted a policy document; returns the record's id.
+pub async fn record_acceptance(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+    policy: &crate::policy::Policy,
+    source: &str,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+) -> Result<String, DbErr> {
+    let id = uuid::Uuid::now_v7().to_string();
+    acceptances::Entity::insert(acceptances::ActiveModel {
+        id: Set(id.clone()),
+        subject_id: Set(subject_id.to_string()),
+        policy_id: Set(policy.id.clone()),
+        policy_sha256: Set(policy.content_sha256.clone()),
+        source: Set(source.to_string()),
+        occurred_at: Set(occurred_at),
+        recorded_at: Set(clock::now()),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(id)
 }

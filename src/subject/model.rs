@@ -37,6 +37,14 @@ pub struct Model {
     /// Personal data: never logged.
     pub birth_date: Option<Date>,
     pub age_status: AgeStatus,
+    /// A declared age band (`under_13`, `13_15`, `16_17`, `18_plus`) when no birth date is known.
+    pub age_band: Option<String>,
+    /// Personal data: never logged.
+    pub guardian_email: Option<String>,
+    pub guardian_verified_at: Option<DateTimeUtc>,
+    /// Since when a minor has been waiting for a guardian; an erasure request is opened when
+    /// this is older than the grace period.
+    pub minor_pending_since: Option<DateTimeUtc>,
     /// Processing is restricted (GDPR Art 18, PIPL Art 44): consent checks answer no.
     pub restricted: bool,
     /// Head of the subject's consent chain: the last event's sequence number and hash.

@@ -1,0 +1,238 @@
+//! The age gate: the age below which a person cannot consent alone, per country, and the
+//! outcome for a birth date or a declared age band.
+//!
+//! The shipped table follows ../LEGAL.md: GDPR Art 8 as each member state set it, UK GDPR 13,
+//! China 14 (PIPL Arts 28 and 31: a child's data is sensitive and needs a guardian), United
+//! States 13 (COPPA), 16 (the GDPR default) anywhere else. Operators override entries in config.
+//!
+//! Ages are counted in whole years on the day of the check; a person born on 29 February has
+//! their birthday on 1 March in common years (before it they have not reached the new age).
+
+pub mod api;
+pub mod guardian;
+
+use chrono::{Datelike, NaiveDate};
+use poem_openapi::Enum;
+
+use crate::config::AgeConfig;
+
+/// Which rule set a threshold comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum Law {
+    /// GDPR Art 8, as the member state set it.
+    Gdpr,
+    /// UK GDPR Art 8.
+    UkGdpr,
+    /// PIPL Arts 28 and 31.
+    Pipl,
+    /// COPPA, 16 CFR 312.5.
+    Coppa,
+    /// An operator's override in config.
+    Configured,
+    /// No entry for the country: the GDPR default of 16.
+    Default,
+}
+
+/// Whether a person may consent alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum Outcome {
+    Allowed,
+    GuardianRequired,
+}
+
+/// An age band declared instead of a birth date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum AgeBand {
+    #[oai(rename = "under_13")]
+    Under13,
+    #[oai(rename = "13_15")]
+    From13To15,
+    #[oai(rename = "16_17")]
+    From16To17,
+    #[oai(rename = "18_plus")]
+    Adult,
+}
+
+impl AgeBand {
+    /// The youngest and oldest age in the band.
+    fn bounds(self) -> (u32, u32) {
+        match self {
+            AgeBand::Under13 => (0, 12),
+            AgeBand::From13To15 => (13, 15),
+            AgeBand::From16To17 => (16, 17),
+            AgeBand::Adult => (18, u32::MAX),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgeBand::Under13 => "under_13",
+            AgeBand::From13To15 => "13_15",
+            AgeBand::From16To17 => "16_17",
+            AgeBand::Adult => "18_plus",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            AgeBand::Under13,
+            AgeBand::From13To15,
+            AgeBand::From16To17,
+            AgeBand::Adult,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
+    }
+}
+
+/// The shipped thresholds (../LEGAL.md).
+const TABLE: &[(&str, u32, Law)] = &[
+    ("BE", 13, Law::Gdpr),
+    ("EE", 13, Law::Gdpr),
+    ("FI", 13, Law::Gdpr),
+    ("LV", 13, Law::Gdpr),
+    ("MT", 13, Law::Gdpr),
+    ("PT", 13, Law::Gdpr),
+    ("SE", 13, Law::Gdpr),
+    ("NO", 13, Law::Gdpr),
+    ("AT", 14, Law::Gdpr),
+    ("BG", 14, Law::Gdpr),
+    ("CY", 14, Law::Gdpr),
+    ("IT", 14, Law::Gdpr),
+    ("LT", 14, Law::Gdpr),
+    ("ES", 14, Law::Gdpr),
+    ("CZ", 15, Law::Gdpr),
+    ("FR", 15, Law::Gdpr),
+    ("GR", 15, Law::Gdpr),
+    ("SI", 15, Law::Gdpr),
+    ("DK", 15, Law::Gdpr),
+    ("DE", 16, Law::Gdpr),
+    ("HR", 16, Law::Gdpr),
+    ("HU", 16, Law::Gdpr),
+    ("IE", 16, Law::Gdpr),
+    ("LU", 16, Law::Gdpr),
+    ("NL", 16, Law::Gdpr),
+    ("PL", 16, Law::Gdpr),
+    ("RO", 16, Law::Gdpr),
+    ("SK", 16, Law::Gdpr),
+    ("GB", 13, Law::UkGdpr),
+    ("CN", 14, Law::Pipl),
+    ("US", 13, Law::Coppa),
+];
+
+/// The threshold and its source for a country (ISO 3166-1 alpha-2, any case).
+pub fn threshold(config: &AgeConfig, country: &str) -> (u32, Law) {
+    let country = country.to_ascii_uppercase();
+    if let Some(&age) = config.thresholds.get(&country) {
+        return (age, Law::Configured);
+    }
+    TABLE
+        .iter()
+        .find(|(c, _, _)| *c == country)
+        .map(|&(_, age, law)| (age, law))
+        .unwrap_or((config.default_threshold, Law::Default))
+}
+
+/// Whole years between `birth` and `on`.
+pub fn age_on(birth: NaiveDate, on: NaiveDate) -> Option<u32> {
+    if birth > on {
+        return None;
+    }
+    let had_birthday = (on.month(), on.day()) >= (birth.month(), birth.day());
+    u32::try_from(on.year() - birth.year() - i32::from(!had_birthday)).ok()
+}
+
+/// What the age gate knows about a person.
+#[derive(Debug, Clone, Copy)]
+pub enum AgeEvidence {
+    BirthDate(NaiveDate),
+    Band(AgeBand),
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assessment {
+    /// Exact age, when a birth date was given.
+    pub age: Option<u32>,
+    pub threshold: u32,
+    pub law: Law,
+    pub outcome: Outcome,
+}
+
+/// Assesses a person in `country` on `today`. A band that straddles the threshold counts as
+/// under it: the gate does not guess in a child's disfavour.
+pub fn assess(
+    config: &AgeConfig,
+    country: &str,
+    evidence: AgeEvidence,
+    today: NaiveDate,
+) -> Option<Assessment> {
+    let (threshold, law) = threshold(config, country);
+    let (age, old_enough) = match evidence {
+        AgeEvidence::BirthDate(birth) => {
+            let age = age_on(birth, today)?;
+            (Some(age), age >= threshold)
+        }
+        AgeEvidence::Band(band) => (None, band.bounds().0 >= threshold),
+    };
+    Some(Assessment {
+        age,
+        threshold,
+        law,
+        outcome: if old_enough {
+            Outcome::Allowed
+        } else {
+            Outcome::GuardianRequired
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn birthdays_count_on_the_day() {
+        assert_eq!(age_on(d("2012-11-22"), d("2026-11-21")), Some(13));
+        assert_eq!(age_on(d("2012-11-22"), d("2026-11-22")), Some(14));
+        assert_eq!(age_on(d("2030-01-01"), d("2026-11-22")), None);
+    }
+
+    #[test]
+    fn a_leap_day_birthday_comes_on_the_first_of_march_in_common_years() {
+        assert_eq!(age_on(d("2012-02-29"), d("2026-02-28")), Some(13));
+        assert_eq!(age_on(d("2012-02-29"), d("2026-03-01")), Some(14));
+        assert_eq!(age_on(d("2012-02-29"), d("2028-02-29")), Some(16));
+    }
+
+    #[test]
+    fn thresholds_follow_the_table_and_config() {
+        let mut config = AgeConfig::default();
+        assert_eq!(threshold(&config, "cn"), (14, Law::Pipl));
+        assert_eq!(threshold(&config, "FR"), (15, Law::Gdpr));
+        assert_eq!(threshold(&config, "ZZ"), (16, Law::Default));
+        config.thresholds.insert("FR".into(), 16);
+        assert_eq!(threshold(&config, "FR"), (16, Law::Configured));
+    }
+
+    #[test]
+    fn bands_straddling_the_threshold_need_a_guardian() {
+        let config = AgeConfig::default();
+        let today = d("2026-11-22");
+        let band = |b, c| {
+            assess(&config, c, AgeEvidence::Band(b), today)
+                .unwrap()
+                .outcome
+        };
+        assert_eq!(band(AgeBand::From13To15, "BE"), Outcome::Allowed);
+        assert_eq!(band(AgeBand::From13To15, "FR"), Outcome::GuardianRequired);
+        assert_eq!(band(AgeBand::From16To17, "DE"), Outcome::Allowed);
+        assert_eq!(band(AgeBand::Under13, "US"), Outcome::GuardianRequired);
+    }
+}

@@ -1,0 +1,122 @@
+//! `POST /v1/hooks/events`: events from the main app, authenticated by their Standard Webhooks
+//! signature rather than an API key (the signature also proves the body is unchanged).
+
+use poem::{Request, RequestBody};
+use poem_openapi::{
+    ApiResponse, OpenApi,
+    payload::{Json, ParsePayload, Payload},
+    registry::{MetaSchemaRef, Registry},
+    types::Type,
+};
+use serde_json::Value;
+
+use super::events::{
+    self, ConsentRecordedEvent, DataErasedEvent, DataRecordedEvent, Envelope, PolicyAcceptedEvent,
+    SubjectDeletedEvent, SubjectUpsertedEvent,
+};
+use crate::{AppState, api_tags::ApiTags, error::ApiError};
+
+pub struct HooksApi {
+    state: AppState,
+    verifier: super::Verifier,
+}
+
+impl HooksApi {
+    pub fn new(state: AppState) -> Self {
+        let verifier = super::Verifier::from_config(&state.config);
+        Self { state, verifier }
+    }
+}
+
+/// The exact bytes of a signed event, kept for signature verification; documented as the
+/// event envelope.
+pub struct SignedBody(Vec<u8>);
+
+impl Payload for SignedBody {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type.starts_with("application/json")
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        Envelope::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        Envelope::register(registry);
+        // The schemas of each event's `data`, for the main app's developers.
+        SubjectUpsertedEvent::register(registry);
+        SubjectDeletedEvent::register(registry);
+        ConsentRecordedEvent::register(registry);
+        DataRecordedEvent::register(registry);
+        DataErasedEvent::register(registry);
+        PolicyAcceptedEvent::register(registry);
+    }
+}
+
+poem_openapi::impl_apirequest_for_payload!(SignedBody,);
+
+impl ParsePayload for SignedBody {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        Ok(Self(body.take()?.into_vec().await?))
+    }
+}
+
+#[derive(ApiResponse)]
+enum EventResponse {
+    /// The event was applied, or was applied before under the same `webhook-id` (then the
+    /// first answer is repeated and nothing is applied again).
+    #[oai(status = 200)]
+    Applied(Json<Value>),
+}
+
+#[OpenApi]
+impl HooksApi {
+    /// Receive an event from the main app
+    ///
+    /// Signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`,
+    /// 5-minute tolerance; any configured secret is accepted, so secrets can be rotated). A
+    /// missing, wrong or stale signature is 401 and nothing is written; an unknown `type` or
+    /// invalid `data` is 422 and nothing is written.
+    #[oai(path = "/v1/hooks/events", method = "post", tag = "ApiTags::Service")]
+    async fn receive(&self, req: &Request, body: SignedBody) -> Result<EventResponse, ApiError> {
+        if !self.verifier.verify(&body.0, req.headers()) {
+            return Err(ApiError::unauthorized(
+                "missing, invalid or stale webhook signature",
+            ));
+        }
+        let webhook_id = req
+            .headers()
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if let Some(earlier) = super::receipt(self.state.db.conn(), &webhook_id).await? {
+            let answer = serde_json::from_str(&earlier.response).unwrap_or(Value::Null);
+            return Ok(EventResponse::Applied(Json(answer)));
+        }
+        let value: Value = serde_json::from_slice(&body.0)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+        let envelope =
+            <Envelope as poem_openapi::types::ParseFromJSON>::parse_from_json(Some(value))
+                .map_err(|e| crate::error::payload_error(e.message()))?;
+        let kind = envelope.kind.clone();
+        let answer = events::apply(&self.state, envelope).await?;
+        let answer = serde_json::json!({"id": webhook_id, "type": kind, "result": answer});
+        if let Err(e) =
+            super::store_receipt(self.state.db.conn(), &webhook_id, &kind, &answer).await
+        {
+            // A concurrent delivery of the same id stored its receipt first.
+            if super::receipt(self.state.db.conn(), &webhook_id)
+                .await?
+                .is_none()
+            {
+                return Err(e.into());
+            }
+        }
+        Ok(EventResponse::Applied(Json(answer)))
+    }
+}

@@ -1,0 +1,322 @@
+//! The events the main app sends, their data, and what each does.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use poem_openapi::{Object, types::ParseFromJSON};
+use sea_orm::ActiveEnum;
+use serde_json::{Value, json};
+use validator::ValidateEmail;
+
+use crate::{
+    AppState,
+    age::{AgeBand, guardian},
+    audit::{self, Actor, Target},
+    clock,
+    consent::{self, ConsentActor, Decision, PolicyRef, RecordRequest},
+    error::{ApiError, FieldError, payload_error},
+    policy::{self, PolicyStatus},
+    request::{self, RequestType},
+    subject::{self, AgeStatus, Profile, items},
+};
+
+/// The envelope every event comes in.
+#[derive(Object)]
+pub struct Envelope {
+    /// `subject.upserted`, `subject.deleted`, `consent.recorded`, `data.recorded`,
+    /// `data.erased` or `policy.accepted`.
+    #[oai(rename = "type")]
+    pub kind: String,
+    pub occurred_at: DateTime<Utc>,
+    /// The event's data; its schema depends on `type` (see the `*Event` schemas).
+    pub data: Value,
+}
+
+/// `subject.upserted`: a person was created or changed in the main app.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct SubjectUpsertedEvent {
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub external_id: String,
+    #[oai(validator(max_length = 320))]
+    pub email: Option<String>,
+    #[oai(validator(min_length = 2, max_length = 16))]
+    pub locale: Option<String>,
+    /// ISO 3166-1 alpha-2 country code.
+    #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
+    pub jurisdiction: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    /// When no birth date is known.
+    pub age_band: Option<AgeBand>,
+    /// A parent or guardian to ask for consent when the person is a minor (ignored otherwise).
+    #[oai(validator(max_length = 320))]
+    pub guardian_email: Option<String>,
+}
+
+/// `subject.deleted`: the person cancelled their account; an erasure request is opened.
+#[derive(Object)]
+pub struct SubjectDeletedEvent {
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub external_id: String,
+}
+
+/// `consent.recorded`: decisions captured in the main app's own interface.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ConsentRecordedEvent {
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub external_id: String,
+    #[oai(validator(min_items = 1, max_items = 50))]
+    pub decisions: Vec<EventDecision>,
+    #[oai(validator(minimum(value = "1")))]
+    pub policy_version: i32,
+    #[oai(
+        default = "default_policy_key",
+        validator(min_length = 1, max_length = 64)
+    )]
+    pub policy_key: String,
+    #[oai(
+        default = "default_channel",
+        validator(min_length = 1, max_length = 32)
+    )]
+    pub channel: String,
+    #[oai(validator(min_length = 2, max_length = 16))]
+    pub language: Option<String>,
+    #[oai(validator(max_length = 1024))]
+    pub user_agent: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
+}
+
+/// One decision in a `consent.recorded` event.
+#[derive(Object)]
+pub struct EventDecision {
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub purpose: String,
+    pub granted: bool,
+}
+
+/// `data.recorded`: the main app stored an item about a person, or an item's retention clock
+/// started (e.g. `clock_event: training_completed`).
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct DataRecordedEvent {
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub external_id: String,
+    /// The main app's id for the item.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub item_ref: String,
+    #[oai(validator(pattern = "^[a-z0-9_-]{1,64}$"))]
+    pub category: String,
+    /// When the item was created; defaults to the event's time.
+    pub created_at: Option<DateTime<Utc>>,
+    #[oai(validator(pattern = "^[a-z0-9_-]{1,64}$"))]
+    pub clock_event: Option<String>,
+}
+
+/// `data.erased`: the main app deleted an item.
+#[derive(Object)]
+pub struct DataErasedEvent {
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub external_id: String,
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub item_ref: String,
+}
+
+/// `policy.accepted`: the person accepted a policy version in the main app.
+#[derive(Object)]
+pub struct PolicyAcceptedEvent {
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub external_id: String,
+    #[oai(
+        default = "default_policy_key",
+        validator(min_length = 1, max_length = 64)
+    )]
+    pub policy_key: String,
+    #[oai(validator(minimum(value = "1")))]
+    pub policy_version: i32,
+}
+
+fn default_policy_key() -> String {
+    "privacy-policy".into()
+}
+
+fn default_channel() -> String {
+    "main_app".into()
+}
+
+/// Parses an event's data with the schema's validators; failures name the field.
+fn parse<T: ParseFromJSON>(data: Value) -> Result<T, ApiError> {
+    T::parse_from_json(Some(data)).map_err(|e| payload_error(e.message()))
+}
+
+/// Applies one verified event and returns the answer to store and send.
+pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiError> {
+    let db = &state.db;
+    let occurred_at = clock::truncate(envelope.occurred_at);
+    match envelope.kind.as_str() {
+        "subject.upserted" => {
+            let e: SubjectUpsertedEvent = parse(envelope.data)?;
+            let invalid: Vec<FieldError> = [
+                ("data.email", &e.email),
+                ("data.guardian_email", &e.guardian_email),
+            ]
+            .into_iter()
+            .filter(|(_, v)| v.as_deref().is_some_and(|v| !v.validate_email()))
+            .map(|(field, _)| FieldError::new(field, "not an email address"))
+            .collect();
+            if !invalid.is_empty() {
+                return Err(ApiError::validation(invalid));
+            }
+            let txn = db.begin_write().await?;
+            let subject = subject::upsert(
+                &*txn,
+                &state.config,
+                &e.external_id,
+                Profile {
+                    email: e.email,
+                    locale: e.locale,
+                    jurisdiction: e.jurisdiction,
+                    birth_date: e.birth_date,
+                    age_band: e.age_band,
+                },
+                clock::now().date_naive(),
+            )
+            .await?;
+            let guardian_requested = match &e.guardian_email {
+                Some(email) if subject.age_status == AgeStatus::MinorGuardianPending => {
+                    guardian::request(&*txn, &state.config, &subject, email, &Actor::MainApp)
+                        .await?;
+                    true
+                }
+                _ => false,
+            };
+            audit::record(
+                &*txn,
+                &Actor::MainApp,
+                "subject.upserted",
+                Target::new("subject", &subject.id),
+                json!({"age_status": subject.age_status.to_value()}),
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(json!({
+                "subject": subject.external_id,
+                "age_status": subject.age_status.to_value(),
+                "guardian_requested": guardian_requested,
+            }))
+        }
+        "subject.deleted" => {
+            let e: SubjectDeletedEvent = parse(envelope.data)?;
+            let txn = db.begin_write().await?;
+            let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
+            let request = request::open_verified(
+                &*txn,
+                &subject.id,
+                RequestType::Erase,
+                "main_app",
+                json!({"reason": "account_cancelled"}),
+            )
+            .await?;
+            audit::record(
+                &*txn,
+                &Actor::MainApp,
+                "request.opened",
+                Target::new("request", &request.id),
+                json!({"type": "erase", "source": "main_app"}),
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(json!({"request_id": request.id, "status": request.status.to_value()}))
+        }
+        "consent.recorded" => {
+            let e: ConsentRecordedEvent = parse(envelope.data)?;
+            let recorded = consent::record(
+                db,
+                &state.config,
+                RecordRequest {
+                    external_id: e.external_id,
+                    decisions: e
+                        .decisions
+                        .into_iter()
+                        .map(|d| Decision {
+                            purpose: d.purpose,
+                            granted: d.granted,
+                        })
+                        .collect(),
+                    policy: PolicyRef {
+                        key: e.policy_key,
+                        version: e.policy_version,
+                        id: None,
+                    },
+                    actor: ConsentActor::MainApp,
+                    channel: e.channel,
+                    language: e.language,
+                    jurisdiction: None,
+                    user_agent: e.user_agent,
+                    ip: e.ip,
+                    occurred_at: Some(occurred_at),
+                    reason: None,
+                    audited_by: None,
+                },
+            )
+            .await?;
+            Ok(
+                json!({"events": recorded.iter().filter_map(|r| r.event_id.clone()).collect::<Vec<_>>()}),
+            )
+        }
+        "data.recorded" => {
+            let e: DataRecordedEvent = parse(envelope.data)?;
+            let txn = db.begin_write().await?;
+            let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
+            let clock_started_at = e.clock_event.as_ref().map(|_| occurred_at);
+            items::record(
+                &*txn,
+                &subject.id,
+                items::Recorded {
+                    category: e.category,
+                    external_ref: e.item_ref.clone(),
+                    created_at: e.created_at.map(clock::truncate).unwrap_or(occurred_at),
+                    clock_event: e.clock_event,
+                    clock_started_at,
+                },
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(json!({"item_ref": e.item_ref}))
+        }
+        "data.erased" => {
+            let e: DataErasedEvent = parse(envelope.data)?;
+            let txn = db.begin_write().await?;
+            let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
+            let n = items::erased(&*txn, &subject.id, &e.item_ref, occurred_at).await?;
+            txn.commit().await?;
+            Ok(json!({"item_ref": e.item_ref, "erased": n}))
+        }
+        "policy.accepted" => {
+            let e: PolicyAcceptedEvent = parse(envelope.data)?;
+            let txn = db.begin_write().await?;
+            let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
+            let doc = policy::of_version(
+                &*txn,
+                &e.policy_key,
+                e.policy_version,
+                subject.jurisdiction.as_deref(),
+                subject.locale.as_deref(),
+            )
+            .await?
+            .filter(|d| d.status == PolicyStatus::Published)
+            .ok_or_else(|| {
+                ApiError::validation(vec![FieldError::new(
+                    "data.policy_version",
+                    "not a published version of this policy",
+                )])
+            })?;
+            let id = subject::record_acceptance(&*txn, &subject.id, &doc, "main_app", occurred_at)
+                .await?;
+            txn.commit().await?;
+            Ok(json!({"acceptance_id": id}))
+        }
+        other => Err(ApiError::validation(vec![FieldError::new(
+            "type",
+            format!("unknown event type `{other}`"),
+        )])),
+    }
+}

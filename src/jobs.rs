@@ -1,0 +1,50 @@
+//! Scheduled jobs, run by tokio-cron-scheduler on cron expressions (with seconds, in UTC).
+//!
+//! Every job is safe to run on several replicas at once and to repeat: each one works in
+//! batches and leaves nothing half done between them.
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+
+use crate::{AppState, subject};
+
+/// Checks a cron expression the way the scheduler will read it.
+pub fn check_schedule(expression: &str) -> Result<(), String> {
+    Job::new_async(expression, |_, _| Box::pin(async {}))
+        .map(drop)
+        .map_err(|_| {
+            format!("`{expression}` is not a cron expression with seconds, such as `0 30 3 * * *`")
+        })
+}
+
+/// Starts the scheduler with every job; shut it down with [`JobScheduler::shutdown`].
+pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
+    let scheduler = JobScheduler::new().await?;
+    let schedule = state.config.age.sweep_schedule.clone();
+    let sweep = Arc::new(state);
+    scheduler
+        .add(Job::new_async(
+            schedule.as_str(),
+            move |_, _| -> Pin<Box<dyn Future<Output = ()> + Send>> {
+                let state = sweep.clone();
+                Box::pin(async move { sweep_minors(&state).await })
+            },
+        )?)
+        .await?;
+    scheduler.start().await?;
+    Ok(scheduler)
+}
+
+/// Opens erasure requests for minors still without a guardian after the grace period.
+async fn sweep_minors(state: &AppState) {
+    let grace = chrono::TimeDelta::days(i64::from(state.config.age.guardian_grace_days));
+    match subject::sweep_unverified_minors(&state.db, grace).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            minors = n,
+            "erasure requests opened for minors without guardian consent"
+        ),
+        Err(e) => tracing::error!(error = %e, "the minor sweep failed; it runs again next time"),
+    }
+}

@@ -1,0 +1,64 @@
+//! A fixed-window limit on requests per client (IP address) for the endpoints that need no
+//! credentials, so that they cannot be used to probe or flood the service. Counts live in the
+//! process: behind several replicas each enforces its own share.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use crate::error::ApiError;
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// Requests counted per client in the current minute.
+pub struct RateLimiter {
+    per_window: u32,
+    state: Mutex<(Instant, HashMap<IpAddr, u32>)>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_window: per_minute,
+            state: Mutex::new((Instant::now(), HashMap::new())),
+        }
+    }
+
+    /// Counts a request from `client`; 429 once it is over the limit for this minute.
+    pub fn check(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(client) = client else {
+            return Ok(());
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0.elapsed() >= WINDOW {
+            *state = (Instant::now(), HashMap::new());
+        }
+        let count = state.1.entry(client).or_insert(0);
+        *count += 1;
+        if *count > self.per_window {
+            return Err(ApiError::new(
+                poem::http::StatusCode::TOO_MANY_REQUESTS,
+                "too many requests from this address; try again in a minute",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_over_the_limit_is_refused_and_others_are_not() {
+        let limiter = RateLimiter::new(2);
+        let a = Some("192.0.2.1".parse().unwrap());
+        let b = Some("192.0.2.2".parse().unwrap());
+        assert!(limiter.check(a).is_ok() && limiter.check(a).is_ok());
+        assert!(limiter.check(a).is_err());
+        assert!(limiter.check(b).is_ok());
+    }
+}

@@ -1,0 +1,111 @@
+//! The data-item registry: what the main app stores about each person (an uploaded photo, a
+//! generated image, a log bundle), registered by its `data.recorded` and `data.erased` events,
+//! so that retention can be enforced and access requests can list it.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    prelude::Expr, sea_query::OnConflict,
+};
+
+/// The `data_items` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "data_items")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub subject_id: String,
+        /// The data category, e.g. `generated_images`, `server_logs`.
+        pub category: String,
+        /// The main app's id for the item.
+        pub external_ref: String,
+        pub created_at: DateTimeUtc,
+        /// The event that starts the retention clock (e.g. `training_completed`), if not
+        /// creation.
+        pub clock_event: Option<String>,
+        pub clock_started_at: Option<DateTimeUtc>,
+        /// When retention expires; set by the retention rules.
+        pub purge_after: Option<DateTimeUtc>,
+        pub erased_at: Option<DateTimeUtc>,
+        pub recorded_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use entity::Model as DataItem;
+
+/// A `data.recorded` event: a new item, or a clock event for a known one.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub category: String,
+    pub external_ref: String,
+    pub created_at: DateTime<Utc>,
+    pub clock_event: Option<String>,
+    pub clock_started_at: Option<DateTime<Utc>>,
+}
+
+/// Registers an item, or updates its clock when it is known already.
+pub async fn record(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+    item: Recorded,
+) -> Result<(), DbErr> {
+    let row = entity::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        subject_id: Set(subject_id.to_string()),
+        category: Set(item.category),
+        external_ref: Set(item.external_ref),
+        created_at: Set(item.created_at),
+        clock_event: Set(item.clock_event),
+        clock_started_at: Set(item.clock_started_at),
+        purge_after: Set(None),
+        erased_at: Set(None),
+        recorded_at: Set(crate::clock::now()),
+    };
+    entity::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([entity::Column::SubjectId, entity::Column::ExternalRef])
+                .update_columns([entity::Column::ClockEvent, entity::Column::ClockStartedAt])
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks an item erased by the main app. Unknown items are ignored: the main app may erase
+/// data it never registered.
+pub async fn erased(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+    external_ref: &str,
+    at: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    Ok(entity::Entity::update_many()
+        .col_expr(entity::Column::ErasedAt, Expr::value(at))
+        .filter(entity::Column::SubjectId.eq(subject_id))
+        .filter(entity::Column::ExternalRef.eq(external_ref))
+        .filter(entity::Column::ErasedAt.is_null())
+        .exec(conn)
+        .await?
+        .rows_affected)
+}
+
+/// A subject's items, oldest first.
+pub async fn of_subject(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+) -> Result<Vec<DataItem>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::SubjectId.eq(subject_id))
+        .order_by_asc(entity::Column::CreatedAt)
+        .all(conn)
+        .await
+}
