@@ -79,6 +79,8 @@ pub struct ApiError {
     detail: Option<String>,
     reason: Option<String>,
     errors: Vec<FieldError>,
+    /// Seconds to wait before retrying, sent as `Retry-After` (429).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -88,6 +90,7 @@ impl ApiError {
             detail: Some(detail.into()),
             reason: None,
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -118,6 +121,7 @@ impl ApiError {
             detail: Some("the request has invalid fields".into()),
             reason: None,
             errors,
+            retry_after: None,
         }
     }
 
@@ -129,6 +133,7 @@ impl ApiError {
             detail: None,
             reason: None,
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -140,6 +145,18 @@ impl ApiError {
             detail: Some("a dependency of the service is unavailable".into()),
             reason: None,
             errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// 429, with how long to wait.
+    pub fn too_many_requests(retry_after_seconds: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests from this address; try again later",
+            )
         }
     }
 
@@ -185,10 +202,13 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
-        Response::builder()
+        let mut response = Response::builder()
             .status(self.status)
-            .content_type(PROBLEM_JSON)
-            .body(body)
+            .content_type(PROBLEM_JSON);
+        if let Some(seconds) = self.retry_after {
+            response = response.header(poem::http::header::RETRY_AFTER, seconds);
+        }
+        response.body(body)
     }
 }
 
@@ -380,12 +400,16 @@ pub fn payload_error(reason: &str) -> ApiError {
     if is_json_syntax_error(reason) {
         return ApiError::bad_request(format!("the body is not valid JSON: {reason}"));
     }
-    let field = reason
+    let field = field_named_in(reason).unwrap_or("body");
+    ApiError::validation(vec![FieldError::new(field, reason)])
+}
+
+/// The field a poem-openapi parse error names (``... field `name` ...``), if any.
+pub fn field_named_in(reason: &str) -> Option<&str> {
+    reason
         .rsplit_once("field `")
         .and_then(|(_, rest)| rest.split_once('`'))
-        .map(|(name, _)| name.to_string())
-        .unwrap_or_else(|| "body".to_string());
-    ApiError::validation(vec![FieldError::new(field, reason)])
+        .map(|(name, _)| name)
 }
 
 /// Whether `reason` ends like serde_json's syntax errors: ` at line <n> column <m>`.

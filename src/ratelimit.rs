@@ -39,10 +39,8 @@ impl RateLimiter {
         let count = state.1.entry(client).or_insert(0);
         *count += 1;
         if *count > self.per_window {
-            return Err(ApiError::new(
-                poem::http::StatusCode::TOO_MANY_REQUESTS,
-                "too many requests from this address; try again in a minute",
-            ));
+            let wait = WINDOW.saturating_sub(state.0.elapsed()).as_secs() + 1;
+            return Err(ApiError::too_many_requests(wait));
         }
         Ok(())
     }

@@ -10,10 +10,7 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-use super::events::{
-    self, ConsentRecordedEvent, DataErasedEvent, DataRecordedEvent, Envelope, PolicyAcceptedEvent,
-    SubjectDeletedEvent, SubjectUpsertedEvent,
-};
+use super::events::{self, Envelope, EnvelopeSchema};
 use crate::{AppState, api_tags::ApiTags, error::ApiError};
 
 pub struct HooksApi {
@@ -40,18 +37,11 @@ impl Payload for SignedBody {
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        Envelope::schema_ref()
+        EnvelopeSchema::schema_ref()
     }
 
     fn register(registry: &mut Registry) {
-        Envelope::register(registry);
-        // The schemas of each event's `data`, for the main app's developers.
-        SubjectUpsertedEvent::register(registry);
-        SubjectDeletedEvent::register(registry);
-        ConsentRecordedEvent::register(registry);
-        DataRecordedEvent::register(registry);
-        DataErasedEvent::register(registry);
-        PolicyAcceptedEvent::register(registry);
+        EnvelopeSchema::register(registry);
     }
 }
 

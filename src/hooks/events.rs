@@ -1,7 +1,7 @@
 //! The events the main app sends, their data, and what each does.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use poem_openapi::{Object, types::ParseFromJSON};
+use poem_openapi::{Enum, Object, Union, registry::Registry, types::ParseFromJSON};
 use sea_orm::ActiveEnum;
 use serde_json::{Value, json};
 use validator::ValidateEmail;
@@ -12,22 +12,62 @@ use crate::{
     audit::{self, Actor, Target},
     clock,
     consent::{self, ConsentActor, Decision, PolicyRef, RecordRequest},
-    error::{ApiError, FieldError, payload_error},
+    error::{ApiError, FieldError, field_named_in},
     policy::{self, PolicyStatus},
     request::{self, RequestType},
     subject::{self, AgeStatus, Profile, items},
 };
 
-/// The envelope every event comes in.
+/// The envelope every event comes in, as read: `data` is parsed once `type` is known, so that
+/// an unknown type is told apart from invalid data.
 #[derive(Object)]
+#[oai(rename = "RawEnvelope")]
 pub struct Envelope {
-    /// `subject.upserted`, `subject.deleted`, `consent.recorded`, `data.recorded`,
-    /// `data.erased` or `policy.accepted`.
     #[oai(rename = "type")]
     pub kind: String,
     pub occurred_at: DateTime<Utc>,
-    /// The event's data; its schema depends on `type` (see the `*Event` schemas).
     pub data: Value,
+}
+
+/// The envelope every event comes in, as documented in the OpenAPI: `data` has the schema of
+/// its `type`.
+#[derive(Object)]
+#[oai(rename = "Envelope")]
+pub struct EnvelopeSchema {
+    #[oai(rename = "type")]
+    pub kind: EventType,
+    /// When it happened in the main app.
+    pub occurred_at: DateTime<Utc>,
+    pub data: EventData,
+}
+
+/// The kinds of event the main app sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum EventType {
+    #[oai(rename = "subject.upserted")]
+    SubjectUpserted,
+    #[oai(rename = "subject.deleted")]
+    SubjectDeleted,
+    #[oai(rename = "consent.recorded")]
+    ConsentRecorded,
+    #[oai(rename = "data.recorded")]
+    DataRecorded,
+    #[oai(rename = "data.erased")]
+    DataErased,
+    #[oai(rename = "policy.accepted")]
+    PolicyAccepted,
+}
+
+/// The data of each event type.
+#[derive(Union)]
+#[oai(one_of)]
+pub enum EventData {
+    SubjectUpserted(SubjectUpsertedEvent),
+    SubjectDeleted(SubjectDeletedEvent),
+    ConsentRecorded(ConsentRecordedEvent),
+    DataRecorded(DataRecordedEvent),
+    DataErased(DataErasedEvent),
+    PolicyAccepted(PolicyAcceptedEvent),
 }
 
 /// `subject.upserted`: a person was created or changed in the main app.
@@ -142,17 +182,45 @@ fn default_channel() -> String {
     "main_app".into()
 }
 
-/// Parses an event's data with the schema's validators; failures name the field.
+/// Parses an event's data with the schema's validators. Missing fields are named one by one
+/// (the parser stops at the first); other failures name the field when the parser does.
 fn parse<T: ParseFromJSON>(data: Value) -> Result<T, ApiError> {
-    T::parse_from_json(Some(data)).map_err(|e| payload_error(e.message()))
+    let mut registry = Registry::new();
+    T::register(&mut registry);
+    let missing: Vec<FieldError> = registry
+        .schemas
+        .get(&*T::name())
+        .map(|schema| {
+            schema
+                .required
+                .iter()
+                .filter(|f| data.get(**f).is_none_or(Value::is_null))
+                .map(|f| FieldError::new(format!("data.{f}"), "required"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !missing.is_empty() {
+        return Err(ApiError::validation(missing));
+    }
+    T::parse_from_json(Some(data)).map_err(|e| {
+        let field = field_named_in(e.message()).map_or("data".to_string(), |f| format!("data.{f}"));
+        ApiError::validation(vec![FieldError::new(field, e.message())])
+    })
 }
 
 /// Applies one verified event and returns the answer to store and send.
 pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiError> {
     let db = &state.db;
     let occurred_at = clock::truncate(envelope.occurred_at);
-    match envelope.kind.as_str() {
-        "subject.upserted" => {
+    let kind =
+        EventType::parse_from_json(Some(Value::String(envelope.kind.clone()))).map_err(|_| {
+            ApiError::validation(vec![FieldError::new(
+                "type",
+                format!("unknown event type `{}`", envelope.kind),
+            )])
+        })?;
+    match kind {
+        EventType::SubjectUpserted => {
             let e: SubjectUpsertedEvent = parse(envelope.data)?;
             let invalid: Vec<FieldError> = [
                 ("data.email", &e.email),
@@ -203,7 +271,7 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
                 "guardian_requested": guardian_requested,
             }))
         }
-        "subject.deleted" => {
+        EventType::SubjectDeleted => {
             let e: SubjectDeletedEvent = parse(envelope.data)?;
             let txn = db.begin_write().await?;
             let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
@@ -226,7 +294,7 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
             txn.commit().await?;
             Ok(json!({"request_id": request.id, "status": request.status.to_value()}))
         }
-        "consent.recorded" => {
+        EventType::ConsentRecorded => {
             let e: ConsentRecordedEvent = parse(envelope.data)?;
             let recorded = consent::record(
                 db,
@@ -262,7 +330,7 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
                 json!({"events": recorded.iter().filter_map(|r| r.event_id.clone()).collect::<Vec<_>>()}),
             )
         }
-        "data.recorded" => {
+        EventType::DataRecorded => {
             let e: DataRecordedEvent = parse(envelope.data)?;
             let txn = db.begin_write().await?;
             let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
@@ -282,7 +350,7 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
             txn.commit().await?;
             Ok(json!({"item_ref": e.item_ref}))
         }
-        "data.erased" => {
+        EventType::DataErased => {
             let e: DataErasedEvent = parse(envelope.data)?;
             let txn = db.begin_write().await?;
             let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
@@ -290,7 +358,7 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
             txn.commit().await?;
             Ok(json!({"item_ref": e.item_ref, "erased": n}))
         }
-        "policy.accepted" => {
+        EventType::PolicyAccepted => {
             let e: PolicyAcceptedEvent = parse(envelope.data)?;
             let txn = db.begin_write().await?;
             let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
@@ -314,9 +382,5 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
             txn.commit().await?;
             Ok(json!({"acceptance_id": id}))
         }
-        other => Err(ApiError::validation(vec![FieldError::new(
-            "type",
-            format!("unknown event type `{other}`"),
-        )])),
     }
 }

@@ -239,3 +239,56 @@ impl TestApp {
         row.update(conn).await.unwrap();
     }
 }
+
+/// Standard Webhooks headers signing `body` as `webhook_id` at `timestamp` with `secret`.
+pub fn webhook_headers(
+    secret: &str,
+    webhook_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> reqwest::header::HeaderMap {
+    let signature = standardwebhooks::Webhook::new(secret)
+        .expect("a whsec_ secret")
+        .sign(webhook_id, timestamp, body)
+        .expect("a UTF-8 body");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("webhook-id", webhook_id.parse().unwrap());
+    headers.insert("webhook-timestamp", timestamp.to_string().parse().unwrap());
+    headers.insert("webhook-signature", signature.parse().unwrap());
+    headers.insert("content-type", "application/json".parse().unwrap());
+    headers
+}
+
+/// The envelope of an event from the main app.
+pub fn event_body(kind: &str, data: Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "type": kind,
+        "occurred_at": chrono::Utc::now().to_rfc3339(),
+        "data": data,
+    }))
+    .unwrap()
+}
+
+impl TestApp {
+    /// Posts raw bytes to `/v1/hooks/events` with these headers.
+    pub async fn post_event_raw(
+        &self,
+        headers: reqwest::header::HeaderMap,
+        body: Vec<u8>,
+    ) -> Response {
+        self.post("/v1/hooks/events")
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sends an event signed with the test secret under a fresh `webhook-id`.
+    pub async fn send_event(&self, kind: &str, data: Value) -> Response {
+        let body = event_body(kind, data);
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let headers = webhook_headers(WEBHOOK_SECRET, &id, chrono::Utc::now().timestamp(), &body);
+        self.post_event_raw(headers, body).await
+    }
+}

@@ -6,10 +6,12 @@ mod helpers;
 mod smtp;
 mod webhooks;
 
+mod age;
 mod audit;
 mod auth;
 mod cli;
 mod consent;
 mod errors;
+mod hooks;
 mod notify;
 mod policies;
