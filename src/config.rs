@@ -62,6 +62,47 @@ pub struct Config {
     pub age: AgeConfig,
     /// Limits on public endpoints, per client IP address.
     pub rate_limit: RateLimitConfig,
+    /// Data-subject requests: laws, calendars, exports.
+    pub requests: RequestsConfig,
+}
+
+/// Deadlines and packages of data-subject requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestsConfig {
+    /// The law for people outside China, the EU/EEA and the UK.
+    pub default_law: crate::request::Law,
+    /// Public holidays that do not count as working days (TOML only), e.g.
+    /// `["2026-12-25", "2027-01-01"]`.
+    pub holidays: Vec<chrono::NaiveDate>,
+    /// Working days from verification to the PIPL deadline.
+    pub pipl_working_days: u32,
+    /// Days an export package can be downloaded before it is deleted.
+    pub export_days: u32,
+    /// Key that encrypts export packages at rest: 32 bytes, base64. Without one, a key is
+    /// generated into `<data_dir>/export.key` on first use.
+    pub export_key: Option<Secret>,
+    /// Addresses that receive the daily digest of overdue and soon-due requests.
+    pub digest_to: Vec<String>,
+    /// When the digest is sent: a cron expression with seconds, in UTC.
+    pub digest_schedule: String,
+    /// Requests due within this many days are "soon due" in the digest.
+    pub digest_due_within_days: u32,
+}
+
+impl Default for RequestsConfig {
+    fn default() -> Self {
+        Self {
+            default_law: crate::request::Law::Gdpr,
+            holidays: Vec::new(),
+            pipl_working_days: 15,
+            export_days: 7,
+            export_key: None,
+            digest_to: Vec::new(),
+            digest_schedule: "0 0 7 * * *".into(),
+            digest_due_within_days: 3,
+        }
+    }
 }
 
 /// Overrides of the shipped age-of-consent table.
@@ -94,11 +135,16 @@ impl Default for AgeConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub per_minute: u32,
+    /// Requests filed per minute for one email address.
+    pub per_email_per_minute: u32,
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { per_minute: 60 }
+        Self {
+            per_minute: 60,
+            per_email_per_minute: 3,
+        }
     }
 }
 
@@ -295,6 +341,7 @@ impl Default for Config {
             consent: ConsentConfig::default(),
             age: AgeConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            requests: RequestsConfig::default(),
         }
     }
 }
@@ -489,6 +536,22 @@ impl Config {
         })?;
         crate::jobs::check_schedule(&self.age.sweep_schedule)
             .map_err(|m| ConfigError::new("CONSENTRY_AGE__SWEEP_SCHEDULE", m))?;
+        crate::jobs::check_schedule(&self.requests.digest_schedule)
+            .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__DIGEST_SCHEDULE", m))?;
+        if let Some(key) = &self.requests.export_key {
+            crate::request::export::parse_key(key.expose())
+                .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__EXPORT_KEY", m))?;
+        }
+        for to in &self.requests.digest_to {
+            crate::notify::email::parse_mailbox(to)
+                .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__DIGEST_TO", m))?;
+        }
+        if self.requests.pipl_working_days == 0 || self.requests.export_days == 0 {
+            return Err(ConfigError::new(
+                "CONSENTRY_REQUESTS",
+                "pipl_working_days and export_days must be at least 1",
+            ));
+        }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::new(
                 "CONSENTRY_MAX_BODY_BYTES",

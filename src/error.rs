@@ -17,7 +17,8 @@ use sea_orm::{DbErr, SqlErr};
 use serde::Serialize;
 
 use crate::{
-    age::guardian::GuardianError, consent::ConsentError, policy::PolicyError, purpose::PurposeError,
+    age::guardian::GuardianError, consent::ConsentError, policy::PolicyError,
+    purpose::PurposeError, request::RequestError,
 };
 
 /// Media type of every error body.
@@ -248,6 +249,7 @@ const DOCUMENTED: &[(u16, &str)] = &[
         422,
         "The request is well-formed but breaks a rule; `errors` lists the fields.",
     ),
+    (410, "The resource existed but has expired or been deleted."),
     (429, "Too many requests; retry later."),
     (
         500,
@@ -361,6 +363,35 @@ impl From<GuardianError> for ApiError {
             GuardianError::Used => Self::conflict(err.to_string()).with_reason("token_used"),
             GuardianError::Consent(e) => e.into(),
             GuardianError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(err: RequestError) -> Self {
+        let detail = err.to_string();
+        let unprocessable = |reason: &str| {
+            Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail.clone()).with_reason(reason)
+        };
+        match err {
+            RequestError::NotFound => Self::not_found(detail),
+            RequestError::Invalid(errors) => Self::validation(errors),
+            RequestError::Transition { .. } => {
+                Self::conflict(detail).with_reason("illegal_transition")
+            }
+            RequestError::WrongCode { .. } => unprocessable("code_invalid"),
+            RequestError::CodeExpired => unprocessable("code_expired"),
+            RequestError::Closed => Self::conflict(detail).with_reason("request_closed"),
+            RequestError::ResendLimited { retry_after } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, detail)
+            },
+            RequestError::AlreadyExtended => Self::conflict(detail).with_reason("already_extended"),
+            RequestError::NotExtendable => unprocessable("extension_not_allowed"),
+            RequestError::ExportGone => Self::new(StatusCode::GONE, detail),
+            RequestError::Export(cause) => Self::internal(&cause),
+            RequestError::Consent(e) => e.into(),
+            RequestError::Db(e) => e.into(),
         }
     }
 }

@@ -39,7 +39,7 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
 /// Opens erasure requests for minors still without a guardian after the grace period.
 async fn sweep_minors(state: &AppState) {
     let grace = chrono::TimeDelta::days(i64::from(state.config.age.guardian_grace_days));
-    match subject::sweep_unverified_minors(&state.db, grace).await {
+    match subject::sweep_unverified_minors(&state.db, &state.config, grace).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             minors = n,

@@ -72,6 +72,8 @@ pub struct AppState {
     pub key_cache: Arc<KeyCache>,
     /// Requests per client on the endpoints that need no credentials.
     pub rate_limiter: Arc<ratelimit::RateLimiter>,
+    /// Requests filed per email address (by digest) without credentials.
+    pub email_rate_limiter: Arc<ratelimit::RateLimiter<String>>,
 }
 
 /// Why the service could not start.
@@ -123,6 +125,9 @@ impl App {
         let dispatcher = Arc::new(Dispatcher::new(&config, db.clone())?);
         let key_cache = Arc::new(KeyCache::new(Duration::from_secs(config.key_cache_seconds)));
         let rate_limiter = Arc::new(ratelimit::RateLimiter::new(config.rate_limit.per_minute));
+        let email_rate_limiter = Arc::new(ratelimit::RateLimiter::new(
+            config.rate_limit.per_email_per_minute,
+        ));
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -130,6 +135,7 @@ impl App {
             dispatcher,
             key_cache,
             rate_limiter,
+            email_rate_limiter,
         };
         let listen = state.config.listen;
         let listener = tokio::net::TcpListener::bind(listen)

@@ -63,6 +63,19 @@ impl std::str::FromStr for Period {
     }
 }
 
+impl Period {
+    /// The date this long after `date`; month arithmetic clamps to the month's last day
+    /// (31 January + P1M = 28 or 29 February). `None` past the calendar's end.
+    pub fn after(self, date: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
+        date.checked_add_months(chrono::Months::new(
+            self.years.checked_mul(12)?.checked_add(self.months)?,
+        ))?
+        .checked_add_days(chrono::Days::new(
+            u64::from(self.weeks) * 7 + u64::from(self.days),
+        ))
+    }
+}
+
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("P")?;
@@ -89,6 +102,16 @@ mod tests {
         for s in ["P30D", "P3M", "P1Y", "P2W", "P1Y6M", "P1Y2M3W4D"] {
             assert_eq!(s.parse::<Period>().unwrap().to_string(), s);
         }
+    }
+
+    #[test]
+    fn periods_count_in_calendar_units() {
+        let on = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+        let p = |s: &str| s.parse::<Period>().unwrap();
+        assert_eq!(p("P3D").after(on("2026-11-22")), Some(on("2026-11-25")));
+        assert_eq!(p("P1M").after(on("2027-01-31")), Some(on("2027-02-28")));
+        assert_eq!(p("P1Y").after(on("2028-02-29")), Some(on("2029-02-28")));
+        assert_eq!(p("P1Y2W").after(on("2026-01-01")), Some(on("2027-01-15")));
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! A fixed-window limit on requests per client (IP address) for the endpoints that need no
-//! credentials, so that they cannot be used to probe or flood the service. Counts live in the
-//! process: behind several replicas each enforces its own share.
+//! A fixed-window limit on requests per client (an IP address, or the digest of an email
+//! address) for the endpoints that need no credentials, so that they cannot be used to probe or
+//! flood the service. Counts live in the process: behind several replicas each enforces its own
+//! share.
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     net::IpAddr,
     sync::Mutex,
     time::{Duration, Instant},
@@ -14,12 +16,12 @@ use crate::error::ApiError;
 const WINDOW: Duration = Duration::from_secs(60);
 
 /// Requests counted per client in the current minute.
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     per_window: u32,
-    state: Mutex<(Instant, HashMap<IpAddr, u32>)>,
+    state: Mutex<(Instant, HashMap<K, u32>)>,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_window: per_minute,
@@ -28,7 +30,7 @@ impl RateLimiter {
     }
 
     /// Counts a request from `client`; 429 once it is over the limit for this minute.
-    pub fn check(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+    pub fn check(&self, client: Option<K>) -> Result<(), ApiError> {
         let Some(client) = client else {
             return Ok(());
         };
@@ -52,7 +54,7 @@ mod tests {
 
     #[test]
     fn a_client_over_the_limit_is_refused_and_others_are_not() {
-        let limiter = RateLimiter::new(2);
+        let limiter = RateLimiter::<IpAddr>::new(2);
         let a = Some("192.0.2.1".parse().unwrap());
         let b = Some("192.0.2.2".parse().unwrap());
         assert!(limiter.check(a).is_ok() && limiter.check(a).is_ok());

@@ -10,6 +10,7 @@ mod m20261122_000001_foundation;
 mod m20261122_000002_outbox;
 mod m20261122_000003_consent;
 mod m20261122_000004_subjects;
+mod m20261122_000005_requests;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_outbox::Migration),
             Box::new(m20261122_000003_consent::Migration),
             Box::new(m20261122_000004_subjects::Migration),
+            Box::new(m20261122_000005_requests::Migration),
         ]
     }
 }

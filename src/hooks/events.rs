@@ -275,24 +275,30 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
             let e: SubjectDeletedEvent = parse(envelope.data)?;
             let txn = db.begin_write().await?;
             let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
-            let request = request::open_verified(
+            let request = request::intake::open_verified(
                 &*txn,
-                &subject.id,
-                RequestType::Erase,
+                &state.config,
+                &subject,
+                request::intake::Intake {
+                    kind: RequestType::Erase,
+                    details: request::intake::Details {
+                        reason: Some("account_cancelled".into()),
+                        ..Default::default()
+                    },
+                    locale: None,
+                    jurisdiction: None,
+                },
                 "main_app",
-                json!({"reason": "account_cancelled"}),
-            )
-            .await?;
-            audit::record(
-                &*txn,
                 &Actor::MainApp,
-                "request.opened",
-                Target::new("request", &request.id),
-                json!({"type": "erase", "source": "main_app"}),
             )
-            .await?;
+            .await
+            .map_err(ApiError::from)?;
             txn.commit().await?;
-            Ok(json!({"request_id": request.id, "status": request.status.to_value()}))
+            Ok(json!({
+                "request_id": request.id,
+                "status": request.status.to_value(),
+                "duplicate_of": request.duplicate_of,
+            }))
         }
         EventType::ConsentRecorded => {
             let e: ConsentRecordedEvent = parse(envelope.data)?;

@@ -1,19 +1,39 @@
-//! Data-subject requests (GDPR Arts 15-21, PIPL Arts 44-47). Requests opened by the service
-//! itself or by the main app's signed events arrive verified: the signature (or the service's
-//! own finding) stands in for identity verification.
+//! Data-subject requests (GDPR Arts 15-21, PIPL Arts 44-47): intake, identity verification,
+//! legal deadlines, review and fulfilment.
+//!
+//! A request filed through the portal (subject token), by the main app's signed events or by
+//! the service itself arrives verified: the login, the signature or the service's own finding
+//! stands in for identity verification. Anyone else proves control of an email address with a
+//! one-time code. Every transition is a row in `request_events` and an audit entry, written in
+//! the transaction that makes it; every email about it goes through the outbox in the same
+//! transaction.
 
+pub mod api;
+pub mod deadline;
+pub mod export;
+pub mod fulfil;
+pub mod intake;
 pub mod model;
+pub mod review;
 
+use chrono::NaiveDate;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
-use serde_json::Value;
 
-use crate::clock;
-pub use model::{Model as Request, RequestStatus, RequestType};
+use crate::{
+    audit::{self, Actor},
+    clock,
+    config::RequestsConfig,
+    consent::ConsentError,
+    error::FieldError,
+    notify::{email::EmailContent, outbox},
+};
+pub use model::{Law, Model as Request, Outcome, RequestStatus, RequestType};
 
 /// Statuses of a request still being worked on.
-const OPEN: [RequestStatus; 5] = [
+pub const OPEN: [RequestStatus; 5] = [
     RequestStatus::Unverified,
     RequestStatus::Verified,
     RequestStatus::InReview,
@@ -21,36 +41,81 @@ const OPEN: [RequestStatus; 5] = [
     RequestStatus::Fulfilling,
 ];
 
-/// Opens a verified request for a subject, unless one of the same type is already open (then
-/// that one is returned: the same request is never processed twice).
-pub async fn open_verified(
-    conn: &impl ConnectionTrait,
-    subject_id: &str,
-    kind: RequestType,
-    source: &str,
-    details: Value,
-) -> Result<Request, DbErr> {
-    if let Some(open) = model::Entity::find()
-        .filter(model::Column::SubjectId.eq(subject_id))
-        .filter(model::Column::Kind.eq(kind))
-        .filter(model::Column::Status.is_in(OPEN))
+/// Statuses whose deadline is running.
+pub const RUNNING: [RequestStatus; 4] = [
+    RequestStatus::Verified,
+    RequestStatus::InReview,
+    RequestStatus::Approved,
+    RequestStatus::Fulfilling,
+];
+
+/// Countries where the GDPR applies: the EU, the rest of the EEA, and the UK (UK GDPR).
+const GDPR_COUNTRIES: &[&str] = &[
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT",
+    "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK", "IS", "LI", "NO", "GB",
+];
+
+/// What can go wrong with a request.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("no such request")]
+    NotFound,
+    #[error("the request has invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error("a request that is `{from}` cannot be {action}")]
+    Transition { from: String, action: &'static str },
+    #[error("the code is not right; {left} attempts left")]
+    WrongCode { left: i32 },
+    #[error("the code has expired; ask for a new one")]
+    CodeExpired,
+    #[error("the request was closed after too many wrong codes; file a new one")]
+    Closed,
+    #[error("no more codes can be sent for this request now")]
+    ResendLimited { retry_after: u64 },
+    #[error("a request can be extended only once")]
+    AlreadyExtended,
+    #[error("only GDPR deadlines can be extended; PIPL asks for a timely answer")]
+    NotExtendable,
+    #[error("the export package is not available")]
+    ExportGone,
+    #[error("export package: {0}")]
+    Export(String),
+    #[error(transparent)]
+    Consent(#[from] ConsentError),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// The law for a person in `jurisdiction`: CN → PIPL, EU/EEA/UK → GDPR, otherwise the
+/// configured default.
+pub fn law_for(config: &RequestsConfig, jurisdiction: Option<&str>) -> Law {
+    match jurisdiction.map(str::to_ascii_uppercase).as_deref() {
+        Some("CN") => Law::Pipl,
+        Some(c) if GDPR_COUNTRIES.contains(&c) => Law::Gdpr,
+        _ => config.default_law,
+    }
+}
+
+/// The deadline of a request received on `received` and verified on `verified`.
+pub fn due_date(
+    config: &RequestsConfig,
+    law: Law,
+    received: NaiveDate,
+    verified: NaiveDate,
+) -> NaiveDate {
+    let calendar = deadline::Calendar::new(&config.holidays);
+    match law {
+        Law::Gdpr => calendar.months_after(received, 1),
+        Law::Pipl => calendar.working_days_after(verified, config.pipl_working_days),
+    }
+}
+
+/// The request with this id.
+pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Request, RequestError> {
+    model::Entity::find_by_id(id)
         .one(conn)
         .await?
-    {
-        return Ok(open);
-    }
-    let now = clock::now();
-    let row = model::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        subject_id: Set(Some(subject_id.to_string())),
-        kind: Set(kind),
-        status: Set(RequestStatus::Verified),
-        source: Set(source.to_string()),
-        details: Set(crate::crypto::canonical_json(&details)),
-        received_at: Set(now),
-        updated_at: Set(now),
-    };
-    sea_orm::ActiveModelTrait::insert(row, conn).await
+        .ok_or(RequestError::NotFound)
 }
 
 /// A subject's requests, newest first.
@@ -63,4 +128,183 @@ pub async fn of_subject(
         .order_by_desc(model::Column::ReceivedAt)
         .all(conn)
         .await
+}
+
+/// A request's transitions, oldest first.
+pub async fn history(
+    conn: &impl ConnectionTrait,
+    request_id: &str,
+) -> Result<Vec<model::events::Model>, DbErr> {
+    model::events::Entity::find()
+        .filter(model::events::Column::RequestId.eq(request_id))
+        .order_by_asc(model::events::Column::OccurredAt)
+        .order_by_asc(model::events::Column::Id)
+        .all(conn)
+        .await
+}
+
+/// Filters of the admin queue; every field is optional.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub status: Option<RequestStatus>,
+    pub kind: Option<RequestType>,
+    pub law: Option<Law>,
+    /// Running requests past their due date.
+    pub overdue: bool,
+    /// Running requests due on or before this date.
+    pub due_by: Option<NaiveDate>,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// A page of the admin queue, soonest deadline first, and the number of matches.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    filter: &Filter,
+    today: NaiveDate,
+) -> Result<(Vec<Request>, u64), DbErr> {
+    let mut query = model::Entity::find();
+    if let Some(status) = filter.status {
+        query = query.filter(model::Column::Status.eq(status));
+    }
+    if let Some(kind) = filter.kind {
+        query = query.filter(model::Column::Kind.eq(kind));
+    }
+    if let Some(law) = filter.law {
+        query = query.filter(model::Column::Law.eq(law));
+    }
+    if filter.overdue || filter.due_by.is_some() {
+        query = query.filter(model::Column::Status.is_in(RUNNING));
+    }
+    if filter.overdue {
+        query = query.filter(model::Column::DueDate.lt(today));
+    }
+    if let Some(by) = filter.due_by {
+        query = query.filter(model::Column::DueDate.lte(by));
+    }
+    let total = query.clone().count(conn).await?;
+    let page = query
+        .order_by_asc(model::Column::DueDate)
+        .order_by_asc(model::Column::Id)
+        .limit(filter.limit)
+        .offset(filter.offset)
+        .all(conn)
+        .await?;
+    Ok((page, total))
+}
+
+/// Moves a request from `from` to `to` unless someone else moved it first, and records the
+/// transition with its actor. `changes` sets further columns in the same update.
+async fn transition(
+    conn: &impl ConnectionTrait,
+    request: &Request,
+    to: RequestStatus,
+    actor: &Actor,
+    note: Option<&str>,
+    action: &'static str,
+    changes: impl FnOnce(sea_orm::UpdateMany<model::Entity>) -> sea_orm::UpdateMany<model::Entity>,
+) -> Result<(), RequestError> {
+    let now = clock::now();
+    let update = model::Entity::update_many()
+        .col_expr(model::Column::Status, sea_orm::prelude::Expr::value(to))
+        .col_expr(model::Column::UpdatedAt, sea_orm::prelude::Expr::value(now))
+        .filter(model::Column::Id.eq(&request.id))
+        .filter(model::Column::Status.eq(request.status));
+    let moved = changes(update).exec(conn).await?;
+    if moved.rows_affected == 0 {
+        return Err(RequestError::Transition {
+            from: request.status.to_value(),
+            action,
+        });
+    }
+    record_event(conn, &request.id, Some(request.status), to, actor, note).await
+}
+
+/// Appends a transition to a request's history and to the audit log.
+async fn record_event(
+    conn: &impl ConnectionTrait,
+    request_id: &str,
+    from: Option<RequestStatus>,
+    to: RequestStatus,
+    actor: &Actor,
+    note: Option<&str>,
+) -> Result<(), RequestError> {
+    model::events::Entity::insert(model::events::ActiveModel {
+        id: sea_orm::ActiveValue::Set(uuid::Uuid::now_v7().to_string()),
+        request_id: sea_orm::ActiveValue::Set(request_id.to_string()),
+        from_status: sea_orm::ActiveValue::Set(from),
+        to_status: sea_orm::ActiveValue::Set(to),
+        actor: sea_orm::ActiveValue::Set(actor.to_string()),
+        note: sea_orm::ActiveValue::Set(note.map(str::to_string)),
+        occurred_at: sea_orm::ActiveValue::Set(clock::now()),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    audit::record(
+        conn,
+        actor,
+        &format!("request.{}", to.to_value()),
+        audit::Target::new("request", request_id),
+        serde_json::json!({
+            "from": from.map(|s| s.to_value()),
+            "to": to.to_value(),
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Queues an email about a request to the address captured at intake, once per `step`.
+async fn email(
+    conn: &impl ConnectionTrait,
+    request: &Request,
+    step: &str,
+    content: &EmailContent,
+) -> Result<(), DbErr> {
+    if let Some(to) = &request.email {
+        let locale = request.locale.as_deref().unwrap_or("en");
+        outbox::enqueue_email(
+            conn,
+            &format!("request:{}:{step}", request.id),
+            to,
+            locale,
+            content,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The "request received" email, sent when a request is verified.
+fn received_email(request: &Request) -> EmailContent {
+    EmailContent::RequestReceived {
+        request_id: request.id.clone(),
+        request_type: request.kind.to_value(),
+        law: request.law.to_value(),
+        due_date: request
+            .due_date
+            .unwrap_or_else(|| clock::now().date_naive()),
+    }
+}
+
+/// The open request of `kind` for a subject, if any.
+async fn open_of_kind(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+    kind: RequestType,
+    except: Option<&str>,
+) -> Result<Option<Request>, DbErr> {
+    let mut query = model::Entity::find()
+        .filter(model::Column::SubjectId.eq(subject_id))
+        .filter(model::Column::Kind.eq(kind))
+        .filter(model::Column::Status.is_in(RUNNING));
+    if let Some(id) = except {
+        query = query.filter(model::Column::Id.ne(id));
+    }
+    query.one(conn).await
+}
+
+/// Whether a request is still open.
+pub fn is_open(request: &Request) -> bool {
+    OPEN.contains(&request.status) && request.closed_at.is_none()
 }

@@ -44,6 +44,42 @@ pub enum RequestStatus {
     Cancelled,
 }
 
+/// The law whose deadlines and remedies apply.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    poem_openapi::Enum,
+    serde::Deserialize,
+)]
+#[oai(rename = "RequestLaw", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(8))")]
+pub enum Law {
+    #[sea_orm(string_value = "gdpr")]
+    Gdpr,
+    #[sea_orm(string_value = "pipl")]
+    Pipl,
+}
+
+/// How a completed request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, poem_openapi::Enum)]
+#[oai(rename = "RequestOutcome", rename_all = "lowercase")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum Outcome {
+    /// Done as asked.
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    /// Erasure stopped short of deletion (a legal hold or technical impossibility, PIPL Art 47):
+    /// the data is kept only in storage, restricted, with the reason given.
+    #[sea_orm(string_value = "restricted")]
+    Restricted,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "requests")]
 pub struct Model {
@@ -59,9 +95,121 @@ pub struct Model {
     pub details: String,
     pub received_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub law: Law,
+    /// The address captured at intake, for the emails about this request.
+    pub email: Option<String>,
+    pub locale: Option<String>,
+    pub jurisdiction: Option<String>,
+    pub verified_at: Option<DateTimeUtc>,
+    /// Set once the request is verified (PIPL counts from verification).
+    pub due_date: Option<Date>,
+    pub extension_reason: Option<String>,
+    pub extended_at: Option<DateTimeUtc>,
+    /// The open request of the same type for the same person that this one repeats.
+    pub duplicate_of: Option<String>,
+    pub reviewer: Option<String>,
+    /// Why it was rejected, or a note on its outcome.
+    pub decision_reason: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub closed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// The `request_events` table: every transition of a request, with its actor.
+pub mod events {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "request_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub request_id: String,
+        pub from_status: Option<super::RequestStatus>,
+        pub to_status: super::RequestStatus,
+        pub actor: String,
+        pub note: Option<String>,
+        pub occurred_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `verification_codes` table: the one-time code emailed for a request filed without a
+/// login, as a digest.
+pub mod codes {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "verification_codes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        pub code_hash: String,
+        pub expires_at: DateTimeUtc,
+        pub attempts: i32,
+        pub sends: i32,
+        pub last_sent_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `fulfilments` table: jobs sent to the main app for a request.
+pub mod fulfilments {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "fulfilments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub request_id: String,
+        /// `pending` or `completed`.
+        pub status: String,
+        pub created_at: DateTimeUtc,
+        pub completed_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `exports` table: packages built for access and export requests.
+pub mod exports {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "exports")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        /// SHA-256 of the download token; the token itself is only in the email.
+        pub token_hash: String,
+        /// The encrypted file under `<data_dir>/exports/`.
+        pub file_name: String,
+        pub media_type: String,
+        pub size: i64,
+        pub created_at: DateTimeUtc,
+        pub expires_at: DateTimeUtc,
+        pub downloaded_at: Option<DateTimeUtc>,
+        pub purged_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -15,7 +15,7 @@ use crate::{
     clock,
     consent::{api::ConsentView, ledger},
     error::ApiError,
-    request::{self, RequestStatus, RequestType},
+    request,
 };
 
 pub struct SubjectApi {
@@ -91,32 +91,6 @@ impl ProfileView {
     }
 }
 
-/// A data-subject request, in brief.
-#[derive(Object)]
-struct RequestSummary {
-    id: String,
-    #[oai(rename = "type")]
-    kind: RequestType,
-    status: RequestStatus,
-    /// `portal`, `email`, `main_app` or `automatic`.
-    source: String,
-    received_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<request::Request> for RequestSummary {
-    fn from(r: request::Request) -> Self {
-        Self {
-            id: r.id,
-            kind: r.kind,
-            status: r.status,
-            source: r.source,
-            received_at: r.received_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
 /// An item the main app registered with `data.recorded`.
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -149,7 +123,7 @@ impl From<DataItem> for DataItemView {
 struct SubjectRecord {
     profile: ProfileView,
     consents: Vec<ConsentView>,
-    requests: Vec<RequestSummary>,
+    requests: Vec<request::api::RequestView>,
     data_items: Vec<DataItemView>,
 }
 

@@ -174,6 +174,7 @@ pub async fn upsert(
 /// minors were handled.
 pub async fn sweep_unverified_minors(
     db: &crate::db::Db,
+    config: &crate::config::Config,
     grace: chrono::TimeDelta,
 ) -> Result<u64, DbErr> {
     use crate::{
@@ -195,14 +196,27 @@ pub async fn sweep_unverified_minors(
             .await?;
         let done = (due.len() as u64) < BATCH;
         for subject in due {
-            let req = request::open_verified(
+            request::intake::open_verified(
                 &*txn,
-                &subject.id,
-                RequestType::Erase,
+                config,
+                &subject,
+                request::intake::Intake {
+                    kind: RequestType::Erase,
+                    details: request::intake::Details {
+                        reason: Some("minor_without_guardian_consent".into()),
+                        ..Default::default()
+                    },
+                    locale: None,
+                    jurisdiction: None,
+                },
                 "automatic",
-                serde_json::json!({"reason": "minor_without_guardian_consent"}),
+                &audit::Actor::System,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                request::RequestError::Db(e) => e,
+                other => DbErr::Custom(other.to_string()),
+            })?;
             model::Entity::update_many()
                 .col_expr(
                     model::Column::MinorPendingSince,
@@ -211,18 +225,6 @@ pub async fn sweep_unverified_minors(
                 .filter(model::Column::Id.eq(&subject.id))
                 .exec(&*txn)
                 .await?;
-            audit::record(
-                &*txn,
-                &audit::Actor::System,
-                "request.opened",
-                audit::Target::new("request", &req.id),
-                serde_json::json!({
-                    "type": "erase",
-                    "source": "automatic",
-                    "reason": "minor_without_guardian_consent",
-                }),
-            )
-            .await?;
             handled += 1;
         }
         txn.commit().await?;

@@ -590,13 +590,13 @@ async fn a_minor_without_a_guardian_gets_an_erasure_request_after_the_grace_peri
 
     let grace = TimeDelta::days(7);
     assert_eq!(
-        subject::sweep_unverified_minors(&app.state.db, grace)
+        subject::sweep_unverified_minors(&app.state.db, &app.state.config, grace)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        subject::sweep_unverified_minors(&app.state.db, grace)
+        subject::sweep_unverified_minors(&app.state.db, &app.state.config, grace)
             .await
             .unwrap(),
         0,

@@ -1,0 +1,724 @@
+//! Data-subject requests over HTTP: filing and following them in the portal, filing without a
+//! login (email code), the reviewers' queue and decisions, and the main app's fulfilment
+//! callback. A person only ever sees their own requests: another person's id answers 404, as an
+//! unknown one does.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use poem::{Body, Request as HttpRequest};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::{Attachment, Json},
+};
+use serde_json::Value;
+
+use super::{
+    Filter, Law, Outcome, Request, RequestError, RequestStatus, RequestType, export, fulfil,
+    intake::{self, Details, Intake},
+    review,
+};
+use crate::{
+    AppState,
+    api_tags::ApiTags,
+    audit::Actor,
+    auth::{ApiKey, Role, SubjectToken},
+    clock, crypto,
+    error::{ApiError, FieldError},
+    period::Period,
+    subject,
+};
+
+pub struct RequestsApi {
+    state: AppState,
+}
+
+impl RequestsApi {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// A data-subject request.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct RequestView {
+    id: String,
+    #[oai(rename = "type")]
+    kind: RequestType,
+    status: RequestStatus,
+    /// `portal`, `email`, `main_app` or `automatic`.
+    source: String,
+    law: Law,
+    received_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// The legal deadline, once the request is verified.
+    due_date: Option<NaiveDate>,
+    extension_reason: Option<String>,
+    /// The request this one repeats; it was closed without being processed twice.
+    duplicate_of: Option<String>,
+    /// Why it was rejected, or a note on how it ended.
+    decision_reason: Option<String>,
+    outcome: Option<Outcome>,
+    details: Details,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+impl From<Request> for RequestView {
+    fn from(r: Request) -> Self {
+        Self {
+            details: serde_json::from_str(&r.details).unwrap_or_default(),
+            id: r.id,
+            kind: r.kind,
+            status: r.status,
+            source: r.source,
+            law: r.law,
+            received_at: r.received_at,
+            updated_at: r.updated_at,
+            due_date: r.due_date,
+            extension_reason: r.extension_reason,
+            duplicate_of: r.duplicate_of,
+            decision_reason: r.decision_reason,
+            outcome: r.outcome,
+            closed_at: r.closed_at,
+        }
+    }
+}
+
+/// One transition in a request's history.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct TransitionView {
+    from_status: Option<RequestStatus>,
+    to_status: RequestStatus,
+    /// `subject`, `main_app`, `system` or `api_key:<id>` (shown to admins only).
+    actor: Option<String>,
+    note: Option<String>,
+    occurred_at: DateTime<Utc>,
+}
+
+/// A request with its history.
+#[derive(Object)]
+struct RequestDetail {
+    #[oai(flatten)]
+    request: RequestView,
+    history: Vec<TransitionView>,
+}
+
+/// A page of the reviewers' queue.
+#[derive(Object)]
+struct RequestPage {
+    items: Vec<RequestView>,
+    /// Requests matching the filters, on every page.
+    total: u64,
+}
+
+/// A request filed in the portal.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct PortalFiling {
+    #[oai(rename = "type")]
+    kind: RequestType,
+    #[oai(default)]
+    details: Details,
+    #[oai(validator(min_length = 2, max_length = 16))]
+    locale: Option<String>,
+    /// ISO 3166-1 alpha-2; defaults to the one the main app reported.
+    #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
+    jurisdiction: Option<String>,
+}
+
+/// A request filed without a login.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct EmailFiling {
+    /// Where the verification code and every later message go.
+    #[oai(validator(min_length = 3, max_length = 320))]
+    email: String,
+    #[oai(rename = "type")]
+    kind: RequestType,
+    #[oai(default)]
+    details: Details,
+    #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
+    jurisdiction: Option<String>,
+    #[oai(validator(min_length = 2, max_length = 16))]
+    locale: Option<String>,
+}
+
+/// The answer to a filing without a login: the same whether or not the address is known.
+#[derive(Object)]
+struct Filed {
+    id: String,
+    status: RequestStatus,
+    /// Minutes the emailed code stays valid.
+    code_expires_in_minutes: u32,
+}
+
+/// The emailed code.
+#[derive(Object)]
+struct Verification {
+    #[oai(validator(pattern = "^[0-9]{6}$"))]
+    code: String,
+}
+
+/// A rejection.
+#[derive(Object)]
+struct Rejection {
+    /// Shown to the person in the rejection email.
+    #[oai(validator(min_length = 3, max_length = 2000))]
+    reason: String,
+}
+
+/// An extension of a GDPR deadline (Art 12(3)).
+#[derive(Object)]
+struct Extension {
+    /// Further months: 1 or 2.
+    #[oai(validator(minimum(value = "1"), maximum(value = "2")))]
+    months: u32,
+    /// Emailed to the person.
+    #[oai(validator(min_length = 3, max_length = 2000))]
+    reason: String,
+}
+
+/// Completing a request by hand.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct Completion {
+    outcome: Outcome,
+    /// Required for `restricted`: the legal hold or impossibility that stopped the erasure.
+    #[oai(validator(max_length = 2000))]
+    note: Option<String>,
+}
+
+/// The main app's report on a fulfilment job.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct FulfilmentReport {
+    /// For access and export requests: what the main app holds about the person. Leave it out
+    /// when it holds nothing more.
+    data: Option<Value>,
+    /// `restricted` when an erasure could not delete everything (a legal hold, or a technical
+    /// impossibility); give the reason in `note`.
+    outcome: Option<Outcome>,
+    #[oai(validator(max_length = 2000))]
+    note: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum FiledResponse {
+    /// Filed; a code was emailed.
+    #[oai(status = 202)]
+    Accepted(Json<Filed>),
+}
+
+#[derive(ApiResponse)]
+enum CreatedResponse {
+    /// Filed and verified.
+    #[oai(status = 201)]
+    Created(Json<RequestView>),
+}
+
+#[derive(ApiResponse)]
+enum ResendResponse {
+    /// A new code was emailed.
+    #[oai(status = 202)]
+    Accepted,
+}
+
+/// The package, decrypted as it is sent.
+#[derive(ApiResponse)]
+enum Download {
+    /// The package: JSON for access requests, a ZIP for export requests.
+    #[oai(status = 200)]
+    Ok(Attachment<Body>),
+}
+
+fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    req.remote_addr().as_socket_addr().map(|a| a.ip())
+}
+
+fn history_view(
+    history: Vec<super::model::events::Model>,
+    with_actor: bool,
+) -> Vec<TransitionView> {
+    history
+        .into_iter()
+        .map(|e| TransitionView {
+            from_status: e.from_status,
+            to_status: e.to_status,
+            actor: with_actor.then_some(e.actor),
+            note: e.note,
+            occurred_at: e.occurred_at,
+        })
+        .collect()
+}
+
+impl RequestsApi {
+    /// The caller's own request, or 404 (another person's request is as unknown as a missing
+    /// one).
+    async fn own(&self, external_id: &str, id: &str) -> Result<Request, ApiError> {
+        let conn = self.state.db.conn();
+        let subject = subject::find(conn, external_id)
+            .await?
+            .ok_or_else(|| ApiError::from(RequestError::NotFound))?;
+        let request = super::get(conn, id).await?;
+        if request.subject_id.as_deref() != Some(subject.id.as_str()) {
+            return Err(RequestError::NotFound.into());
+        }
+        Ok(request)
+    }
+
+    async fn download(&self, request: &Request, token: &str) -> Result<Download, ApiError> {
+        let package = export::find(self.state.db.conn(), &request.id, token).await?;
+        let path = self
+            .state
+            .config
+            .data_dir
+            .join("exports")
+            .join(&package.file_name);
+        let body = package_body(&self.state, path).await?;
+        let extension = if package.media_type == "application/zip" {
+            "zip"
+        } else {
+            "json"
+        };
+        Ok(Download::Ok(
+            Attachment::new(body).filename(format!("request-{}.{extension}", request.id)),
+        ))
+    }
+}
+
+/// Streams a package file, decrypting chunk by chunk.
+async fn package_body(state: &AppState, path: std::path::PathBuf) -> Result<Body, RequestError> {
+    use tokio::io::AsyncReadExt;
+
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| RequestError::ExportGone)?;
+    let mut header = [0u8; export::Opener::HEADER];
+    file.read_exact(&mut header)
+        .await
+        .map_err(|e| RequestError::Export(e.to_string()))?;
+    let opener = export::Opener::new(&state.config, &header)?;
+    let chunks =
+        futures_util::stream::try_unfold((file, opener), |(mut file, mut opener)| async move {
+            if opener.is_done() {
+                return Ok::<_, std::io::Error>(None);
+            }
+            let mut buf = vec![0u8; export::Opener::CHUNK];
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = file.read(&mut buf[filled..]).await?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            buf.truncate(filled);
+            let plain = opener.open(&buf)?;
+            Ok(Some((plain, (file, opener))))
+        });
+    Ok(Body::from_bytes_stream(chunks))
+}
+
+#[OpenApi]
+impl RequestsApi {
+    /// File a request
+    ///
+    /// The portal's login counts as identity verification: the request is verified at once and
+    /// its legal deadline starts. A request of the same type already running for the person is
+    /// not processed twice: the new one is linked to it (`duplicate_of`) and closed.
+    #[oai(path = "/v1/me/requests", method = "post", tag = "ApiTags::Portal")]
+    async fn file(
+        &self,
+        auth: SubjectToken,
+        body: Json<PortalFiling>,
+    ) -> Result<CreatedResponse, ApiError> {
+        let txn = self.state.db.begin_write().await?;
+        let subject = subject::find_or_create_locked(&*txn, &auth.0.0).await?;
+        let request = intake::open_verified(
+            &*txn,
+            &self.state.config,
+            &subject,
+            Intake {
+                kind: body.0.kind,
+                details: body.0.details,
+                locale: body.0.locale,
+                jurisdiction: body.0.jurisdiction,
+            },
+            "portal",
+            &Actor::Subject,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(CreatedResponse::Created(Json(request.into())))
+    }
+
+    /// My requests
+    #[oai(path = "/v1/me/requests", method = "get", tag = "ApiTags::Portal")]
+    async fn mine(&self, auth: SubjectToken) -> Result<Json<Vec<RequestView>>, ApiError> {
+        let conn = self.state.db.conn();
+        let Some(subject) = subject::find(conn, &auth.0.0).await? else {
+            return Ok(Json(Vec::new()));
+        };
+        let requests = super::of_subject(conn, &subject.id).await?;
+        Ok(Json(requests.into_iter().map(Into::into).collect()))
+    }
+
+    /// One of my requests, with its history
+    #[oai(path = "/v1/me/requests/:id", method = "get", tag = "ApiTags::Portal")]
+    async fn my_request(
+        &self,
+        auth: SubjectToken,
+        id: Path<String>,
+    ) -> Result<Json<RequestDetail>, ApiError> {
+        let request = self.own(&auth.0.0, &id.0).await?;
+        let history = super::history(self.state.db.conn(), &request.id).await?;
+        Ok(Json(RequestDetail {
+            request: request.into(),
+            history: history_view(history, false),
+        }))
+    }
+
+    /// Download my export package
+    ///
+    /// Needs both the portal login and the token from the "export ready" email; the package
+    /// can be downloaded until it expires.
+    #[oai(
+        path = "/v1/me/requests/:id/export",
+        method = "get",
+        tag = "ApiTags::Portal"
+    )]
+    async fn my_export(
+        &self,
+        auth: SubjectToken,
+        id: Path<String>,
+        /// The token from the "export ready" email.
+        token: Query<String>,
+    ) -> Result<Download, ApiError> {
+        let request = self.own(&auth.0.0, &id.0).await?;
+        self.download(&request, &token.0).await
+    }
+
+    /// File a request without a login
+    ///
+    /// A 6-digit code is emailed to the address (valid 15 minutes, 5 attempts). The answer is
+    /// the same whether or not the address belongs to someone the service knows.
+    #[oai(path = "/v1/requests", method = "post", tag = "ApiTags::Public")]
+    async fn file_by_email(
+        &self,
+        req: &HttpRequest,
+        body: Json<EmailFiling>,
+    ) -> Result<FiledResponse, ApiError> {
+        self.state.rate_limiter.check(client_ip(req))?;
+        let address = body.0.email.trim().to_string();
+        self.state
+            .email_rate_limiter
+            .check(Some(crypto::sha256_hex(address.to_lowercase().as_bytes())))?;
+        let request = intake::file_by_email(
+            &self.state.db,
+            &self.state.config,
+            &address,
+            Intake {
+                kind: body.0.kind,
+                details: body.0.details,
+                locale: body.0.locale,
+                jurisdiction: body.0.jurisdiction,
+            },
+        )
+        .await?;
+        Ok(FiledResponse::Accepted(Json(Filed {
+            id: request.id,
+            status: request.status,
+            code_expires_in_minutes: intake::CODE_LIFETIME.num_minutes() as u32,
+        })))
+    }
+
+    /// Verify a request with the emailed code
+    #[oai(
+        path = "/v1/requests/:id/verify",
+        method = "post",
+        tag = "ApiTags::Public"
+    )]
+    async fn verify(
+        &self,
+        req: &HttpRequest,
+        id: Path<String>,
+        body: Json<Verification>,
+    ) -> Result<Json<RequestView>, ApiError> {
+        self.state.rate_limiter.check(client_ip(req))?;
+        let request =
+            intake::verify(&self.state.db, &self.state.config, &id.0, &body.0.code).await?;
+        Ok(Json(request.into()))
+    }
+
+    /// Send a new code
+    ///
+    /// At most 3 codes per request, a minute apart.
+    #[oai(
+        path = "/v1/requests/:id/resend",
+        method = "post",
+        tag = "ApiTags::Public"
+    )]
+    async fn resend(
+        &self,
+        req: &HttpRequest,
+        id: Path<String>,
+    ) -> Result<ResendResponse, ApiError> {
+        self.state.rate_limiter.check(client_ip(req))?;
+        intake::resend(&self.state.db, &id.0).await?;
+        Ok(ResendResponse::Accepted)
+    }
+
+    /// Download an export package without a login
+    ///
+    /// For requests filed by email: the token from the "export ready" email is the credential.
+    #[oai(
+        path = "/v1/requests/:id/export",
+        method = "get",
+        tag = "ApiTags::Public"
+    )]
+    async fn export_by_token(
+        &self,
+        req: &HttpRequest,
+        id: Path<String>,
+        /// The token from the "export ready" email.
+        token: Query<String>,
+    ) -> Result<Download, ApiError> {
+        self.state.rate_limiter.check(client_ip(req))?;
+        let request = super::get(self.state.db.conn(), &id.0).await?;
+        self.download(&request, &token.0).await
+    }
+
+    /// The request queue
+    ///
+    /// Soonest deadline first. `overdue` and `due_within` (an ISO 8601 duration such as `P3D`)
+    /// consider requests whose deadline is running.
+    #[oai(path = "/v1/admin/requests", method = "get", tag = "ApiTags::Admin")]
+    #[allow(clippy::too_many_arguments)]
+    async fn queue(
+        &self,
+        auth: ApiKey,
+        status: Query<Option<RequestStatus>>,
+        #[oai(name = "type")] kind: Query<Option<RequestType>>,
+        law: Query<Option<Law>>,
+        #[oai(default)] overdue: Query<bool>,
+        due_within: Query<Option<String>>,
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "500"))
+        )]
+        limit: Query<u64>,
+        #[oai(default)] offset: Query<u64>,
+    ) -> Result<Json<RequestPage>, ApiError> {
+        auth.0.require(Role::Viewer)?;
+        let today = clock::now().date_naive();
+        let due_by = match due_within.0 {
+            Some(text) => Some(
+                text.parse::<Period>()
+                    .ok()
+                    .and_then(|p| p.after(today))
+                    .ok_or_else(|| {
+                        ApiError::validation(vec![FieldError::new(
+                            "due_within",
+                            "an ISO 8601 duration such as P3D",
+                        )])
+                    })?,
+            ),
+            None => None,
+        };
+        let (items, total) = super::list(
+            self.state.db.conn(),
+            &Filter {
+                status: status.0,
+                kind: kind.0,
+                law: law.0,
+                overdue: overdue.0,
+                due_by,
+                limit: limit.0,
+                offset: offset.0,
+            },
+            today,
+        )
+        .await?;
+        Ok(Json(RequestPage {
+            items: items.into_iter().map(Into::into).collect(),
+            total,
+        }))
+    }
+
+    /// One request, with its history
+    #[oai(
+        path = "/v1/admin/requests/:id",
+        method = "get",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_request(
+        &self,
+        auth: ApiKey,
+        id: Path<String>,
+    ) -> Result<Json<RequestDetail>, ApiError> {
+        auth.0.require(Role::Viewer)?;
+        let conn = self.state.db.conn();
+        let request = super::get(conn, &id.0).await?;
+        let history = super::history(conn, &request.id).await?;
+        Ok(Json(RequestDetail {
+            request: request.into(),
+            history: history_view(history, true),
+        }))
+    }
+
+    /// Take a request for review
+    #[oai(
+        path = "/v1/admin/requests/:id/take",
+        method = "post",
+        tag = "ApiTags::Admin"
+    )]
+    async fn take(&self, auth: ApiKey, id: Path<String>) -> Result<Json<RequestView>, ApiError> {
+        auth.0.require(Role::Reviewer)?;
+        Ok(Json(
+            review::take(&self.state.db, &id.0, &auth.0.actor())
+                .await?
+                .into(),
+        ))
+    }
+
+    /// Approve a request
+    ///
+    /// Restriction and objection are carried out at once. Access, export, rectification and
+    /// erasure send the main app a signed `fulfilment.requested` job and wait for its answer.
+    #[oai(
+        path = "/v1/admin/requests/:id/approve",
+        method = "post",
+        tag = "ApiTags::Admin"
+    )]
+    async fn approve(&self, auth: ApiKey, id: Path<String>) -> Result<Json<RequestView>, ApiError> {
+        auth.0.require(Role::Reviewer)?;
+        let request =
+            review::approve(&self.state.db, &self.state.config, &id.0, &auth.0.actor()).await?;
+        Ok(Json(request.into()))
+    }
+
+    /// Reject a request
+    ///
+    /// The email gives the reason and the remedies of the request's law: a complaint to a
+    /// supervisory authority and a judicial remedy (GDPR Arts 12(4), 77, 79), or a lawsuit in a
+    /// people's court (PIPL Art 50).
+    #[oai(
+        path = "/v1/admin/requests/:id/reject",
+        method = "post",
+        tag = "ApiTags::Admin"
+    )]
+    async fn reject(
+        &self,
+        auth: ApiKey,
+        id: Path<String>,
+        body: Json<Rejection>,
+    ) -> Result<Json<RequestView>, ApiError> {
+        auth.0.require(Role::Reviewer)?;
+        let request =
+            review::reject(&self.state.db, &id.0, &body.0.reason, &auth.0.actor()).await?;
+        Ok(Json(request.into()))
+    }
+
+    /// Extend a GDPR deadline
+    ///
+    /// Once, by one or two months from the original due date, with a reason that is emailed to
+    /// the person.
+    #[oai(
+        path = "/v1/admin/requests/:id/extend",
+        method = "post",
+        tag = "ApiTags::Admin"
+    )]
+    async fn extend(
+        &self,
+        auth: ApiKey,
+        id: Path<String>,
+        body: Json<Extension>,
+    ) -> Result<Json<RequestView>, ApiError> {
+        auth.0.require(Role::Reviewer)?;
+        let request = review::extend(
+            &self.state.db,
+            &self.state.config,
+            &id.0,
+            body.0.months,
+            &body.0.reason,
+            &auth.0.actor(),
+        )
+        .await?;
+        Ok(Json(request.into()))
+    }
+
+    /// Complete a request by hand
+    ///
+    /// For a request being fulfilled, e.g. an erasure that a legal hold turns into a
+    /// restriction (outcome `restricted`, with the reason in `note`).
+    #[oai(
+        path = "/v1/admin/requests/:id/complete",
+        method = "post",
+        tag = "ApiTags::Admin"
+    )]
+    async fn complete(
+        &self,
+        auth: ApiKey,
+        id: Path<String>,
+        body: Json<Completion>,
+    ) -> Result<Json<RequestView>, ApiError> {
+        auth.0.require(Role::Reviewer)?;
+        if body.0.outcome == Outcome::Restricted && body.0.note.is_none() {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "note",
+                "say why the request ends restricted",
+            )]));
+        }
+        let request = review::complete(
+            &self.state.db,
+            &self.state.config,
+            &id.0,
+            body.0.outcome,
+            body.0.note,
+            &auth.0.actor(),
+        )
+        .await?;
+        Ok(Json(request.into()))
+    }
+
+    /// Report a finished fulfilment job
+    ///
+    /// The main app's answer to a `fulfilment.requested` webhook. Repeating a report is
+    /// harmless: a finished job answers with its request and changes nothing.
+    #[oai(
+        path = "/v1/fulfilments/:id/complete",
+        method = "post",
+        tag = "ApiTags::Service"
+    )]
+    async fn fulfilment_complete(
+        &self,
+        auth: ApiKey,
+        id: Path<String>,
+        body: Json<FulfilmentReport>,
+    ) -> Result<Json<RequestView>, ApiError> {
+        auth.0.require(Role::Service)?;
+        if body.0.outcome == Some(Outcome::Restricted) && body.0.note.is_none() {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "note",
+                "say why the request ends restricted",
+            )]));
+        }
+        let request = fulfil::complete_job(
+            &self.state.db,
+            &self.state.config,
+            &id.0,
+            fulfil::Report {
+                data: body.0.data,
+                outcome: body.0.outcome,
+                note: body.0.note,
+            },
+        )
+        .await?;
+        Ok(Json(request.into()))
+    }
+}
+
+fn default_limit() -> u64 {
+    50
+}

@@ -1,0 +1,543 @@
+//! Packages for access and export requests: everything Consentry holds about the person plus
+//! what the main app sent, as one JSON document (access, GDPR Art 15) or a ZIP of that document
+//! and CSV tables (export, GDPR Art 20, PIPL Art 45(3)).
+//!
+//! A package is written page by page from the database straight into an encrypted file under
+//! `<data_dir>/exports/`, so memory stays flat however much a person has. Encryption is
+//! ChaCha20-Poly1305 in 64 KiB chunks (the STREAM construction: a random 7-byte prefix, a
+//! chunk counter and a last-chunk flag form each nonce, so chunks cannot be reordered,
+//! dropped or truncated unnoticed). The download token is random, stored as a digest, and
+//! expires with the package.
+
+use std::io::{self, Write};
+
+use base64::{
+    Engine as _, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD,
+};
+use chacha20poly1305::{ChaCha20Poly1305, KeyInit, aead::Aead};
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, Select,
+};
+use serde_json::{Value, json};
+
+use super::{Request, RequestError, RequestType, model};
+use crate::{clock, config::Config, consent, crypto, db::Db, subject};
+
+/// Plaintext bytes per encrypted chunk.
+const CHUNK: usize = 64 * 1024;
+/// Encryption adds a 16-byte tag to each chunk.
+const SEALED_CHUNK: usize = CHUNK + 16;
+/// File header: magic and version, then the 7-byte nonce prefix.
+const MAGIC: &[u8; 4] = b"CSX1";
+/// Rows read from the database at a time.
+const PAGE: u64 = 1000;
+
+/// Parses a configured key: 32 bytes in base64.
+pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
+    STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| "expected 32 bytes in base64 (e.g. `openssl rand -base64 32`)".into())
+}
+
+/// The key from config, or the one generated into `<data_dir>/export.key` (created on first
+/// use, readable by the owner only) when none is configured.
+fn key(config: &Config) -> Result<[u8; 32], RequestError> {
+    if let Some(key) = &config.requests.export_key {
+        return parse_key(key.expose()).map_err(RequestError::Export);
+    }
+    let path = config.data_dir.join("export.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_key(&text).map_err(|e| RequestError::Export(format!("export.key: {e}"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let key = crypto::random_bytes::<32>();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&path) {
+                Ok(mut file) => {
+                    file.write_all(STANDARD.encode(key).as_bytes())
+                        .map_err(export_err)?;
+                    Ok(key)
+                }
+                // Another request created it first.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).map_err(export_err)?;
+                    parse_key(&text).map_err(RequestError::Export)
+                }
+                Err(e) => Err(export_err(e)),
+            }
+        }
+        Err(e) => Err(export_err(e)),
+    }
+}
+
+fn export_err(e: impl std::fmt::Display) -> RequestError {
+    RequestError::Export(e.to_string())
+}
+
+fn nonce(prefix: &[u8; 7], counter: u32, last: bool) -> chacha20poly1305::Nonce {
+    let mut n = [0u8; 12];
+    n[..7].copy_from_slice(prefix);
+    n[7..11].copy_from_slice(&counter.to_be_bytes());
+    n[11] = u8::from(last);
+    n.into()
+}
+
+/// Encrypts everything written to it, chunk by chunk.
+struct SealingWriter<W: Write> {
+    inner: W,
+    cipher: ChaCha20Poly1305,
+    prefix: [u8; 7],
+    counter: u32,
+    buf: Vec<u8>,
+    written: u64,
+}
+
+impl<W: Write> SealingWriter<W> {
+    fn new(mut inner: W, key: &[u8; 32]) -> io::Result<Self> {
+        let prefix = crypto::random_bytes::<7>();
+        inner.write_all(MAGIC)?;
+        inner.write_all(&prefix)?;
+        Ok(Self {
+            inner,
+            cipher: ChaCha20Poly1305::new(key.into()),
+            prefix,
+            counter: 0,
+            buf: Vec::with_capacity(CHUNK),
+            written: (MAGIC.len() + 7) as u64,
+        })
+    }
+
+    fn seal(&mut self, last: bool) -> io::Result<()> {
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce(&self.prefix, self.counter, last),
+                self.buf.as_slice(),
+            )
+            .map_err(|_| io::Error::other("encryption failed"))?;
+        self.inner.write_all(&sealed)?;
+        self.written += sealed.len() as u64;
+        self.counter = self
+            .counter
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("package too large"))?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Seals the last chunk (always shorter than a full one, possibly empty) and returns the
+    /// file's size.
+    fn finish(mut self) -> io::Result<u64> {
+        self.seal(true)?;
+        self.inner.flush()?;
+        Ok(self.written)
+    }
+}
+
+impl<W: Write> Write for SealingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let take = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..take]);
+        if self.buf.len() == CHUNK {
+            self.seal(false)?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Decrypts a package file chunk by chunk.
+pub struct Opener {
+    cipher: ChaCha20Poly1305,
+    prefix: [u8; 7],
+    counter: u32,
+    done: bool,
+}
+
+impl Opener {
+    /// Reads the header of a package file.
+    pub fn new(config: &Config, header: &[u8]) -> Result<Self, RequestError> {
+        if header.len() != MAGIC.len() + 7 || &header[..4] != MAGIC {
+            return Err(RequestError::Export("not a package file".into()));
+        }
+        let mut prefix = [0u8; 7];
+        prefix.copy_from_slice(&header[4..]);
+        Ok(Self {
+            cipher: ChaCha20Poly1305::new((&key(config)?).into()),
+            prefix,
+            counter: 0,
+            done: false,
+        })
+    }
+
+    /// Bytes of header before the first chunk.
+    pub const HEADER: usize = MAGIC.len() + 7;
+    /// Bytes of a full sealed chunk.
+    pub const CHUNK: usize = SEALED_CHUNK;
+
+    /// Decrypts the next chunk; a chunk shorter than a full one is the last. A file cut short
+    /// fails here because its last chunk is missing.
+    pub fn open(&mut self, sealed: &[u8]) -> io::Result<Vec<u8>> {
+        if self.done {
+            return Err(io::Error::other("data after the last chunk"));
+        }
+        let last = sealed.len() < SEALED_CHUNK;
+        let plain = self
+            .cipher
+            .decrypt(&nonce(&self.prefix, self.counter, last), sealed)
+            .map_err(|_| io::Error::other("the package is damaged or was tampered with"))?;
+        self.counter += 1;
+        self.done = last;
+        Ok(plain)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+/// A package written to disk.
+pub struct Package {
+    file_name: String,
+    media_type: &'static str,
+    size: i64,
+    token: String,
+}
+
+impl Package {
+    /// Stores the package's row with a digest of its token; returns when it expires.
+    pub async fn record(
+        &self,
+        conn: &impl ConnectionTrait,
+        request_id: &str,
+        config: &Config,
+    ) -> Result<DateTime<Utc>, RequestError> {
+        let now = clock::now();
+        let expires_at = now + TimeDelta::days(i64::from(config.requests.export_days));
+        model::exports::Entity::insert(model::exports::ActiveModel {
+            request_id: Set(request_id.to_string()),
+            token_hash: Set(crypto::sha256_hex(self.token.as_bytes())),
+            file_name: Set(self.file_name.clone()),
+            media_type: Set(self.media_type.to_string()),
+            size: Set(self.size),
+            created_at: Set(now),
+            expires_at: Set(expires_at),
+            downloaded_at: Set(None),
+            purged_at: Set(None),
+        })
+        .exec_without_returning(conn)
+        .await?;
+        Ok(expires_at)
+    }
+
+    /// The link in the "export ready" email: the portal's page, which downloads with the token.
+    pub fn download_url(&self, config: &Config, request: &Request) -> String {
+        format!(
+            "{}/requests/{}/export?token={}",
+            config.controller.portal_url.trim_end_matches('/'),
+            request.id,
+            self.token
+        )
+    }
+}
+
+/// Writes the package for an access or export request.
+pub async fn build(
+    db: &Db,
+    config: &Config,
+    request: &Request,
+    main_app: Option<&Value>,
+) -> Result<Package, RequestError> {
+    let key = key(config)?;
+    let dir = config.data_dir.join("exports");
+    std::fs::create_dir_all(&dir).map_err(export_err)?;
+    let file_name = format!("{}.pkg", request.id);
+    let file = std::fs::File::create(dir.join(&file_name)).map_err(export_err)?;
+    let mut sealed = SealingWriter::new(io::BufWriter::new(file), &key).map_err(export_err)?;
+    let conn = db.conn();
+    let media_type = if request.kind == RequestType::Export {
+        let mut zip = zip::ZipWriter::new_stream(sealed);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("package.json", options)
+            .map_err(export_err)?;
+        write_json(conn, &mut zip, request, main_app).await?;
+        if let Some(subject_id) = &request.subject_id {
+            zip.start_file("consents.csv", options)
+                .map_err(export_err)?;
+            write_csv(conn, &mut zip, consents(subject_id)).await?;
+            zip.start_file("consent_events.csv", options)
+                .map_err(export_err)?;
+            write_csv(conn, &mut zip, consent_events(subject_id)).await?;
+            zip.start_file("data_items.csv", options)
+                .map_err(export_err)?;
+            write_csv(conn, &mut zip, data_items(subject_id)).await?;
+        }
+        sealed = zip.finish().map_err(export_err)?.into_inner();
+        "application/zip"
+    } else {
+        write_json(conn, &mut sealed, request, main_app).await?;
+        "application/json"
+    };
+    let size = sealed.finish().map_err(export_err)?;
+    Ok(Package {
+        file_name,
+        media_type,
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        token: URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>()),
+    })
+}
+
+fn consents(subject_id: &str) -> Select<consent::model::consents::Entity> {
+    use consent::model::consents::{Column, Entity};
+    Entity::find()
+        .filter(Column::SubjectId.eq(subject_id))
+        .order_by_asc(Column::PurposeKey)
+}
+
+fn consent_events(subject_id: &str) -> Select<consent::model::events::Entity> {
+    use consent::model::events::{Column, Entity};
+    Entity::find()
+        .filter(Column::SubjectId.eq(subject_id))
+        .order_by_asc(Column::Seq)
+}
+
+fn data_items(subject_id: &str) -> Select<subject::items::entity::Entity> {
+    use subject::items::entity::{Column, Entity};
+    Entity::find()
+        .filter(Column::SubjectId.eq(subject_id))
+        .order_by_asc(Column::CreatedAt)
+        .order_by_asc(Column::Id)
+}
+
+fn requests(subject_id: &str) -> Select<model::Entity> {
+    model::Entity::find()
+        .filter(model::Column::SubjectId.eq(subject_id))
+        .order_by_asc(model::Column::ReceivedAt)
+}
+
+/// Feeds a query's rows, as JSON objects, to `each` one page at a time.
+async fn each_row<E, F>(
+    conn: &impl ConnectionTrait,
+    select: Select<E>,
+    mut each: F,
+) -> Result<(), RequestError>
+where
+    E: EntityTrait,
+    F: FnMut(&Value) -> io::Result<()>,
+{
+    let mut pages = select.into_json().paginate(conn, PAGE);
+    while let Some(page) = pages.fetch_and_next().await? {
+        for row in &page {
+            each(row).map_err(export_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a JSON array of a query's rows.
+async fn write_array<E: EntityTrait>(
+    conn: &impl ConnectionTrait,
+    out: &mut impl Write,
+    select: Select<E>,
+) -> Result<(), RequestError> {
+    out.write_all(b"[").map_err(export_err)?;
+    let mut first = true;
+    each_row(conn, select, |row| {
+        if !first {
+            out.write_all(b",")?;
+        }
+        first = false;
+        serde_json::to_writer(&mut *out, row).map_err(io::Error::other)
+    })
+    .await?;
+    out.write_all(b"]").map_err(export_err)
+}
+
+/// The package document. Internal columns that mean nothing to the person (chain bookkeeping
+/// of the subject row) are left out; the consent events keep their hashes, which are the
+/// proof of each decision.
+async fn write_json(
+    conn: &impl ConnectionTrait,
+    out: &mut impl Write,
+    request: &Request,
+    main_app: Option<&Value>,
+) -> Result<(), RequestError> {
+    let head = json!({
+        "request": {
+            "id": request.id,
+            "type": request.kind.to_value(),
+            "law": request.law.to_value(),
+            "received_at": clock::canonical(request.received_at),
+        },
+        "generated_at": clock::canonical(clock::now()),
+    });
+    let head = head.to_string();
+    // Open the object and keep it open for the sections that follow.
+    out.write_all(&head.as_bytes()[..head.len() - 1])
+        .map_err(export_err)?;
+    let profile = match &request.subject_id {
+        Some(id) => subject::model::Entity::find_by_id(id.as_str())
+            .into_json()
+            .one(conn)
+            .await?
+            .map(|mut p| {
+                if let Some(map) = p.as_object_mut() {
+                    map.remove("consent_seq");
+                    map.remove("consent_hash");
+                }
+                p
+            }),
+        None => None,
+    };
+    write!(out, ",\"profile\":{}", profile.unwrap_or(Value::Null)).map_err(export_err)?;
+    if let Some(subject_id) = &request.subject_id {
+        out.write_all(b",\"consents\":").map_err(export_err)?;
+        write_array(conn, out, consents(subject_id)).await?;
+        out.write_all(b",\"consent_events\":").map_err(export_err)?;
+        write_array(conn, out, consent_events(subject_id)).await?;
+        out.write_all(b",\"requests\":").map_err(export_err)?;
+        write_array(conn, out, requests(subject_id)).await?;
+        out.write_all(b",\"data_items\":").map_err(export_err)?;
+        write_array(conn, out, data_items(subject_id)).await?;
+    }
+    write!(
+        out,
+        ",\"main_app\":{}}}",
+        main_app.cloned().unwrap_or(Value::Null)
+    )
+    .map_err(export_err)
+}
+
+/// Writes a query's rows as CSV (RFC 4180), with the columns of the first row as header.
+async fn write_csv<E: EntityTrait>(
+    conn: &impl ConnectionTrait,
+    out: &mut impl Write,
+    select: Select<E>,
+) -> Result<(), RequestError> {
+    let mut columns: Option<Vec<String>> = None;
+    each_row(conn, select, |row| {
+        let Some(map) = row.as_object() else {
+            return Ok(());
+        };
+        let columns = match &columns {
+            Some(c) => c,
+            None => {
+                let names: Vec<String> = map.keys().cloned().collect();
+                writeln!(
+                    out,
+                    "{}",
+                    names
+                        .iter()
+                        .map(|n| csv_field(n))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )?;
+                columns.insert(names)
+            }
+        };
+        let line: Vec<String> = columns
+            .iter()
+            .map(|c| match map.get(c) {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => csv_field(s),
+                Some(other) => csv_field(&other.to_string()),
+            })
+            .collect();
+        writeln!(out, "{}", line.join(","))
+    })
+    .await
+}
+
+/// One CSV field, quoted when it must be.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+/// The stored package of a request, if `token` opens it and it has not expired. The token is
+/// looked up by its SHA-256; it carries 256 random bits, so the lookup's timing reveals nothing
+/// about other tokens.
+pub async fn find(
+    conn: &impl ConnectionTrait,
+    request_id: &str,
+    token: &str,
+) -> Result<model::exports::Model, RequestError> {
+    let row = model::exports::Entity::find()
+        .filter(model::exports::Column::TokenHash.eq(crypto::sha256_hex(token.as_bytes())))
+        .one(conn)
+        .await?
+        .filter(|row| row.request_id == request_id)
+        .ok_or(RequestError::NotFound)?;
+    if row.purged_at.is_some() || row.expires_at <= clock::now() {
+        return Err(RequestError::ExportGone);
+    }
+    model::exports::Entity::update_many()
+        .col_expr(
+            model::exports::Column::DownloadedAt,
+            sea_orm::prelude::Expr::value(clock::now()),
+        )
+        .filter(model::exports::Column::RequestId.eq(request_id))
+        .exec(conn)
+        .await?;
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn sealed_chunks_open_in_order_and_tampering_is_caught() {
+        let key = [7u8; 32];
+        let mut file = Vec::new();
+        let mut w = SealingWriter::new(&mut file, &key).unwrap();
+        let data: Vec<u8> = (0..(CHUNK * 2 + 10)).map(|i| (i % 251) as u8).collect();
+        w.write_all(&data).unwrap();
+        w.finish().unwrap();
+        let open = |file: &[u8]| -> io::Result<Vec<u8>> {
+            let mut prefix = [0u8; 7];
+            prefix.copy_from_slice(&file[4..11]);
+            let mut opener = Opener {
+                cipher: ChaCha20Poly1305::new((&key).into()),
+                prefix,
+                counter: 0,
+                done: false,
+            };
+            let mut plain = Vec::new();
+            for chunk in file[Opener::HEADER..].chunks(SEALED_CHUNK) {
+                plain.extend(opener.open(chunk)?);
+            }
+            if !opener.is_done() {
+                return Err(io::Error::other("truncated"));
+            }
+            Ok(plain)
+        };
+        assert_eq!(open(&file).unwrap(), data);
+        let mut flipped = file.clone();
+        flipped[100] ^= 1;
+        assert!(open(&flipped).is_err());
+        // Dropping the last chunk leaves a file whose end is missing.
+        let cut = &file[..Opener::HEADER + 2 * SEALED_CHUNK];
+        assert!(open(cut).is_err());
+    }
+}

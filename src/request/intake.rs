@@ -1,0 +1,472 @@
+//! Filing requests and proving who files them.
+//!
+//! A person without a login files with an email address and receives a 6-digit code (stored as
+//! a digest, valid 15 minutes, 5 attempts, then the request is closed; at most 3 codes, a
+//! minute apart). The answer is the same whether or not the address belongs to a known
+//! subject; the request is linked to a subject only once the code proves the address.
+
+use std::collections::BTreeMap;
+
+use chrono::TimeDelta;
+use poem_openapi::Object;
+use sea_orm::{
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    prelude::Expr,
+};
+use serde::{Deserialize, Serialize};
+use validator::ValidateEmail;
+
+use super::{
+    Law, Request, RequestError, RequestStatus, RequestType, due_date, email, law_for, model,
+    open_of_kind, received_email, record_event,
+};
+use crate::{
+    audit::{self, Actor},
+    clock,
+    config::Config,
+    crypto,
+    db::Db,
+    error::FieldError,
+    notify::email::EmailContent,
+    purpose,
+    subject::{self, Subject},
+};
+
+/// How long an emailed code is valid.
+pub const CODE_LIFETIME: TimeDelta = TimeDelta::minutes(15);
+/// Wrong codes allowed before the request is closed.
+pub const MAX_ATTEMPTS: i32 = 5;
+/// Codes sent per request, the first included.
+pub const MAX_SENDS: i32 = 3;
+/// Time between two codes for the same request.
+pub const RESEND_INTERVAL: TimeDelta = TimeDelta::seconds(60);
+
+/// What a request is about.
+#[derive(Debug, Clone, Default, Object, Serialize, Deserialize)]
+#[oai(rename = "RequestDetails", skip_serializing_if_is_none)]
+pub struct Details {
+    /// Free text from the person.
+    #[oai(validator(max_length = 2000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Rectification: field → corrected value (`email` and `locale` are also corrected in
+    /// Consentry's own record; every field is sent to the main app).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<BTreeMap<String, String>>,
+    /// Objection: the purposes objected to.
+    #[oai(validator(max_items = 50))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purposes: Option<Vec<String>>,
+    /// Why the service opened the request itself (automatic requests).
+    #[oai(read_only)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A new request.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub kind: RequestType,
+    pub details: Details,
+    pub locale: Option<String>,
+    pub jurisdiction: Option<String>,
+}
+
+/// Checks the details each type needs.
+async fn validate(conn: &impl ConnectionTrait, intake: &Intake) -> Result<(), RequestError> {
+    let mut errors = Vec::new();
+    match intake.kind {
+        RequestType::Rectify => match &intake.details.changes {
+            Some(changes) if !changes.is_empty() && changes.len() <= 50 => {
+                for (field, value) in changes {
+                    if field.is_empty() || field.len() > 64 || value.len() > 1000 {
+                        errors.push(FieldError::new(
+                            format!("details.changes.{field}"),
+                            "field names take 1-64 characters and values at most 1000",
+                        ));
+                    } else if field == "email" && !value.validate_email() {
+                        errors.push(FieldError::new(
+                            "details.changes.email",
+                            "not an email address",
+                        ));
+                    }
+                }
+            }
+            _ => errors.push(FieldError::new(
+                "details.changes",
+                "a rectification names 1-50 fields and their corrected values",
+            )),
+        },
+        RequestType::Object => match &intake.details.purposes {
+            Some(keys) if !keys.is_empty() => {
+                let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let known = purpose::find_many(conn, &refs).await?;
+                for key in keys {
+                    if !known.contains_key(key) {
+                        errors.push(FieldError::new(
+                            "details.purposes",
+                            format!("no purpose `{key}`"),
+                        ));
+                    }
+                }
+            }
+            _ => errors.push(FieldError::new(
+                "details.purposes",
+                "an objection names the purposes objected to",
+            )),
+        },
+        _ => {}
+    }
+    if let Some(j) = &intake.jurisdiction
+        && (j.len() != 2 || !j.bytes().all(|b| b.is_ascii_alphabetic()))
+    {
+        errors.push(FieldError::new(
+            "jurisdiction",
+            "an ISO 3166-1 alpha-2 code",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RequestError::Invalid(errors))
+    }
+}
+
+fn details_json(details: &Details) -> String {
+    crypto::canonical_json(&serde_json::to_value(details).unwrap_or_default())
+}
+
+/// Opens a verified request for a subject. A request of the same type already running for the
+/// person is not processed twice: the new one is recorded, linked to it and closed. Runs in the
+/// caller's transaction.
+pub async fn open_verified(
+    conn: &impl ConnectionTrait,
+    config: &Config,
+    subject: &Subject,
+    intake: Intake,
+    source: &str,
+    actor: &Actor,
+) -> Result<Request, RequestError> {
+    validate(conn, &intake).await?;
+    let now = clock::now();
+    let jurisdiction = intake
+        .jurisdiction
+        .map(|j| j.to_ascii_uppercase())
+        .or_else(|| subject.jurisdiction.clone());
+    let law = law_for(&config.requests, jurisdiction.as_deref());
+    let duplicate = open_of_kind(conn, &subject.id, intake.kind, None).await?;
+    let status = if duplicate.is_some() {
+        RequestStatus::Cancelled
+    } else {
+        RequestStatus::Verified
+    };
+    let row = model::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        subject_id: Set(Some(subject.id.clone())),
+        kind: Set(intake.kind),
+        status: Set(status),
+        source: Set(source.to_string()),
+        details: Set(details_json(&intake.details)),
+        received_at: Set(now),
+        updated_at: Set(now),
+        law: Set(law),
+        email: Set(subject.email.clone()),
+        locale: Set(intake.locale.or_else(|| subject.locale.clone())),
+        jurisdiction: Set(jurisdiction),
+        verified_at: Set(Some(now)),
+        due_date: Set(Some(due_date(
+            &config.requests,
+            law,
+            now.date_naive(),
+            now.date_naive(),
+        ))),
+        extension_reason: Set(None),
+        extended_at: Set(None),
+        duplicate_of: Set(duplicate.as_ref().map(|d| d.id.clone())),
+        reviewer: Set(None),
+        decision_reason: Set(duplicate.as_ref().map(|_| "duplicate".to_string())),
+        outcome: Set(None),
+        closed_at: Set(duplicate.as_ref().map(|_| now)),
+    };
+    let request = sea_orm::ActiveModelTrait::insert(row, conn).await?;
+    let note = duplicate.as_ref().map(|d| format!("duplicate of {}", d.id));
+    record_event(conn, &request.id, None, status, actor, note.as_deref()).await?;
+    if duplicate.is_none() {
+        email(conn, &request, "received", &received_email(&request)).await?;
+    }
+    Ok(request)
+}
+
+/// A request filed without a login: queued with a code to the address; verified by
+/// [`verify`].
+pub async fn file_by_email(
+    db: &Db,
+    config: &Config,
+    address: &str,
+    intake: Intake,
+) -> Result<Request, RequestError> {
+    if !address.validate_email() {
+        return Err(RequestError::Invalid(vec![FieldError::new(
+            "email",
+            "not an email address",
+        )]));
+    }
+    validate(db.conn(), &intake).await?;
+    let now = clock::now();
+    let jurisdiction = intake.jurisdiction.map(|j| j.to_ascii_uppercase());
+    let law = law_for(&config.requests, jurisdiction.as_deref());
+    let txn = db.begin_write().await?;
+    let row = model::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        subject_id: Set(None),
+        kind: Set(intake.kind),
+        status: Set(RequestStatus::Unverified),
+        source: Set("email".into()),
+        details: Set(details_json(&intake.details)),
+        received_at: Set(now),
+        updated_at: Set(now),
+        law: Set(law),
+        email: Set(Some(address.to_string())),
+        locale: Set(intake.locale),
+        jurisdiction: Set(jurisdiction),
+        verified_at: Set(None),
+        due_date: Set(None),
+        extension_reason: Set(None),
+        extended_at: Set(None),
+        duplicate_of: Set(None),
+        reviewer: Set(None),
+        decision_reason: Set(None),
+        outcome: Set(None),
+        closed_at: Set(None),
+    };
+    let request = sea_orm::ActiveModelTrait::insert(row, &*txn).await?;
+    record_event(
+        &*txn,
+        &request.id,
+        None,
+        RequestStatus::Unverified,
+        &Actor::Subject,
+        None,
+    )
+    .await?;
+    send_code(&*txn, &request, 1, 0).await?;
+    txn.commit().await?;
+    Ok(request)
+}
+
+/// A code of six decimal digits, uniformly drawn.
+fn new_code() -> String {
+    loop {
+        let n = u32::from_le_bytes(crypto::random_bytes::<4>());
+        // Reject the top of the range so that every code is equally likely.
+        if n < 4_294_000_000 {
+            return format!("{:06}", n % 1_000_000);
+        }
+    }
+}
+
+/// The stored digest of a request's code; the request id salts it.
+fn code_hash(request_id: &str, code: &str) -> String {
+    crypto::sha256_hex(format!("{request_id}:{code}").as_bytes())
+}
+
+/// Stores a fresh code (replacing any earlier one) and queues it by email.
+async fn send_code(
+    conn: &impl ConnectionTrait,
+    request: &Request,
+    sends: i32,
+    attempts: i32,
+) -> Result<(), RequestError> {
+    let code = new_code();
+    let now = clock::now();
+    model::codes::Entity::insert(model::codes::ActiveModel {
+        request_id: Set(request.id.clone()),
+        code_hash: Set(code_hash(&request.id, &code)),
+        expires_at: Set(now + CODE_LIFETIME),
+        attempts: Set(attempts),
+        sends: Set(sends),
+        last_sent_at: Set(now),
+    })
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::column(model::codes::Column::RequestId)
+            .update_columns([
+                model::codes::Column::CodeHash,
+                model::codes::Column::ExpiresAt,
+                model::codes::Column::Sends,
+                model::codes::Column::LastSentAt,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    email(
+        conn,
+        request,
+        &format!("code:{sends}"),
+        &EmailContent::VerificationCode {
+            code,
+            request_type: request.kind.to_value(),
+            expires_in_minutes: CODE_LIFETIME.num_minutes() as u32,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// An unverified request that may still be verified.
+async fn pending(conn: &impl ConnectionTrait, id: &str) -> Result<Request, RequestError> {
+    let request = super::get(conn, id).await?;
+    if request.closed_at.is_some() && request.status == RequestStatus::Unverified {
+        return Err(RequestError::Closed);
+    }
+    if request.status != RequestStatus::Unverified {
+        return Err(RequestError::Transition {
+            from: request.status.to_value(),
+            action: "verified",
+        });
+    }
+    Ok(request)
+}
+
+/// Sends a new code for an unverified request.
+pub async fn resend(db: &Db, id: &str) -> Result<(), RequestError> {
+    let txn = db.begin_write().await?;
+    let request = pending(&*txn, id).await?;
+    let code = model::codes::Entity::find_by_id(id)
+        .one(&*txn)
+        .await?
+        .ok_or(RequestError::Closed)?;
+    let wait = code.last_sent_at + RESEND_INTERVAL - clock::now();
+    if code.sends >= MAX_SENDS || wait > TimeDelta::zero() {
+        return Err(RequestError::ResendLimited {
+            retry_after: wait.num_seconds().max(1) as u64,
+        });
+    }
+    send_code(&*txn, &request, code.sends + 1, code.attempts).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Verifies a request with its emailed code. The request is then linked to the subject with
+/// that address, if one is known, and its deadline starts running.
+pub async fn verify(
+    db: &Db,
+    config: &Config,
+    id: &str,
+    code: &str,
+) -> Result<Request, RequestError> {
+    let txn = db.begin_write().await?;
+    let request = pending(&*txn, id).await?;
+    let stored = model::codes::Entity::find_by_id(id)
+        .one(&*txn)
+        .await?
+        .ok_or(RequestError::Closed)?;
+    let now = clock::now();
+    let right = crypto::constant_time_eq(
+        code_hash(id, code.trim()).as_bytes(),
+        stored.code_hash.as_bytes(),
+    );
+    if !right {
+        let attempts = stored.attempts + 1;
+        if attempts >= MAX_ATTEMPTS {
+            model::codes::Entity::delete_by_id(id).exec(&*txn).await?;
+            model::Entity::update_many()
+                .col_expr(model::Column::ClosedAt, Expr::value(now))
+                .col_expr(
+                    model::Column::DecisionReason,
+                    Expr::value("verification_failed"),
+                )
+                .filter(model::Column::Id.eq(id))
+                .exec(&*txn)
+                .await?;
+            audit::record(
+                &*txn,
+                &Actor::System,
+                "request.closed",
+                audit::Target::new("request", id),
+                serde_json::json!({"reason": "verification_failed"}),
+            )
+            .await?;
+            txn.commit().await?;
+            return Err(RequestError::Closed);
+        }
+        model::codes::Entity::update_many()
+            .col_expr(model::codes::Column::Attempts, Expr::value(attempts))
+            .filter(model::codes::Column::RequestId.eq(id))
+            .exec(&*txn)
+            .await?;
+        txn.commit().await?;
+        return Err(RequestError::WrongCode {
+            left: MAX_ATTEMPTS - attempts,
+        });
+    }
+    if stored.expires_at <= now {
+        return Err(RequestError::CodeExpired);
+    }
+    model::codes::Entity::delete_by_id(id).exec(&*txn).await?;
+
+    let subject = match &request.email {
+        Some(address) => {
+            subject::model::Entity::find()
+                .filter(subject::model::Column::Email.eq(address.as_str()))
+                .filter(subject::model::Column::ErasedAt.is_null())
+                .one(&*txn)
+                .await?
+        }
+        None => None,
+    };
+    let jurisdiction = request
+        .jurisdiction
+        .clone()
+        .or_else(|| subject.as_ref().and_then(|s| s.jurisdiction.clone()));
+    let law: Law = law_for(&config.requests, jurisdiction.as_deref());
+    let duplicate = match &subject {
+        Some(s) => open_of_kind(&*txn, &s.id, request.kind, Some(id)).await?,
+        None => None,
+    };
+    let due = due_date(
+        &config.requests,
+        law,
+        request.received_at.date_naive(),
+        now.date_naive(),
+    );
+    let to = if duplicate.is_some() {
+        RequestStatus::Cancelled
+    } else {
+        RequestStatus::Verified
+    };
+    let note = duplicate.as_ref().map(|d| format!("duplicate of {}", d.id));
+    super::transition(
+        &*txn,
+        &request,
+        to,
+        &Actor::Subject,
+        note.as_deref(),
+        "verified",
+        |update| {
+            let update = update
+                .col_expr(
+                    model::Column::SubjectId,
+                    Expr::value(subject.as_ref().map(|s| s.id.clone())),
+                )
+                .col_expr(model::Column::Jurisdiction, Expr::value(jurisdiction))
+                .col_expr(model::Column::Law, Expr::value(law))
+                .col_expr(model::Column::VerifiedAt, Expr::value(now))
+                .col_expr(model::Column::DueDate, Expr::value(due));
+            match &duplicate {
+                Some(d) => update
+                    .col_expr(model::Column::DuplicateOf, Expr::value(d.id.clone()))
+                    .col_expr(model::Column::DecisionReason, Expr::value("duplicate"))
+                    .col_expr(model::Column::ClosedAt, Expr::value(now)),
+                None => update,
+            }
+        },
+    )
+    .await?;
+    let request = super::get(&*txn, id).await?;
+    if duplicate.is_none() {
+        email(&*txn, &request, "received", &received_email(&request)).await?;
+    }
+    txn.commit().await?;
+    Ok(request)
+}

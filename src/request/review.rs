@@ -1,0 +1,187 @@
+//! Reviewers' decisions: take a request, approve it (which starts its fulfilment), reject it
+//! with reasons and the remedies the law gives, extend a GDPR deadline once, complete it by
+//! hand. A decision on a request in the wrong state is refused (409) and changes nothing.
+
+use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, QueryFilter, prelude::Expr};
+
+use super::{Law, Outcome, Request, RequestError, RequestStatus, email, fulfil, model, transition};
+use crate::{audit::Actor, clock, config::Config, db::Db, notify::email::EmailContent};
+
+/// Most months a GDPR deadline may be extended by (Art 12(3)).
+pub const MAX_EXTENSION_MONTHS: u32 = 2;
+
+/// A reviewer takes a verified request.
+pub async fn take(db: &Db, id: &str, actor: &Actor) -> Result<Request, RequestError> {
+    let txn = db.begin_write().await?;
+    let request = super::get(&*txn, id).await?;
+    if request.status != RequestStatus::Verified {
+        return Err(refused(&request, "taken for review"));
+    }
+    transition(
+        &*txn,
+        &request,
+        RequestStatus::InReview,
+        actor,
+        None,
+        "taken for review",
+        |u| u.col_expr(model::Column::Reviewer, Expr::value(actor.to_string())),
+    )
+    .await?;
+    let request = super::get(&*txn, id).await?;
+    txn.commit().await?;
+    Ok(request)
+}
+
+/// Approves a request and starts its fulfilment (see [`fulfil::start`]).
+pub async fn approve(
+    db: &Db,
+    config: &Config,
+    id: &str,
+    actor: &Actor,
+) -> Result<Request, RequestError> {
+    let request = super::get(db.conn(), id).await?;
+    if !matches!(
+        request.status,
+        RequestStatus::Verified | RequestStatus::InReview
+    ) {
+        return Err(refused(&request, "approved"));
+    }
+    fulfil::start(db, config, request, actor).await
+}
+
+/// Rejects a request with a reason; the email states it and the remedies of the request's law.
+pub async fn reject(
+    db: &Db,
+    id: &str,
+    reason: &str,
+    actor: &Actor,
+) -> Result<Request, RequestError> {
+    let txn = db.begin_write().await?;
+    let request = super::get(&*txn, id).await?;
+    if !matches!(
+        request.status,
+        RequestStatus::Verified | RequestStatus::InReview | RequestStatus::Approved
+    ) {
+        return Err(refused(&request, "rejected"));
+    }
+    let now = clock::now();
+    transition(
+        &*txn,
+        &request,
+        RequestStatus::Rejected,
+        actor,
+        Some(reason),
+        "rejected",
+        |u| {
+            u.col_expr(model::Column::DecisionReason, Expr::value(reason))
+                .col_expr(model::Column::Reviewer, Expr::value(actor.to_string()))
+                .col_expr(model::Column::ClosedAt, Expr::value(now))
+        },
+    )
+    .await?;
+    email(
+        &*txn,
+        &request,
+        "rejected",
+        &EmailContent::RequestRejected {
+            request_id: request.id.clone(),
+            request_type: request.kind.to_value(),
+            reason: reason.to_string(),
+            law: request.law.to_value(),
+        },
+    )
+    .await?;
+    let request = super::get(&*txn, id).await?;
+    txn.commit().await?;
+    Ok(request)
+}
+
+/// Extends a GDPR request's deadline once, by 1 or 2 months counted from the original due date,
+/// and tells the person why.
+pub async fn extend(
+    db: &Db,
+    config: &Config,
+    id: &str,
+    months: u32,
+    reason: &str,
+    actor: &Actor,
+) -> Result<Request, RequestError> {
+    let txn = db.begin_write().await?;
+    let request = super::get(&*txn, id).await?;
+    if !super::RUNNING.contains(&request.status) {
+        return Err(refused(&request, "extended"));
+    }
+    if request.law != Law::Gdpr {
+        return Err(RequestError::NotExtendable);
+    }
+    if request.extended_at.is_some() {
+        return Err(RequestError::AlreadyExtended);
+    }
+    let due = request
+        .due_date
+        .ok_or_else(|| refused(&request, "extended"))?;
+    let new_due =
+        super::deadline::Calendar::new(&config.requests.holidays).months_after(due, months);
+    let now = clock::now();
+    // The status stays; the update is guarded by it like any transition.
+    let moved = model::Entity::update_many()
+        .col_expr(model::Column::DueDate, Expr::value(new_due))
+        .col_expr(model::Column::ExtendedAt, Expr::value(now))
+        .col_expr(model::Column::ExtensionReason, Expr::value(reason))
+        .col_expr(model::Column::UpdatedAt, Expr::value(now))
+        .filter(model::Column::Id.eq(id))
+        .filter(model::Column::ExtendedAt.is_null())
+        .exec(&*txn)
+        .await?;
+    if moved.rows_affected == 0 {
+        return Err(RequestError::AlreadyExtended);
+    }
+    super::record_event(
+        &*txn,
+        id,
+        Some(request.status),
+        request.status,
+        actor,
+        Some(&format!("extended to {new_due}: {reason}")),
+    )
+    .await?;
+    email(
+        &*txn,
+        &request,
+        "extended",
+        &EmailContent::RequestExtended {
+            request_id: request.id.clone(),
+            request_type: request.kind.to_value(),
+            reason: reason.to_string(),
+            new_due_date: new_due,
+        },
+    )
+    .await?;
+    let request = super::get(&*txn, id).await?;
+    txn.commit().await?;
+    Ok(request)
+}
+
+/// Completes a request being fulfilled by hand, e.g. an erasure that a legal hold turns into a
+/// restriction (PIPL Art 47).
+pub async fn complete(
+    db: &Db,
+    config: &Config,
+    id: &str,
+    outcome: Outcome,
+    note: Option<String>,
+    actor: &Actor,
+) -> Result<Request, RequestError> {
+    let request = super::get(db.conn(), id).await?;
+    if request.status != RequestStatus::Fulfilling {
+        return Err(refused(&request, "completed"));
+    }
+    fulfil::finish(db, config, request, outcome, note, None, actor).await
+}
+
+fn refused(request: &Request, action: &'static str) -> RequestError {
+    RequestError::Transition {
+        from: request.status.to_value(),
+        action,
+    }
+}
