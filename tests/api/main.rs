@@ -15,3 +15,4 @@ mod errors;
 mod hooks;
 mod notify;
 mod policies;
+mod requests;

@@ -1,0 +1,1139 @@
+//! Data-subject requests from intake to the final email: verification, deadlines, review,
+//! fulfilment through the main app, export packages, and who may see what.
+
+use std::io::Read;
+
+use chrono::{Datelike, NaiveDate, Utc};
+use consentry::{auth::Role, request::model};
+use reqwest::StatusCode;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, prelude::Expr};
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{TestApp, json, problem, purpose_body, spawn_app_with, subject_token},
+    smtp::{ReceivedMail, SmtpSink},
+    webhooks::WebhookReceiver,
+};
+
+/// An app with a real SMTP server and a main app that receives webhooks.
+struct Fixture {
+    app: TestApp,
+    sink: SmtpSink,
+    main_app: WebhookReceiver,
+    reviewer: String,
+    service: String,
+}
+
+async fn fixture() -> Fixture {
+    let sink = SmtpSink::start().await;
+    let main_app = WebhookReceiver::start(0).await;
+    let (smtp, hooks) = (sink.url(), main_app.url.clone());
+    let app = spawn_app_with(move |c| {
+        c.smtp_url = Some(consentry::config::Secret::new(smtp));
+        c.mail.tls = Some(consentry::config::SmtpTls::None);
+        c.webhooks.url = Some(hooks);
+    })
+    .await;
+    let reviewer = app.key(Role::Reviewer).await;
+    let service = app.key(Role::Service).await;
+    Fixture {
+        app,
+        sink,
+        main_app,
+        reviewer,
+        service,
+    }
+}
+
+impl Fixture {
+    async fn drain(&self) {
+        self.app
+            .state
+            .dispatcher
+            .drain_once(Utc::now())
+            .await
+            .unwrap();
+    }
+
+    async fn file(&self, who: &str, body: Value) -> reqwest::Response {
+        self.app
+            .post("/v1/me/requests")
+            .bearer_auth(subject_token(who))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn decide(&self, key: &str, id: &str, action: &str, body: Value) -> reqwest::Response {
+        self.app
+            .post(&format!("/v1/admin/requests/{id}/{action}"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn complete_job(&self, job: &str, body: Value) -> reqwest::Response {
+        self.app
+            .post(&format!("/v1/fulfilments/{job}/complete"))
+            .bearer_auth(&self.service)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The `fulfilment.requested` job the main app received for a request.
+    fn job_for(&self, request_id: &str) -> Value {
+        self.main_app
+            .received()
+            .into_iter()
+            .find(|h| h.body["data"]["request_id"] == request_id)
+            .map(|h| {
+                assert!(h.signature_valid, "jobs are signed");
+                assert_eq!(h.body["type"], "fulfilment.requested");
+                h.body["data"].clone()
+            })
+            .expect("a job was sent")
+    }
+
+    async fn mail_to(&self, to: &str, n: usize) -> Vec<ReceivedMail> {
+        self.sink
+            .wait_for(n)
+            .await
+            .into_iter()
+            .filter(|m| m.to.contains(to))
+            .collect()
+    }
+}
+
+fn date(value: &Value) -> NaiveDate {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+/// The value of `token=` in a mail's text.
+fn token_in(mail: &ReceivedMail) -> String {
+    let start = mail.text.find("token=").expect("a link with a token") + "token=".len();
+    mail.text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+/// The 6-digit code in a verification mail.
+fn code_in(mail: &ReceivedMail) -> String {
+    let digits: Vec<&str> = mail
+        .text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| w.len() == 6)
+        .collect();
+    digits.first().expect("a 6-digit code").to_string()
+}
+
+#[tokio::test]
+async fn an_access_request_runs_from_the_portal_to_the_download() {
+    let f = fixture().await;
+    f.app
+        .set_subject("ann", Some("ann@example.com"), Some("en"), Some("DE"))
+        .await;
+    json(
+        f.app
+            .send_event(
+                "data.recorded",
+                json!({"external_id": "ann", "item_ref": "img-1", "category": "generated_images"}),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+
+    let filed = json(
+        f.file("ann", json!({"type": "access"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap().to_string();
+    assert_eq!(filed["status"], "verified");
+    assert_eq!(filed["law"], "gdpr");
+    let received: NaiveDate = Utc::now().date_naive();
+    let due = date(&filed["due_date"]);
+    assert!(due > received && due <= received + chrono::Days::new(34));
+
+    let approved = json(
+        f.decide(&f.reviewer, &id, "approve", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(approved["status"], "fulfilling");
+    f.drain().await;
+    let job = f.job_for(&id);
+    assert_eq!(job["type"], "access");
+    assert_eq!(job["external_id"], "ann");
+
+    let done = json(
+        f.complete_job(
+            job["fulfilment_id"].as_str().unwrap(),
+            json!({"data": {"photos": [{"id": "p1", "caption": "beach"}]}}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["outcome"], "completed");
+    f.drain().await;
+    let mails = f.mail_to("ann@example.com", 2).await;
+    assert_eq!(mails.len(), 2, "received and export ready");
+    let ready = mails
+        .iter()
+        .find(|m| m.text.contains("token="))
+        .expect("an export-ready mail");
+    let token = token_in(ready);
+
+    let download = f
+        .app
+        .get(&format!("/v1/me/requests/{id}/export?token={token}"))
+        .bearer_auth(subject_token("ann"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    let package: Value = serde_json::from_slice(&download.bytes().await.unwrap()).unwrap();
+    assert_eq!(package["request"]["id"], id.as_str());
+    assert_eq!(package["profile"]["email"], "ann@example.com");
+    assert_eq!(package["main_app"]["photos"][0]["caption"], "beach");
+    assert_eq!(package["data_items"][0]["external_ref"], "img-1");
+    assert!(package["profile"].get("consent_hash").is_none());
+
+    // The file on disk is encrypted.
+    let stored = std::fs::read(
+        f.app
+            .state
+            .config
+            .data_dir
+            .join(format!("exports/{id}.pkg")),
+    )
+    .unwrap();
+    assert!(!String::from_utf8_lossy(&stored).contains("ann@example.com"));
+
+    // Another person, a wrong token, no login: nothing.
+    problem(
+        f.app
+            .get(&format!("/v1/me/requests/{id}/export?token={token}"))
+            .bearer_auth(subject_token("bob"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        f.app
+            .get(&format!("/v1/me/requests/{id}/export?token=wrong{token}"))
+            .bearer_auth(subject_token("ann"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        f.app
+            .get(&format!("/v1/me/requests/{id}/export?token={token}"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // An expired package is gone.
+    model::exports::Entity::update_many()
+        .col_expr(
+            model::exports::Column::ExpiresAt,
+            Expr::value(Utc::now() - chrono::TimeDelta::minutes(1)),
+        )
+        .exec(f.app.state.db.conn())
+        .await
+        .unwrap();
+    problem(
+        f.app
+            .get(&format!("/v1/me/requests/{id}/export?token={token}"))
+            .bearer_auth(subject_token("ann"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::GONE,
+    )
+    .await;
+
+    // The history shows every step, without internal actors.
+    let detail = json(
+        f.app
+            .get(&format!("/v1/me/requests/{id}"))
+            .bearer_auth(subject_token("ann"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let steps: Vec<&str> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["to_status"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["verified", "approved", "fulfilling", "completed"]);
+    assert!(detail["history"][1].get("actor").is_none());
+}
+
+#[tokio::test]
+async fn an_export_is_a_zip_of_json_and_csv_files() {
+    let f = fixture().await;
+    f.app
+        .set_subject("eve", Some("eve@example.com"), Some("zh-CN"), Some("CN"))
+        .await;
+    for n in 0..3 {
+        json(
+            f.app
+                .send_event(
+                    "data.recorded",
+                    json!({"external_id": "eve", "item_ref": format!("img-{n}"), "category": "photos"}),
+                )
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let filed = json(
+        f.file("eve", json!({"type": "export"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap();
+    assert_eq!(filed["law"], "pipl");
+    json(
+        f.decide(&f.reviewer, id, "approve", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    f.drain().await;
+    let job = f.job_for(id);
+    json(
+        f.complete_job(job["fulfilment_id"].as_str().unwrap(), json!({}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    f.drain().await;
+    let mails = f.mail_to("eve@example.com", 2).await;
+    let ready = mails.iter().find(|m| m.text.contains("token=")).unwrap();
+    assert!(
+        ready
+            .subject
+            .chars()
+            .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+        "in Chinese"
+    );
+    let bytes = f
+        .app
+        .get(&format!(
+            "/v1/me/requests/{id}/export?token={}",
+            token_in(ready)
+        ))
+        .bearer_auth(subject_token("eve"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().to_string()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "consent_events.csv",
+            "consents.csv",
+            "data_items.csv",
+            "package.json"
+        ]
+    );
+    let mut csv = String::new();
+    zip.by_name("data_items.csv")
+        .unwrap()
+        .read_to_string(&mut csv)
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and three items: {csv}");
+    assert!(lines[0].contains("external_ref") && lines[0].contains("category"));
+    let mut doc = String::new();
+    zip.by_name("package.json")
+        .unwrap()
+        .read_to_string(&mut doc)
+        .unwrap();
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(doc["data_items"].as_array().unwrap().len(), 3);
+    assert_eq!(doc["main_app"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_request_filed_by_email_is_verified_with_the_emailed_code() {
+    let f = fixture().await;
+    f.app
+        .set_subject("li", Some("li@example.com"), Some("zh-CN"), Some("CN"))
+        .await;
+    let file = |email: &str| {
+        f.app
+            .post("/v1/requests")
+            .json(&json!({"email": email, "type": "erase", "jurisdiction": "CN"}))
+            .send()
+    };
+    let known = json(file("li@example.com").await.unwrap(), StatusCode::ACCEPTED).await;
+    let unknown = json(
+        file("nobody@example.com").await.unwrap(),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&known),
+        keys(&unknown),
+        "nothing tells a known address apart"
+    );
+    assert_eq!(known["status"], unknown["status"]);
+    f.drain().await;
+    let mail = f.mail_to("li@example.com", 2).await;
+    let code = code_in(&mail[0]);
+    let id = known["id"].as_str().unwrap();
+
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = problem(
+        f.app
+            .post(&format!("/v1/requests/{id}/verify"))
+            .json(&json!({"code": wrong}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(refused["reason"], "code_invalid");
+    let verified = json(
+        f.app
+            .post(&format!("/v1/requests/{id}/verify"))
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["status"], "verified");
+    assert_eq!(verified["law"], "pipl");
+    // 15 working days: three weeks later at the earliest, never on a weekend.
+    let due = date(&verified["due_date"]);
+    let today = Utc::now().date_naive();
+    assert!(due >= today + chrono::Days::new(19) && due <= today + chrono::Days::new(21));
+    assert!(due.weekday().num_days_from_monday() < 5);
+    // The code works once.
+    problem(
+        f.app
+            .post(&format!("/v1/requests/{id}/verify"))
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    // Linked to the person with that address: it shows in their portal.
+    let mine = json(
+        f.app
+            .get("/v1/me/requests")
+            .bearer_auth(subject_token("li"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(mine[0]["id"], id);
+
+    // Five wrong codes close the other request for good.
+    let other = unknown["id"].as_str().unwrap();
+    for left in (1..5).rev() {
+        let p = problem(
+            f.app
+                .post(&format!("/v1/requests/{other}/verify"))
+                .json(&json!({"code": "999999"}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{left} attempts"))
+        );
+    }
+    let closed = problem(
+        f.app
+            .post(&format!("/v1/requests/{other}/verify"))
+            .json(&json!({"code": "999999"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(closed["reason"], "request_closed");
+    // A resend right after filing is refused.
+    let resend = f
+        .app
+        .post(&format!("/v1/requests/{id}/resend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resend.status(), StatusCode::CONFLICT, "verified already");
+    // Bad input changes nothing.
+    problem(
+        f.app
+            .post("/v1/requests")
+            .json(&json!({"email": "not-an-address", "type": "access"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_erasure_waits_for_the_main_app_which_is_retried_until_it_answers() {
+    let f = fixture().await;
+    f.app
+        .set_subject("gus", Some("gus@example.com"), Some("en"), Some("FR"))
+        .await;
+    json(
+        f.app
+            .send_event(
+                "data.recorded",
+                json!({"external_id": "gus", "item_ref": "img-1", "category": "photos"}),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let filed = json(
+        f.file("gus", json!({"type": "erase"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap();
+    // A second erasure while the first runs is linked, not processed twice.
+    let again = json(
+        f.file("gus", json!({"type": "erase"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(again["duplicate_of"], id);
+    assert_eq!(again["status"], "cancelled");
+
+    json(
+        f.decide(&f.reviewer, id, "approve", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    f.main_app.fail_next(1);
+    let first = f.app.state.dispatcher.drain_once(Utc::now()).await.unwrap();
+    assert_eq!(first.retrying, 1, "the main app failed once");
+    let later = Utc::now() + chrono::TimeDelta::days(1);
+    let second = f.app.state.dispatcher.drain_once(later).await.unwrap();
+    assert!(second.delivered >= 1);
+    let hooks: Vec<_> = f
+        .main_app
+        .received()
+        .into_iter()
+        .filter(|h| h.body["data"]["request_id"] == id)
+        .collect();
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(hooks[0].id, hooks[1].id, "a retry keeps its webhook-id");
+    let job = f.job_for(id);
+    let job_id = job["fulfilment_id"].as_str().unwrap();
+
+    let done = json(f.complete_job(job_id, json!({})).await, StatusCode::OK).await;
+    assert_eq!(done["status"], "completed");
+    // Repeating the report changes nothing.
+    let repeat = json(f.complete_job(job_id, json!({})).await, StatusCode::OK).await;
+    assert_eq!(repeat["updated_at"], done["updated_at"]);
+
+    // Consentry's own copy is gone; the person is no longer found by the main app's id.
+    let viewer = f.app.key(Role::Viewer).await;
+    problem(
+        f.app
+            .get("/v1/admin/subjects/gus")
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let row = model::Entity::find_by_id(id)
+        .one(f.app.state.db.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.email.is_none(), "the request keeps no address");
+    let erased = consentry::subject::model::Entity::find_by_id(row.subject_id.unwrap())
+        .one(f.app.state.db.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(erased.email.is_none() && erased.erased_at.is_some());
+    assert!(erased.external_id.starts_with("erased:"));
+
+    f.drain().await;
+    let mails = f.mail_to("gus@example.com", 2).await;
+    assert_eq!(
+        mails.len(),
+        2,
+        "received and completed, to the address given at intake"
+    );
+}
+
+#[tokio::test]
+async fn an_erasure_under_a_legal_hold_ends_restricted_with_the_reason() {
+    let f = fixture().await;
+    let admin = f.app.key(Role::Admin).await;
+    f.app
+        .create_purposes(&admin, &[purpose_body("analytics")])
+        .await;
+    f.app
+        .set_subject("hal", Some("hal@example.com"), Some("en"), Some("CN"))
+        .await;
+    let filed = json(
+        f.file("hal", json!({"type": "erase"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap();
+    json(
+        f.decide(&f.reviewer, id, "approve", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    problem(
+        f.decide(
+            &f.reviewer,
+            id,
+            "complete",
+            json!({"outcome": "restricted"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let done = json(
+        f.decide(
+            &f.reviewer,
+            id,
+            "complete",
+            json!({"outcome": "restricted", "note": "tax records must be kept for 10 years"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(done["outcome"], "restricted");
+    assert_eq!(
+        done["decision_reason"],
+        "tax records must be kept for 10 years"
+    );
+    let check = json(
+        f.app
+            .get("/v1/subjects/hal/consents/analytics")
+            .bearer_auth(&f.service)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(check["allowed"], false);
+    assert_eq!(check["reason"], "restricted");
+}
+
+#[tokio::test]
+async fn rejections_give_the_reason_and_the_remedies_of_each_law() {
+    let f = fixture().await;
+    f.app
+        .set_subject("de", Some("de@example.com"), Some("en"), Some("DE"))
+        .await;
+    f.app
+        .set_subject("cn", Some("cn@example.com"), Some("zh-CN"), Some("CN"))
+        .await;
+    for who in ["de", "cn"] {
+        let filed = json(
+            f.file(who, json!({"type": "access"})).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let id = filed["id"].as_str().unwrap();
+        problem(
+            f.decide(&f.reviewer, id, "reject", json!({})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        let rejected = json(
+            f.decide(
+                &f.reviewer,
+                id,
+                "reject",
+                json!({"reason": "manifestly excessive"}),
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(rejected["status"], "rejected");
+        let twice = problem(
+            f.decide(&f.reviewer, id, "approve", json!({})).await,
+            StatusCode::CONFLICT,
+        )
+        .await;
+        assert_eq!(twice["reason"], "illegal_transition");
+    }
+    f.drain().await;
+    let mails = f.sink.wait_for(4).await;
+    let rejection = |to: &str| {
+        mails
+            .iter()
+            .find(|m| m.to.contains(to) && m.text.contains("manifestly excessive"))
+            .unwrap_or_else(|| panic!("a rejection to {to}"))
+    };
+    assert!(
+        rejection("de@example.com")
+            .text
+            .contains("supervisory authority")
+    );
+    assert!(rejection("cn@example.com").text.contains("人民法院"));
+}
+
+#[tokio::test]
+async fn a_gdpr_deadline_is_extended_once_by_at_most_two_months() {
+    let f = fixture().await;
+    f.app
+        .set_subject("ida", Some("ida@example.com"), Some("en"), Some("IE"))
+        .await;
+    f.app
+        .set_subject("wu", Some("wu@example.com"), Some("en"), Some("CN"))
+        .await;
+    let filed = json(
+        f.file("ida", json!({"type": "access"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap();
+    let due = date(&filed["due_date"]);
+    problem(
+        f.decide(
+            &f.reviewer,
+            id,
+            "extend",
+            json!({"months": 3, "reason": "many files"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let extended = json(
+        f.decide(
+            &f.reviewer,
+            id,
+            "extend",
+            json!({"months": 2, "reason": "many files"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let new_due = date(&extended["due_date"]);
+    let plain = due.checked_add_months(chrono::Months::new(2)).unwrap();
+    assert!(
+        new_due >= plain && new_due <= plain + chrono::Days::new(2),
+        "{due} → {new_due}"
+    );
+    assert_eq!(extended["extension_reason"], "many files");
+    let again = problem(
+        f.decide(
+            &f.reviewer,
+            id,
+            "extend",
+            json!({"months": 1, "reason": "more"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(again["reason"], "already_extended");
+
+    let pipl = json(
+        f.file("wu", json!({"type": "access"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let refused = problem(
+        f.decide(
+            &f.reviewer,
+            pipl["id"].as_str().unwrap(),
+            "extend",
+            json!({"months": 1, "reason": "busy"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(refused["reason"], "extension_not_allowed");
+    f.drain().await;
+    let mails = f.mail_to("ida@example.com", 3).await;
+    assert!(
+        mails.iter().any(|m| m.text.contains("many files")),
+        "the reason is emailed"
+    );
+}
+
+#[tokio::test]
+async fn restriction_and_objection_take_effect_on_approval() {
+    let f = fixture().await;
+    let admin = f.app.key(Role::Admin).await;
+    f.app
+        .create_purposes(
+            &admin,
+            &[purpose_body("marketing_email"), purpose_body("analytics")],
+        )
+        .await;
+    f.app
+        .set_subject("oli", Some("oli@example.com"), Some("en"), Some("NL"))
+        .await;
+    for purpose in ["marketing_email", "analytics"] {
+        json(
+            f.app
+                .request(reqwest::Method::PUT, &format!("/v1/me/consents/{purpose}"))
+                .bearer_auth(subject_token("oli"))
+                .json(&json!({"granted": true, "policy_version": 2}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let check = |purpose: &'static str| {
+        let f = &f;
+        async move {
+            json(
+                f.app
+                    .get(&format!("/v1/subjects/oli/consents/{purpose}"))
+                    .bearer_auth(&f.service)
+                    .send()
+                    .await
+                    .unwrap(),
+                StatusCode::OK,
+            )
+            .await
+        }
+    };
+    problem(
+        f.file(
+            "oli",
+            json!({"type": "object", "details": {"purposes": ["nope"]}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let objection = json(
+        f.file(
+            "oli",
+            json!({"type": "object", "details": {"purposes": ["marketing_email"]}}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let done = json(
+        f.decide(
+            &f.reviewer,
+            objection["id"].as_str().unwrap(),
+            "approve",
+            json!({}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(check("marketing_email").await["allowed"], false);
+    assert_eq!(check("analytics").await["allowed"], true);
+
+    let restriction = json(
+        f.file("oli", json!({"type": "restrict"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    json(
+        f.decide(
+            &f.reviewer,
+            restriction["id"].as_str().unwrap(),
+            "approve",
+            json!({}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let analytics = check("analytics").await;
+    assert_eq!(analytics["allowed"], false);
+    assert_eq!(analytics["reason"], "restricted");
+}
+
+#[tokio::test]
+async fn a_rectification_corrects_our_copy_and_sends_the_changes_to_the_main_app() {
+    let f = fixture().await;
+    f.app
+        .set_subject("ray", Some("old@example.com"), Some("en"), Some("SE"))
+        .await;
+    problem(
+        f.file("ray", json!({"type": "rectify"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let filed = json(
+        f.file(
+            "ray",
+            json!({"type": "rectify", "details": {"changes": {"email": "new@example.com", "display_name": "Ray"}}}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap();
+    json(
+        f.decide(&f.reviewer, id, "approve", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    f.drain().await;
+    let job = f.job_for(id);
+    assert_eq!(job["changes"]["display_name"], "Ray");
+    let subject = consentry::subject::find(f.app.state.db.conn(), "ray")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(subject.email.as_deref(), Some("new@example.com"));
+    json(
+        f.complete_job(job["fulfilment_id"].as_str().unwrap(), json!({}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_queue_filters_by_status_type_law_and_deadline() {
+    let f = fixture().await;
+    let viewer = f.app.key(Role::Viewer).await;
+    for (who, country, kind) in [
+        ("q1", "DE", "access"),
+        ("q2", "CN", "access"),
+        ("q3", "FR", "erase"),
+    ] {
+        f.app.set_subject(who, None, None, Some(country)).await;
+        json(
+            f.file(who, json!({"type": kind})).await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    // Make the German request overdue and the French one due tomorrow.
+    let conn = f.app.state.db.conn();
+    let today = Utc::now().date_naive();
+    for (country, due) in [
+        ("DE", today - chrono::Days::new(1)),
+        ("FR", today + chrono::Days::new(1)),
+    ] {
+        model::Entity::update_many()
+            .col_expr(model::Column::DueDate, Expr::value(due))
+            .filter(model::Column::Jurisdiction.eq(country))
+            .exec(conn)
+            .await
+            .unwrap();
+    }
+    let list = |query: &'static str| {
+        let (f, viewer) = (&f, viewer.clone());
+        async move {
+            json(
+                f.app
+                    .get(&format!("/v1/admin/requests{query}"))
+                    .bearer_auth(viewer)
+                    .send()
+                    .await
+                    .unwrap(),
+                StatusCode::OK,
+            )
+            .await
+        }
+    };
+    assert_eq!(list("").await["total"], 3);
+    assert_eq!(list("?law=pipl").await["total"], 1);
+    assert_eq!(list("?type=erase").await["total"], 1);
+    assert_eq!(list("?status=verified").await["total"], 3);
+    let overdue = list("?overdue=true").await;
+    assert_eq!(overdue["total"], 1);
+    assert_eq!(overdue["items"][0]["law"], "gdpr");
+    assert_eq!(list("?due_within=P3D").await["total"], 2);
+    assert_eq!(list("?limit=1").await["items"].as_array().unwrap().len(), 1);
+    problem(
+        f.app
+            .get("/v1/admin/requests?due_within=soon")
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn each_client_reaches_only_what_its_role_allows() {
+    let f = fixture().await;
+    let viewer = f.app.key(Role::Viewer).await;
+    f.app.set_subject("amy", None, None, Some("DE")).await;
+    let filed = json(
+        f.file("amy", json!({"type": "access"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap();
+
+    // Another person sees nothing of it.
+    for path in [
+        format!("/v1/me/requests/{id}"),
+        format!("/v1/me/requests/{id}/export?token=x"),
+    ] {
+        problem(
+            f.app
+                .get(&path)
+                .bearer_auth(subject_token("bob"))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    let bobs = json(
+        f.app
+            .get("/v1/me/requests")
+            .bearer_auth(subject_token("bob"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(bobs, json!([]));
+
+    // Keys: viewers read, reviewers decide, the main app only reports jobs.
+    for key in [&f.service, &viewer] {
+        problem(
+            f.decide(key, id, "approve", json!({})).await,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    }
+    problem(
+        f.app
+            .get("/v1/admin/requests")
+            .bearer_auth(&f.service)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    problem(
+        f.app.get("/v1/admin/requests").send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    json(
+        f.app
+            .get(&format!("/v1/admin/requests/{id}"))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    json(
+        f.decide(&f.reviewer, id, "approve", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    f.drain().await;
+    let job = f.job_for(id);
+    let path = format!(
+        "/v1/fulfilments/{}/complete",
+        job["fulfilment_id"].as_str().unwrap()
+    );
+    for key in [&f.reviewer, &viewer] {
+        problem(
+            f.app
+                .post(&path)
+                .bearer_auth(key)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    }
+    problem(
+        f.app
+            .post("/v1/fulfilments/unknown/complete")
+            .bearer_auth(&f.service)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        f.app
+            .post("/v1/me/requests")
+            .json(&json!({"type": "access"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+}
