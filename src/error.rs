@@ -387,6 +387,7 @@ impl From<RequestError> for ApiError {
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, detail)
             },
             RequestError::AlreadyExtended => Self::conflict(detail).with_reason("already_extended"),
+            RequestError::NotRestricted => Self::conflict(detail).with_reason("not_restricted"),
             RequestError::NotExtendable => unprocessable("extension_not_allowed"),
             RequestError::ExportGone => Self::new(StatusCode::GONE, detail),
             RequestError::Export(cause) => Self::internal(&cause),

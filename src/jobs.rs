@@ -7,7 +7,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::{AppState, subject};
+use crate::{AppState, request, subject};
 
 /// Checks a cron expression the way the scheduler will read it.
 pub fn check_schedule(expression: &str) -> Result<(), String> {
@@ -21,19 +21,51 @@ pub fn check_schedule(expression: &str) -> Result<(), String> {
 /// Starts the scheduler with every job; shut it down with [`JobScheduler::shutdown`].
 pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
-    let schedule = state.config.age.sweep_schedule.clone();
-    let sweep = Arc::new(state);
-    scheduler
-        .add(Job::new_async(
-            schedule.as_str(),
-            move |_, _| -> Pin<Box<dyn Future<Output = ()> + Send>> {
-                let state = sweep.clone();
-                Box::pin(async move { sweep_minors(&state).await })
-            },
-        )?)
-        .await?;
+    let state = Arc::new(state);
+    add(
+        &scheduler,
+        &state.config.age.sweep_schedule,
+        state.clone(),
+        |s| Box::pin(async move { sweep_minors(&s).await }),
+    )
+    .await?;
+    add(
+        &scheduler,
+        &state.config.requests.digest_schedule,
+        state.clone(),
+        |s| Box::pin(async move { send_digest(&s).await }),
+    )
+    .await?;
     scheduler.start().await?;
     Ok(scheduler)
+}
+
+type Run = fn(Arc<AppState>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Schedules `run` on a cron expression.
+async fn add(
+    scheduler: &JobScheduler,
+    schedule: &str,
+    state: Arc<AppState>,
+    run: Run,
+) -> Result<(), JobSchedulerError> {
+    scheduler
+        .add(Job::new_async(
+            schedule,
+            move |_, _| -> Pin<Box<dyn Future<Output = ()> + Send>> { run(state.clone()) },
+        )?)
+        .await?;
+    Ok(())
+}
+
+/// Emails reviewers the day's overdue and soon-due requests.
+async fn send_digest(state: &AppState) {
+    let today = crate::clock::now().date_naive();
+    match request::digest::queue(&state.db, &state.config, today).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(digests = n, "request digest queued"),
+        Err(e) => tracing::error!(error = %e, "the request digest failed; it runs again next time"),
+    }
 }
 
 /// Opens erasure requests for minors still without a guardian after the grace period.

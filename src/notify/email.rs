@@ -59,6 +59,12 @@ pub enum EmailContent {
         /// lawsuit in a people's court).
         law: String,
     },
+    /// A restriction of processing is lifted (GDPR Art 18(3): the person is told first).
+    RestrictionLifted {
+        request_id: String,
+        lift_date: NaiveDate,
+        reason: String,
+    },
     /// An export package is ready to download until `expires_at`.
     ExportReady {
         request_id: String,
@@ -130,6 +136,7 @@ impl EmailContent {
             EmailContent::RequestExtended { .. } => "request_extended",
             EmailContent::RequestCompleted { .. } => "request_completed",
             EmailContent::RequestRejected { .. } => "request_rejected",
+            EmailContent::RestrictionLifted { .. } => "restriction_lifted",
             EmailContent::ExportReady { .. } => "export_ready",
             EmailContent::PolicyChanged { .. } => "policy_changed",
             EmailContent::GuardianConsent { .. } => "guardian_consent",

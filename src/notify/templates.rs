@@ -17,6 +17,7 @@ pub const EMAILS: &[&str] = &[
     "request_extended",
     "request_completed",
     "request_rejected",
+    "restriction_lifted",
     "export_ready",
     "policy_changed",
     "guardian_consent",
@@ -260,6 +261,14 @@ mod tests {
                     purge_summary: Some("1,204 items purged".into()),
                 },
                 "req-overdue",
+            ),
+            (
+                EmailContent::RestrictionLifted {
+                    request_id: "req-7f3a".into(),
+                    lift_date: day,
+                    reason: "the accuracy of the data has been verified".into(),
+                },
+                "the accuracy of the data has been verified",
             ),
         ]
     }

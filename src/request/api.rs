@@ -160,12 +160,18 @@ struct Verification {
     code: String,
 }
 
-/// A rejection.
+/// A decision's reason: a rejection, or the lifting of a restriction.
 #[derive(Object)]
-struct Rejection {
-    /// Shown to the person in the rejection email.
+struct Reason {
+    /// Shown to the person in the email about the decision.
     #[oai(validator(min_length = 3, max_length = 2000))]
     reason: String,
+}
+
+/// The subject's restriction after lifting it.
+#[derive(Object)]
+struct Lifted {
+    restricted: bool,
 }
 
 /// An extension of a GDPR deadline (Art 12(3)).
@@ -612,7 +618,7 @@ impl RequestsApi {
         &self,
         auth: ApiKey,
         id: Path<String>,
-        body: Json<Rejection>,
+        body: Json<Reason>,
     ) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
         let request =
@@ -680,6 +686,32 @@ impl RequestsApi {
         )
         .await?;
         Ok(Json(request.into()))
+    }
+
+    /// Lift a restriction of processing
+    ///
+    /// The person is emailed, with the reason, in the same transaction that lifts it (GDPR Art
+    /// 18(3)); consent checks answer normally again.
+    #[oai(
+        path = "/v1/admin/subjects/:external_id/lift-restriction",
+        method = "post",
+        tag = "ApiTags::Admin"
+    )]
+    async fn lift_restriction(
+        &self,
+        auth: ApiKey,
+        external_id: Path<String>,
+        body: Json<Reason>,
+    ) -> Result<Json<Lifted>, ApiError> {
+        auth.0.require(Role::Reviewer)?;
+        review::lift_restriction(
+            &self.state.db,
+            &external_id.0,
+            &body.0.reason,
+            &auth.0.actor(),
+        )
+        .await?;
+        Ok(Json(Lifted { restricted: false }))
     }
 
     /// Report a finished fulfilment job

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod deadline;
+pub mod digest;
 pub mod export;
 pub mod fulfil;
 pub mod intake;
@@ -76,6 +77,8 @@ pub enum RequestError {
     AlreadyExtended,
     #[error("only GDPR deadlines can be extended; PIPL asks for a timely answer")]
     NotExtendable,
+    #[error("processing of this person's data is not restricted")]
+    NotRestricted,
     #[error("the export package is not available")]
     ExportGone,
     #[error("export package: {0}")]

@@ -2,7 +2,7 @@
 //! with reasons and the remedies the law gives, extend a GDPR deadline once, complete it by
 //! hand. A decision on a request in the wrong state is refused (409) and changes nothing.
 
-use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, QueryFilter, prelude::Expr};
+use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, prelude::Expr};
 
 use super::{Law, Outcome, Request, RequestError, RequestStatus, email, fulfil, model, transition};
 use crate::{audit::Actor, clock, config::Config, db::Db, notify::email::EmailContent};
@@ -184,4 +184,76 @@ fn refused(request: &Request, action: &'static str) -> RequestError {
         from: request.status.to_value(),
         action,
     }
+}
+
+/// Lifts a subject's restriction of processing. The person is told first (GDPR Art 18(3)):
+/// the email is queued in the same transaction that lifts it.
+pub async fn lift_restriction(
+    db: &Db,
+    external_id: &str,
+    reason: &str,
+    actor: &Actor,
+) -> Result<(), RequestError> {
+    let txn = db.begin_write().await?;
+    let subject = crate::subject::find(&*txn, external_id)
+        .await?
+        .ok_or(RequestError::NotFound)?;
+    if !subject.restricted {
+        return Err(RequestError::NotRestricted);
+    }
+    let restricting = model::Entity::find()
+        .filter(model::Column::SubjectId.eq(&subject.id))
+        .filter(
+            model::Column::Kind.is_in([super::RequestType::Restrict, super::RequestType::Erase]),
+        )
+        .filter(model::Column::Outcome.is_not_null())
+        .order_by_desc(model::Column::ClosedAt)
+        .one(&*txn)
+        .await?;
+    let now = clock::now();
+    crate::subject::model::Entity::update_many()
+        .col_expr(
+            crate::subject::model::Column::Restricted,
+            Expr::value(false),
+        )
+        .col_expr(crate::subject::model::Column::UpdatedAt, Expr::value(now))
+        .filter(crate::subject::model::Column::Id.eq(&subject.id))
+        .exec(&*txn)
+        .await?;
+    if let Some(to) = subject
+        .email
+        .clone()
+        .or_else(|| restricting.as_ref().and_then(|r| r.email.clone()))
+    {
+        let request_id = restricting
+            .as_ref()
+            .map(|r| r.id.clone())
+            .unwrap_or_default();
+        crate::notify::outbox::enqueue_email(
+            &*txn,
+            &format!(
+                "restriction_lifted:{}:{}",
+                subject.id,
+                now.timestamp_micros()
+            ),
+            &to,
+            subject.locale.as_deref().unwrap_or("en"),
+            &EmailContent::RestrictionLifted {
+                request_id,
+                lift_date: now.date_naive(),
+                reason: reason.to_string(),
+            },
+        )
+        .await?;
+    }
+    crate::audit::record(
+        &*txn,
+        actor,
+        "subject.restriction_lifted",
+        crate::audit::Target::new("subject", &subject.id),
+        serde_json::json!({"reason": reason}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
 }

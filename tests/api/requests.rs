@@ -908,6 +908,75 @@ async fn restriction_and_objection_take_effect_on_approval() {
     let analytics = check("analytics").await;
     assert_eq!(analytics["allowed"], false);
     assert_eq!(analytics["reason"], "restricted");
+
+    // Lifting it tells the person first, with the reason.
+    let lift = |key: String| {
+        let f = &f;
+        async move {
+            f.app
+                .post("/v1/admin/subjects/oli/lift-restriction")
+                .bearer_auth(key)
+                .json(&json!({"reason": "the accuracy of your data is confirmed"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let viewer = f.app.key(Role::Viewer).await;
+    problem(lift(viewer).await, StatusCode::FORBIDDEN).await;
+    json(lift(f.reviewer.clone()).await, StatusCode::OK).await;
+    assert_eq!(check("analytics").await["allowed"], true);
+    let again = problem(lift(f.reviewer.clone()).await, StatusCode::CONFLICT).await;
+    assert_eq!(again["reason"], "not_restricted");
+    f.drain().await;
+    let mails = f.mail_to("oli@example.com", 5).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.text.contains("the accuracy of your data is confirmed")),
+        "the person is told why"
+    );
+}
+
+#[tokio::test]
+async fn reviewers_get_one_digest_a_day_of_overdue_and_soon_due_requests() {
+    let sink = SmtpSink::start().await;
+    let smtp = sink.url();
+    let app = spawn_app_with(move |c| {
+        c.smtp_url = Some(consentry::config::Secret::new(smtp));
+        c.mail.tls = Some(consentry::config::SmtpTls::None);
+        c.requests.digest_to = vec!["privacy-team@example.com".into()];
+    })
+    .await;
+    let today = Utc::now().date_naive();
+    let queue = || consentry::request::digest::queue(&app.state.db, &app.state.config, today);
+    assert_eq!(queue().await.unwrap(), 0, "nothing to report, nothing sent");
+    app.set_subject("late", None, None, Some("DE")).await;
+    let filed = json(
+        app.post("/v1/me/requests")
+            .bearer_auth(subject_token("late"))
+            .json(&json!({"type": "access"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    model::Entity::update_many()
+        .col_expr(
+            model::Column::DueDate,
+            Expr::value(today - chrono::Days::new(2)),
+        )
+        .exec(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(queue().await.unwrap(), 1);
+    assert_eq!(queue().await.unwrap(), 0, "once a day");
+    app.state.dispatcher.drain_once(Utc::now()).await.unwrap();
+    let mail = sink.wait_for(1).await;
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].to.contains("privacy-team@example.com"));
+    assert!(mail[0].text.contains(filed["id"].as_str().unwrap()));
 }
 
 #[tokio::test]

@@ -1,0 +1,85 @@
+//! The daily digest for reviewers: overdue requests, requests due soon, and dead letters in the
+//! outbox. Each recipient gets one per day: the outbox's dedupe key (the date and the address)
+//! makes a second run on the same day, or a run on another replica, queue nothing.
+
+use chrono::NaiveDate;
+use sea_orm::{
+    ActiveEnum, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use super::{RUNNING, model};
+use crate::{
+    clock,
+    config::Config,
+    db::Db,
+    notify::{
+        email::{EmailContent, RequestLine},
+        outbox,
+    },
+};
+
+/// Requests listed per section of the digest.
+const MAX_LINES: u64 = 200;
+
+async fn lines(
+    conn: &impl ConnectionTrait,
+    from: Option<NaiveDate>,
+    before: NaiveDate,
+) -> Result<Vec<RequestLine>, DbErr> {
+    let mut query = model::Entity::find()
+        .filter(model::Column::Status.is_in(RUNNING))
+        .filter(model::Column::DueDate.lt(before));
+    if let Some(from) = from {
+        query = query.filter(model::Column::DueDate.gte(from));
+    }
+    Ok(query
+        .order_by_asc(model::Column::DueDate)
+        .limit(MAX_LINES)
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            Some(RequestLine {
+                due_date: r.due_date?,
+                request_id: r.id,
+                request_type: r.kind.to_value(),
+            })
+        })
+        .collect())
+}
+
+/// Queues today's digest to each configured address, unless there is nothing to report.
+/// Returns how many digests were queued.
+pub async fn queue(db: &Db, config: &Config, today: NaiveDate) -> Result<u64, DbErr> {
+    if config.requests.digest_to.is_empty() {
+        return Ok(0);
+    }
+    let conn = db.conn();
+    let soon = today + chrono::Days::new(u64::from(config.requests.digest_due_within_days) + 1);
+    let overdue = lines(conn, None, today).await?;
+    let due_soon = lines(conn, Some(today), soon).await?;
+    let dead_letters: i64 = outbox::counts(conn)
+        .await?
+        .into_iter()
+        .filter(|(status, _, _)| *status == outbox::Status::Dead)
+        .map(|(_, _, n)| n)
+        .sum();
+    if overdue.is_empty() && due_soon.is_empty() && dead_letters == 0 {
+        return Ok(0);
+    }
+    let content = EmailContent::AdminDigest {
+        generated_at: clock::now(),
+        overdue,
+        due_soon,
+        dead_letters: dead_letters.max(0) as u64,
+        purge_summary: None,
+    };
+    let mut queued = 0;
+    for to in &config.requests.digest_to {
+        if outbox::enqueue_email(conn, &format!("digest:{today}:{to}"), to, "en", &content).await? {
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
