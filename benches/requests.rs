@@ -240,6 +240,29 @@ async fn main() {
         let _ = stopped.await;
     }));
 
+    let client = reqwest::Client::new();
+    let admin = keys::create(&state.db, Role::Admin, "bench-admin", &Actor::Cli)
+        .await
+        .unwrap()
+        .secret
+        .expose()
+        .to_string();
+    for key in ["analytics", "marketing_email"] {
+        let created = client
+            .post(format!("{base}/v1/admin/purposes"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({
+                "key": key,
+                "texts": {"en": {"title": key, "description": "Bench purpose."}},
+                "legal_basis": "consent",
+                "data_categories": ["photos"],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "{}", created.status());
+    }
+
     println!("request bench on {}", engine());
     println!("export packages (baseline: reading the same rows only):");
     packages(&state.db, &state.config, 10_000).await;
@@ -252,7 +275,6 @@ async fn main() {
         .secret
         .expose()
         .to_string();
-    let client = reqwest::Client::new();
     println!("queue of {QUEUE_SIZE} open requests, {LATENCY_SAMPLES} sequential requests each:");
     let (b50, b99) = latency(&client, &format!("{base}/health/live"), &key).await;
     println!(

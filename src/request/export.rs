@@ -297,62 +297,103 @@ pub async fn build(
     })
 }
 
-fn consents(subject_id: &str) -> Select<consent::model::consents::Entity> {
+/// A table of the package: its query and how it is paged.
+type Table<E> = (Select<E>, Paging<<E as EntityTrait>::Column>);
+
+fn consents(subject_id: &str) -> Table<consent::model::consents::Entity> {
     use consent::model::consents::{Column, Entity};
-    Entity::find()
+    let select = Entity::find()
         .filter(Column::SubjectId.eq(subject_id))
-        .order_by_asc(Column::PurposeKey)
+        .order_by_asc(Column::PurposeKey);
+    (select, Paging::Offset)
 }
 
-fn consent_events(subject_id: &str) -> Select<consent::model::events::Entity> {
+/// Events in the order of the subject's chain.
+fn consent_events(subject_id: &str) -> Table<consent::model::events::Entity> {
     use consent::model::events::{Column, Entity};
-    Entity::find()
-        .filter(Column::SubjectId.eq(subject_id))
-        .order_by_asc(Column::Seq)
+    let select = Entity::find().filter(Column::SubjectId.eq(subject_id));
+    (select, Paging::After(Column::Seq))
 }
 
-fn data_items(subject_id: &str) -> Select<subject::items::entity::Entity> {
+fn data_items(subject_id: &str) -> Table<subject::items::entity::Entity> {
     use subject::items::entity::{Column, Entity};
-    Entity::find()
-        .filter(Column::SubjectId.eq(subject_id))
-        .order_by_asc(Column::CreatedAt)
-        .order_by_asc(Column::Id)
+    let select = Entity::find().filter(Column::SubjectId.eq(subject_id));
+    (select, Paging::After(Column::ExternalRef))
 }
 
-fn requests(subject_id: &str) -> Select<model::Entity> {
-    model::Entity::find()
+fn requests(subject_id: &str) -> Table<model::Entity> {
+    let select = model::Entity::find()
         .filter(model::Column::SubjectId.eq(subject_id))
-        .order_by_asc(model::Column::ReceivedAt)
+        .order_by_asc(model::Column::ReceivedAt);
+    (select, Paging::Offset)
+}
+
+/// How a query is read page by page.
+enum Paging<C> {
+    /// By a column that is unique for the subject and indexed with it: each page starts after
+    /// the previous one's last value, so reading stays linear however many rows there are.
+    After(C),
+    /// By offset, for the small tables whose key is composite.
+    Offset,
 }
 
 /// Feeds a query's rows, as JSON objects, to `each` one page at a time.
 async fn each_row<E, F>(
     conn: &impl ConnectionTrait,
     select: Select<E>,
+    paging: Paging<E::Column>,
     mut each: F,
 ) -> Result<(), RequestError>
 where
     E: EntityTrait,
+    E::Model: Sync,
     F: FnMut(&Value) -> io::Result<()>,
 {
-    let mut pages = select.into_json().paginate(conn, PAGE);
-    while let Some(page) = pages.fetch_and_next().await? {
-        for row in &page {
-            each(row).map_err(export_err)?;
+    match paging {
+        Paging::Offset => {
+            let mut pages = select.into_json().paginate(conn, PAGE);
+            while let Some(page) = pages.fetch_and_next().await? {
+                for row in &page {
+                    each(row).map_err(export_err)?;
+                }
+            }
+        }
+        Paging::After(column) => {
+            let name = sea_orm::IdenStatic::as_str(&column);
+            let mut last: Option<sea_orm::Value> = None;
+            loop {
+                let mut cursor = select.clone().cursor_by(column);
+                if let Some(key) = last.take() {
+                    cursor.after(key);
+                }
+                cursor.first(PAGE);
+                let page = cursor.into_json().all(conn).await?;
+                for row in &page {
+                    each(row).map_err(export_err)?;
+                }
+                last = page.last().and_then(|row| match &row[name] {
+                    Value::String(s) => Some(sea_orm::Value::from(s.clone())),
+                    Value::Number(n) => n.as_i64().map(sea_orm::Value::from),
+                    _ => None,
+                });
+                if (page.len() as u64) < PAGE || last.is_none() {
+                    return Ok(());
+                }
+            }
         }
     }
     Ok(())
 }
 
 /// Writes a JSON array of a query's rows.
-async fn write_array<E: EntityTrait>(
+async fn write_array<E: EntityTrait<Model: Sync>>(
     conn: &impl ConnectionTrait,
     out: &mut impl Write,
-    select: Select<E>,
+    (select, paging): (Select<E>, Paging<E::Column>),
 ) -> Result<(), RequestError> {
     out.write_all(b"[").map_err(export_err)?;
     let mut first = true;
-    each_row(conn, select, |row| {
+    each_row(conn, select, paging, |row| {
         if !first {
             out.write_all(b",")?;
         }
@@ -419,13 +460,13 @@ async fn write_json(
 }
 
 /// Writes a query's rows as CSV (RFC 4180), with the columns of the first row as header.
-async fn write_csv<E: EntityTrait>(
+async fn write_csv<E: EntityTrait<Model: Sync>>(
     conn: &impl ConnectionTrait,
     out: &mut impl Write,
-    select: Select<E>,
+    (select, paging): (Select<E>, Paging<E::Column>),
 ) -> Result<(), RequestError> {
     let mut columns: Option<Vec<String>> = None;
-    each_row(conn, select, |row| {
+    each_row(conn, select, paging, |row| {
         let Some(map) = row.as_object() else {
             return Ok(());
         };
