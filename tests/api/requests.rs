@@ -909,6 +909,15 @@ async fn restriction_and_objection_take_effect_on_approval() {
     assert_eq!(analytics["allowed"], false);
     assert_eq!(analytics["reason"], "restricted");
 
+    f.drain().await;
+    let completed = f
+        .mail_to("oli@example.com", 4)
+        .await
+        .into_iter()
+        .filter(|m| m.subject.contains("complete"))
+        .count();
+    assert_eq!(completed, 2, "objection and restriction are confirmed");
+
     // Lifting it tells the person first, with the reason.
     let lift = |key: String| {
         let f = &f;
@@ -930,6 +939,7 @@ async fn restriction_and_objection_take_effect_on_approval() {
     assert_eq!(again["reason"], "not_restricted");
     f.drain().await;
     let mails = f.mail_to("oli@example.com", 5).await;
+    assert_eq!(mails.len(), 5, "two received, two completed, one lifted");
     assert!(
         mails
             .iter()
@@ -1013,12 +1023,18 @@ async fn a_rectification_corrects_our_copy_and_sends_the_changes_to_the_main_app
         .unwrap()
         .unwrap();
     assert_eq!(subject.email.as_deref(), Some("new@example.com"));
-    json(
+    let done = json(
         f.complete_job(job["fulfilment_id"].as_str().unwrap(), json!({}))
             .await,
         StatusCode::OK,
     )
     .await;
+    assert_eq!(done["status"], "completed");
+    f.drain().await;
+    // The address was captured at intake: both emails go there.
+    let mails = f.mail_to("old@example.com", 2).await;
+    assert_eq!(mails.len(), 2, "received and completed");
+    assert!(mails.iter().any(|m| m.subject.contains("complete")));
 }
 
 #[tokio::test]
