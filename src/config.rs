@@ -88,6 +88,8 @@ pub struct RequestsConfig {
     pub digest_schedule: String,
     /// Requests due within this many days are "soon due" in the digest.
     pub digest_due_within_days: u32,
+    /// When expired export packages are deleted: a cron expression with seconds, in UTC.
+    pub export_purge_schedule: String,
 }
 
 impl Default for RequestsConfig {
@@ -101,6 +103,7 @@ impl Default for RequestsConfig {
             digest_to: Vec::new(),
             digest_schedule: "0 0 7 * * *".into(),
             digest_due_within_days: 3,
+            export_purge_schedule: "0 15 * * * *".into(),
         }
     }
 }
@@ -538,6 +541,8 @@ impl Config {
             .map_err(|m| ConfigError::new("CONSENTRY_AGE__SWEEP_SCHEDULE", m))?;
         crate::jobs::check_schedule(&self.requests.digest_schedule)
             .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__DIGEST_SCHEDULE", m))?;
+        crate::jobs::check_schedule(&self.requests.export_purge_schedule)
+            .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__EXPORT_PURGE_SCHEDULE", m))?;
         if let Some(key) = &self.requests.export_key {
             crate::request::export::parse_key(key.expose())
                 .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__EXPORT_KEY", m))?;

@@ -36,6 +36,13 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
         |s| Box::pin(async move { send_digest(&s).await }),
     )
     .await?;
+    add(
+        &scheduler,
+        &state.config.requests.export_purge_schedule,
+        state.clone(),
+        |s| Box::pin(async move { purge_exports(&s).await }),
+    )
+    .await?;
     scheduler.start().await?;
     Ok(scheduler)
 }
@@ -65,6 +72,17 @@ async fn send_digest(state: &AppState) {
         Ok(0) => {}
         Ok(n) => tracing::info!(digests = n, "request digest queued"),
         Err(e) => tracing::error!(error = %e, "the request digest failed; it runs again next time"),
+    }
+}
+
+/// Deletes export packages past their download period.
+async fn purge_exports(state: &AppState) {
+    match request::export::purge_expired(&state.db, &state.config).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(packages = n, "expired export packages deleted"),
+        Err(e) => {
+            tracing::error!(error = %e, "purging export packages failed; it runs again next time")
+        }
     }
 }
 

@@ -536,6 +536,43 @@ pub async fn find(
     Ok(row)
 }
 
+/// Deletes the files of expired packages and marks them purged, in batches. Returns how many
+/// were purged. A file already gone counts as purged.
+pub async fn purge_expired(db: &Db, config: &Config) -> Result<u64, RequestError> {
+    use sea_orm::QuerySelect;
+
+    let dir = config.data_dir.join("exports");
+    let mut purged = 0;
+    loop {
+        let now = clock::now();
+        let expired = model::exports::Entity::find()
+            .filter(model::exports::Column::ExpiresAt.lte(now))
+            .filter(model::exports::Column::PurgedAt.is_null())
+            .limit(PAGE)
+            .all(db.conn())
+            .await?;
+        for row in &expired {
+            match std::fs::remove_file(dir.join(&row.file_name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(export_err(e)),
+            }
+            model::exports::Entity::update_many()
+                .col_expr(
+                    model::exports::Column::PurgedAt,
+                    sea_orm::prelude::Expr::value(now),
+                )
+                .filter(model::exports::Column::RequestId.eq(&row.request_id))
+                .exec(db.conn())
+                .await?;
+            purged += 1;
+        }
+        if (expired.len() as u64) < PAGE {
+            return Ok(purged);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,6 +268,25 @@ async fn an_access_request_runs_from_the_portal_to_the_download() {
         StatusCode::GONE,
     )
     .await;
+    // The hourly job deletes the file.
+    let path = f
+        .app
+        .state
+        .config
+        .data_dir
+        .join(format!("exports/{id}.pkg"));
+    assert!(path.exists());
+    let purged = consentry::request::export::purge_expired(&f.app.state.db, &f.app.state.config)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(!path.exists());
+    assert_eq!(
+        consentry::request::export::purge_expired(&f.app.state.db, &f.app.state.config)
+            .await
+            .unwrap(),
+        0
+    );
 
     // The history shows every step, without internal actors.
     let detail = json(
