@@ -27,6 +27,11 @@ pub fn current_request_id() -> Option<String> {
     CURRENT_REQUEST_ID.try_with(|id| id.to_string()).ok()
 }
 
+/// The client's IP address, for rate limits and consent evidence.
+pub fn client_ip(req: &poem::Request) -> Option<std::net::IpAddr> {
+    req.remote_addr().as_socket_addr().map(|a| a.ip())
+}
+
 /// The OpenAPI service with every API the three clients use.
 pub fn api_service(state: &AppState) -> OpenApiService<impl poem_openapi::OpenApi, ()> {
     OpenApiService::new(

@@ -89,9 +89,7 @@ impl AgeGateApi {
         req: &Request,
         body: Json<AgeGateQuestion>,
     ) -> Result<Json<AgeGateAnswer>, ApiError> {
-        self.state
-            .rate_limiter
-            .check(req.remote_addr().as_socket_addr().map(|a| a.ip()))?;
+        self.state.rate_limiter.check(crate::http::client_ip(req))?;
         let evidence = match (body.0.birth_date, body.0.age_band) {
             (Some(date), None) => AgeEvidence::BirthDate(date),
             (None, Some(band)) => AgeEvidence::Band(band),
@@ -154,9 +152,7 @@ impl AgeGateApi {
         req: &Request,
         body: Json<GuardianConfirmation>,
     ) -> Result<Json<Vec<RecordedView>>, ApiError> {
-        self.state
-            .rate_limiter
-            .check(req.remote_addr().as_socket_addr().map(|a| a.ip()))?;
+        self.state.rate_limiter.check(crate::http::client_ip(req))?;
         let (user_agent, ip) = client_evidence(req);
         let GuardianConfirmation {
             token,

@@ -355,7 +355,7 @@ pub(crate) fn client_evidence(req: &Request) -> (Option<String>, Option<IpAddr>)
         .get(poem::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let ip = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let ip = crate::http::client_ip(req);
     (user_agent, ip)
 }
 

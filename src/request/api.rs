@@ -24,6 +24,7 @@ use crate::{
     auth::{ApiKey, Role, SubjectToken},
     clock, crypto,
     error::{ApiError, FieldError},
+    http::client_ip,
     period::Period,
     subject,
 };
@@ -236,10 +237,6 @@ enum Download {
     /// The package: JSON for access requests, a ZIP for export requests.
     #[oai(status = 200)]
     Ok(Attachment<Body>),
-}
-
-fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
-    req.remote_addr().as_socket_addr().map(|a| a.ip())
 }
 
 fn history_view(
