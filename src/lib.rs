@@ -17,8 +17,9 @@
 //! - [`subject`]: the people the main app knows, by its user id.
 //! - [`age`]: the age gate: thresholds per country and guardian consent for minors.
 //! - [`hooks`]: signed events from the main app.
-//! - [`request`]: data-subject requests.
-//! - [`jobs`]: scheduled jobs (cron).
+//! - [`request`]: data-subject requests: intake and email verification, GDPR and PIPL
+//!   deadlines, review, fulfilment through the main app, encrypted export packages.
+//! - [`jobs`]: scheduled jobs (cron): the minor sweep, the reviewers' digest, expired exports.
 //! - [`cli`]: the command-line interface behind `main`.
 //!
 //! Each domain folder is a room: its `api` module parses, authorises and calls the domain's
