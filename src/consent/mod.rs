@@ -4,8 +4,8 @@
 //! [`record`] appends events and updates the current state in one transaction, after checking
 //! the rules that make consent valid: the policy version must be published, a required purpose
 //! cannot be withdrawn, a purpose needing PIPL separate consent is granted on its own, and a
-//! restricted subject or a minor without a verified guardian cannot grant. [`check`] answers the
-//! main app's "may I?" from the current state. [`verify`] walks a subject's chain.
+//! restricted subject or a minor without a verified guardian cannot grant. [`check()`] answers the
+//! main app's "may I?" from the current state. [`ledger::verify`] walks a subject's chain.
 
 pub mod api;
 pub mod check;
