@@ -164,6 +164,8 @@ impl Server {
         let root = env!("CARGO_MANIFEST_DIR");
         let child = Command::new(env!("CARGO_BIN_EXE_consentry"))
             .arg("serve")
+            // The bench's own setting is not one of the service's.
+            .env_remove("CONSENTRY_BENCH_DATABASE_URL")
             .env("DATABASE_URL", url)
             .env("CONSENTRY_LISTEN", format!("127.0.0.1:{port}"))
             .env("CONSENTRY_DATA_DIR", data_dir)

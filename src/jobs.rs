@@ -1,13 +1,14 @@
 //! Scheduled jobs, run by tokio-cron-scheduler on cron expressions (with seconds, in UTC).
 //!
-//! Every job is safe to run on several replicas at once and to repeat: each one works in
-//! batches and leaves nothing half done between them.
+//! Every replica's scheduler fires every job; a lease in the database (see [`crate::lease`])
+//! lets one of them run it. Every job is also safe to repeat: each works in batches and leaves
+//! nothing half done between them.
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::{AppState, request, subject};
+use crate::{AppState, lease, request, subject};
 
 /// Checks a cron expression the way the scheduler will read it.
 pub fn check_schedule(expression: &str) -> Result<(), String> {
@@ -24,6 +25,7 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
     let state = Arc::new(state);
     add(
         &scheduler,
+        "minor_sweep",
         &state.config.age.sweep_schedule,
         state.clone(),
         |s| Box::pin(async move { sweep_minors(&s).await }),
@@ -31,6 +33,7 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
     .await?;
     add(
         &scheduler,
+        "request_digest",
         &state.config.requests.digest_schedule,
         state.clone(),
         |s| Box::pin(async move { send_digest(&s).await }),
@@ -38,6 +41,7 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
     .await?;
     add(
         &scheduler,
+        "export_purge",
         &state.config.requests.export_purge_schedule,
         state.clone(),
         |s| Box::pin(async move { purge_exports(&s).await }),
@@ -49,9 +53,13 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
 
 type Run = fn(Arc<AppState>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Schedules `run` on a cron expression.
+/// How long a replica holds a job's lease: longer than any run, shorter than any schedule.
+const LEASE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// Schedules `run` on a cron expression, under the lease `name`.
 async fn add(
     scheduler: &JobScheduler,
+    name: &'static str,
     schedule: &str,
     state: Arc<AppState>,
     run: Run,
@@ -59,7 +67,18 @@ async fn add(
     scheduler
         .add(Job::new_async(
             schedule,
-            move |_, _| -> Pin<Box<dyn Future<Output = ()> + Send>> { run(state.clone()) },
+            move |_, _| -> Pin<Box<dyn Future<Output = ()> + Send>> {
+                let state = state.clone();
+                Box::pin(async move {
+                    match lease::acquire(&state.db, name, lease::holder(), LEASE).await {
+                        Ok(true) => run(state).await,
+                        Ok(false) => tracing::debug!(job = name, "another replica runs this job"),
+                        Err(e) => {
+                            tracing::warn!(job = name, error = %e, "the job's lease could not be taken")
+                        }
+                    }
+                })
+            },
         )?)
         .await?;
     Ok(())

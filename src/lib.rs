@@ -20,6 +20,7 @@
 //! - [`request`]: data-subject requests: intake and email verification, GDPR and PIPL
 //!   deadlines, review, fulfilment through the main app, encrypted export packages.
 //! - [`jobs`]: scheduled jobs (cron): the minor sweep, the reviewers' digest, expired exports.
+//! - [`lease`]: leases that let one replica at a time run a job.
 //! - [`cli`]: the command-line interface behind `main`.
 //!
 //! Each domain folder is a room: its `api` module parses, authorises and calls the domain's
@@ -41,6 +42,7 @@ pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod jobs;
+pub mod lease;
 pub mod notify;
 pub mod period;
 pub mod policy;

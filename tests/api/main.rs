@@ -13,6 +13,7 @@ mod cli;
 mod consent;
 mod errors;
 mod hooks;
+mod leases;
 mod notify;
 mod policies;
 mod requests;
