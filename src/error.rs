@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::{
     age::guardian::GuardianError, consent::ConsentError, policy::PolicyError,
-    purpose::PurposeError, request::RequestError,
+    purpose::PurposeError, request::RequestError, retention::RetentionError,
 };
 
 /// Media type of every error body.
@@ -393,6 +393,17 @@ impl From<RequestError> for ApiError {
             RequestError::Export(cause) => Self::internal(&cause),
             RequestError::Consent(e) => e.into(),
             RequestError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<RetentionError> for ApiError {
+    fn from(err: RetentionError) -> Self {
+        match err {
+            RetentionError::NotFound => Self::not_found(err.to_string()),
+            RetentionError::Exists => Self::conflict(err.to_string()),
+            RetentionError::Invalid(errors) => Self::validation(errors),
+            RetentionError::Db(e) => e.into(),
         }
     }
 }

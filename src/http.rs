@@ -12,7 +12,7 @@ use poem_openapi::OpenApiService;
 
 use crate::{
     AppState, age, audit, auth, consent, error::ApiError, error::problem_from_poem_error, health,
-    hooks, notify, policy, purpose, request, subject,
+    hooks, notify, policy, purpose, request, retention, subject,
 };
 
 /// Header carrying the request id in both directions.
@@ -47,6 +47,7 @@ pub fn api_service(state: &AppState) -> OpenApiService<impl poem_openapi::OpenAp
             subject::api::SubjectApi::new(state.clone()),
             hooks::api::HooksApi::new(state.clone()),
             request::api::RequestsApi::new(state.clone()),
+            retention::api::RetentionApi::new(state.clone()),
         ),
         "Consentry",
         env!("CARGO_PKG_VERSION"),

@@ -19,6 +19,7 @@
 //! - [`hooks`]: signed events from the main app.
 //! - [`request`]: data-subject requests: intake and email verification, GDPR and PIPL
 //!   deadlines, review, fulfilment through the main app, encrypted export packages.
+//! - [`retention`]: retention rules per data category and each item's purge date.
 //! - [`jobs`]: scheduled jobs (cron): the minor sweep, the reviewers' digest, expired exports.
 //! - [`lease`]: leases that let one replica at a time run a job.
 //! - [`cli`]: the command-line interface behind `main`.
@@ -49,6 +50,7 @@ pub mod policy;
 pub mod purpose;
 pub mod ratelimit;
 pub mod request;
+pub mod retention;
 pub mod subject;
 pub mod telemetry;
 

@@ -12,6 +12,7 @@ mod m20261122_000003_consent;
 mod m20261122_000004_subjects;
 mod m20261122_000005_requests;
 mod m20261122_000006_job_leases;
+mod m20261122_000007_retention_rules;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_subjects::Migration),
             Box::new(m20261122_000005_requests::Migration),
             Box::new(m20261122_000006_job_leases::Migration),
+            Box::new(m20261122_000007_retention_rules::Migration),
         ]
     }
 }

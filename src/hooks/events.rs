@@ -15,6 +15,7 @@ use crate::{
     error::{ApiError, FieldError, field_named_in},
     policy::{self, PolicyStatus},
     request::{self, RequestType},
+    retention,
     subject::{self, AgeStatus, Profile, items},
 };
 
@@ -353,6 +354,7 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
                 },
             )
             .await?;
+            retention::date_recorded(&*txn, &subject.id, &e.item_ref).await?;
             txn.commit().await?;
             Ok(json!({"item_ref": e.item_ref}))
         }

@@ -17,3 +17,4 @@ mod leases;
 mod notify;
 mod policies;
 mod requests;
+mod retention;

@@ -1,0 +1,443 @@
+//! Retention rules: how long each category of data is kept, what starts the clock, and what
+//! happens when it runs out (GDPR Art 5(1)(e), PIPL Arts 19 and 47).
+//!
+//! Every registered data item carries its `purge_after`, computed from its category's rule when
+//! it is recorded and recomputed, in batches, whenever the rule changes, so that shortening a
+//! rule from `P90D` to `P30D` takes effect on the items already held.
+
+pub mod api;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, prelude::Expr,
+};
+
+use crate::{
+    audit::{self, Actor},
+    clock,
+    db::Db,
+    error::FieldError,
+    period::Period,
+    policy::document::is_key,
+    purpose,
+    subject::items::entity as items,
+};
+
+/// The clock start meaning "when the item was created".
+pub const CREATED: &str = "created";
+/// Items recomputed per transaction when a rule changes.
+const BATCH: u64 = 500;
+
+/// The `retention_rules` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "retention_rules")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub category: String,
+        /// ISO 8601 duration in calendar units (`P30D`, `P3M`, `P1Y`).
+        pub period: String,
+        /// `created`, or the name of the event that starts the clock (`training_completed`).
+        pub clock_start: String,
+        /// `delete` or `anonymize`.
+        pub action: String,
+        /// How long before the purge the person is told, if at all.
+        pub notice_before: Option<String>,
+        /// Whether the person is told after the purge.
+        pub notify_after: bool,
+        /// Items under a held rule are never purged.
+        pub legal_hold: bool,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use entity::Model as Rule;
+
+/// What can go wrong with retention rules.
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error("no rule for this category")]
+    NotFound,
+    #[error("a rule for this category exists already")]
+    Exists,
+    #[error("the rule has invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// A rule as an admin writes it.
+#[derive(Debug, Clone)]
+pub struct RuleFields {
+    pub period: String,
+    pub clock_start: String,
+    pub action: String,
+    pub notice_before: Option<String>,
+    pub notify_after: bool,
+    pub legal_hold: bool,
+}
+
+impl RuleFields {
+    fn validate(&self) -> Result<(), RetentionError> {
+        let mut errors = Vec::new();
+        if let Err(message) = self.period.parse::<Period>() {
+            errors.push(FieldError::new("period", message));
+        }
+        if let Some(notice) = &self.notice_before
+            && let Err(message) = notice.parse::<Period>()
+        {
+            errors.push(FieldError::new("notice_before", message));
+        }
+        if !is_key(&self.clock_start) {
+            errors.push(FieldError::new(
+                "clock_start",
+                "`created` or an event name of a-z, 0-9, `-` and `_`",
+            ));
+        }
+        if !matches!(self.action.as_str(), "delete" | "anonymize") {
+            errors.push(FieldError::new("action", "`delete` or `anonymize`"));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RetentionError::Invalid(errors))
+        }
+    }
+}
+
+/// When an item falls due under `rule`: its clock start plus the period, at the same time of
+/// day. `None` while an event-started clock has not started.
+pub fn purge_after(rule: &Rule, item: &items::Model) -> Option<DateTime<Utc>> {
+    let start = if rule.clock_start == CREATED {
+        item.created_at
+    } else if item.clock_event.as_deref() == Some(rule.clock_start.as_str()) {
+        item.clock_started_at?
+    } else {
+        return None;
+    };
+    let period: Period = rule.period.parse().ok()?;
+    let day = period.after(start.date_naive())?;
+    Some(day.and_time(start.time()).and_utc())
+}
+
+/// Every rule, by category.
+pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<Rule>, DbErr> {
+    entity::Entity::find()
+        .order_by_asc(entity::Column::Category)
+        .all(conn)
+        .await
+}
+
+/// The rule of a category.
+pub async fn get(conn: &impl ConnectionTrait, category: &str) -> Result<Rule, RetentionError> {
+    entity::Entity::find_by_id(category)
+        .one(conn)
+        .await?
+        .ok_or(RetentionError::NotFound)
+}
+
+/// Creates a rule and dates the category's items by it.
+pub async fn create(
+    db: &Db,
+    category: &str,
+    fields: RuleFields,
+    actor: &Actor,
+) -> Result<Rule, RetentionError> {
+    if !is_key(category) {
+        return Err(RetentionError::Invalid(vec![FieldError::new(
+            "category",
+            "1-64 characters from a-z, 0-9, `-` and `_`",
+        )]));
+    }
+    fields.validate()?;
+    let txn = db.begin_write().await?;
+    if entity::Entity::find_by_id(category)
+        .one(&*txn)
+        .await?
+        .is_some()
+    {
+        return Err(RetentionError::Exists);
+    }
+    let now = clock::now();
+    let rule = sea_orm::ActiveModelTrait::insert(
+        entity::ActiveModel {
+            category: Set(category.to_string()),
+            period: Set(fields.period),
+            clock_start: Set(fields.clock_start),
+            action: Set(fields.action),
+            notice_before: Set(fields.notice_before),
+            notify_after: Set(fields.notify_after),
+            legal_hold: Set(fields.legal_hold),
+            created_at: Set(now),
+            updated_at: Set(now),
+        },
+        &*txn,
+    )
+    .await?;
+    audit::record(
+        &*txn,
+        actor,
+        "retention_rule.created",
+        audit::Target::new("retention_rule", category),
+        serde_json::json!({"period": rule.period, "clock_start": rule.clock_start}),
+    )
+    .await?;
+    txn.commit().await?;
+    redate(db, &rule).await?;
+    Ok(rule)
+}
+
+/// Changes a rule; the category's items are dated again, and the change is audited with the
+/// old and the new values.
+pub async fn update(
+    db: &Db,
+    category: &str,
+    fields: RuleFields,
+    actor: &Actor,
+) -> Result<Rule, RetentionError> {
+    fields.validate()?;
+    let txn = db.begin_write().await?;
+    let old = get(&*txn, category).await?;
+    let mut row: entity::ActiveModel = old.clone().into();
+    row.period = Set(fields.period);
+    row.clock_start = Set(fields.clock_start);
+    row.action = Set(fields.action);
+    row.notice_before = Set(fields.notice_before);
+    row.notify_after = Set(fields.notify_after);
+    row.legal_hold = Set(fields.legal_hold);
+    row.updated_at = Set(clock::now());
+    let rule = sea_orm::ActiveModelTrait::update(row, &*txn).await?;
+    audit::record(
+        &*txn,
+        actor,
+        "retention_rule.updated",
+        audit::Target::new("retention_rule", category),
+        serde_json::json!({
+            "period": {"from": old.period, "to": rule.period},
+            "clock_start": {"from": old.clock_start, "to": rule.clock_start},
+            "legal_hold": {"from": old.legal_hold, "to": rule.legal_hold},
+        }),
+    )
+    .await?;
+    txn.commit().await?;
+    redate(db, &rule).await?;
+    Ok(rule)
+}
+
+/// Deletes a rule; the category's items lose their date (and show up as a coverage gap).
+pub async fn delete(db: &Db, category: &str, actor: &Actor) -> Result<(), RetentionError> {
+    let txn = db.begin_write().await?;
+    let rule = get(&*txn, category).await?;
+    entity::Entity::delete_by_id(category).exec(&*txn).await?;
+    items::Entity::update_many()
+        .col_expr(
+            items::Column::PurgeAfter,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(items::Column::Category.eq(category))
+        .exec(&*txn)
+        .await?;
+    audit::record(
+        &*txn,
+        actor,
+        "retention_rule.deleted",
+        audit::Target::new("retention_rule", category),
+        serde_json::json!({"period": rule.period}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Recomputes `purge_after` of every item in a rule's category, one batch per transaction, in
+/// id order, so the work holds no long transaction and memory stays flat.
+async fn redate(db: &Db, rule: &Rule) -> Result<u64, DbErr> {
+    let mut after: Option<String> = None;
+    let mut done = 0;
+    loop {
+        let txn = db.begin_write().await?;
+        let mut query = items::Entity::find()
+            .filter(items::Column::Category.eq(&rule.category))
+            .filter(items::Column::ErasedAt.is_null());
+        if let Some(id) = &after {
+            query = query.filter(items::Column::Id.gt(id.as_str()));
+        }
+        let batch = query
+            .order_by_asc(items::Column::Id)
+            .limit(BATCH)
+            .all(&*txn)
+            .await?;
+        for item in &batch {
+            date_item(&*txn, rule, item).await?;
+        }
+        txn.commit().await?;
+        done += batch.len() as u64;
+        after = batch.last().map(|i| i.id.clone());
+        if (batch.len() as u64) < BATCH {
+            return Ok(done);
+        }
+    }
+}
+
+async fn date_item(
+    conn: &impl ConnectionTrait,
+    rule: &Rule,
+    item: &items::Model,
+) -> Result<(), DbErr> {
+    let due = purge_after(rule, item);
+    if due != item.purge_after {
+        items::Entity::update_many()
+            .col_expr(items::Column::PurgeAfter, Expr::value(due))
+            .filter(items::Column::Id.eq(&item.id))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Dates one item by its category's rule, in the caller's transaction (after `data.recorded`).
+pub async fn date_recorded(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+    external_ref: &str,
+) -> Result<(), DbErr> {
+    let Some(item) = items::Entity::find()
+        .filter(items::Column::SubjectId.eq(subject_id))
+        .filter(items::Column::ExternalRef.eq(external_ref))
+        .one(conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    if let Some(rule) = entity::Entity::find_by_id(item.category.as_str())
+        .one(conn)
+        .await?
+    {
+        date_item(conn, &rule, &item).await?;
+    }
+    Ok(())
+}
+
+/// Categories that data is held or promised under without a retention rule: those of
+/// registered items and those named by purposes.
+pub async fn gaps(conn: &impl ConnectionTrait) -> Result<Vec<Gap>, DbErr> {
+    let ruled: Vec<String> = list(conn).await?.into_iter().map(|r| r.category).collect();
+    let mut gaps: std::collections::BTreeMap<String, Gap> = Default::default();
+    let held: Vec<(String, i64)> = items::Entity::find()
+        .select_only()
+        .column(items::Column::Category)
+        .column_as(items::Column::Id.count(), "items")
+        .filter(items::Column::ErasedAt.is_null())
+        .group_by(items::Column::Category)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    for (category, count) in held {
+        if !ruled.contains(&category) {
+            gaps.entry(category.clone())
+                .or_insert_with(|| Gap::new(category))
+                .items = count;
+        }
+    }
+    for purpose in purpose::list(conn, false).await? {
+        for category in &purpose.data_categories {
+            if !ruled.contains(category) {
+                gaps.entry(category.clone())
+                    .or_insert_with(|| Gap::new(category.clone()))
+                    .purposes
+                    .push(purpose.key.clone());
+            }
+        }
+    }
+    Ok(gaps.into_values().collect())
+}
+
+/// A category without a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub category: String,
+    /// Items held in it.
+    pub items: i64,
+    /// Purposes that name it.
+    pub purposes: Vec<String>,
+}
+
+impl Gap {
+    fn new(category: String) -> Self {
+        Self {
+            category,
+            items: 0,
+            purposes: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(period: &str, clock_start: &str) -> Rule {
+        let now = clock::now();
+        Rule {
+            category: "photos".into(),
+            period: period.into(),
+            clock_start: clock_start.into(),
+            action: "delete".into(),
+            notice_before: None,
+            notify_after: false,
+            legal_hold: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn item(created: &str, event: Option<(&str, &str)>) -> items::Model {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        items::Model {
+            id: "i".into(),
+            subject_id: "s".into(),
+            category: "photos".into(),
+            external_ref: "r".into(),
+            created_at: at(created),
+            clock_event: event.map(|(e, _)| e.to_string()),
+            clock_started_at: event.map(|(_, t)| at(t)),
+            purge_after: None,
+            erased_at: None,
+            recorded_at: at(created),
+        }
+    }
+
+    #[test]
+    fn the_clock_starts_at_creation_or_at_the_named_event() {
+        let due = purge_after(
+            &rule("P30D", "created"),
+            &item("2026-01-10T08:00:00Z", None),
+        );
+        assert_eq!(due, Some("2026-02-09T08:00:00Z".parse().unwrap()));
+        // Three months from 30 November end on the last day of February.
+        let due = purge_after(&rule("P3M", "created"), &item("2026-11-30T12:00:00Z", None));
+        assert_eq!(due, Some("2027-02-28T12:00:00Z".parse().unwrap()));
+        let training = rule("P6M", "training_completed");
+        assert_eq!(
+            purge_after(&training, &item("2026-01-01T00:00:00Z", None)),
+            None
+        );
+        let done = item(
+            "2026-01-01T00:00:00Z",
+            Some(("training_completed", "2026-03-15T10:00:00Z")),
+        );
+        assert_eq!(
+            purge_after(&training, &done),
+            Some("2026-09-15T10:00:00Z".parse().unwrap())
+        );
+    }
+}
