@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use poem_openapi::Object;
 use sea_orm::{
     ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
@@ -132,8 +132,33 @@ async fn validate(conn: &impl ConnectionTrait, intake: &Intake) -> Result<(), Re
     }
 }
 
-fn details_json(details: &Details) -> String {
-    crypto::canonical_json(&serde_json::to_value(details).unwrap_or_default())
+/// A new, unverified request row with nothing but what every intake sets; callers fill in
+/// the rest.
+fn new_row(intake: &Intake, source: &str, law: Law, now: DateTime<Utc>) -> model::ActiveModel {
+    let details = serde_json::to_value(&intake.details).unwrap_or_default();
+    model::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        subject_id: Set(None),
+        kind: Set(intake.kind),
+        status: Set(RequestStatus::Unverified),
+        source: Set(source.to_string()),
+        details: Set(crypto::canonical_json(&details)),
+        received_at: Set(now),
+        updated_at: Set(now),
+        law: Set(law),
+        email: Set(None),
+        locale: Set(None),
+        jurisdiction: Set(None),
+        verified_at: Set(None),
+        due_date: Set(None),
+        extension_reason: Set(None),
+        extended_at: Set(None),
+        duplicate_of: Set(None),
+        reviewer: Set(None),
+        decision_reason: Set(None),
+        outcome: Set(None),
+        closed_at: Set(None),
+    }
 }
 
 /// Opens a verified request for a subject. A request of the same type already running for the
@@ -151,7 +176,8 @@ pub async fn open_verified(
     let now = clock::now();
     let jurisdiction = intake
         .jurisdiction
-        .map(|j| j.to_ascii_uppercase())
+        .as_deref()
+        .map(str::to_ascii_uppercase)
         .or_else(|| subject.jurisdiction.clone());
     let law = law_for(&config.requests, jurisdiction.as_deref());
     let duplicate = open_of_kind(conn, &subject.id, intake.kind, None).await?;
@@ -160,34 +186,22 @@ pub async fn open_verified(
     } else {
         RequestStatus::Verified
     };
-    let row = model::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        subject_id: Set(Some(subject.id.clone())),
-        kind: Set(intake.kind),
-        status: Set(status),
-        source: Set(source.to_string()),
-        details: Set(details_json(&intake.details)),
-        received_at: Set(now),
-        updated_at: Set(now),
-        law: Set(law),
-        email: Set(subject.email.clone()),
-        locale: Set(intake.locale.or_else(|| subject.locale.clone())),
-        jurisdiction: Set(jurisdiction),
-        verified_at: Set(Some(now)),
-        due_date: Set(Some(due_date(
-            &config.requests,
-            law,
-            now.date_naive(),
-            now.date_naive(),
-        ))),
-        extension_reason: Set(None),
-        extended_at: Set(None),
-        duplicate_of: Set(duplicate.as_ref().map(|d| d.id.clone())),
-        reviewer: Set(None),
-        decision_reason: Set(duplicate.as_ref().map(|_| "duplicate".to_string())),
-        outcome: Set(None),
-        closed_at: Set(duplicate.as_ref().map(|_| now)),
-    };
+    let mut row = new_row(&intake, source, law, now);
+    row.subject_id = Set(Some(subject.id.clone()));
+    row.status = Set(status);
+    row.email = Set(subject.email.clone());
+    row.locale = Set(intake.locale.clone().or_else(|| subject.locale.clone()));
+    row.jurisdiction = Set(jurisdiction);
+    row.verified_at = Set(Some(now));
+    row.due_date = Set(Some(due_date(
+        &config.requests,
+        law,
+        now.date_naive(),
+        now.date_naive(),
+    )));
+    row.duplicate_of = Set(duplicate.as_ref().map(|d| d.id.clone()));
+    row.decision_reason = Set(duplicate.as_ref().map(|_| "duplicate".to_string()));
+    row.closed_at = Set(duplicate.as_ref().map(|_| now));
     let request = sea_orm::ActiveModelTrait::insert(row, conn).await?;
     let note = duplicate.as_ref().map(|d| format!("duplicate of {}", d.id));
     record_event(conn, &request.id, None, status, actor, note.as_deref()).await?;
@@ -213,32 +227,13 @@ pub async fn file_by_email(
     }
     validate(db.conn(), &intake).await?;
     let now = clock::now();
-    let jurisdiction = intake.jurisdiction.map(|j| j.to_ascii_uppercase());
+    let jurisdiction = intake.jurisdiction.as_deref().map(str::to_ascii_uppercase);
     let law = law_for(&config.requests, jurisdiction.as_deref());
     let txn = db.begin_write().await?;
-    let row = model::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        subject_id: Set(None),
-        kind: Set(intake.kind),
-        status: Set(RequestStatus::Unverified),
-        source: Set("email".into()),
-        details: Set(details_json(&intake.details)),
-        received_at: Set(now),
-        updated_at: Set(now),
-        law: Set(law),
-        email: Set(Some(address.to_string())),
-        locale: Set(intake.locale),
-        jurisdiction: Set(jurisdiction),
-        verified_at: Set(None),
-        due_date: Set(None),
-        extension_reason: Set(None),
-        extended_at: Set(None),
-        duplicate_of: Set(None),
-        reviewer: Set(None),
-        decision_reason: Set(None),
-        outcome: Set(None),
-        closed_at: Set(None),
-    };
+    let mut row = new_row(&intake, "email", law, now);
+    row.email = Set(Some(address.to_string()));
+    row.locale = Set(intake.locale.clone());
+    row.jurisdiction = Set(jurisdiction);
     let request = sea_orm::ActiveModelTrait::insert(row, &*txn).await?;
     record_event(
         &*txn,
