@@ -6,6 +6,8 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+use chrono::TimeDelta;
+
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use crate::{AppState, lease, request, subject};
@@ -23,40 +25,65 @@ pub fn check_schedule(expression: &str) -> Result<(), String> {
 pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
     let state = Arc::new(state);
+    // Opens erasure requests for minors still without a guardian after the grace period.
     add(
         &scheduler,
         "minor_sweep",
         &state.config.age.sweep_schedule,
         state.clone(),
-        |s| Box::pin(async move { sweep_minors(&s).await }),
+        |s| {
+            Box::pin(async move {
+                let grace = TimeDelta::days(i64::from(s.config.age.guardian_grace_days));
+                subject::sweep_unverified_minors(&s.db, &s.config, grace)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        },
     )
     .await?;
+    // Emails reviewers the day's overdue and soon-due requests.
     add(
         &scheduler,
         "request_digest",
         &state.config.requests.digest_schedule,
         state.clone(),
-        |s| Box::pin(async move { send_digest(&s).await }),
+        |s| {
+            Box::pin(async move {
+                let today = crate::clock::now().date_naive();
+                request::digest::queue(&s.db, &s.config, today)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        },
     )
     .await?;
+    // Deletes export packages past their download period.
     add(
         &scheduler,
         "export_purge",
         &state.config.requests.export_purge_schedule,
         state.clone(),
-        |s| Box::pin(async move { purge_exports(&s).await }),
+        |s| {
+            Box::pin(async move {
+                request::export::purge_expired(&s.db, &s.config)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        },
     )
     .await?;
     scheduler.start().await?;
     Ok(scheduler)
 }
 
-type Run = fn(Arc<AppState>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A job's work: how many things it handled, or why it failed.
+type Run = fn(Arc<AppState>) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send>>;
 
 /// How long a replica holds a job's lease: longer than any run, shorter than any schedule.
-const LEASE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+const LEASE: TimeDelta = TimeDelta::minutes(10);
 
-/// Schedules `run` on a cron expression, under the lease `name`.
+/// Schedules `run` on a cron expression, under the lease `name`, and logs its outcome. A failed
+/// run is logged and simply runs again on schedule.
 async fn add(
     scheduler: &JobScheduler,
     name: &'static str,
@@ -71,7 +98,15 @@ async fn add(
                 let state = state.clone();
                 Box::pin(async move {
                     match lease::acquire(&state.db, name, lease::holder(), LEASE).await {
-                        Ok(true) => run(state).await,
+                        Ok(true) => match run(state).await {
+                            Ok(0) => {}
+                            Ok(handled) => tracing::info!(job = name, handled, "job done"),
+                            Err(error) => tracing::error!(
+                                job = name,
+                                %error,
+                                "job failed; it runs again next time"
+                            ),
+                        },
                         Ok(false) => tracing::debug!(job = name, "another replica runs this job"),
                         Err(e) => {
                             tracing::warn!(job = name, error = %e, "the job's lease could not be taken")
@@ -82,38 +117,4 @@ async fn add(
         )?)
         .await?;
     Ok(())
-}
-
-/// Emails reviewers the day's overdue and soon-due requests.
-async fn send_digest(state: &AppState) {
-    let today = crate::clock::now().date_naive();
-    match request::digest::queue(&state.db, &state.config, today).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(digests = n, "request digest queued"),
-        Err(e) => tracing::error!(error = %e, "the request digest failed; it runs again next time"),
-    }
-}
-
-/// Deletes export packages past their download period.
-async fn purge_exports(state: &AppState) {
-    match request::export::purge_expired(&state.db, &state.config).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(packages = n, "expired export packages deleted"),
-        Err(e) => {
-            tracing::error!(error = %e, "purging export packages failed; it runs again next time")
-        }
-    }
-}
-
-/// Opens erasure requests for minors still without a guardian after the grace period.
-async fn sweep_minors(state: &AppState) {
-    let grace = chrono::TimeDelta::days(i64::from(state.config.age.guardian_grace_days));
-    match subject::sweep_unverified_minors(&state.db, &state.config, grace).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            minors = n,
-            "erasure requests opened for minors without guardian consent"
-        ),
-        Err(e) => tracing::error!(error = %e, "the minor sweep failed; it runs again next time"),
-    }
 }

@@ -236,10 +236,7 @@ pub async fn complete_job(
         return Ok(request);
     }
     if request.status != RequestStatus::Fulfilling {
-        return Err(RequestError::Transition {
-            from: request.status.to_value(),
-            action: "completed",
-        });
+        return Err(RequestError::refused(&request, "completed"));
     }
     finish(
         db,

@@ -315,10 +315,7 @@ async fn pending(conn: &impl ConnectionTrait, id: &str) -> Result<Request, Reque
         return Err(RequestError::Closed);
     }
     if request.status != RequestStatus::Unverified {
-        return Err(RequestError::Transition {
-            from: request.status.to_value(),
-            action: "verified",
-        });
+        return Err(RequestError::refused(&request, "verified"));
     }
     Ok(request)
 }

@@ -89,6 +89,16 @@ pub enum RequestError {
     Db(#[from] DbErr),
 }
 
+impl RequestError {
+    /// The refusal of `action` on a request in a state that does not allow it.
+    pub fn refused(request: &Request, action: &'static str) -> Self {
+        Self::Transition {
+            from: request.status.to_value(),
+            action,
+        }
+    }
+}
+
 /// The law for a person in `jurisdiction`: CN → PIPL, EU/EEA/UK → GDPR, otherwise the
 /// configured default.
 pub fn law_for(config: &RequestsConfig, jurisdiction: Option<&str>) -> Law {
@@ -215,10 +225,7 @@ async fn transition(
         .filter(model::Column::Status.eq(request.status));
     let moved = changes(update).exec(conn).await?;
     if moved.rows_affected == 0 {
-        return Err(RequestError::Transition {
-            from: request.status.to_value(),
-            action,
-        });
+        return Err(RequestError::refused(request, action));
     }
     record_event(conn, &request.id, Some(request.status), to, actor, note).await
 }

@@ -15,7 +15,7 @@ pub async fn take(db: &Db, id: &str, actor: &Actor) -> Result<Request, RequestEr
     let txn = db.begin_write().await?;
     let request = super::get(&*txn, id).await?;
     if request.status != RequestStatus::Verified {
-        return Err(refused(&request, "taken for review"));
+        return Err(RequestError::refused(&request, "taken for review"));
     }
     transition(
         &*txn,
@@ -44,7 +44,7 @@ pub async fn approve(
         request.status,
         RequestStatus::Verified | RequestStatus::InReview
     ) {
-        return Err(refused(&request, "approved"));
+        return Err(RequestError::refused(&request, "approved"));
     }
     fulfil::start(db, config, request, actor).await
 }
@@ -62,7 +62,7 @@ pub async fn reject(
         request.status,
         RequestStatus::Verified | RequestStatus::InReview | RequestStatus::Approved
     ) {
-        return Err(refused(&request, "rejected"));
+        return Err(RequestError::refused(&request, "rejected"));
     }
     let now = clock::now();
     transition(
@@ -109,7 +109,7 @@ pub async fn extend(
     let txn = db.begin_write().await?;
     let request = super::get(&*txn, id).await?;
     if !super::RUNNING.contains(&request.status) {
-        return Err(refused(&request, "extended"));
+        return Err(RequestError::refused(&request, "extended"));
     }
     if request.law != Law::Gdpr {
         return Err(RequestError::NotExtendable);
@@ -119,7 +119,7 @@ pub async fn extend(
     }
     let due = request
         .due_date
-        .ok_or_else(|| refused(&request, "extended"))?;
+        .ok_or_else(|| RequestError::refused(&request, "extended"))?;
     let new_due =
         super::deadline::Calendar::new(&config.requests.holidays).months_after(due, months);
     let now = clock::now();
@@ -174,16 +174,9 @@ pub async fn complete(
 ) -> Result<Request, RequestError> {
     let request = super::get(db.conn(), id).await?;
     if request.status != RequestStatus::Fulfilling {
-        return Err(refused(&request, "completed"));
+        return Err(RequestError::refused(&request, "completed"));
     }
     fulfil::finish(db, config, request, outcome, note, None, actor).await
-}
-
-fn refused(request: &Request, action: &'static str) -> RequestError {
-    RequestError::Transition {
-        from: request.status.to_value(),
-        action,
-    }
 }
 
 /// Lifts a subject's restriction of processing. The person is told first (GDPR Art 18(3)):
