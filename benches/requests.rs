@@ -88,6 +88,11 @@ async fn load_subject(db: &Db, external_id: &str, n: usize) -> subject::Subject 
             purge_after: Set(None),
             erased_at: Set(None),
             recorded_at: Set(now),
+            legal_hold: Set(false),
+            noticed_at: Set(None),
+            purge_run_id: Set(None),
+            purge_batch_id: Set(None),
+            purged_at: Set(None),
         });
         items::entity::Entity::insert_many(data)
             .exec_without_returning(conn)

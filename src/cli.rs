@@ -42,6 +42,12 @@ pub enum Command {
     /// Manage policy documents.
     #[command(subcommand)]
     Policies(PoliciesCommand),
+    /// Run the retention purge now and print its report as JSON.
+    Purge {
+        /// Report what a run would do; write nothing but the run record.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +94,8 @@ pub enum CliError {
     Mail(String),
     #[error("policies: {0}")]
     Policies(#[from] crate::policy::PolicyError),
+    #[error("purge: {0}")]
+    Purge(#[from] crate::retention::RetentionError),
 }
 
 impl CliError {
@@ -177,6 +185,22 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             let db = open_database(&config).await?;
             let key = keys::revoke(&db, &id, &Actor::Cli).await?;
             println!("revoked key {} ({})", key.id, key.name);
+        }
+        Command::Purge { dry_run } => {
+            use crate::retention::purge;
+            let db = open_database(&config).await?;
+            let run = purge::start(&db, &config, dry_run, crate::clock::now(), &Actor::Cli).await?;
+            let run = purge::execute(&db, &config, run).await?;
+            let report: serde_json::Value = serde_json::from_str(&run.report).unwrap_or_default();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": run.id,
+                    "dry_run": run.dry_run,
+                    "status": run.status,
+                    "report": report,
+                })
+            );
         }
     }
     Ok(())

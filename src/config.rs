@@ -64,6 +64,38 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// Data-subject requests: laws, calendars, exports.
     pub requests: RequestsConfig,
+    /// The retention purge.
+    pub retention: RetentionConfig,
+}
+
+/// When the retention purge runs and what Consentry keeps of its own data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// When the purge runs: a cron expression with seconds, in UTC.
+    pub purge_schedule: String,
+    /// Items per erasure job sent to the main app.
+    pub batch_size: u64,
+    /// Seconds a run holds its lease without renewing it. A run renews it after every batch;
+    /// when a process dies mid-run, the next run can start this long after.
+    pub run_lease_seconds: u64,
+    /// How long delivered outbox messages are kept (ISO 8601 duration).
+    pub keep_delivered_outbox: String,
+    /// How long the minimal proof of consent outlives a person's erasure (ISO 8601 duration;
+    /// PIPL Art 56 asks for at least three years).
+    pub keep_erased_proofs: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            purge_schedule: "0 0 3 * * *".into(),
+            batch_size: 1000,
+            run_lease_seconds: 120,
+            keep_delivered_outbox: "P30D".into(),
+            keep_erased_proofs: "P3Y".into(),
+        }
+    }
 }
 
 /// Deadlines and packages of data-subject requests.
@@ -345,6 +377,7 @@ impl Default for Config {
             age: AgeConfig::default(),
             rate_limit: RateLimitConfig::default(),
             requests: RequestsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -543,6 +576,22 @@ impl Config {
             .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__DIGEST_SCHEDULE", m))?;
         crate::jobs::check_schedule(&self.requests.export_purge_schedule)
             .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__EXPORT_PURGE_SCHEDULE", m))?;
+        crate::jobs::check_schedule(&self.retention.purge_schedule)
+            .map_err(|m| ConfigError::new("CONSENTRY_RETENTION__PURGE_SCHEDULE", m))?;
+        self.retention
+            .keep_delivered_outbox
+            .parse::<crate::period::Period>()
+            .map_err(|m| ConfigError::new("CONSENTRY_RETENTION__KEEP_DELIVERED_OUTBOX", m))?;
+        self.retention
+            .keep_erased_proofs
+            .parse::<crate::period::Period>()
+            .map_err(|m| ConfigError::new("CONSENTRY_RETENTION__KEEP_ERASED_PROOFS", m))?;
+        if self.retention.batch_size == 0 || self.retention.run_lease_seconds == 0 {
+            return Err(ConfigError::new(
+                "CONSENTRY_RETENTION",
+                "batch_size and run_lease_seconds must be at least 1",
+            ));
+        }
         if let Some(key) = &self.requests.export_key {
             crate::request::export::parse_key(key.expose())
                 .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__EXPORT_KEY", m))?;

@@ -400,8 +400,11 @@ impl From<RequestError> for ApiError {
 impl From<RetentionError> for ApiError {
     fn from(err: RetentionError) -> Self {
         match err {
-            RetentionError::NotFound => Self::not_found(err.to_string()),
-            RetentionError::Exists => Self::conflict(err.to_string()),
+            RetentionError::NotFound(_) => Self::not_found(err.to_string()),
+            RetentionError::Exists | RetentionError::Busy | RetentionError::Purging => {
+                Self::conflict(err.to_string())
+            }
+            RetentionError::OwnData(_) => Self::internal(&err),
             RetentionError::Invalid(errors) => Self::validation(errors),
             RetentionError::Db(e) => e.into(),
         }

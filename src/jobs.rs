@@ -10,7 +10,13 @@ use chrono::TimeDelta;
 
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::{AppState, lease, request, subject};
+use crate::{
+    AppState,
+    audit::Actor,
+    lease, request,
+    retention::{self, RetentionError},
+    subject,
+};
 
 /// Checks a cron expression the way the scheduler will read it.
 pub fn check_schedule(expression: &str) -> Result<(), String> {
@@ -65,8 +71,33 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
         state.clone(),
         |s| {
             Box::pin(async move {
-                request::export::purge_expired(&s.db, &s.config)
+                request::export::purge_expired(&s.db, &s.config, crate::clock::now())
                     .await
+                    .map_err(|e| e.to_string())
+            })
+        },
+    )
+    .await?;
+    // The retention purge; a run already going (started by hand) makes this one skip.
+    add(
+        &scheduler,
+        "retention_purge",
+        &state.config.retention.purge_schedule,
+        state.clone(),
+        |s| {
+            Box::pin(async move {
+                let now = crate::clock::now();
+                let run =
+                    match retention::purge::start(&s.db, &s.config, false, now, &Actor::System)
+                        .await
+                    {
+                        Ok(run) => run,
+                        Err(RetentionError::Busy) => return Ok(0),
+                        Err(e) => return Err(e.to_string()),
+                    };
+                retention::purge::execute(&s.db, &s.config, run)
+                    .await
+                    .map(|run| u64::try_from(run.items_purged + run.notices_queued).unwrap_or(0))
                     .map_err(|e| e.to_string())
             })
         },

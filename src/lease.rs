@@ -78,3 +78,14 @@ pub async fn acquire(
         .await?;
     Ok(taken.rows_affected == 1)
 }
+
+/// Gives up a lease this holder has, so that the next taker need not wait for it to expire.
+pub async fn release(db: &Db, name: &str, holder: &str) -> Result<(), sea_orm::DbErr> {
+    entity::Entity::update_many()
+        .col_expr(entity::Column::ExpiresAt, Expr::value(clock::now()))
+        .filter(entity::Column::Name.eq(name))
+        .filter(entity::Column::Holder.eq(holder))
+        .exec(db.conn())
+        .await?;
+    Ok(())
+}

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 /// A parsed duration of years, months, weeks and days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {
@@ -67,12 +69,34 @@ impl Period {
     /// The date this long after `date`; month arithmetic clamps to the month's last day
     /// (31 January + P1M = 28 or 29 February). `None` past the calendar's end.
     pub fn after(self, date: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
-        date.checked_add_months(chrono::Months::new(
+        date.checked_add_months(self.months_total()?)?
+            .checked_add_days(self.days())
+    }
+
+    /// The date this long before `date`, clamped the same way.
+    pub fn before(self, date: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
+        date.checked_sub_months(self.months_total()?)?
+            .checked_sub_days(self.days())
+    }
+
+    /// The instant this long after `t`, at the same time of day.
+    pub fn after_instant(self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        Some(self.after(t.date_naive())?.and_time(t.time()).and_utc())
+    }
+
+    /// The instant this long before `t`, at the same time of day.
+    pub fn before_instant(self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        Some(self.before(t.date_naive())?.and_time(t.time()).and_utc())
+    }
+
+    fn months_total(self) -> Option<chrono::Months> {
+        Some(chrono::Months::new(
             self.years.checked_mul(12)?.checked_add(self.months)?,
-        ))?
-        .checked_add_days(chrono::Days::new(
-            u64::from(self.weeks) * 7 + u64::from(self.days),
         ))
+    }
+
+    fn days(self) -> chrono::Days {
+        chrono::Days::new(u64::from(self.weeks) * 7 + u64::from(self.days))
     }
 }
 
@@ -112,6 +136,12 @@ mod tests {
         assert_eq!(p("P1M").after(on("2027-01-31")), Some(on("2027-02-28")));
         assert_eq!(p("P1Y").after(on("2028-02-29")), Some(on("2029-02-28")));
         assert_eq!(p("P1Y2W").after(on("2026-01-01")), Some(on("2027-01-15")));
+        assert_eq!(p("P30D").before(on("2026-03-01")), Some(on("2026-01-30")));
+        assert_eq!(p("P1M").before(on("2026-03-31")), Some(on("2026-02-28")));
+        assert_eq!(
+            p("P3Y").before_instant("2029-11-22T03:00:00Z".parse().unwrap()),
+            Some("2026-11-22T03:00:00Z".parse().unwrap())
+        );
     }
 
     #[test]

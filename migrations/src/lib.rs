@@ -13,6 +13,7 @@ mod m20261122_000004_subjects;
 mod m20261122_000005_requests;
 mod m20261122_000006_job_leases;
 mod m20261122_000007_retention_rules;
+mod m20261122_000008_purge_runs;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_requests::Migration),
             Box::new(m20261122_000006_job_leases::Migration),
             Box::new(m20261122_000007_retention_rules::Migration),
+            Box::new(m20261122_000008_purge_runs::Migration),
         ]
     }
 }

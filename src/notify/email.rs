@@ -85,10 +85,11 @@ pub enum EmailContent {
         expires_at: DateTime<Utc>,
         purposes: Vec<PurposeLine>,
     },
-    /// Data will be purged on `purge_date` under the retention rules.
+    /// Data will be purged under the retention rules, from `purge_date` (the earliest of the
+    /// lines' dates) on.
     RetentionNotice {
         purge_date: NaiveDate,
-        items: Vec<CategoryCount>,
+        items: Vec<NoticeLine>,
     },
     /// Data was purged under the retention rules.
     RetentionPurged {
@@ -117,6 +118,14 @@ pub struct PurposeLine {
 pub struct CategoryCount {
     pub category: String,
     pub count: u64,
+}
+
+/// How many items of a data category are purged on which day, in a retention notice.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NoticeLine {
+    pub category: String,
+    pub count: u64,
+    pub on: NaiveDate,
 }
 
 /// A request as listed in the admin digest.

@@ -143,7 +143,7 @@ mod tests {
     use chrono::{NaiveDate, TimeZone, Utc};
 
     use super::*;
-    use crate::notify::email::{CategoryCount, EmailContent, PurposeLine, RequestLine};
+    use crate::notify::email::{CategoryCount, EmailContent, NoticeLine, PurposeLine, RequestLine};
 
     fn templates() -> Templates {
         Templates::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"))
@@ -231,9 +231,10 @@ mod tests {
             (
                 EmailContent::RetentionNotice {
                     purge_date: day,
-                    items: vec![CategoryCount {
+                    items: vec![NoticeLine {
                         category: "generated_images".into(),
                         count: 12,
+                        on: day,
                     }],
                 },
                 "generated_images",

@@ -1,6 +1,7 @@
 //! The daily digest for reviewers: overdue requests, requests due soon, and dead letters in the
 //! outbox. Each recipient gets one per day: the outbox's dedupe key (the date and the address)
-//! makes a second run on the same day, or a run on another replica, queue nothing.
+//! makes a second run on the same day, or a run on another replica, queue nothing. The same
+//! digest, with a summary of the run, follows every retention purge.
 
 use chrono::NaiveDate;
 use sea_orm::{
@@ -49,37 +50,79 @@ async fn lines(
         .collect())
 }
 
-/// Queues today's digest to each configured address, unless there is nothing to report.
-/// Returns how many digests were queued.
-pub async fn queue(db: &Db, config: &Config, today: NaiveDate) -> Result<u64, DbErr> {
-    if config.requests.digest_to.is_empty() {
-        return Ok(0);
-    }
-    let conn = db.conn();
+/// The digest's contents as of `today`.
+async fn digest(
+    conn: &impl ConnectionTrait,
+    config: &Config,
+    today: NaiveDate,
+    purge_summary: Option<String>,
+) -> Result<EmailContent, DbErr> {
     let soon = today + chrono::Days::new(u64::from(config.requests.digest_due_within_days) + 1);
-    let overdue = lines(conn, None, today).await?;
-    let due_soon = lines(conn, Some(today), soon).await?;
     let dead_letters: i64 = outbox::counts(conn)
         .await?
         .into_iter()
         .filter(|(status, _, _)| *status == outbox::Status::Dead)
         .map(|(_, _, n)| n)
         .sum();
-    if overdue.is_empty() && due_soon.is_empty() && dead_letters == 0 {
-        return Ok(0);
-    }
-    let content = EmailContent::AdminDigest {
+    Ok(EmailContent::AdminDigest {
         generated_at: clock::now(),
-        overdue,
-        due_soon,
+        overdue: lines(conn, None, today).await?,
+        due_soon: lines(conn, Some(today), soon).await?,
         dead_letters: dead_letters.max(0) as u64,
-        purge_summary: None,
-    };
+        purge_summary,
+    })
+}
+
+/// Queues `content` to each configured address under `key:<address>`; returns how many were
+/// new.
+async fn send(
+    conn: &impl ConnectionTrait,
+    config: &Config,
+    key: &str,
+    content: &EmailContent,
+) -> Result<u64, DbErr> {
     let mut queued = 0;
     for to in &config.requests.digest_to {
-        if outbox::enqueue_email(conn, &format!("digest:{today}:{to}"), to, "en", &content).await? {
+        if outbox::enqueue_email(conn, &format!("{key}:{to}"), to, "en", content).await? {
             queued += 1;
         }
     }
     Ok(queued)
+}
+
+/// Queues today's digest to each configured address, unless there is nothing to report.
+/// Returns how many digests were queued.
+pub async fn queue(db: &Db, config: &Config, today: NaiveDate) -> Result<u64, DbErr> {
+    if config.requests.digest_to.is_empty() {
+        return Ok(0);
+    }
+    let content = digest(db.conn(), config, today, None).await?;
+    if let EmailContent::AdminDigest {
+        overdue,
+        due_soon,
+        dead_letters: 0,
+        ..
+    } = &content
+        && overdue.is_empty()
+        && due_soon.is_empty()
+    {
+        return Ok(0);
+    }
+    send(db.conn(), config, &format!("digest:{today}"), &content).await
+}
+
+/// Queues the digest after a retention purge run, with the run's summary, in the run's
+/// transaction.
+pub async fn queue_after_purge(
+    conn: &impl ConnectionTrait,
+    config: &Config,
+    run_id: &str,
+    summary: &str,
+) -> Result<u64, DbErr> {
+    if config.requests.digest_to.is_empty() {
+        return Ok(0);
+    }
+    let today = clock::now().date_naive();
+    let content = digest(conn, config, today, Some(summary.to_string())).await?;
+    send(conn, config, &format!("digest:purge:{run_id}"), &content).await
 }

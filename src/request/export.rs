@@ -538,19 +538,17 @@ pub async fn find(
 
 /// Deletes the files of expired packages and marks them purged, in batches. Returns how many
 /// were purged. A file already gone counts as purged.
-pub async fn purge_expired(db: &Db, config: &Config) -> Result<u64, RequestError> {
+pub async fn purge_expired(
+    db: &Db,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<u64, RequestError> {
     use sea_orm::QuerySelect;
 
     let dir = config.data_dir.join("exports");
     let mut purged = 0;
     loop {
-        let now = clock::now();
-        let expired = model::exports::Entity::find()
-            .filter(model::exports::Column::ExpiresAt.lte(now))
-            .filter(model::exports::Column::PurgedAt.is_null())
-            .limit(PAGE)
-            .all(db.conn())
-            .await?;
+        let expired = expired(now).limit(PAGE).all(db.conn()).await?;
         for row in &expired {
             match std::fs::remove_file(dir.join(&row.file_name)) {
                 Ok(()) => {}
@@ -571,6 +569,21 @@ pub async fn purge_expired(db: &Db, config: &Config) -> Result<u64, RequestError
             return Ok(purged);
         }
     }
+}
+
+/// Packages past their download period and not yet deleted.
+fn expired(now: DateTime<Utc>) -> Select<model::exports::Entity> {
+    model::exports::Entity::find()
+        .filter(model::exports::Column::ExpiresAt.lte(now))
+        .filter(model::exports::Column::PurgedAt.is_null())
+}
+
+/// How many packages [`purge_expired`] would delete at `now`.
+pub async fn count_expired(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+) -> Result<u64, sea_orm::DbErr> {
+    expired(now).count(conn).await
 }
 
 #[cfg(test)]

@@ -1,9 +1,17 @@
-//! Retention rules over HTTP: viewers read them and the coverage report, admins change them.
+//! Retention over HTTP: viewers read the rules, the coverage report and the purge runs; admins
+//! change rules, hold items and start runs; the main app acknowledges erasure jobs.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
 
-use super::{Gap, Rule, RuleFields};
+use super::{
+    Gap, Rule, RuleFields,
+    purge::{self, PurgeRun, Report},
+};
 use crate::{
     AppState,
     api_tags::ApiTags,
@@ -141,6 +149,102 @@ enum Deleted {
     NoContent,
 }
 
+/// A purge run: what it did, or for a dry run what it would do.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct PurgeRunView {
+    id: String,
+    /// `schedule`, `manual` or `cli`.
+    trigger: String,
+    dry_run: bool,
+    /// `running`, `completed`, `failed`, or `interrupted` (its process stopped mid-run; the
+    /// next run carried on).
+    status: String,
+    as_of: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    items_examined: i64,
+    /// Items sent to the main app to purge.
+    items_purged: i64,
+    notices_queued: i64,
+    errors: Vec<String>,
+    report: Report,
+    /// The run's erasure jobs still awaiting the main app's acknowledgement (detail view).
+    jobs_pending: Option<u64>,
+    /// The run's erasure jobs acknowledged (detail view).
+    jobs_acknowledged: Option<u64>,
+}
+
+impl From<PurgeRun> for PurgeRunView {
+    fn from(r: PurgeRun) -> Self {
+        Self {
+            report: serde_json::from_str(&r.report).unwrap_or_default(),
+            errors: r
+                .errors
+                .as_deref()
+                .and_then(|e| serde_json::from_str(e).ok())
+                .unwrap_or_default(),
+            id: r.id,
+            trigger: r.trigger,
+            dry_run: r.dry_run,
+            status: r.status,
+            as_of: r.as_of,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            items_examined: r.items_examined,
+            items_purged: r.items_purged,
+            notices_queued: r.notices_queued,
+            jobs_pending: None,
+            jobs_acknowledged: None,
+        }
+    }
+}
+
+/// Start a purge run.
+#[derive(Object)]
+struct NewRun {
+    /// Report what a run would do, and change nothing but the run record.
+    #[oai(default)]
+    dry_run: bool,
+}
+
+#[derive(ApiResponse)]
+enum Started {
+    /// The run has started; follow it at `/v1/admin/purge-runs/{id}`.
+    #[oai(status = 202)]
+    Accepted(Json<PurgeRunView>),
+}
+
+/// An erasure job, as acknowledged.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct BatchView {
+    batch_id: String,
+    run_id: String,
+    /// `pending` or `acknowledged`.
+    status: String,
+    items: i64,
+    acknowledged_at: Option<DateTime<Utc>>,
+}
+
+/// Put an item on legal hold, or release it.
+#[derive(Object)]
+struct HoldBody {
+    held: bool,
+    /// Why (a litigation, an investigation); kept in the audit log.
+    #[oai(validator(min_length = 1, max_length = 500))]
+    reason: String,
+}
+
+/// An item's hold.
+#[derive(Object)]
+struct HoldView {
+    item_ref: String,
+    category: String,
+    legal_hold: bool,
+    purge_after: Option<DateTime<Utc>>,
+}
+
 #[OpenApi]
 impl RetentionApi {
     /// Retention rules
@@ -232,4 +336,126 @@ impl RetentionApi {
         super::delete(&self.state.db, &category.0, &auth.0.actor()).await?;
         Ok(Deleted::NoContent)
     }
+
+    /// Purge runs
+    ///
+    /// The newest first.
+    #[oai(path = "/v1/admin/purge-runs", method = "get", tag = "ApiTags::Admin")]
+    async fn runs(
+        &self,
+        auth: ApiKey,
+        /// How many runs (1-200).
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
+        limit: Query<u64>,
+    ) -> Result<Json<Vec<PurgeRunView>>, ApiError> {
+        auth.0.require(Role::Viewer)?;
+        let runs = purge::list(self.state.db.conn(), limit.0).await?;
+        Ok(Json(runs.into_iter().map(Into::into).collect()))
+    }
+
+    /// Run the purge now
+    ///
+    /// Starts a run at once (one at a time: 409 while another runs). A dry run reports what a
+    /// real run would do and writes nothing but its record.
+    #[oai(path = "/v1/admin/purge-runs", method = "post", tag = "ApiTags::Admin")]
+    async fn start_run(&self, auth: ApiKey, body: Json<NewRun>) -> Result<Started, ApiError> {
+        auth.0.require(Role::Admin)?;
+        let state = &self.state;
+        let run = purge::start(
+            &state.db,
+            &state.config,
+            body.0.dry_run,
+            crate::clock::now(),
+            &auth.0.actor(),
+        )
+        .await?;
+        let (db, config, started) = (state.db.clone(), state.config.clone(), run.clone());
+        tokio::spawn(async move {
+            // The outcome is recorded in the run.
+            let _ = purge::execute(&db, &config, started).await;
+        });
+        Ok(Started::Accepted(Json(run.into())))
+    }
+
+    /// One purge run
+    #[oai(
+        path = "/v1/admin/purge-runs/:id",
+        method = "get",
+        tag = "ApiTags::Admin"
+    )]
+    async fn run(&self, auth: ApiKey, id: Path<String>) -> Result<Json<PurgeRunView>, ApiError> {
+        auth.0.require(Role::Viewer)?;
+        let conn = self.state.db.conn();
+        let run = purge::get(conn, &id.0).await?;
+        let (pending, acknowledged) = purge::batch_counts(conn, &run.id).await?;
+        let mut view = PurgeRunView::from(run);
+        view.jobs_pending = Some(pending);
+        view.jobs_acknowledged = Some(acknowledged);
+        Ok(Json(view))
+    }
+
+    /// Acknowledge an erasure job
+    ///
+    /// The main app's answer to a `retention.purge_requested` webhook once it has deleted (or
+    /// anonymised) every item of the job. Repeating it changes nothing.
+    #[oai(
+        path = "/v1/purge-batches/:id/complete",
+        method = "post",
+        tag = "ApiTags::Service"
+    )]
+    async fn complete_batch(
+        &self,
+        auth: ApiKey,
+        id: Path<String>,
+    ) -> Result<Json<BatchView>, ApiError> {
+        auth.0.require(Role::Service)?;
+        let batch = purge::acknowledge(&self.state.db, &id.0).await?;
+        Ok(Json(BatchView {
+            batch_id: batch.id,
+            run_id: batch.run_id,
+            status: batch.status,
+            items: batch.items,
+            acknowledged_at: batch.acknowledged_at,
+        }))
+    }
+
+    /// Hold or release one item
+    ///
+    /// A held item is never purged, whatever its date; runs report it among the held items.
+    #[oai(
+        path = "/v1/admin/subjects/:external_id/items/:item_ref/legal-hold",
+        method = "put",
+        tag = "ApiTags::Admin"
+    )]
+    async fn hold(
+        &self,
+        auth: ApiKey,
+        external_id: Path<String>,
+        item_ref: Path<String>,
+        body: Json<HoldBody>,
+    ) -> Result<Json<HoldView>, ApiError> {
+        auth.0.require(Role::Admin)?;
+        let item = purge::set_hold(
+            &self.state.db,
+            &external_id.0,
+            &item_ref.0,
+            body.0.held,
+            &body.0.reason,
+            &auth.0.actor(),
+        )
+        .await?;
+        Ok(Json(HoldView {
+            item_ref: item.external_ref,
+            category: item.category,
+            legal_hold: item.legal_hold,
+            purge_after: item.purge_after,
+        }))
+    }
+}
+
+fn default_limit() -> u64 {
+    50
 }

@@ -6,6 +6,9 @@
 //! rule from `P90D` to `P30D` takes effect on the items already held.
 
 pub mod api;
+pub mod model;
+mod own_data;
+pub mod purge;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -65,8 +68,15 @@ pub use entity::Model as Rule;
 /// What can go wrong with retention rules.
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
-    #[error("no rule for this category")]
-    NotFound,
+    /// The named thing does not exist.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("a purge run is in progress; try again when it has finished")]
+    Busy,
+    #[error("the item's purge was already sent to the main app")]
+    Purging,
+    #[error("Consentry's own data could not be purged: {0}")]
+    OwnData(String),
     #[error("a rule for this category exists already")]
     Exists,
     #[error("the rule has invalid fields")]
@@ -124,9 +134,7 @@ pub fn purge_after(rule: &Rule, item: &items::Model) -> Option<DateTime<Utc>> {
     } else {
         return None;
     };
-    let period: Period = rule.period.parse().ok()?;
-    let day = period.after(start.date_naive())?;
-    Some(day.and_time(start.time()).and_utc())
+    rule.period.parse::<Period>().ok()?.after_instant(start)
 }
 
 /// Every rule, by category.
@@ -142,7 +150,7 @@ pub async fn get(conn: &impl ConnectionTrait, category: &str) -> Result<Rule, Re
     entity::Entity::find_by_id(category)
         .one(conn)
         .await?
-        .ok_or(RetentionError::NotFound)
+        .ok_or(RetentionError::NotFound("retention rule"))
 }
 
 /// Creates a rule and dates the category's items by it.
@@ -413,6 +421,11 @@ mod tests {
             purge_after: None,
             erased_at: None,
             recorded_at: at(created),
+            legal_hold: false,
+            noticed_at: None,
+            purge_run_id: None,
+            purge_batch_id: None,
+            purged_at: None,
         }
     }
 

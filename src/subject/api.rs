@@ -102,6 +102,12 @@ struct DataItemView {
     clock_started_at: Option<DateTime<Utc>>,
     purge_after: Option<DateTime<Utc>>,
     erased_at: Option<DateTime<Utc>>,
+    /// Held items are never purged.
+    legal_hold: bool,
+    /// When the person was told of the coming purge.
+    noticed_at: Option<DateTime<Utc>>,
+    /// When the main app acknowledged the purge.
+    purged_at: Option<DateTime<Utc>>,
 }
 
 impl From<DataItem> for DataItemView {
@@ -114,6 +120,9 @@ impl From<DataItem> for DataItemView {
             clock_started_at: i.clock_started_at,
             purge_after: i.purge_after,
             erased_at: i.erased_at,
+            legal_hold: i.legal_hold,
+            noticed_at: i.noticed_at,
+            purged_at: i.purged_at,
         }
     }
 }

@@ -31,6 +31,15 @@ pub mod entity {
         pub purge_after: Option<DateTimeUtc>,
         pub erased_at: Option<DateTimeUtc>,
         pub recorded_at: DateTimeUtc,
+        /// Held items are never purged, whatever their date.
+        pub legal_hold: bool,
+        /// When the person was told of the coming purge; a notice goes out once per item.
+        pub noticed_at: Option<DateTimeUtc>,
+        /// The purge run and batch that asked the main app to purge the item.
+        pub purge_run_id: Option<String>,
+        pub purge_batch_id: Option<String>,
+        /// When the main app acknowledged the purge.
+        pub purged_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -68,6 +77,11 @@ pub async fn record(
         purge_after: Set(None),
         erased_at: Set(None),
         recorded_at: Set(crate::clock::now()),
+        legal_hold: Set(false),
+        noticed_at: Set(None),
+        purge_run_id: Set(None),
+        purge_batch_id: Set(None),
+        purged_at: Set(None),
     };
     entity::Entity::insert(row)
         .on_conflict(

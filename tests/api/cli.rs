@@ -25,7 +25,7 @@ fn bare_command() -> Command {
 }
 
 /// The binary pointed at the test app's database.
-fn command_for(app: &TestApp) -> Command {
+pub(crate) fn command_for(app: &TestApp) -> Command {
     let mut cmd = bare_command();
     cmd.env("DATABASE_URL", app.state.config.database_url().expose())
         .env("CONSENTRY_DATA_DIR", app.dir.path().join("data"));

@@ -16,5 +16,6 @@ mod hooks;
 mod leases;
 mod notify;
 mod policies;
+mod purge;
 mod requests;
 mod retention;

@@ -16,15 +16,15 @@ use crate::{
 };
 
 /// An app with a real SMTP server and a main app that receives webhooks.
-struct Fixture {
-    app: TestApp,
-    sink: SmtpSink,
-    main_app: WebhookReceiver,
-    reviewer: String,
-    service: String,
+pub(crate) struct Fixture {
+    pub(crate) app: TestApp,
+    pub(crate) sink: SmtpSink,
+    pub(crate) main_app: WebhookReceiver,
+    pub(crate) reviewer: String,
+    pub(crate) service: String,
 }
 
-async fn fixture() -> Fixture {
+pub(crate) async fn fixture() -> Fixture {
     let sink = SmtpSink::start().await;
     let main_app = WebhookReceiver::start(0).await;
     let (smtp, hooks) = (sink.url(), main_app.url.clone());
@@ -46,7 +46,7 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    async fn drain(&self) {
+    pub(crate) async fn drain(&self) {
         self.app
             .state
             .dispatcher
@@ -99,7 +99,7 @@ impl Fixture {
             .expect("a job was sent")
     }
 
-    async fn mail_to(&self, to: &str, n: usize) -> Vec<ReceivedMail> {
+    pub(crate) async fn mail_to(&self, to: &str, n: usize) -> Vec<ReceivedMail> {
         self.sink
             .wait_for(n)
             .await
@@ -276,15 +276,23 @@ async fn an_access_request_runs_from_the_portal_to_the_download() {
         .data_dir
         .join(format!("exports/{id}.pkg"));
     assert!(path.exists());
-    let purged = consentry::request::export::purge_expired(&f.app.state.db, &f.app.state.config)
-        .await
-        .unwrap();
+    let purged = consentry::request::export::purge_expired(
+        &f.app.state.db,
+        &f.app.state.config,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(purged, 1);
     assert!(!path.exists());
     assert_eq!(
-        consentry::request::export::purge_expired(&f.app.state.db, &f.app.state.config)
-            .await
-            .unwrap(),
+        consentry::request::export::purge_expired(
+            &f.app.state.db,
+            &f.app.state.config,
+            chrono::Utc::now()
+        )
+        .await
+        .unwrap(),
         0
     );
 

@@ -1,0 +1,750 @@
+//! The retention purge (GDPR Art 5(1)(e), PIPL Art 47: delete on one's own when the period
+//! expires).
+//!
+//! A run walks the people whose items are due or entering their notice window, a chunk of
+//! people per transaction. In each chunk it queues one notice email per person (listing
+//! categories, counts and dates), and sends the main app, which holds the real data, a signed
+//! erasure job per batch of due items; each chunk commits together with its outbox rows. Items
+//! carry their progress (`noticed_at`, `purge_batch_id`), so a run killed at any point and
+//! started again sends no notice twice, purges nothing twice and skips nothing. The main app
+//! acknowledges each job with `POST /v1/purge-batches/{id}/complete`; its items are then
+//! purged, and each person whose items of the run are all gone gets one "purged" email.
+//!
+//! A dry run walks the same chunks with the same conditions and writes nothing but its run
+//! record, so its report is what a real run at the same instant would do.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, prelude::Expr,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{RetentionError, Rule, model};
+use crate::{
+    audit::{self, Actor},
+    clock,
+    config::Config,
+    db::Db,
+    lease,
+    notify::{
+        email::{CategoryCount, EmailContent, NoticeLine},
+        outbox,
+    },
+    period::Period,
+    subject::{self, items::entity as items},
+};
+
+/// The webhook event type of an erasure job for the main app.
+pub const PURGE_REQUESTED: &str = "retention.purge_requested";
+/// The lease every run holds, whatever started it: one run at a time.
+const RUN_LEASE: &str = "purge_run";
+/// People per chunk (one transaction each).
+const SUBJECTS_PER_CHUNK: u64 = 500;
+/// Ids per `IN (...)` list, well under every database's parameter limit.
+const IDS_PER_STATEMENT: usize = 1000;
+
+/// A run as stored.
+pub type PurgeRun = model::runs::Model;
+
+/// What a run did or, dry, would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Object)]
+pub struct Report {
+    /// People with items due or entering their notice window.
+    pub subjects_examined: u64,
+    /// Their items looked at: due, or entering the notice window.
+    pub items_examined: u64,
+    /// Items whose person was told in this run of their coming purge.
+    pub items_noticed: u64,
+    /// Notice emails queued: one per person with an address.
+    pub notices_queued: u64,
+    /// Items sent to the main app to purge.
+    pub items_purging: u64,
+    /// Erasure jobs sent to the main app.
+    pub batches: u64,
+    /// Items past their date but on legal hold, kept.
+    pub items_held: u64,
+    /// The same, per data category.
+    pub categories: Vec<CategoryReport>,
+    /// Consentry's own data deleted.
+    pub own_data: OwnData,
+}
+
+/// A run's work in one data category.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Object)]
+pub struct CategoryReport {
+    pub category: String,
+    pub noticed: u64,
+    pub purging: u64,
+    pub held: u64,
+}
+
+/// Consentry's own records past their use, deleted by a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Object)]
+pub struct OwnData {
+    /// Export packages past their download period.
+    pub export_packages: u64,
+    /// Verification codes of abandoned requests.
+    pub verification_codes: u64,
+    /// Guardian-consent links past their expiry, used or not.
+    pub guardian_tokens: u64,
+    /// Delivered emails and webhooks older than `retention.keep_delivered_outbox`.
+    pub outbox_messages: u64,
+    /// Consent events of people erased longer ago than `retention.keep_erased_proofs`.
+    pub consent_proofs: u64,
+}
+
+/// Takes the run lease and records a new run. Fails with [`RetentionError::Busy`] while
+/// another run holds the lease. A run left `running` by a process that died is marked
+/// `interrupted`: holding the lease proves nothing else runs.
+pub async fn start(
+    db: &Db,
+    config: &Config,
+    dry_run: bool,
+    as_of: DateTime<Utc>,
+    actor: &Actor,
+) -> Result<PurgeRun, RetentionError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    if !lease::acquire(db, RUN_LEASE, &id, lease_ttl(config)).await? {
+        return Err(RetentionError::Busy);
+    }
+    let txn = db.begin_write().await?;
+    let now = clock::now();
+    model::runs::Entity::update_many()
+        .col_expr(model::runs::Column::Status, Expr::value("interrupted"))
+        .col_expr(model::runs::Column::FinishedAt, Expr::value(now))
+        .filter(model::runs::Column::Status.eq("running"))
+        .exec(&*txn)
+        .await?;
+    let run = sea_orm::ActiveModelTrait::insert(
+        model::runs::ActiveModel {
+            id: Set(id),
+            trigger: Set(trigger(actor).into()),
+            dry_run: Set(dry_run),
+            status: Set("running".into()),
+            actor: Set(actor.to_string()),
+            as_of: Set(as_of),
+            started_at: Set(now),
+            finished_at: Set(None),
+            items_examined: Set(0),
+            items_purged: Set(0),
+            notices_queued: Set(0),
+            report: Set(to_json(&Report::default())),
+            errors: Set(None),
+        },
+        &*txn,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(run)
+}
+
+/// What started a run, from who asked for it.
+fn trigger(actor: &Actor) -> &'static str {
+    match actor {
+        Actor::Cli => "cli",
+        Actor::System => "schedule",
+        _ => "manual",
+    }
+}
+
+fn lease_ttl(config: &Config) -> TimeDelta {
+    TimeDelta::seconds(i64::try_from(config.retention.run_lease_seconds).unwrap_or(i64::MAX))
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
+}
+
+/// Does the work of a started run, records its outcome and gives up the lease. A failure is
+/// recorded in the run (and returned); the next run picks up where it stopped.
+pub async fn execute(db: &Db, config: &Config, run: PurgeRun) -> Result<PurgeRun, RetentionError> {
+    let mut report = Report::default();
+    let outcome = walk(db, config, &run, &mut report).await;
+    let outcome = match outcome {
+        Ok(()) => super::own_data::purge(db, config, run.as_of, run.dry_run)
+            .await
+            .map(|own| report.own_data = own),
+        Err(e) => Err(e),
+    };
+    let errors = outcome.as_ref().err().map(|e| {
+        tracing::error!(run = %run.id, error = %e, "purge run failed");
+        to_json(&[e.to_string()])
+    });
+    let txn = db.begin_write().await?;
+    model::runs::Entity::update_many()
+        .col_expr(
+            model::runs::Column::Status,
+            Expr::value(if errors.is_some() {
+                "failed"
+            } else {
+                "completed"
+            }),
+        )
+        .col_expr(model::runs::Column::FinishedAt, Expr::value(clock::now()))
+        .col_expr(
+            model::runs::Column::ItemsExamined,
+            Expr::value(count(report.items_examined)),
+        )
+        .col_expr(
+            model::runs::Column::ItemsPurged,
+            Expr::value(count(report.items_purging)),
+        )
+        .col_expr(
+            model::runs::Column::NoticesQueued,
+            Expr::value(count(report.notices_queued)),
+        )
+        .col_expr(model::runs::Column::Report, Expr::value(to_json(&report)))
+        .col_expr(model::runs::Column::Errors, Expr::value(errors))
+        .filter(model::runs::Column::Id.eq(&run.id))
+        .exec(&*txn)
+        .await?;
+    if !run.dry_run {
+        crate::request::digest::queue_after_purge(&*txn, config, &run.id, &summary(&report))
+            .await?;
+    }
+    txn.commit().await?;
+    lease::release(db, RUN_LEASE, &run.id).await?;
+    outcome?;
+    get(db.conn(), &run.id).await
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One line for the admin digest.
+fn summary(report: &Report) -> String {
+    format!(
+        "{} item(s) sent for purging in {} job(s), {} notice(s) queued, {} held item(s) kept",
+        report.items_purging, report.batches, report.notices_queued, report.items_held
+    )
+}
+
+/// The rules as a run applies them.
+struct Plan {
+    rules: HashMap<String, Rule>,
+    /// Categories under a rule-level legal hold.
+    held: Vec<String>,
+    /// Per category with a notice period: items due by this instant are in the window.
+    windows: Vec<(String, DateTime<Utc>)>,
+    as_of: DateTime<Utc>,
+}
+
+impl Plan {
+    async fn load(
+        conn: &impl ConnectionTrait,
+        as_of: DateTime<Utc>,
+    ) -> Result<Self, RetentionError> {
+        let rules = super::list(conn).await?;
+        let held = rules
+            .iter()
+            .filter(|r| r.legal_hold)
+            .map(|r| r.category.clone())
+            .collect();
+        let windows = rules
+            .iter()
+            .filter(|r| !r.legal_hold)
+            .filter_map(|r| {
+                let notice: Period = r.notice_before.as_deref()?.parse().ok()?;
+                Some((r.category.clone(), notice.after_instant(as_of)?))
+            })
+            .collect();
+        Ok(Self {
+            rules: rules.into_iter().map(|r| (r.category.clone(), r)).collect(),
+            held,
+            windows,
+            as_of,
+        })
+    }
+
+    /// Items still held by Consentry and not yet sent for purging.
+    fn open() -> Condition {
+        Condition::all()
+            .add(items::Column::ErasedAt.is_null())
+            .add(items::Column::PurgeBatchId.is_null())
+    }
+
+    /// Open items that a run acts on: due, or entering their notice window unnoticed; never
+    /// held ones.
+    fn work(&self) -> Condition {
+        let mut when = Condition::any().add(items::Column::PurgeAfter.lte(self.as_of));
+        for (category, until) in &self.windows {
+            when = when.add(
+                Condition::all()
+                    .add(items::Column::Category.eq(category))
+                    .add(items::Column::NoticedAt.is_null())
+                    .add(items::Column::PurgeAfter.lte(*until)),
+            );
+        }
+        let mut work = Self::open()
+            .add(items::Column::LegalHold.eq(false))
+            .add(when);
+        if !self.held.is_empty() {
+            work = work.add(items::Column::Category.is_not_in(self.held.clone()));
+        }
+        work
+    }
+
+    /// Open items past their date that a hold keeps.
+    fn held(&self) -> Condition {
+        let mut hold = Condition::any().add(items::Column::LegalHold.eq(true));
+        if !self.held.is_empty() {
+            hold = hold.add(items::Column::Category.is_in(self.held.clone()));
+        }
+        Self::open()
+            .add(items::Column::PurgeAfter.lte(self.as_of))
+            .add(hold)
+    }
+
+    fn action(&self, category: &str) -> &str {
+        self.rules
+            .get(category)
+            .map(|r| r.action.as_str())
+            .unwrap_or("delete")
+    }
+}
+
+/// What one chunk of people comes to.
+#[derive(Default)]
+struct Chunk {
+    /// Per person: (category, day) → items, for the notice.
+    notices: BTreeMap<String, BTreeMap<(String, chrono::NaiveDate), u64>>,
+    noticed: Vec<String>,
+    /// Due items in batches for the main app.
+    batches: Vec<Vec<items::Model>>,
+}
+
+impl Chunk {
+    fn of(plan: &Plan, found: Vec<items::Model>, batch_size: usize) -> Self {
+        let mut chunk = Chunk::default();
+        let mut due = Vec::new();
+        for item in found {
+            let Some(at) = item.purge_after else { continue };
+            if at <= plan.as_of {
+                due.push(item);
+            } else {
+                *chunk
+                    .notices
+                    .entry(item.subject_id.clone())
+                    .or_default()
+                    .entry((item.category.clone(), at.date_naive()))
+                    .or_default() += 1;
+                chunk.noticed.push(item.id);
+            }
+        }
+        let mut rest = due.into_iter().peekable();
+        while rest.peek().is_some() {
+            chunk.batches.push(rest.by_ref().take(batch_size).collect());
+        }
+        chunk
+    }
+}
+
+/// Walks every person with work, one chunk per transaction.
+async fn walk(
+    db: &Db,
+    config: &Config,
+    run: &PurgeRun,
+    report: &mut Report,
+) -> Result<(), RetentionError> {
+    let conn = db.conn();
+    let plan = Plan::load(conn, run.as_of).await?;
+    let mut categories: BTreeMap<String, CategoryReport> = BTreeMap::new();
+    let held: Vec<(String, i64)> = items::Entity::find()
+        .select_only()
+        .column(items::Column::Category)
+        .column_as(items::Column::Id.count(), "n")
+        .filter(plan.held())
+        .group_by(items::Column::Category)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    for (category, n) in held {
+        let n = u64::try_from(n).unwrap_or(0);
+        report.items_held += n;
+        category_entry(&mut categories, &category).held += n;
+    }
+    let batch_size = usize::try_from(config.retention.batch_size).unwrap_or(usize::MAX);
+    let mut after: Option<String> = None;
+    loop {
+        if !lease::acquire(db, RUN_LEASE, &run.id, lease_ttl(config)).await? {
+            return Err(RetentionError::Busy);
+        }
+        let mut people = items::Entity::find()
+            .select_only()
+            .column(items::Column::SubjectId)
+            .distinct()
+            .filter(plan.work());
+        if let Some(last) = &after {
+            people = people.filter(items::Column::SubjectId.gt(last.as_str()));
+        }
+        let people: Vec<String> = people
+            .order_by_asc(items::Column::SubjectId)
+            .limit(SUBJECTS_PER_CHUNK)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        let Some(last) = people.last().cloned() else {
+            break;
+        };
+        let found = items::Entity::find()
+            .filter(items::Column::SubjectId.is_in(people.clone()))
+            .filter(plan.work())
+            .order_by_asc(items::Column::SubjectId)
+            .order_by_asc(items::Column::Id)
+            .all(conn)
+            .await?;
+        let subjects: HashMap<String, subject::Subject> = subject::model::Entity::find()
+            .filter(subject::model::Column::Id.is_in(people.clone()))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+        report.subjects_examined += people.len() as u64;
+        report.items_examined += found.len() as u64;
+        let chunk = Chunk::of(&plan, found, batch_size);
+        for lines in chunk.notices.values() {
+            for ((category, _), n) in lines {
+                category_entry(&mut categories, category).noticed += n;
+            }
+        }
+        for item in chunk.batches.iter().flatten() {
+            category_entry(&mut categories, &item.category).purging += 1;
+        }
+        report.items_noticed += chunk.noticed.len() as u64;
+        report.items_purging += chunk.batches.iter().map(Vec::len).sum::<usize>() as u64;
+        report.batches += chunk.batches.len() as u64;
+        report.notices_queued += chunk
+            .notices
+            .keys()
+            .filter(|id| subjects.get(*id).is_some_and(|s| s.email.is_some()))
+            .count() as u64;
+        if !run.dry_run {
+            apply(db, run, &plan, &chunk, &subjects).await?;
+        }
+        after = Some(last);
+    }
+    report.categories = categories.into_values().collect();
+    Ok(())
+}
+
+fn category_entry<'a>(
+    categories: &'a mut BTreeMap<String, CategoryReport>,
+    category: &str,
+) -> &'a mut CategoryReport {
+    categories
+        .entry(category.to_string())
+        .or_insert_with(|| CategoryReport {
+            category: category.to_string(),
+            ..Default::default()
+        })
+}
+
+/// Writes one chunk: the notices with their items marked, the batches with their items marked
+/// and their jobs queued, all in one transaction.
+async fn apply(
+    db: &Db,
+    run: &PurgeRun,
+    plan: &Plan,
+    chunk: &Chunk,
+    subjects: &HashMap<String, subject::Subject>,
+) -> Result<(), RetentionError> {
+    let txn = db.begin_write().await?;
+    for (subject_id, lines) in &chunk.notices {
+        let Some(person) = subjects.get(subject_id) else {
+            continue;
+        };
+        let Some(to) = &person.email else { continue };
+        let items: Vec<NoticeLine> = lines
+            .iter()
+            .map(|((category, on), count)| NoticeLine {
+                category: category.clone(),
+                count: *count,
+                on: *on,
+            })
+            .collect();
+        let Some(purge_date) = items.iter().map(|l| l.on).min() else {
+            continue;
+        };
+        outbox::enqueue_email(
+            &*txn,
+            &format!("retention-notice:{}:{subject_id}", run.id),
+            to,
+            person.locale.as_deref().unwrap_or("en"),
+            &EmailContent::RetentionNotice { purge_date, items },
+        )
+        .await?;
+    }
+    for ids in chunk.noticed.chunks(IDS_PER_STATEMENT) {
+        items::Entity::update_many()
+            .col_expr(items::Column::NoticedAt, Expr::value(run.as_of))
+            .filter(items::Column::Id.is_in(ids.iter().cloned()))
+            .exec(&*txn)
+            .await?;
+    }
+    for batch in &chunk.batches {
+        let batch_id = uuid::Uuid::now_v7().to_string();
+        model::batches::Entity::insert(model::batches::ActiveModel {
+            id: Set(batch_id.clone()),
+            run_id: Set(run.id.clone()),
+            status: Set("pending".into()),
+            items: Set(batch.len() as i64),
+            created_at: Set(clock::now()),
+            acknowledged_at: Set(None),
+        })
+        .exec_without_returning(&*txn)
+        .await?;
+        for ids in batch.chunks(IDS_PER_STATEMENT) {
+            items::Entity::update_many()
+                .col_expr(items::Column::PurgeBatchId, Expr::value(batch_id.clone()))
+                .col_expr(items::Column::PurgeRunId, Expr::value(run.id.clone()))
+                .filter(items::Column::Id.is_in(ids.iter().map(|i| i.id.clone())))
+                .exec(&*txn)
+                .await?;
+        }
+        let listed: Vec<_> = batch
+            .iter()
+            .filter_map(|item| {
+                let person = subjects.get(&item.subject_id)?;
+                Some(json!({
+                    "external_id": person.external_id,
+                    "item_ref": item.external_ref,
+                    "category": item.category,
+                    "action": plan.action(&item.category),
+                }))
+            })
+            .collect();
+        outbox::enqueue_webhook(
+            &*txn,
+            &format!("purge-batch:{batch_id}"),
+            PURGE_REQUESTED,
+            json!({
+                "batch_id": batch_id,
+                "run_id": run.id,
+                "items": listed,
+                "complete_path": format!("/v1/purge-batches/{batch_id}/complete"),
+            }),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// A run by id.
+pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<PurgeRun, RetentionError> {
+    model::runs::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or(RetentionError::NotFound("purge run"))
+}
+
+/// The newest runs first.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    limit: u64,
+) -> Result<Vec<PurgeRun>, RetentionError> {
+    Ok(model::runs::Entity::find()
+        .order_by_desc(model::runs::Column::StartedAt)
+        .order_by_desc(model::runs::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
+
+/// A run's erasure jobs: (pending, acknowledged).
+pub async fn batch_counts(
+    conn: &impl ConnectionTrait,
+    run_id: &str,
+) -> Result<(u64, u64), RetentionError> {
+    let rows: Vec<(String, i64)> = model::batches::Entity::find()
+        .select_only()
+        .column(model::batches::Column::Status)
+        .column_as(model::batches::Column::Id.count(), "n")
+        .filter(model::batches::Column::RunId.eq(run_id))
+        .group_by(model::batches::Column::Status)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let of = |status: &str| {
+        rows.iter()
+            .filter(|(s, _)| s == status)
+            .map(|(_, n)| u64::try_from(*n).unwrap_or(0))
+            .sum()
+    };
+    Ok((of("pending"), of("acknowledged")))
+}
+
+/// Records the main app's acknowledgement of an erasure job: its items are purged, and each
+/// person none of whose items of the run is still pending gets one "purged" email listing
+/// them (for categories whose rule says to tell). Acknowledging twice changes nothing.
+pub async fn acknowledge(db: &Db, batch_id: &str) -> Result<model::batches::Model, RetentionError> {
+    let txn = db.begin_write().await?;
+    let batch = model::batches::Entity::find_by_id(batch_id)
+        .one(&*txn)
+        .await?
+        .ok_or(RetentionError::NotFound("purge batch"))?;
+    if batch.status != "pending" {
+        return Ok(batch);
+    }
+    let now = clock::now();
+    model::batches::Entity::update_many()
+        .col_expr(model::batches::Column::Status, Expr::value("acknowledged"))
+        .col_expr(model::batches::Column::AcknowledgedAt, Expr::value(now))
+        .filter(model::batches::Column::Id.eq(batch_id))
+        .exec(&*txn)
+        .await?;
+    items::Entity::update_many()
+        .col_expr(items::Column::PurgedAt, Expr::value(now))
+        .filter(items::Column::PurgeBatchId.eq(batch_id))
+        .exec(&*txn)
+        .await?;
+    items::Entity::update_many()
+        .col_expr(items::Column::ErasedAt, Expr::value(now))
+        .filter(items::Column::PurgeBatchId.eq(batch_id))
+        .filter(items::Column::ErasedAt.is_null())
+        .exec(&*txn)
+        .await?;
+    let people: Vec<String> = items::Entity::find()
+        .select_only()
+        .column(items::Column::SubjectId)
+        .distinct()
+        .filter(items::Column::PurgeBatchId.eq(batch_id))
+        .into_tuple()
+        .all(&*txn)
+        .await?;
+    let tell: Vec<String> = super::list(&*txn)
+        .await?
+        .into_iter()
+        .filter(|r| r.notify_after)
+        .map(|r| r.category)
+        .collect();
+    for people in people.chunks(IDS_PER_STATEMENT) {
+        tell_purged(&*txn, &batch.run_id, people, &tell, now).await?;
+    }
+    audit::record(
+        &*txn,
+        &Actor::MainApp,
+        "purge_batch.acknowledged",
+        audit::Target::new("purge_batch", batch_id),
+        json!({"run_id": batch.run_id, "items": batch.items}),
+    )
+    .await?;
+    let batch = model::batches::Entity::find_by_id(batch_id)
+        .one(&*txn)
+        .await?
+        .ok_or(RetentionError::NotFound("purge batch"))?;
+    txn.commit().await?;
+    Ok(batch)
+}
+
+/// Queues the "purged" email of each of `people` whose items of the run are all purged.
+async fn tell_purged(
+    conn: &impl ConnectionTrait,
+    run_id: &str,
+    people: &[String],
+    tell: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), RetentionError> {
+    let rows: Vec<(String, String, Option<DateTime<Utc>>)> = items::Entity::find()
+        .select_only()
+        .column(items::Column::SubjectId)
+        .column(items::Column::Category)
+        .column(items::Column::PurgedAt)
+        .filter(items::Column::PurgeRunId.eq(run_id))
+        .filter(items::Column::SubjectId.is_in(people.iter().cloned()))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut per_person: BTreeMap<&str, (bool, BTreeMap<&str, u64>)> = BTreeMap::new();
+    for (subject_id, category, purged_at) in &rows {
+        let (pending, counts) = per_person.entry(subject_id).or_default();
+        *pending |= purged_at.is_none();
+        if tell.contains(category) {
+            *counts.entry(category).or_default() += 1;
+        }
+    }
+    for (subject_id, (pending, counts)) in per_person {
+        if pending || counts.is_empty() {
+            continue;
+        }
+        let Some(person) = subject::model::Entity::find_by_id(subject_id)
+            .one(conn)
+            .await?
+        else {
+            continue;
+        };
+        let Some(to) = &person.email else { continue };
+        outbox::enqueue_email(
+            conn,
+            &format!("retention-purged:{run_id}:{subject_id}"),
+            to,
+            person.locale.as_deref().unwrap_or("en"),
+            &EmailContent::RetentionPurged {
+                purged_on: now.date_naive(),
+                items: counts
+                    .into_iter()
+                    .map(|(category, count)| CategoryCount {
+                        category: category.to_string(),
+                        count,
+                    })
+                    .collect(),
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Puts one item on legal hold or releases it. An item whose purge was already sent to the
+/// main app cannot be held any more.
+pub async fn set_hold(
+    db: &Db,
+    external_id: &str,
+    item_ref: &str,
+    held: bool,
+    reason: &str,
+    actor: &Actor,
+) -> Result<items::Model, RetentionError> {
+    let txn = db.begin_write().await?;
+    let person = subject::find(&*txn, external_id)
+        .await?
+        .ok_or(RetentionError::NotFound("subject"))?;
+    let item = items::Entity::find()
+        .filter(items::Column::SubjectId.eq(&person.id))
+        .filter(items::Column::ExternalRef.eq(item_ref))
+        .one(&*txn)
+        .await?
+        .ok_or(RetentionError::NotFound("data item"))?;
+    if held && (item.purge_batch_id.is_some() || item.erased_at.is_some()) {
+        return Err(RetentionError::Purging);
+    }
+    items::Entity::update_many()
+        .col_expr(items::Column::LegalHold, Expr::value(held))
+        .filter(items::Column::Id.eq(&item.id))
+        .exec(&*txn)
+        .await?;
+    audit::record(
+        &*txn,
+        actor,
+        if held {
+            "data_item.held"
+        } else {
+            "data_item.released"
+        },
+        audit::Target::new("data_item", &item.id),
+        json!({"category": item.category, "reason": reason}),
+    )
+    .await?;
+    let item = items::Entity::find_by_id(item.id)
+        .one(&*txn)
+        .await?
+        .ok_or(RetentionError::NotFound("data item"))?;
+    txn.commit().await?;
+    Ok(item)
+}
