@@ -756,3 +756,80 @@ async fn replicas_started_together_purge_each_item_once() {
     let (sent, notices) = sent_once(app).await;
     assert_eq!((sent, notices), (due, 1500));
 }
+
+#[tokio::test]
+async fn consentrys_own_data_goes_when_its_use_is_over() {
+    let f = fixture().await;
+    let admin = f.admin().await;
+    f.app
+        .create_purposes(&admin, &[crate::helpers::purpose_body("analytics")])
+        .await;
+    for who in ["ann", "bob"] {
+        json(
+            f.app
+                .request(Method::PUT, "/v1/me/consents/analytics")
+                .bearer_auth(crate::helpers::subject_token(who))
+                .json(&json!({"granted": true, "policy_version": 2}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+    }
+    json(
+        f.app
+            .post("/v1/requests")
+            .json(&json!({"type": "access", "email": "dee@example.com"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    f.drain().await;
+    // Ann is erased, as an erasure request leaves her: a pseudonymous id and the proof.
+    let conn = f.app.state.db.conn();
+    let ann = subject::find(conn, "ann").await.unwrap().unwrap();
+    subject::model::Entity::update_many()
+        .col_expr(
+            subject::model::Column::ErasedAt,
+            sea_orm::prelude::Expr::value(Utc::now()),
+        )
+        .filter(subject::model::Column::Id.eq(&ann.id))
+        .exec(conn)
+        .await
+        .unwrap();
+    let events = || async {
+        consentry::consent::model::events::Entity::find()
+            .count(conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(events().await, 2);
+
+    // A year on, the proof is still kept; the delivered messages and the code are not.
+    let (_, year) = f.run(Utc::now() + days(365), false).await;
+    assert_eq!(year.own_data.consent_proofs, 0);
+    assert_eq!(year.own_data.verification_codes, 1);
+    assert!(year.own_data.outbox_messages >= 1, "{:?}", year.own_data);
+    let delivered = outbox::entity::Entity::find()
+        .filter(outbox::entity::Column::Status.eq(outbox::Status::Delivered))
+        .count(conn)
+        .await
+        .unwrap();
+    assert_eq!(delivered, 0);
+
+    // Three years after the erasure, the proof goes too, and the chain is reset.
+    let (_, later) = f.run(Utc::now() + days(3 * 365 + 1), false).await;
+    assert_eq!(later.own_data.consent_proofs, 1);
+    assert_eq!(events().await, 1, "Bob's proof stays");
+    let ann = subject::model::Entity::find_by_id(ann.id.as_str())
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ann.consent_seq, 0);
+    let (_, again) = f.run(Utc::now() + days(3 * 365 + 2), false).await;
+    assert_eq!(again.own_data, Default::default());
+}
