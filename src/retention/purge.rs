@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, prelude::Expr,
+    QueryOrder, QuerySelect, QueryTrait, prelude::Expr,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -65,7 +65,8 @@ pub struct Report {
     pub items_purging: u64,
     /// Erasure jobs sent to the main app.
     pub batches: u64,
-    /// Items past their date but on legal hold, kept.
+    /// Items past their date but kept: on legal hold, in a held category, or of a person who
+    /// restricted processing.
     pub items_held: u64,
     /// The same, per data category.
     pub categories: Vec<CategoryReport>,
@@ -268,6 +269,16 @@ impl Plan {
             .add(items::Column::PurgeBatchId.is_null())
     }
 
+    /// People who restricted processing: their data is kept, as for a legal claim (GDPR
+    /// Art 18(1)(c)), until the restriction is lifted.
+    fn restricted() -> sea_orm::sea_query::SelectStatement {
+        subject::model::Entity::find()
+            .select_only()
+            .column(subject::model::Column::Id)
+            .filter(subject::model::Column::Restricted.eq(true))
+            .into_query()
+    }
+
     /// Open items that a run acts on: due, or entering their notice window unnoticed; never
     /// held ones.
     fn work(&self) -> Condition {
@@ -282,6 +293,7 @@ impl Plan {
         }
         let mut work = Self::open()
             .add(items::Column::LegalHold.eq(false))
+            .add(items::Column::SubjectId.not_in_subquery(Self::restricted()))
             .add(when);
         if !self.held.is_empty() {
             work = work.add(items::Column::Category.is_not_in(self.held.clone()));
@@ -291,7 +303,9 @@ impl Plan {
 
     /// Open items past their date that a hold keeps.
     fn held(&self) -> Condition {
-        let mut hold = Condition::any().add(items::Column::LegalHold.eq(true));
+        let mut hold = Condition::any()
+            .add(items::Column::LegalHold.eq(true))
+            .add(items::Column::SubjectId.in_subquery(Self::restricted()));
         if !self.held.is_empty() {
             hold = hold.add(items::Column::Category.is_in(self.held.clone()));
         }

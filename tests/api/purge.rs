@@ -365,6 +365,17 @@ async fn held_items_and_categories_are_kept_and_reported() {
         f.record("ann", item, "photos", created).await;
     }
     f.record("ann", "log-1", "server_logs", created).await;
+    // Zed restricted processing (GDPR Art 18(1)(c)): his data is kept too.
+    f.record("zed", "z-1", "photos", created).await;
+    subject::model::Entity::update_many()
+        .col_expr(
+            subject::model::Column::Restricted,
+            sea_orm::prelude::Expr::value(true),
+        )
+        .filter(subject::model::Column::ExternalId.eq("zed"))
+        .exec(f.app.state.db.conn())
+        .await
+        .unwrap();
 
     let viewer = f.app.key(Role::Viewer).await;
     let hold = json!({"held": true, "reason": "litigation 2026-17"});
@@ -393,13 +404,16 @@ async fn held_items_and_categories_are_kept_and_reported() {
 
     let (_, report) = f.run(created + days(31), false).await;
     assert_eq!(report.items_purging, 2);
-    assert_eq!(report.items_held, 2, "one held item, one held category");
+    assert_eq!(
+        report.items_held, 3,
+        "a held item, a held category, a restricted person"
+    );
     let photos = report
         .categories
         .iter()
         .find(|c| c.category == "photos")
         .unwrap();
-    assert_eq!((photos.purging, photos.held), (2, 1));
+    assert_eq!((photos.purging, photos.held), (2, 2));
     let mut sent: Vec<String> = f.jobs().await.iter().flat_map(refs).collect();
     sent.sort();
     assert_eq!(sent, ["p-2", "p-3"]);
@@ -423,7 +437,7 @@ async fn held_items_and_categories_are_kept_and_reported() {
     )
     .await;
     let (_, next) = f.run(created + days(32), false).await;
-    assert_eq!((next.items_purging, next.items_held), (1, 1));
+    assert_eq!((next.items_purging, next.items_held), (1, 2));
     let audit = json(
         f.app
             .get("/v1/admin/audit?action=data_item.released")
