@@ -83,34 +83,30 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
-        // A run walks subjects in order and looks at their items' dates.
+        // A run walks the people with items not yet sent for purging in order, looking at the
+        // items' dates without reading the table; acknowledgements find a batch's items.
         manager
             .create_index(
                 Index::create()
-                    .name("ix_data_items_subject_due")
-                    .table(DataItems::Table)
-                    .col(DataItems::SubjectId)
-                    .col(DataItems::PurgeAfter)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("ix_data_items_batch")
+                    .name("ix_data_items_open")
                     .table(DataItems::Table)
                     .col(DataItems::PurgeBatchId)
+                    .col(DataItems::SubjectId)
+                    .col(DataItems::PurgeAfter)
                     .to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for name in ["ix_data_items_batch", "ix_data_items_subject_due"] {
-            manager
-                .drop_index(Index::drop().name(name).table(DataItems::Table).to_owned())
-                .await?;
-        }
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("ix_data_items_open")
+                    .table(DataItems::Table)
+                    .to_owned(),
+            )
+            .await?;
         for column in [
             DataItems::PurgedAt,
             DataItems::PurgeBatchId,

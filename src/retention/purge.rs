@@ -280,7 +280,8 @@ impl Plan {
     }
 
     /// Open items that a run acts on: due, or entering their notice window unnoticed; never
-    /// held ones.
+    /// held ones. Restricted people's items are left out as each chunk's people are read: a
+    /// subquery here would be evaluated for every chunk.
     fn work(&self) -> Condition {
         let mut when = Condition::any().add(items::Column::PurgeAfter.lte(self.as_of));
         for (category, until) in &self.windows {
@@ -293,7 +294,6 @@ impl Plan {
         }
         let mut work = Self::open()
             .add(items::Column::LegalHold.eq(false))
-            .add(items::Column::SubjectId.not_in_subquery(Self::restricted()))
             .add(when);
         if !self.held.is_empty() {
             work = work.add(items::Column::Category.is_not_in(self.held.clone()));
@@ -419,7 +419,11 @@ async fn walk(
             .into_iter()
             .map(|s| (s.id.clone(), s))
             .collect();
-        report.subjects_examined += people.len() as u64;
+        let found: Vec<items::Model> = found
+            .into_iter()
+            .filter(|i| subjects.get(&i.subject_id).is_some_and(|s| !s.restricted))
+            .collect();
+        report.subjects_examined += subjects.values().filter(|s| !s.restricted).count() as u64;
         report.items_examined += found.len() as u64;
         let chunk = Chunk::of(&plan, found, batch_size);
         for lines in chunk.notices.values() {
