@@ -1,6 +1,6 @@
 //! Retention purge benchmark: 1,000,000 data items across 100,000 people, with 100,000,
-//! 300,000 and then all 1,000,000 of them expired (each size on a fresh database). Of the
-//! items not yet due, a tenth enter their notice window. One full run marks every expired item
+//! 300,000 and then all 1,000,000 of them expired (each size on a fresh database). While not
+//! all are expired, 100,000 others enter their notice window. One full run marks every expired item
 //! and queues its erasure jobs and every notice email; delivery is measured by the outbox
 //! bench. The baseline, measured in the same process, is reading the expired items once in
 //! id-keyed pages of 1,000, the least any purge has to do.
@@ -33,7 +33,8 @@ const ITEMS: usize = 1_000_000;
 const ROWS_PER_INSERT: usize = 1000;
 
 /// Loads the people and their items; item `i` is expired when `i % 10` is under
-/// `expired_tenths`, so expired items are spread over everyone.
+/// `expired_tenths`, so expired items are spread over everyone, and otherwise in the notice
+/// window when `i % 10` is 9.
 async fn load(db: &Db, expired: usize) {
     let now = clock::now();
     let conn = db.conn();
@@ -63,12 +64,12 @@ async fn load(db: &Db, expired: usize) {
             .await
             .unwrap();
     }
-    let expired_every = ITEMS / expired;
+    let expired_tenths = expired * 10 / ITEMS;
     for start in (0..ITEMS).step_by(ROWS_PER_INSERT) {
         let rows = (start..start + ROWS_PER_INSERT).map(|i| {
-            let due = if i % expired_every == 0 {
+            let due = if i % 10 < expired_tenths {
                 now - TimeDelta::days(1)
-            } else if i % 10 == 1 {
+            } else if i % 10 == 9 {
                 // In the seven-day notice window.
                 now + TimeDelta::days(3)
             } else {

@@ -153,8 +153,64 @@ async fn insert(
     locale: Option<&str>,
     payload: String,
 ) -> Result<bool, DbErr> {
+    let row = row(kind, topic, dedupe_key, recipient, locale, payload);
+    let result = entity::Entity::insert(row)
+        .on_conflict_do_nothing_on([entity::Column::DedupeKey])
+        .exec_without_returning(conn)
+        .await?;
+    Ok(matches!(result, TryInsertResult::Inserted(n) if n > 0))
+}
+
+/// An email to queue with [`enqueue_emails`].
+#[derive(Debug, Clone)]
+pub struct QueuedEmail {
+    pub dedupe_key: String,
+    pub to: String,
+    pub locale: String,
+    pub content: EmailContent,
+}
+
+/// Queues many emails with few statements, for jobs that write thousands in one transaction.
+/// Emails whose dedupe key exists already are skipped.
+pub async fn enqueue_emails(
+    conn: &impl ConnectionTrait,
+    emails: Vec<QueuedEmail>,
+) -> Result<(), DbErr> {
+    /// Rows per statement: 13 parameters each stays under SQLite's limit of 32,766.
+    const ROWS: usize = 1000;
+    let mut rows = Vec::with_capacity(emails.len().min(ROWS));
+    let mut emails = emails.into_iter().peekable();
+    while let Some(email) = emails.next() {
+        let payload = serde_json::to_value(&email.content)
+            .map_err(|e| DbErr::Custom(format!("email content: {e}")))?;
+        rows.push(row(
+            Kind::Email,
+            email.content.template(),
+            &email.dedupe_key,
+            Some(&email.to),
+            Some(&email.locale),
+            payload["data"].to_string(),
+        ));
+        if rows.len() == ROWS || emails.peek().is_none() {
+            entity::Entity::insert_many(std::mem::take(&mut rows))
+                .on_conflict_do_nothing_on([entity::Column::DedupeKey])
+                .exec_without_returning(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn row(
+    kind: Kind,
+    topic: &str,
+    dedupe_key: &str,
+    recipient: Option<&str>,
+    locale: Option<&str>,
+    payload: String,
+) -> entity::ActiveModel {
     let now = clock::now();
-    let row = entity::ActiveModel {
+    entity::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         kind: Set(kind),
         topic: Set(topic.to_string()),
@@ -168,12 +224,7 @@ async fn insert(
         last_error: Set(None),
         created_at: Set(now),
         delivered_at: Set(None),
-    };
-    let result = entity::Entity::insert(row)
-        .on_conflict_do_nothing_on([entity::Column::DedupeKey])
-        .exec_without_returning(conn)
-        .await?;
-    Ok(matches!(result, TryInsertResult::Inserted(n) if n > 0))
+    }
 }
 
 /// Claims up to `limit` due messages for delivery, committing the claim before returning.

@@ -32,7 +32,7 @@ use crate::{
     lease,
     notify::{
         email::{CategoryCount, EmailContent, NoticeLine},
-        outbox,
+        outbox::{self, QueuedEmail},
     },
     period::Period,
     subject::{self, items::entity as items},
@@ -472,7 +472,7 @@ async fn apply(
     chunk: &Chunk,
     subjects: &HashMap<String, subject::Subject>,
 ) -> Result<(), RetentionError> {
-    let txn = db.begin_write().await?;
+    let mut notices = Vec::with_capacity(chunk.notices.len());
     for (subject_id, lines) in &chunk.notices {
         let Some(person) = subjects.get(subject_id) else {
             continue;
@@ -489,15 +489,15 @@ async fn apply(
         let Some(purge_date) = items.iter().map(|l| l.on).min() else {
             continue;
         };
-        outbox::enqueue_email(
-            &*txn,
-            &format!("retention-notice:{}:{subject_id}", run.id),
-            to,
-            person.locale.as_deref().unwrap_or("en"),
-            &EmailContent::RetentionNotice { purge_date, items },
-        )
-        .await?;
+        notices.push(QueuedEmail {
+            dedupe_key: format!("retention-notice:{}:{subject_id}", run.id),
+            to: to.clone(),
+            locale: person.locale.clone().unwrap_or_else(|| "en".into()),
+            content: EmailContent::RetentionNotice { purge_date, items },
+        });
     }
+    let txn = db.begin_write().await?;
+    outbox::enqueue_emails(&*txn, notices).await?;
     for ids in chunk.noticed.chunks(IDS_PER_STATEMENT) {
         items::Entity::update_many()
             .col_expr(items::Column::NoticedAt, Expr::value(run.as_of))
