@@ -42,8 +42,9 @@ use crate::{
 pub const PURGE_REQUESTED: &str = "retention.purge_requested";
 /// The lease every run holds, whatever started it: one run at a time.
 const RUN_LEASE: &str = "purge_run";
-/// People per chunk (one transaction each).
-const SUBJECTS_PER_CHUNK: u64 = 500;
+/// Open items read to find the next chunk's people (one transaction per chunk): up to this
+/// many people, each with all their items.
+const ITEMS_PER_CHUNK: u64 = 1000;
 /// Ids per `IN (...)` list, well under every database's parameter limit.
 const IDS_PER_STATEMENT: usize = 1000;
 
@@ -388,20 +389,22 @@ async fn walk(
         if !lease::acquire(db, RUN_LEASE, &run.id, lease_ttl(config)).await? {
             return Err(RetentionError::Busy);
         }
+        // The next people in id order, read as item rows rather than with DISTINCT, so that
+        // both databases walk the index in order and stop at the limit.
         let mut people = items::Entity::find()
             .select_only()
             .column(items::Column::SubjectId)
-            .distinct()
             .filter(plan.work());
         if let Some(last) = &after {
             people = people.filter(items::Column::SubjectId.gt(last.as_str()));
         }
-        let people: Vec<String> = people
+        let mut people: Vec<String> = people
             .order_by_asc(items::Column::SubjectId)
-            .limit(SUBJECTS_PER_CHUNK)
+            .limit(ITEMS_PER_CHUNK)
             .into_tuple()
             .all(conn)
             .await?;
+        people.dedup();
         let Some(last) = people.last().cloned() else {
             break;
         };
