@@ -44,7 +44,7 @@ pub const PURGE_REQUESTED: &str = "retention.purge_requested";
 const RUN_LEASE: &str = "purge_run";
 /// Open items read to find the next chunk's people (one transaction per chunk): up to this
 /// many people, each with all their items.
-const ITEMS_PER_CHUNK: u64 = 1000;
+const ITEMS_PER_CHUNK: u64 = 4000;
 /// Ids per `IN (...)` list, well under every database's parameter limit.
 const IDS_PER_STATEMENT: usize = 1000;
 
@@ -690,23 +690,23 @@ async fn tell_purged(
             *counts.entry(category).or_default() += 1;
         }
     }
-    for (subject_id, (pending, counts)) in per_person {
-        if pending || counts.is_empty() {
-            continue;
-        }
-        let Some(person) = subject::model::Entity::find_by_id(subject_id)
-            .one(conn)
-            .await?
+    per_person.retain(|_, (pending, counts)| !*pending && !counts.is_empty());
+    let done: Vec<String> = per_person.keys().map(|id| id.to_string()).collect();
+    let mut emails = Vec::with_capacity(done.len());
+    for person in subject::model::Entity::find()
+        .filter(subject::model::Column::Id.is_in(done))
+        .all(conn)
+        .await?
+    {
+        let (Some(to), Some((_, counts))) = (&person.email, per_person.remove(person.id.as_str()))
         else {
             continue;
         };
-        let Some(to) = &person.email else { continue };
-        outbox::enqueue_email(
-            conn,
-            &format!("retention-purged:{run_id}:{subject_id}"),
-            to,
-            person.locale.as_deref().unwrap_or("en"),
-            &EmailContent::RetentionPurged {
+        emails.push(QueuedEmail {
+            dedupe_key: format!("retention-purged:{run_id}:{}", person.id),
+            to: to.clone(),
+            locale: person.locale.clone().unwrap_or_else(|| "en".into()),
+            content: EmailContent::RetentionPurged {
                 purged_on: now.date_naive(),
                 items: counts
                     .into_iter()
@@ -716,9 +716,9 @@ async fn tell_purged(
                     })
                     .collect(),
             },
-        )
-        .await?;
+        });
     }
+    outbox::enqueue_emails(conn, emails).await?;
     Ok(())
 }
 
