@@ -165,13 +165,12 @@ fn to_json<T: Serialize>(value: &T) -> String {
 /// recorded in the run (and returned); the next run picks up where it stopped.
 pub async fn execute(db: &Db, config: &Config, run: PurgeRun) -> Result<PurgeRun, RetentionError> {
     let mut report = Report::default();
-    let outcome = walk(db, config, &run, &mut report).await;
-    let outcome = match outcome {
-        Ok(()) => super::own_data::purge(db, config, run.as_of, run.dry_run)
-            .await
-            .map(|own| report.own_data = own),
-        Err(e) => Err(e),
-    };
+    let outcome = async {
+        walk(db, config, &run, &mut report).await?;
+        report.own_data = super::own_data::purge(db, config, run.as_of, run.dry_run).await?;
+        Ok::<(), RetentionError>(())
+    }
+    .await;
     let errors = outcome.as_ref().err().map(|e| {
         tracing::error!(run = %run.id, error = %e, "purge run failed");
         to_json(&[e.to_string()])
