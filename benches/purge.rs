@@ -21,7 +21,7 @@ use consentry::{
     db::Db,
     notify::outbox,
     retention::{self, purge},
-    subject::{self, items::entity as items},
+    subject::{self, items},
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -40,24 +40,12 @@ async fn load(db: &Db, expired: usize) {
     let conn = db.conn();
     let per_person = ITEMS / PEOPLE;
     for start in (0..PEOPLE).step_by(ROWS_PER_INSERT) {
-        let people = (start..start + ROWS_PER_INSERT).map(|p| subject::model::ActiveModel {
-            id: Set(format!("s{p:07}")),
-            external_id: Set(format!("user-{p}")),
-            email: Set(Some(format!("user-{p}@example.com"))),
-            locale: Set(Some("en".into())),
-            jurisdiction: Set(Some("DE".into())),
-            birth_date: Set(None),
-            age_status: Set(subject::AgeStatus::Adult),
-            age_band: Set(None),
-            guardian_email: Set(None),
-            guardian_verified_at: Set(None),
-            minor_pending_since: Set(None),
-            restricted: Set(false),
-            consent_seq: Set(0),
-            consent_hash: Set(subject::GENESIS_HASH.into()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            erased_at: Set(None),
+        let people = (start..start + ROWS_PER_INSERT).map(|p| {
+            let mut row = subject::new_row(&format!("user-{p}"));
+            row.id = Set(format!("s{p:07}"));
+            row.email = Set(Some(format!("user-{p}@example.com")));
+            row.locale = Set(Some("en".into()));
+            row
         });
         subject::model::Entity::insert_many(people)
             .exec_without_returning(conn)
@@ -75,25 +63,21 @@ async fn load(db: &Db, expired: usize) {
             } else {
                 now + TimeDelta::days(60)
             };
-            items::ActiveModel {
-                id: Set(format!("i{i:08}")),
-                subject_id: Set(format!("s{:07}", i / per_person)),
-                category: Set("generated_images".into()),
-                external_ref: Set(format!("img-{i}")),
-                created_at: Set(due - TimeDelta::days(30)),
-                clock_event: Set(None),
-                clock_started_at: Set(None),
-                purge_after: Set(Some(due)),
-                erased_at: Set(None),
-                recorded_at: Set(now),
-                legal_hold: Set(false),
-                noticed_at: Set(None),
-                purge_run_id: Set(None),
-                purge_batch_id: Set(None),
-                purged_at: Set(None),
-            }
+            let mut row = items::new_row(
+                &format!("s{:07}", i / per_person),
+                items::Recorded {
+                    category: "generated_images".into(),
+                    external_ref: format!("img-{i}"),
+                    created_at: due - TimeDelta::days(30),
+                    clock_event: None,
+                    clock_started_at: None,
+                },
+            );
+            row.id = Set(format!("i{i:08}"));
+            row.purge_after = Set(Some(due));
+            row
         });
-        items::Entity::insert_many(rows)
+        items::entity::Entity::insert_many(rows)
             .exec_without_returning(conn)
             .await
             .unwrap();
@@ -125,13 +109,13 @@ async fn read_expired(db: &Db) -> (usize, f64) {
     let mut after = String::new();
     let mut seen = 0;
     loop {
-        let page: Vec<(String, String)> = items::Entity::find()
+        let page: Vec<(String, String)> = items::entity::Entity::find()
             .select_only()
-            .column(items::Column::Id)
-            .column(items::Column::SubjectId)
-            .filter(items::Column::PurgeAfter.lte(now))
-            .filter(items::Column::Id.gt(after.as_str()))
-            .order_by_asc(items::Column::Id)
+            .column(items::entity::Column::Id)
+            .column(items::entity::Column::SubjectId)
+            .filter(items::entity::Column::PurgeAfter.lte(now))
+            .filter(items::entity::Column::Id.gt(after.as_str()))
+            .order_by_asc(items::entity::Column::Id)
             .limit(1000)
             .into_tuple()
             .all(db.conn())

@@ -77,22 +77,17 @@ async fn load_subject(db: &Db, external_id: &str, n: usize) -> subject::Subject 
             .exec_without_returning(conn)
             .await
             .unwrap();
-        let data = (start..end).map(|i| items::entity::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
-            subject_id: Set(person.id.clone()),
-            category: Set("generated_images".into()),
-            external_ref: Set(format!("{external_id}-img-{i}")),
-            created_at: Set(now),
-            clock_event: Set(None),
-            clock_started_at: Set(None),
-            purge_after: Set(None),
-            erased_at: Set(None),
-            recorded_at: Set(now),
-            legal_hold: Set(false),
-            noticed_at: Set(None),
-            purge_run_id: Set(None),
-            purge_batch_id: Set(None),
-            purged_at: Set(None),
+        let data = (start..end).map(|i| {
+            items::new_row(
+                &person.id,
+                items::Recorded {
+                    category: "generated_images".into(),
+                    external_ref: format!("{external_id}-img-{i}"),
+                    created_at: now,
+                    clock_event: None,
+                    clock_started_at: None,
+                },
+            )
         });
         items::entity::Entity::insert_many(data)
             .exec_without_returning(conn)

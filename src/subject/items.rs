@@ -66,7 +66,20 @@ pub async fn record(
     subject_id: &str,
     item: Recorded,
 ) -> Result<(), DbErr> {
-    let row = entity::ActiveModel {
+    entity::Entity::insert(new_row(subject_id, item))
+        .on_conflict(
+            OnConflict::columns([entity::Column::SubjectId, entity::Column::ExternalRef])
+                .update_columns([entity::Column::ClockEvent, entity::Column::ClockStartedAt])
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// A newly registered item: not yet dated by a rule, held, noticed or purged.
+pub fn new_row(subject_id: &str, item: Recorded) -> entity::ActiveModel {
+    entity::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         subject_id: Set(subject_id.to_string()),
         category: Set(item.category),
@@ -82,16 +95,7 @@ pub async fn record(
         purge_run_id: Set(None),
         purge_batch_id: Set(None),
         purged_at: Set(None),
-    };
-    entity::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([entity::Column::SubjectId, entity::Column::ExternalRef])
-                .update_columns([entity::Column::ClockEvent, entity::Column::ClockStartedAt])
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
+    }
 }
 
 /// Marks an item erased by the main app. Unknown items are ignored: the main app may erase

@@ -66,8 +66,17 @@ pub async fn find_or_create_locked(
 
 /// Inserts a subject unless one with this external id exists.
 async fn create(conn: &impl ConnectionTrait, external_id: &str) -> Result<(), DbErr> {
+    model::Entity::insert(new_row(external_id))
+        .on_conflict_do_nothing_on([model::Column::ExternalId])
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// A new person as first met: age unknown, no contact details, an empty consent chain.
+pub fn new_row(external_id: &str) -> model::ActiveModel {
     let now = clock::now();
-    model::Entity::insert(model::ActiveModel {
+    model::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         external_id: Set(external_id.to_string()),
         email: Set(None),
@@ -85,11 +94,7 @@ async fn create(conn: &impl ConnectionTrait, external_id: &str) -> Result<(), Db
         created_at: Set(now),
         updated_at: Set(now),
         erased_at: Set(None),
-    })
-    .on_conflict_do_nothing_on([model::Column::ExternalId])
-    .exec_without_returning(conn)
-    .await?;
-    Ok(())
+    }
 }
 
 /// What the main app tells us about a person (`subject.upserted`); absent fields stay as they

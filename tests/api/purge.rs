@@ -13,9 +13,7 @@ use consentry::{
     subject::{self, items::entity as items},
 };
 use reqwest::{Method, StatusCode};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::{
@@ -603,23 +601,16 @@ async fn many_items(app: &TestApp, people: usize) -> usize {
                 (1, "photos", created),
                 (2, "photos", Utc::now() - days(25)),
             ] {
-                rows.push(items::ActiveModel {
-                    id: Set(uuid::Uuid::now_v7().to_string()),
-                    subject_id: Set(person.id.clone()),
-                    category: Set(category.into()),
-                    external_ref: Set(format!("{who}-{n}")),
-                    created_at: Set(created),
-                    clock_event: Set(None),
-                    clock_started_at: Set(None),
-                    purge_after: Set(None),
-                    erased_at: Set(None),
-                    recorded_at: Set(created),
-                    legal_hold: Set(false),
-                    noticed_at: Set(None),
-                    purge_run_id: Set(None),
-                    purge_batch_id: Set(None),
-                    purged_at: Set(None),
-                });
+                rows.push(subject::items::new_row(
+                    &person.id,
+                    subject::items::Recorded {
+                        category: category.into(),
+                        external_ref: format!("{who}-{n}"),
+                        created_at: created,
+                        clock_event: None,
+                        clock_started_at: None,
+                    },
+                ));
             }
         }
         items::Entity::insert_many(rows)
