@@ -35,11 +35,11 @@ impl Fixture {
         self.app.key(Role::Admin).await
     }
 
-    async fn rule(&self, admin: &str, method: Method, path: &str, body: Value) {
-        let status = if method == Method::POST {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
+    /// Creates (`None`) or changes (`Some(category)`) a retention rule.
+    async fn rule(&self, admin: &str, category: Option<&str>, body: Value) {
+        let (method, path, status) = match category {
+            None => (Method::POST, String::new(), StatusCode::CREATED),
+            Some(c) => (Method::PUT, format!("/{c}"), StatusCode::OK),
         };
         json(
             self.app
@@ -82,11 +82,10 @@ impl Fixture {
 
     /// An item as the admin view shows it.
     async fn item(&self, who: &str, item: &str) -> Value {
-        let viewer = self.app.key(Role::Viewer).await;
         let view = json(
             self.app
                 .get(&format!("/v1/admin/subjects/{who}"))
-                .bearer_auth(viewer)
+                .bearer_auth(&self.reviewer)
                 .send()
                 .await
                 .unwrap(),
@@ -154,8 +153,7 @@ async fn a_thirty_day_rule_keeps_on_day_29_notices_on_day_30_and_purges_on_day_3
     let admin = f.admin().await;
     f.rule(
         &admin,
-        Method::POST,
-        "",
+        None,
         json!({"category": "generated_images", "period": "P30D", "notice_before": "P1D",
                "notify_after": true}),
     )
@@ -257,8 +255,7 @@ async fn a_three_month_rule_ends_on_the_last_day_of_a_shorter_month() {
     let admin = f.admin().await;
     f.rule(
         &admin,
-        Method::POST,
-        "",
+        None,
         json!({"category": "server_logs", "period": "P3M"}),
     )
     .await;
@@ -287,8 +284,7 @@ async fn an_event_started_clock_runs_from_the_event() {
     let admin = f.admin().await;
     f.rule(
         &admin,
-        Method::POST,
-        "",
+        None,
         json!({"category": "training_data", "period": "P6M", "clock_start": "training_completed"}),
     )
     .await;
@@ -325,8 +321,7 @@ async fn a_shortened_rule_purges_what_is_already_held() {
     let admin = f.admin().await;
     f.rule(
         &admin,
-        Method::POST,
-        "",
+        None,
         json!({"category": "photos", "period": "P90D"}),
     )
     .await;
@@ -334,7 +329,7 @@ async fn a_shortened_rule_purges_what_is_already_held() {
     f.record("ann", "p-1", "photos", created).await;
     let (_, kept) = f.run(created + days(40), false).await;
     assert_eq!(kept.items_purging, 0);
-    f.rule(&admin, Method::PUT, "/photos", json!({"period": "P30D"}))
+    f.rule(&admin, Some("photos"), json!({"period": "P30D"}))
         .await;
     let (_, purged) = f.run(created + days(40), false).await;
     assert_eq!(purged.items_purging, 1);
@@ -346,15 +341,13 @@ async fn held_items_and_categories_are_kept_and_reported() {
     let admin = f.admin().await;
     f.rule(
         &admin,
-        Method::POST,
-        "",
+        None,
         json!({"category": "photos", "period": "P30D"}),
     )
     .await;
     f.rule(
         &admin,
-        Method::POST,
-        "",
+        None,
         json!({"category": "server_logs", "period": "P30D", "legal_hold": true}),
     )
     .await;
@@ -476,15 +469,13 @@ async fn a_dry_run_reports_exactly_what_the_real_run_then_does() {
     let admin = f.admin().await;
     f.rule(
         &admin,
-        Method::POST,
-        "",
+        None,
         json!({"category": "photos", "period": "P30D", "notice_before": "P7D"}),
     )
     .await;
     f.rule(
         &admin,
-        Method::POST,
-        "",
+        None,
         json!({"category": "server_logs", "period": "P3M", "legal_hold": true}),
     )
     .await;
