@@ -22,10 +22,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{database, engine, memory_mib};
+use common::{api_key, database, engine, memory_mib};
 use consentry::{
     audit::Actor,
-    auth::{Role, keys, token::SubjectTokens},
+    auth::{Role, token::SubjectTokens},
     clock,
     config::Secret,
     consent::{
@@ -68,7 +68,7 @@ async fn load(db: &Db, n: usize) {
         .unwrap();
     let now = clock::now();
     for start in (0..n).step_by(SUBJECTS_PER_INSERT) {
-        let txn = db.begin_write().await.unwrap();
+        let txn = db.begin().await.unwrap();
         let mut people = Vec::new();
         let mut states = Vec::new();
         let mut ledger_rows = Vec::new();
@@ -134,15 +134,15 @@ async fn load(db: &Db, n: usize) {
             }));
         }
         subjects::Entity::insert_many(people)
-            .exec_without_returning(&*txn)
+            .exec_without_returning(&txn)
             .await
             .unwrap();
         events::Entity::insert_many(ledger_rows)
-            .exec_without_returning(&*txn)
+            .exec_without_returning(&txn)
             .await
             .unwrap();
         consents::Entity::insert_many(states)
-            .exec_without_returning(&*txn)
+            .exec_without_returning(&txn)
             .await
             .unwrap();
         txn.commit().await.unwrap();
@@ -325,9 +325,10 @@ async fn main() {
         .await
         .unwrap();
     let conn = db.conn();
+    let mut tx = db.begin().await.unwrap();
     for key in PURPOSES {
         consentry::purpose::create(
-            &db,
+            &mut tx,
             key,
             consentry::purpose::PurposeFields {
                 texts: [(
@@ -351,21 +352,12 @@ async fn main() {
         .await
         .unwrap();
     }
+    tx.commit().await.unwrap();
     let started = Instant::now();
     load(&db, n).await;
     println!("loaded in {:.1} s", started.elapsed().as_secs_f64());
-    let service = keys::create(&db, Role::Service, "bench", &Actor::Cli)
-        .await
-        .unwrap()
-        .secret
-        .expose()
-        .to_string();
-    let admin = keys::create(&db, Role::Admin, "bench", &Actor::Cli)
-        .await
-        .unwrap()
-        .secret
-        .expose()
-        .to_string();
+    let service = api_key(&db, Role::Service).await;
+    let admin = api_key(&db, Role::Admin).await;
 
     let server = Server::start(&url, &config.data_dir).await;
     let client = reqwest::Client::builder()

@@ -87,10 +87,10 @@ async fn main() {
 
         let started = Instant::now();
         for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-            let txn = db.begin_write().await.unwrap();
+            let mut txn = db.begin().await.unwrap();
             for &i in chunk {
                 outbox::enqueue_email(
-                    &*txn,
+                    &mut txn,
                     &format!("bench:{i}"),
                     "bench@example.com",
                     "en",

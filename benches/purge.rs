@@ -20,8 +20,9 @@ use consentry::{
     clock,
     db::Db,
     notify::outbox,
+    retention::items,
     retention::{self, purge},
-    subject::{self, items},
+    subject,
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,

@@ -15,11 +15,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{database, engine, peak_rss_mib};
+use common::{api_key, database, engine, peak_rss_mib};
 use consentry::{
     App,
     audit::Actor,
-    auth::{Role, keys},
+    auth::Role,
     clock,
     consent::{
         self,
@@ -28,7 +28,8 @@ use consentry::{
     db::Db,
     policy,
     request::{Law, RequestStatus, RequestType, export, intake, model},
-    subject::{self, items},
+    retention::items,
+    subject,
 };
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
@@ -118,9 +119,9 @@ async fn packages(db: &Db, config: &consentry::config::Config, n: usize) {
     let person = load_subject(db, &format!("export-{n}"), n).await;
     let baseline = read_only(db, &person.id).await;
     for kind in [RequestType::Access, RequestType::Export] {
-        let txn = db.begin_write().await.unwrap();
+        let mut txn = db.begin().await.unwrap();
         let filed = intake::open_verified(
-            &*txn,
+            &mut txn,
             config,
             &person,
             intake::Intake {
@@ -136,7 +137,9 @@ async fn packages(db: &Db, config: &consentry::config::Config, n: usize) {
         .unwrap();
         txn.commit().await.unwrap();
         let started = Instant::now();
-        export::build(db, config, &filed, None).await.unwrap();
+        export::build(db.conn(), config, &filed, None)
+            .await
+            .unwrap();
         let took = started.elapsed().as_secs_f64();
         let size = std::fs::metadata(config.data_dir.join(format!("exports/{}.pkg", filed.id)))
             .unwrap()
@@ -170,10 +173,10 @@ async fn load_queue(db: &Db) {
         RequestType::Rectify,
     ];
     for start in (0..QUEUE_SIZE).step_by(ROWS_PER_INSERT) {
-        let txn = db.begin_write().await.unwrap();
+        let txn = db.begin().await.unwrap();
         let mut rows = Vec::new();
         for i in start..(start + ROWS_PER_INSERT).min(QUEUE_SIZE) {
-            let person = subject::find_or_create(&*txn, &format!("queue-{i}"))
+            let person = subject::find_or_create(&txn, &format!("queue-{i}"))
                 .await
                 .unwrap();
             rows.push(model::ActiveModel {
@@ -203,7 +206,7 @@ async fn load_queue(db: &Db) {
             });
         }
         model::Entity::insert_many(rows)
-            .exec_without_returning(&*txn)
+            .exec_without_returning(&txn)
             .await
             .unwrap();
         txn.commit().await.unwrap();
@@ -241,12 +244,7 @@ async fn main() {
     }));
 
     let client = reqwest::Client::new();
-    let admin = keys::create(&state.db, Role::Admin, "bench-admin", &Actor::Cli)
-        .await
-        .unwrap()
-        .secret
-        .expose()
-        .to_string();
+    let admin = api_key(&state.db, Role::Admin).await;
     for key in ["analytics", "marketing_email"] {
         let created = client
             .post(format!("{base}/v1/admin/purposes"))
@@ -269,12 +267,7 @@ async fn main() {
     packages(&state.db, &state.config, 50_000).await;
 
     load_queue(&state.db).await;
-    let key = keys::create(&state.db, Role::Viewer, "bench", &Actor::Cli)
-        .await
-        .unwrap()
-        .secret
-        .expose()
-        .to_string();
+    let key = api_key(&state.db, Role::Viewer).await;
     println!("queue of {QUEUE_SIZE} open requests, {LATENCY_SAMPLES} sequential requests each:");
     let (b50, b99) = latency(&client, &format!("{base}/health/live"), &key).await;
     println!(

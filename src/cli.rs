@@ -96,6 +96,8 @@ pub enum CliError {
     Policies(#[from] crate::policy::PolicyError),
     #[error("purge: {0}")]
     Purge(#[from] crate::retention::RetentionError),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
 }
 
 impl CliError {
@@ -120,7 +122,9 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
         }
         Command::Keys(KeysCommand::Create { role, name }) => {
             let db = open_database(&config).await?;
-            let issued = keys::create(&db, role, &name, &Actor::Cli).await?;
+            let mut tx = db.begin().await?;
+            let issued = keys::create(&mut tx, role, &name, &Actor::Cli).await?;
+            tx.commit().await?;
             println!(
                 "created {} key {} ({}); store it now, it is not shown again:",
                 issued.record.role.as_str(),
@@ -183,7 +187,9 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
         }
         Command::Keys(KeysCommand::Revoke { id }) => {
             let db = open_database(&config).await?;
-            let key = keys::revoke(&db, &id, &Actor::Cli).await?;
+            let mut tx = db.begin().await?;
+            let key = keys::revoke(&mut tx, &id, &Actor::Cli).await?;
+            tx.commit().await?;
             println!("revoked key {} ({})", key.id, key.name);
         }
         Command::Purge { dry_run } => {

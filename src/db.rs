@@ -7,14 +7,15 @@
 //! other processes, such as a CLI command. Readers stay concurrent under WAL. On PostgreSQL it is
 //! a plain transaction and row locks do the work, so several replicas can share one database.
 
-use std::{ops::Deref, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, ExecResult, QueryResult, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait,
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
 use crate::config::{Config, DatabaseKind};
 
@@ -24,25 +25,76 @@ pub struct Db {
     conn: DatabaseConnection,
     kind: DatabaseKind,
     sqlite_writer: Arc<Mutex<()>>,
+    outbox_ready: Arc<Notify>,
 }
 
-/// A transaction that may write; commit it, or drop it to roll back.
-pub struct WriteTxn {
+/// Something to do once a transaction has committed, and never if it rolls back.
+type AfterCommit = Box<dyn FnOnce() + Send + Sync>;
+
+/// The write unit: one transaction, begun by an edge (an API handler, a job, a CLI command)
+/// with [`Db::begin`], handed as `&mut Tx` to every service function that takes part, and
+/// committed once by the edge. Dropping it rolls back, and the work registered with
+/// [`Tx::after_commit`] is dropped with it.
+///
+/// Service functions take `&mut Tx` when they write, so that a write outside a transaction
+/// does not compile, and `&impl ConnectionTrait` when they only read (a `Tx` is one).
+pub struct Tx {
     txn: DatabaseTransaction,
     _writer: Option<OwnedMutexGuard<()>>,
+    outbox_ready: Arc<Notify>,
+    after_commit: Vec<AfterCommit>,
 }
 
-impl WriteTxn {
+impl Tx {
+    /// Commits, then runs what was registered to follow the commit, in order.
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        let Self {
+            txn,
+            _writer,
+            after_commit,
+            ..
+        } = self;
+        txn.commit().await?;
+        drop(_writer);
+        for effect in after_commit {
+            effect();
+        }
+        Ok(())
+    }
+
+    /// Registers work that must follow the commit: waking a worker, invalidating a cache.
+    pub fn after_commit(&mut self, effect: impl FnOnce() + Send + Sync + 'static) {
+        self.after_commit.push(Box::new(effect));
+    }
+
+    /// Wakes the outbox dispatcher once this transaction commits, so that what it queued goes
+    /// out without waiting for the next poll.
+    pub fn wake_outbox(&mut self) {
+        let ready = self.outbox_ready.clone();
+        self.after_commit(move || ready.notify_one());
     }
 }
 
-impl Deref for WriteTxn {
-    type Target = DatabaseTransaction;
+#[async_trait::async_trait]
+impl ConnectionTrait for Tx {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
 
-    fn deref(&self) -> &Self::Target {
-        &self.txn
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
     }
 }
 
@@ -71,6 +123,7 @@ impl Db {
             conn,
             kind,
             sqlite_writer: Arc::new(Mutex::new(())),
+            outbox_ready: Arc::new(Notify::new()),
         })
     }
 
@@ -83,8 +136,8 @@ impl Db {
         self.kind
     }
 
-    /// Begins a transaction that may write.
-    pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
+    /// Begins the write unit. The only place where transactions begin; called by edges only.
+    pub async fn begin(&self) -> Result<Tx, DbErr> {
         let writer = match self.kind {
             DatabaseKind::Sqlite => Some(self.sqlite_writer.clone().lock_owned().await),
             DatabaseKind::Postgres => None,
@@ -100,10 +153,17 @@ impl Db {
             }
             DatabaseKind::Postgres => self.conn.begin().await?,
         };
-        Ok(WriteTxn {
+        Ok(Tx {
             txn,
             _writer: writer,
+            outbox_ready: self.outbox_ready.clone(),
+            after_commit: Vec::new(),
         })
+    }
+
+    /// Completes when a committed transaction has queued outbox messages.
+    pub async fn outbox_ready(&self) {
+        self.outbox_ready.notified().await
     }
 
     /// Runs the migrations that have not run yet.

@@ -361,7 +361,19 @@ impl From<GuardianError> for ApiError {
             GuardianError::Expired => Self::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string())
                 .with_reason("token_expired"),
             GuardianError::Used => Self::conflict(err.to_string()).with_reason("token_used"),
-            GuardianError::Consent(e) => e.into(),
+            GuardianError::Refused { purpose, source } => {
+                let inner = Self::from(source);
+                Self {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    detail: Some(format!(
+                        "`{purpose}`: {}; nothing was recorded",
+                        inner.detail.unwrap_or_default()
+                    )),
+                    reason: inner.reason.or_else(|| Some("invalid".into())),
+                    errors: inner.errors,
+                    retry_after: None,
+                }
+            }
             GuardianError::Db(e) => e.into(),
         }
     }

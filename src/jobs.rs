@@ -2,7 +2,8 @@
 //!
 //! Every replica's scheduler fires every job; a lease in the database (see [`crate::lease`])
 //! lets one of them run it. Every job is also safe to repeat: each works in batches and leaves
-//! nothing half done between them.
+//! nothing half done between them. A job is an edge like an API handler: it begins the write
+//! units its work needs (one per batch for the long ones) and commits them.
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
@@ -56,9 +57,12 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
         |s| {
             Box::pin(async move {
                 let today = crate::clock::now().date_naive();
-                request::digest::queue(&s.db, &s.config, today)
+                let mut tx = s.db.begin().await.map_err(|e| e.to_string())?;
+                let queued = request::digest::queue(&mut tx, &s.config, today)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                tx.commit().await.map_err(|e| e.to_string())?;
+                Ok(queued)
             })
         },
     )

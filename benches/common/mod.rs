@@ -2,6 +2,8 @@
 //! PostgreSQL database when `CONSENTRY_BENCH_DATABASE_URL` names a server) and memory readings.
 
 use consentry::{
+    audit::Actor,
+    auth::{Role, keys},
     config::{Config, Secret},
     db::Db,
 };
@@ -33,6 +35,16 @@ pub fn memory_mib(pid: &str, field: &str) -> f64 {
 /// Peak resident set size of this process, in MiB.
 pub fn peak_rss_mib() -> f64 {
     memory_mib("self", "VmHWM:")
+}
+
+/// A new API key of `role`, created as `consentry keys create` does.
+pub async fn api_key(db: &Db, role: Role) -> String {
+    let mut tx = db.begin().await.unwrap();
+    let issued = keys::create(&mut tx, role, "bench", &Actor::Cli)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    issued.secret.expose().to_string()
 }
 
 /// A new, migrated database and a configuration pointing at it.

@@ -123,17 +123,17 @@ impl AgeGateApi {
         auth: SubjectToken,
         body: Json<GuardianRequest>,
     ) -> Result<Json<GuardianRequested>, ApiError> {
-        let txn = self.state.db.begin_write().await?;
-        let subject = subject::find_or_create_locked(&*txn, &auth.0.0).await?;
+        let mut tx = self.state.db.begin().await?;
+        let subject = subject::find_or_create_locked(&mut tx, &auth.0.0).await?;
         let expires_at = guardian::request(
-            &*txn,
+            &mut tx,
             &self.state.config,
             &subject,
             &body.0.guardian_email,
             &Actor::Subject,
         )
         .await?;
-        txn.commit().await?;
+        tx.commit().await?;
         Ok(Json(GuardianRequested { expires_at }))
     }
 
@@ -141,7 +141,8 @@ impl AgeGateApi {
     ///
     /// Authenticated by the token from the guardian's link, which works once. Each purpose is
     /// recorded as its own decision with actor `guardian`; the minor is then
-    /// `minor_guardian_verified`.
+    /// `minor_guardian_verified`. If any decision is refused, nothing is recorded, the link
+    /// still works, and the 422 names the purpose.
     #[oai(
         path = "/v1/guardian/confirm",
         method = "post",
@@ -159,8 +160,9 @@ impl AgeGateApi {
             decisions: list,
             policy,
         } = body.0;
+        let mut tx = self.state.db.begin().await?;
         let recorded = guardian::confirm(
-            &self.state.db,
+            &mut tx,
             &self.state.config,
             &token,
             decisions(list),
@@ -168,6 +170,7 @@ impl AgeGateApi {
             guardian::Evidence { user_agent, ip },
         )
         .await?;
+        tx.commit().await?;
         Ok(Json(recorded.into_iter().map(Into::into).collect()))
     }
 }

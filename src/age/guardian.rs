@@ -2,11 +2,12 @@
 //! is stored only as a hash and expires after 7 days), and the guardian's per-purpose decisions,
 //! recorded with actor `guardian`. Each purpose is recorded on its own, so no consent is
 //! bundled with another (PIPL Art 29 treats a child's data as sensitive: separate consent).
+//! This room owns the `guardian_tokens` table.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::TimeDelta;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, prelude::Expr,
+    ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, prelude::Expr,
 };
 use validator::ValidateEmail;
 
@@ -15,13 +16,13 @@ use crate::{
     config::Config,
     consent::{self, ConsentActor, ConsentError, Decision, PolicyRef, RecordRequest, Recorded},
     crypto,
-    db::Db,
+    db::Tx,
     notify::{
         email::{EmailContent, PurposeLine},
         outbox,
     },
     purpose::{self, LegalBasis},
-    subject::{AgeStatus, Subject, model as subjects},
+    subject::{self, AgeEvent, AgeStatus, Subject},
 };
 
 /// How long a guardian link stays valid.
@@ -64,8 +65,12 @@ pub enum GuardianError {
     Expired,
     #[error("the link was used already")]
     Used,
-    #[error(transparent)]
-    Consent(#[from] ConsentError),
+    /// A decision was refused; nothing of the submission was recorded.
+    #[error("`{purpose}`: {source}")]
+    Refused {
+        purpose: String,
+        source: ConsentError,
+    },
     #[error(transparent)]
     Db(#[from] DbErr),
 }
@@ -74,7 +79,7 @@ pub enum GuardianError {
 /// when the link expires. Runs in the caller's transaction, so the email goes out only if the
 /// change that asked for it commits.
 pub async fn request(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     config: &Config,
     subject: &Subject,
     guardian_email: &str,
@@ -99,15 +104,11 @@ pub async fn request(
         used_at: Set(None),
         created_at: Set(now),
     })
-    .exec_without_returning(conn)
+    .exec_without_returning(&*tx)
     .await?;
-    subjects::Entity::update_many()
-        .col_expr(subjects::Column::GuardianEmail, Expr::value(guardian_email))
-        .filter(subjects::Column::Id.eq(&subject.id))
-        .exec(conn)
-        .await?;
+    subject::set_guardian_email(tx, &subject.id, guardian_email).await?;
     let language = subject.locale.clone().unwrap_or_else(|| "en".into());
-    let purposes = purpose::list(conn, false)
+    let purposes = purpose::list(&*tx, false)
         .await?
         .into_iter()
         .filter(|p| p.legal_basis == LegalBasis::Consent)
@@ -119,7 +120,7 @@ pub async fn request(
         })
         .collect();
     outbox::enqueue_email(
-        conn,
+        tx,
         &format!("guardian_consent:{id}"),
         guardian_email,
         &language,
@@ -134,7 +135,7 @@ pub async fn request(
     )
     .await?;
     audit::record(
-        conn,
+        &*tx,
         actor,
         "guardian.requested",
         audit::Target::new("subject", &subject.id),
@@ -142,6 +143,24 @@ pub async fn request(
     )
     .await?;
     Ok(expires_at)
+}
+
+/// Deletes (or, dry, counts) the links that expired at or before `as_of`. Part of the purge of
+/// Consentry's own data.
+pub async fn purge_expired(
+    tx: &mut Tx,
+    as_of: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+) -> Result<u64, DbErr> {
+    let expired = entity::Column::ExpiresAt.lte(as_of);
+    if dry_run {
+        return entity::Entity::find().filter(expired).count(&*tx).await;
+    }
+    Ok(entity::Entity::delete_many()
+        .filter(expired)
+        .exec(&*tx)
+        .await?
+        .rows_affected)
 }
 
 /// The guardian's browser, kept as evidence with each decision.
@@ -152,14 +171,16 @@ pub struct Evidence {
 }
 
 /// Records a guardian's decisions with a link's token, then marks the minor as having a
-/// verified guardian. The token works once. Each decision is recorded on its own (separate
-/// consent); a repeated submission records nothing twice because the ledger skips decisions
-/// that repeat the current state, and the token is claimed only by the first.
+/// verified guardian, all in the caller's transaction. The token is claimed first, by a
+/// conditional update, so that parallel submissions of one link record once: the others wait
+/// for the first and find it used. Each decision is recorded on its own (separate consent); if
+/// any is refused, the caller's transaction rolls back, so nothing is recorded, the token stays
+/// unused, and the error names the purpose.
 ///
 /// The token is looked up by its SHA-256: it carries 256 random bits, so the lookup's timing
 /// reveals nothing useful about other tokens.
 pub async fn confirm(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     token: &str,
     decisions: Vec<Decision>,
@@ -167,33 +188,42 @@ pub async fn confirm(
     evidence: Evidence,
 ) -> Result<Vec<Recorded>, GuardianError> {
     let hash = crypto::sha256_hex(token.as_bytes());
+    let now = clock::now();
+    let claimed = entity::Entity::update_many()
+        .col_expr(entity::Column::UsedAt, Expr::value(now))
+        .filter(entity::Column::TokenHash.eq(&hash))
+        .filter(entity::Column::UsedAt.is_null())
+        .filter(entity::Column::ExpiresAt.gt(now))
+        .exec(&*tx)
+        .await?;
     let row = entity::Entity::find()
         .filter(entity::Column::TokenHash.eq(hash))
-        .one(db.conn())
+        .one(&*tx)
         .await?
         .ok_or(GuardianError::UnknownToken)?;
-    if row.used_at.is_some() {
-        return Err(GuardianError::Used);
+    if claimed.rows_affected == 0 {
+        return Err(if row.used_at.is_some() {
+            GuardianError::Used
+        } else {
+            GuardianError::Expired
+        });
     }
-    if row.expires_at <= clock::now() {
-        return Err(GuardianError::Expired);
-    }
-    let subject = subjects::Entity::find_by_id(row.subject_id.clone())
-        .one(db.conn())
+    let minor = subject::lock(tx, &row.subject_id)
         .await?
         .ok_or(GuardianError::UnknownToken)?;
     let mut recorded = Vec::with_capacity(decisions.len());
     for decision in decisions {
+        let purpose = decision.purpose.clone();
         let mut result = consent::record(
-            db,
+            tx,
             config,
             RecordRequest {
-                external_id: subject.external_id.clone(),
+                external_id: minor.external_id.clone(),
                 decisions: vec![decision],
                 policy: policy.clone(),
                 actor: ConsentActor::Guardian,
                 channel: "guardian_link".into(),
-                language: subject.locale.clone(),
+                language: minor.locale.clone(),
                 jurisdiction: None,
                 user_agent: evidence.user_agent.clone(),
                 ip: evidence.ip,
@@ -202,39 +232,20 @@ pub async fn confirm(
                 audited_by: None,
             },
         )
-        .await?;
+        .await
+        .map_err(|source| GuardianError::Refused { purpose, source })?;
         recorded.append(&mut result);
     }
-    let txn = db.begin_write().await?;
-    let now = clock::now();
-    let claimed = entity::Entity::update_many()
-        .col_expr(entity::Column::UsedAt, Expr::value(now))
-        .filter(entity::Column::Id.eq(&row.id))
-        .filter(entity::Column::UsedAt.is_null())
-        .exec(&*txn)
-        .await?;
-    if claimed.rows_affected == 0 {
-        return Err(GuardianError::Used);
-    }
-    subjects::Entity::update_many()
-        .col_expr(
-            subjects::Column::AgeStatus,
-            Expr::value(AgeStatus::MinorGuardianVerified),
-        )
-        .col_expr(subjects::Column::GuardianVerifiedAt, Expr::value(now))
-        .filter(subjects::Column::Id.eq(&subject.id))
-        .exec(&*txn)
-        .await?;
+    subject::age_event(tx, &minor, AgeEvent::GuardianVerified).await?;
     audit::record(
-        &*txn,
+        &*tx,
         &audit::Actor::Guardian,
         "guardian.verified",
-        audit::Target::new("subject", &subject.id),
+        audit::Target::new("subject", &minor.id),
         serde_json::json!({
             "events": recorded.iter().filter_map(|r| r.event_id.clone()).collect::<Vec<_>>(),
         }),
     )
     .await?;
-    txn.commit().await?;
     Ok(recorded)
 }

@@ -93,8 +93,9 @@ impl KeysApi {
         body: Json<CreateKey>,
     ) -> Result<CreateKeyResponse, ApiError> {
         auth.0.require(Role::Admin)?;
-        let issued =
-            keys::create(&self.state.db, body.0.role, &body.0.name, &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        let issued = keys::create(&mut tx, body.0.role, &body.0.name, &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(CreateKeyResponse::Created(Json(CreatedKey {
             view: issued.record.into(),
             key: issued.secret.expose().to_string(),
@@ -105,7 +106,9 @@ impl KeysApi {
     #[oai(path = "/:id", method = "delete")]
     async fn revoke(&self, auth: ApiKey, id: Path<String>) -> Result<RevokeKeyResponse, ApiError> {
         auth.0.require(Role::Admin)?;
-        let record = keys::revoke(&self.state.db, &id.0, &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        let record = keys::revoke(&mut tx, &id.0, &auth.0.actor()).await?;
+        tx.commit().await?;
         self.state.key_cache.forget(&record.id);
         Ok(RevokeKeyResponse::Revoked(Json(record.into())))
     }

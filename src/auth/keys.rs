@@ -20,7 +20,7 @@ use crate::{
     clock,
     config::Secret,
     crypto,
-    db::Db,
+    db::{Db, Tx},
     error::ApiError,
 };
 
@@ -96,7 +96,12 @@ impl From<KeyError> for poem::Error {
 }
 
 /// Creates a key and audits it in one transaction.
-pub async fn create(db: &Db, role: Role, name: &str, actor: &Actor) -> Result<IssuedKey, KeyError> {
+pub async fn create(
+    tx: &mut Tx,
+    role: Role,
+    name: &str,
+    actor: &Actor,
+) -> Result<IssuedKey, KeyError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(KeyError::InvalidName);
@@ -112,19 +117,17 @@ pub async fn create(db: &Db, role: Role, name: &str, actor: &Actor) -> Result<Is
         last_used_at: None,
         revoked_at: None,
     };
-    let txn = db.begin_write().await?;
     entity::Entity::insert(entity::ActiveModel::from(record.clone()))
-        .exec(&*txn)
+        .exec(&*tx)
         .await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "api_key.created",
         audit::Target::new("api_key", &id),
         serde_json::json!({ "name": record.name, "role": role.as_str() }),
     )
     .await?;
-    txn.commit().await?;
     Ok(IssuedKey {
         record,
         secret: Secret::new(format!("{PREFIX}_{id}_{secret}")),
@@ -140,10 +143,9 @@ pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<ApiKeyRecord>, KeyE
 }
 
 /// Revokes a key; revoking one that is already revoked changes nothing.
-pub async fn revoke(db: &Db, id: &str, actor: &Actor) -> Result<ApiKeyRecord, KeyError> {
-    let txn = db.begin_write().await?;
+pub async fn revoke(tx: &mut Tx, id: &str, actor: &Actor) -> Result<ApiKeyRecord, KeyError> {
     let record = entity::Entity::find_by_id(id)
-        .one(&*txn)
+        .one(&*tx)
         .await?
         .ok_or(KeyError::NotFound)?;
     if record.revoked_at.is_some() {
@@ -151,16 +153,15 @@ pub async fn revoke(db: &Db, id: &str, actor: &Actor) -> Result<ApiKeyRecord, Ke
     }
     let mut active: entity::ActiveModel = record.into();
     active.revoked_at = Set(Some(clock::now()));
-    let record = active.update(&*txn).await?;
+    let record = active.update(&*tx).await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "api_key.revoked",
         audit::Target::new("api_key", id),
         serde_json::json!({ "name": record.name }),
     )
     .await?;
-    txn.commit().await?;
     Ok(record)
 }
 

@@ -380,8 +380,9 @@ impl ConsentApi {
         policy: PolicyShown,
     ) -> Result<Vec<RecordedView>, ApiError> {
         let (user_agent, ip) = client_evidence(req);
+        let mut tx = self.state.db.begin().await?;
         let recorded = super::record(
-            &self.state.db,
+            &mut tx,
             &self.state.config,
             RecordRequest {
                 external_id,
@@ -399,6 +400,7 @@ impl ConsentApi {
             },
         )
         .await?;
+        tx.commit().await?;
         Ok(recorded.into_iter().map(Into::into).collect())
     }
 
@@ -602,8 +604,9 @@ impl ConsentApi {
     ) -> Result<Json<Vec<RecordedView>>, ApiError> {
         auth.0.require(Role::Service)?;
         let b = body.0;
+        let mut tx = self.state.db.begin().await?;
         let recorded = super::record(
-            &self.state.db,
+            &mut tx,
             &self.state.config,
             RecordRequest {
                 external_id: external_id.0,
@@ -621,6 +624,7 @@ impl ConsentApi {
             },
         )
         .await?;
+        tx.commit().await?;
         Ok(Json(recorded.into_iter().map(Into::into).collect()))
     }
 
@@ -702,8 +706,9 @@ impl ConsentApi {
     ) -> Result<Json<Vec<RecordedView>>, ApiError> {
         auth.0.require(Role::Admin)?;
         let b = body.0;
+        let mut tx = self.state.db.begin().await?;
         let recorded = super::record(
-            &self.state.db,
+            &mut tx,
             &self.state.config,
             RecordRequest {
                 external_id: external_id.0,
@@ -721,6 +726,7 @@ impl ConsentApi {
             },
         )
         .await?;
+        tx.commit().await?;
         Ok(Json(recorded.into_iter().map(Into::into).collect()))
     }
 

@@ -17,12 +17,12 @@ use crate::{
     audit, clock,
     config::Config,
     crypto,
-    db::Db,
+    db::Tx,
     error::FieldError,
     notify::outbox,
     policy::{self, Policy, PolicyStatus},
     purpose::{self, LegalBasis, Purpose},
-    subject::{self, AgeStatus, GENESIS_HASH, Subject},
+    subject::{self, AgeEvent, AgeStatus, GENESIS_HASH, Subject},
 };
 
 /// Most decisions in one request.
@@ -78,22 +78,20 @@ pub struct Recorded {
 }
 
 /// Records decisions for one subject: one event per decision that changes something, the
-/// current state, the chain head, and a `consent.withdrawn` webhook per withdrawal, all in one
-/// transaction. Repeating the current state records nothing.
+/// current state, the chain head, and a `consent.withdrawn` webhook per withdrawal, all in the
+/// caller's transaction. Repeating the current state records nothing.
 #[tracing::instrument(skip_all, fields(decisions = req.decisions.len(), actor = ?req.actor), err)]
 pub async fn record(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     req: RecordRequest,
 ) -> Result<Vec<Recorded>, ConsentError> {
     let now = clock::now();
     validate(&req, now)?;
     let keys: Vec<&str> = req.decisions.iter().map(|d| d.purpose.as_str()).collect();
-    let purposes = purpose::find_many(db.conn(), &keys).await?;
+    let purposes = purpose::find_many(&*tx, &keys).await?;
     check_purposes(&req, &purposes)?;
-
-    let txn = db.begin_write().await?;
-    let mut subject = subject::find_or_create_locked(&*txn, &req.external_id).await?;
+    let mut subject = subject::find_or_create_locked(tx, &req.external_id).await?;
     let jurisdiction = req
         .jurisdiction
         .clone()
@@ -101,7 +99,7 @@ pub async fn record(
     let documents = policy::model::Entity::find()
         .filter(policy::model::Column::Key.eq(&req.policy.key))
         .filter(policy::model::Column::Status.ne(PolicyStatus::Draft))
-        .all(&*txn)
+        .all(&*tx)
         .await?;
     let shown = resolve_policy(&documents, &req, &subject, jurisdiction.as_deref())?;
     let confirms_own = check_subject(config, &req, &subject, &purposes, now.date_naive())?;
@@ -110,7 +108,7 @@ pub async fn record(
     let current: BTreeMap<String, consents::Model> = consents::Entity::find()
         .filter(consents::Column::SubjectId.eq(&subject.id))
         .filter(consents::Column::PurposeKey.is_in(keys.iter().copied()))
-        .all(&*txn)
+        .all(&*tx)
         .await?
         .into_iter()
         .map(|c| (c.purpose_key.clone(), c))
@@ -165,7 +163,7 @@ pub async fn record(
         };
         event.hash = event_hash(&event);
         events::Entity::insert(events::ActiveModel::from(event.clone()))
-            .exec_without_returning(&*txn)
+            .exec_without_returning(&*tx)
             .await?;
         subject.consent_seq = event.seq;
         subject.consent_hash = event.hash.clone();
@@ -200,12 +198,12 @@ pub async fn record(
                     ])
                     .to_owned(),
             )
-            .exec_without_returning(&*txn)
+            .exec_without_returning(&*tx)
             .await?;
 
         if action == Action::Withdraw {
             outbox::enqueue_webhook(
-                &*txn,
+                tx,
                 &format!("consent.withdrawn:{}", event.id),
                 "consent.withdrawn",
                 json!({
@@ -227,7 +225,7 @@ pub async fn record(
     }
     if let Some(by) = &req.audited_by {
         audit::record(
-            &*txn,
+            &*tx,
             by,
             "consent.corrected",
             audit::Target::new("subject", &subject.id),
@@ -236,32 +234,38 @@ pub async fn record(
         .await?;
     }
     if confirms_own {
-        subject::model::Entity::update_many()
-            .col_expr(
-                subject::model::Column::AgeStatus,
-                Expr::value(AgeStatus::Adult),
-            )
-            .filter(subject::model::Column::Id.eq(&subject.id))
-            .exec(&*txn)
-            .await?;
+        subject::age_event(tx, &subject, AgeEvent::ConfirmedOwnConsent).await?;
     }
     if results.iter().any(|r| r.event_id.is_some()) {
-        subject::model::Entity::update_many()
-            .col_expr(
-                subject::model::Column::ConsentSeq,
-                Expr::value(subject.consent_seq),
-            )
-            .col_expr(
-                subject::model::Column::ConsentHash,
-                Expr::value(subject.consent_hash.clone()),
-            )
-            .col_expr(subject::model::Column::UpdatedAt, Expr::value(now))
-            .filter(subject::model::Column::Id.eq(&subject.id))
-            .exec(&*txn)
+        subject::advance_consent_chain(tx, &subject.id, subject.consent_seq, &subject.consent_hash)
             .await?;
     }
-    txn.commit().await?;
     Ok(results)
+}
+
+/// Deletes (or, dry, counts) the consent events and current states of people erased at or
+/// before `cutoff`, once the legal period for keeping proof has passed; the subject room then
+/// forgets their policy acceptances and resets their chains, so that what remains is an erased
+/// id with no history. Part of the purge of Consentry's own data; returns the events counted.
+pub async fn purge_proofs(tx: &mut Tx, cutoff: DateTime<Utc>, dry_run: bool) -> Result<u64, DbErr> {
+    let erased = || subject::erased_before(cutoff);
+    if dry_run {
+        return events::Entity::find()
+            .filter(events::Column::SubjectId.in_subquery(erased()))
+            .count(&*tx)
+            .await;
+    }
+    let deleted = events::Entity::delete_many()
+        .filter(events::Column::SubjectId.in_subquery(erased()))
+        .exec(&*tx)
+        .await?
+        .rows_affected;
+    consents::Entity::delete_many()
+        .filter(consents::Column::SubjectId.in_subquery(erased()))
+        .exec(&*tx)
+        .await?;
+    subject::forget_proofs(tx, cutoff, false).await?;
+    Ok(deleted)
 }
 
 /// A decision that would leave the state as it is. A grant under another policy version is

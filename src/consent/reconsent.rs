@@ -38,14 +38,14 @@ pub async fn run(db: &Db, config: &Config, policy: &Policy) -> Result<u64, DbErr
     };
     let mut marked = 0;
     loop {
-        let txn = db.begin_write().await?;
+        let mut txn = db.begin().await?;
         let subject_ids: Vec<String> = affected()
             .select_only()
             .column(consents::Column::SubjectId)
             .distinct()
             .limit(config.consent.reconsent_batch_size)
             .into_tuple()
-            .all(&*txn)
+            .all(&txn)
             .await?;
         if subject_ids.is_empty() {
             break;
@@ -62,14 +62,14 @@ pub async fn run(db: &Db, config: &Config, policy: &Policy) -> Result<u64, DbErr
             .filter(consents::Column::PolicyVersion.lt(policy.version))
             .filter(consents::Column::Status.eq(ConsentStatus::Granted))
             .filter(consents::Column::SubjectId.is_in(subject_ids.iter().map(String::as_str)))
-            .exec(&*txn)
+            .exec(&txn)
             .await?;
         marked += result.rows_affected;
         let people = subjects::Entity::find()
             .filter(subjects::Column::Id.is_in(subject_ids.iter().map(String::as_str)))
             .filter(subjects::Column::ErasedAt.is_null())
             .filter(subjects::Column::Email.is_not_null())
-            .all(&*txn)
+            .all(&txn)
             .await?;
         for person in people {
             let Some(email) = person.email.as_deref() else {
@@ -90,7 +90,7 @@ pub async fn run(db: &Db, config: &Config, policy: &Policy) -> Result<u64, DbErr
                 policy_url: config.controller.portal_url.clone(),
             };
             outbox::enqueue_email(
-                &*txn,
+                &mut txn,
                 &format!(
                     "policy_changed:{}:{}:{}",
                     policy.key, policy.version, person.id

@@ -11,7 +11,11 @@ use poem_openapi::{
 use serde_json::Value;
 
 use super::events::{self, Envelope, EnvelopeSchema};
-use crate::{AppState, api_tags::ApiTags, error::ApiError};
+use crate::{
+    AppState,
+    api_tags::ApiTags,
+    error::{ApiError, FieldError},
+};
 
 pub struct HooksApi {
     state: AppState,
@@ -58,7 +62,9 @@ impl ParsePayload for SignedBody {
 #[derive(ApiResponse)]
 enum EventResponse {
     /// The event was applied, or was applied before under the same `webhook-id` (then the
-    /// first answer is repeated and nothing is applied again).
+    /// first answer is repeated and nothing is applied again). The body is `{id, type,
+    /// result}`: the `webhook-id`, the event type, and what the event did (see the event types
+    /// in the README).
     #[oai(status = 200)]
     Applied(Json<Value>),
 }
@@ -69,8 +75,11 @@ impl HooksApi {
     ///
     /// Signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`,
     /// 5-minute tolerance; any configured secret is accepted, so secrets can be rotated). A
-    /// missing, wrong or stale signature is 401 and nothing is written; an unknown `type` or
-    /// invalid `data` is 422 and nothing is written.
+    /// missing, wrong or stale signature is 401 and nothing is written; an unknown `type`,
+    /// invalid `data` or a `webhook-id` longer than 255 characters is 422 and nothing is
+    /// written. The `webhook-id` is claimed in the transaction that applies the event, so
+    /// copies delivered in parallel apply it once and all get the first answer; an event that
+    /// was refused is not remembered and may be sent again.
     #[oai(path = "/v1/hooks/events", method = "post", tag = "ApiTags::Service")]
     async fn receive(&self, req: &Request, body: SignedBody) -> Result<EventResponse, ApiError> {
         if !self.verifier.verify(&body.0, req.headers()) {
@@ -84,29 +93,35 @@ impl HooksApi {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        if webhook_id.is_empty() || webhook_id.len() > super::MAX_ID_LEN {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "webhook-id",
+                format!("1 to {} characters", super::MAX_ID_LEN),
+            )]));
+        }
         if let Some(earlier) = super::receipt(self.state.db.conn(), &webhook_id).await? {
-            let answer = serde_json::from_str(&earlier.response).unwrap_or(Value::Null);
-            return Ok(EventResponse::Applied(Json(answer)));
+            return Ok(EventResponse::Applied(Json(earlier)));
         }
         let value: Value = serde_json::from_slice(&body.0)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
         let envelope =
             <Envelope as poem_openapi::types::ParseFromJSON>::parse_from_json(Some(value))
                 .map_err(|e| crate::error::payload_error(e.message()))?;
-        let kind = envelope.kind.clone();
-        let answer = events::apply(&self.state, envelope).await?;
-        let answer = serde_json::json!({"id": webhook_id, "type": kind, "result": answer});
-        if let Err(e) =
-            super::store_receipt(self.state.db.conn(), &webhook_id, &kind, &answer).await
-        {
-            // A concurrent delivery of the same id stored its receipt first.
-            if super::receipt(self.state.db.conn(), &webhook_id)
+        let event = events::parse_event(envelope)?;
+        let kind = event.kind.clone();
+        let mut tx = self.state.db.begin().await?;
+        if !super::claim(&mut tx, &webhook_id, &kind).await? {
+            // A copy of this delivery got there first and has committed its answer.
+            drop(tx);
+            let earlier = super::receipt(self.state.db.conn(), &webhook_id)
                 .await?
-                .is_none()
-            {
-                return Err(e.into());
-            }
+                .ok_or_else(|| ApiError::conflict("this event is being applied; retry"))?;
+            return Ok(EventResponse::Applied(Json(earlier)));
         }
+        let result = events::apply(&mut tx, &self.state.config, event).await?;
+        let answer = serde_json::json!({"id": webhook_id, "type": kind, "result": result});
+        super::store_answer(&mut tx, &webhook_id, &answer).await?;
+        tx.commit().await?;
         Ok(EventResponse::Applied(Json(answer)))
     }
 }

@@ -7,16 +7,18 @@ use serde_json::{Value, json};
 use validator::ValidateEmail;
 
 use crate::{
-    AppState,
     age::{AgeBand, guardian},
     audit::{self, Actor, Target},
     clock,
+    config::Config,
     consent::{self, ConsentActor, Decision, PolicyRef, RecordRequest},
+    db::Tx,
     error::{ApiError, FieldError, field_named_in},
     policy::{self, PolicyStatus},
     request::{self, RequestType},
     retention,
-    subject::{self, AgeStatus, Profile, items},
+    retention::items,
+    subject::{self, AgeStatus, Profile},
 };
 
 /// The envelope every event comes in, as read: `data` is parsed once `type` is known, so that
@@ -209,10 +211,17 @@ fn parse<T: ParseFromJSON>(data: Value) -> Result<T, ApiError> {
     })
 }
 
-/// Applies one verified event and returns the answer to store and send.
-pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiError> {
-    let db = &state.db;
-    let occurred_at = clock::truncate(envelope.occurred_at);
+/// A verified event whose data is parsed and checked, ready to apply.
+pub struct Event {
+    /// The type as sent (a known one).
+    pub kind: String,
+    pub occurred_at: DateTime<Utc>,
+    data: EventData,
+}
+
+/// Parses and checks an event's data before anything is written, so that a refused event
+/// leaves no trace, not even its id.
+pub fn parse_event(envelope: Envelope) -> Result<Event, ApiError> {
     let kind =
         EventType::parse_from_json(Some(Value::String(envelope.kind.clone()))).map_err(|_| {
             ApiError::validation(vec![FieldError::new(
@@ -220,7 +229,7 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
                 format!("unknown event type `{}`", envelope.kind),
             )])
         })?;
-    match kind {
+    let data = match kind {
         EventType::SubjectUpserted => {
             let e: SubjectUpsertedEvent = parse(envelope.data)?;
             let invalid: Vec<FieldError> = [
@@ -234,10 +243,30 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
             if !invalid.is_empty() {
                 return Err(ApiError::validation(invalid));
             }
-            let txn = db.begin_write().await?;
+            EventData::SubjectUpserted(e)
+        }
+        EventType::SubjectDeleted => EventData::SubjectDeleted(parse(envelope.data)?),
+        EventType::ConsentRecorded => EventData::ConsentRecorded(parse(envelope.data)?),
+        EventType::DataRecorded => EventData::DataRecorded(parse(envelope.data)?),
+        EventType::DataErased => EventData::DataErased(parse(envelope.data)?),
+        EventType::PolicyAccepted => EventData::PolicyAccepted(parse(envelope.data)?),
+    };
+    Ok(Event {
+        kind: envelope.kind,
+        occurred_at: clock::truncate(envelope.occurred_at),
+        data,
+    })
+}
+
+/// Applies one parsed event in the caller's transaction and returns the answer to store and
+/// send.
+pub async fn apply(tx: &mut Tx, config: &Config, event: Event) -> Result<Value, ApiError> {
+    let occurred_at = event.occurred_at;
+    match event.data {
+        EventData::SubjectUpserted(e) => {
             let subject = subject::upsert(
-                &*txn,
-                &state.config,
+                tx,
+                config,
                 &e.external_id,
                 Profile {
                     email: e.email,
@@ -251,34 +280,30 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
             .await?;
             let guardian_requested = match &e.guardian_email {
                 Some(email) if subject.age_status == AgeStatus::MinorGuardianPending => {
-                    guardian::request(&*txn, &state.config, &subject, email, &Actor::MainApp)
-                        .await?;
+                    guardian::request(tx, config, &subject, email, &Actor::MainApp).await?;
                     true
                 }
                 _ => false,
             };
             audit::record(
-                &*txn,
+                &*tx,
                 &Actor::MainApp,
                 "subject.upserted",
                 Target::new("subject", &subject.id),
                 json!({"age_status": subject.age_status.to_value()}),
             )
             .await?;
-            txn.commit().await?;
             Ok(json!({
                 "subject": subject.external_id,
                 "age_status": subject.age_status.to_value(),
                 "guardian_requested": guardian_requested,
             }))
         }
-        EventType::SubjectDeleted => {
-            let e: SubjectDeletedEvent = parse(envelope.data)?;
-            let txn = db.begin_write().await?;
-            let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
+        EventData::SubjectDeleted(e) => {
+            let subject = subject::find_or_create_locked(tx, &e.external_id).await?;
             let request = request::intake::open_verified(
-                &*txn,
-                &state.config,
+                tx,
+                config,
                 &subject,
                 request::intake::Intake {
                     kind: RequestType::Erase,
@@ -294,18 +319,16 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
             )
             .await
             .map_err(ApiError::from)?;
-            txn.commit().await?;
             Ok(json!({
                 "request_id": request.id,
                 "status": request.status.to_value(),
                 "duplicate_of": request.duplicate_of,
             }))
         }
-        EventType::ConsentRecorded => {
-            let e: ConsentRecordedEvent = parse(envelope.data)?;
+        EventData::ConsentRecorded(e) => {
             let recorded = consent::record(
-                db,
-                &state.config,
+                tx,
+                config,
                 RecordRequest {
                     external_id: e.external_id,
                     decisions: e
@@ -337,13 +360,11 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
                 json!({"events": recorded.iter().filter_map(|r| r.event_id.clone()).collect::<Vec<_>>()}),
             )
         }
-        EventType::DataRecorded => {
-            let e: DataRecordedEvent = parse(envelope.data)?;
-            let txn = db.begin_write().await?;
-            let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
+        EventData::DataRecorded(e) => {
+            let subject = subject::find_or_create_locked(tx, &e.external_id).await?;
             let clock_started_at = e.clock_event.as_ref().map(|_| occurred_at);
             items::record(
-                &*txn,
+                tx,
                 &subject.id,
                 items::Recorded {
                     category: e.category,
@@ -354,24 +375,18 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
                 },
             )
             .await?;
-            retention::date_recorded(&*txn, &subject.id, &e.item_ref).await?;
-            txn.commit().await?;
+            retention::date_recorded(tx, &subject.id, &e.item_ref).await?;
             Ok(json!({"item_ref": e.item_ref}))
         }
-        EventType::DataErased => {
-            let e: DataErasedEvent = parse(envelope.data)?;
-            let txn = db.begin_write().await?;
-            let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
-            let n = items::erased(&*txn, &subject.id, &e.item_ref, occurred_at).await?;
-            txn.commit().await?;
+        EventData::DataErased(e) => {
+            let subject = subject::find_or_create_locked(tx, &e.external_id).await?;
+            let n = items::erased(tx, &subject.id, &e.item_ref, occurred_at).await?;
             Ok(json!({"item_ref": e.item_ref, "erased": n}))
         }
-        EventType::PolicyAccepted => {
-            let e: PolicyAcceptedEvent = parse(envelope.data)?;
-            let txn = db.begin_write().await?;
-            let subject = subject::find_or_create_locked(&*txn, &e.external_id).await?;
+        EventData::PolicyAccepted(e) => {
+            let subject = subject::find_or_create_locked(tx, &e.external_id).await?;
             let doc = policy::of_version(
-                &*txn,
+                &*tx,
                 &e.policy_key,
                 e.policy_version,
                 subject.jurisdiction.as_deref(),
@@ -385,9 +400,8 @@ pub async fn apply(state: &AppState, envelope: Envelope) -> Result<Value, ApiErr
                     "not a published version of this policy",
                 )])
             })?;
-            let id = subject::record_acceptance(&*txn, &subject.id, &doc, "main_app", occurred_at)
-                .await?;
-            txn.commit().await?;
+            let id =
+                subject::record_acceptance(tx, &subject.id, &doc, "main_app", occurred_at).await?;
             Ok(json!({"acceptance_id": id}))
         }
     }

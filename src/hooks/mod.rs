@@ -1,16 +1,25 @@
 //! Signed events from the main app (`POST /v1/hooks/events`), verified per Standard Webhooks.
 //!
-//! An event is applied once: its `webhook-id` is stored with the answer in the same
-//! transaction as the change, and a repeat gets the stored answer. Nothing is written for an
-//! event that fails verification, has an unknown type or invalid data.
+//! An event is applied once: its `webhook-id` is claimed by a unique insert in the transaction
+//! that applies it and stored with the answer, so parallel copies wait for the first and a
+//! repeat gets the stored answer; a crash before the commit leaves neither the effect nor the
+//! id. Nothing is written for an event that fails verification, has an unknown type or invalid
+//! data.
 
 pub mod api;
 pub mod events;
 
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    TryInsertResult, prelude::Expr,
+};
+use serde_json::Value;
 use standardwebhooks::Webhook;
 
-use crate::config::{Config, parse_webhook_secrets};
+use crate::{
+    config::{Config, parse_webhook_secrets},
+    db::Tx,
+};
 
 /// The `webhook_receipts` table.
 pub mod entity {
@@ -58,31 +67,43 @@ impl Verifier {
     }
 }
 
+/// The longest `webhook-id` kept (the column's length).
+pub const MAX_ID_LEN: usize = 255;
+
 /// The stored answer to an event id, if it was applied before.
 pub async fn receipt(
     conn: &impl ConnectionTrait,
     webhook_id: &str,
-) -> Result<Option<entity::Model>, DbErr> {
-    entity::Entity::find_by_id(webhook_id.to_string())
+) -> Result<Option<Value>, DbErr> {
+    Ok(entity::Entity::find_by_id(webhook_id.to_string())
         .one(conn)
-        .await
+        .await?
+        .map(|r| serde_json::from_str(&r.response).unwrap_or(Value::Null)))
 }
 
-/// Stores the answer to an applied event.
-pub async fn store_receipt(
-    conn: &impl ConnectionTrait,
-    webhook_id: &str,
-    event_type: &str,
-    response: &serde_json::Value,
-) -> Result<(), DbErr> {
-    entity::Entity::insert(entity::ActiveModel {
+/// Claims an event id in the transaction that will apply it: a unique insert, so a parallel
+/// copy waits for this transaction and then finds the id taken (false). If the transaction
+/// rolls back, the id is free again.
+pub async fn claim(tx: &mut Tx, webhook_id: &str, event_type: &str) -> Result<bool, DbErr> {
+    let inserted = entity::Entity::insert(entity::ActiveModel {
         webhook_id: Set(webhook_id.to_string()),
         event_type: Set(event_type.to_string()),
         status: Set(200),
-        response: Set(response.to_string()),
+        response: Set("null".into()),
         received_at: Set(crate::clock::now()),
     })
-    .exec_without_returning(conn)
+    .on_conflict_do_nothing_on([entity::Column::WebhookId])
+    .exec_without_returning(&*tx)
     .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
+}
+
+/// Stores the answer to a claimed event, for the copies that come later.
+pub async fn store_answer(tx: &mut Tx, webhook_id: &str, answer: &Value) -> Result<(), DbErr> {
+    entity::Entity::update_many()
+        .col_expr(entity::Column::Response, Expr::value(answer.to_string()))
+        .filter(entity::Column::WebhookId.eq(webhook_id))
+        .exec(&*tx)
+        .await?;
     Ok(())
 }

@@ -79,7 +79,9 @@ impl Dispatcher {
         let mut report = DrainReport::default();
         let lease = TimeDelta::seconds(self.config.claim_timeout_seconds as i64);
         loop {
-            let batch = outbox::claim(&self.db, now, self.config.batch_size, lease).await?;
+            let mut tx = self.db.begin().await?;
+            let batch = outbox::claim(&mut tx, now, self.config.batch_size, lease).await?;
+            tx.commit().await?;
             if batch.is_empty() {
                 return Ok(report);
             }
@@ -117,8 +119,9 @@ impl Dispatcher {
                         error = %failure.detail,
                         "delivery failed"
                     );
+                    let mut tx = self.db.begin().await?;
                     let status = outbox::mark_failed(
-                        &self.db,
+                        &mut tx,
                         &message,
                         &failure.detail,
                         failure.permanent,
@@ -126,6 +129,7 @@ impl Dispatcher {
                         &self.config,
                     )
                     .await?;
+                    tx.commit().await?;
                     match status {
                         Status::Dead => report.dead += 1,
                         _ => report.retrying += 1,
@@ -134,7 +138,9 @@ impl Dispatcher {
             }
         }
         report.delivered = delivered.len() as u64;
-        outbox::mark_delivered(&self.db, delivered, now).await?;
+        let mut tx = self.db.begin().await?;
+        outbox::mark_delivered(&mut tx, delivered, now).await?;
+        tx.commit().await?;
         Ok(report)
     }
 
@@ -189,8 +195,9 @@ impl Dispatcher {
             })
     }
 
-    /// The background loop: drain, wait a poll interval (or until shutdown), repeat. Errors are
-    /// logged and the loop goes on.
+    /// The background loop: drain, wait until a committed transaction queues something or a poll
+    /// interval passes (retries fall due without a commit), or until shutdown; repeat. Errors
+    /// are logged and the loop goes on.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let pause = Duration::from_millis(self.config.poll_interval_ms);
         loop {
@@ -208,6 +215,7 @@ impl Dispatcher {
             }
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
+                () = self.db.outbox_ready() => {}
                 _ = shutdown.changed() => return,
             }
         }

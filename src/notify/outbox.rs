@@ -21,7 +21,7 @@ use crate::{
     audit::{self, Actor},
     clock,
     config::OutboxConfig,
-    db::Db,
+    db::Tx,
 };
 
 /// The `outbox` table.
@@ -99,7 +99,7 @@ pub enum Status {
 
 /// Queues an email. Returns false when a message with the same dedupe key already exists.
 pub async fn enqueue_email(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     dedupe_key: &str,
     to: &str,
     locale: &str,
@@ -108,7 +108,7 @@ pub async fn enqueue_email(
     let payload =
         serde_json::to_value(content).map_err(|e| DbErr::Custom(format!("email content: {e}")))?;
     insert(
-        conn,
+        tx,
         Kind::Email,
         content.template(),
         dedupe_key,
@@ -122,7 +122,7 @@ pub async fn enqueue_email(
 /// Queues a webhook to the main app with the body `{type, occurred_at, data}`. Returns false
 /// when a message with the same dedupe key already exists.
 pub async fn enqueue_webhook(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     dedupe_key: &str,
     event_type: &str,
     data: Value,
@@ -133,7 +133,7 @@ pub async fn enqueue_webhook(
         "data": data,
     });
     insert(
-        conn,
+        tx,
         Kind::Webhook,
         event_type,
         dedupe_key,
@@ -145,7 +145,7 @@ pub async fn enqueue_webhook(
 }
 
 async fn insert(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     kind: Kind,
     topic: &str,
     dedupe_key: &str,
@@ -156,8 +156,9 @@ async fn insert(
     let row = row(kind, topic, dedupe_key, recipient, locale, payload);
     let result = entity::Entity::insert(row)
         .on_conflict_do_nothing_on([entity::Column::DedupeKey])
-        .exec_without_returning(conn)
+        .exec_without_returning(&*tx)
         .await?;
+    tx.wake_outbox();
     Ok(matches!(result, TryInsertResult::Inserted(n) if n > 0))
 }
 
@@ -172,10 +173,7 @@ pub struct QueuedEmail {
 
 /// Queues many emails with few statements, for jobs that write thousands in one transaction.
 /// Emails whose dedupe key exists already are skipped.
-pub async fn enqueue_emails(
-    conn: &impl ConnectionTrait,
-    emails: Vec<QueuedEmail>,
-) -> Result<(), DbErr> {
+pub async fn enqueue_emails(tx: &mut Tx, emails: Vec<QueuedEmail>) -> Result<(), DbErr> {
     /// Rows per statement: 13 parameters each stays under SQLite's limit of 32,766.
     const ROWS: usize = 1000;
     let mut rows = Vec::with_capacity(emails.len().min(ROWS));
@@ -194,10 +192,11 @@ pub async fn enqueue_emails(
         if rows.len() == ROWS || emails.peek().is_none() {
             entity::Entity::insert_many(std::mem::take(&mut rows))
                 .on_conflict_do_nothing_on([entity::Column::DedupeKey])
-                .exec_without_returning(conn)
+                .exec_without_returning(&*tx)
                 .await?;
         }
     }
+    tx.wake_outbox();
     Ok(())
 }
 
@@ -227,22 +226,22 @@ fn row(
     }
 }
 
-/// Claims up to `limit` due messages for delivery, committing the claim before returning.
+/// Claims up to `limit` due messages for delivery; the caller commits the claim before it
+/// delivers anything.
 pub async fn claim(
-    db: &Db,
+    tx: &mut Tx,
     now: DateTime<Utc>,
     limit: u64,
     lease: TimeDelta,
 ) -> Result<Vec<OutboxMessage>, DbErr> {
     use entity::Column;
-    let txn = db.begin_write().await?;
     let mut rows = entity::Entity::find()
         .filter(Column::Status.eq(Status::Pending))
         .filter(Column::NextAttemptAt.lte(now))
         .order_by_asc(Column::NextAttemptAt)
         .limit(limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-        .all(&*txn)
+        .all(&*tx)
         .await?;
     if rows.is_empty() {
         return Ok(rows);
@@ -253,9 +252,8 @@ pub async fn claim(
         .col_expr(Column::NextAttemptAt, Expr::value(lease_until))
         .col_expr(Column::Attempts, Expr::col(Column::Attempts).add(1))
         .filter(Column::Id.is_in(ids))
-        .exec(&*txn)
+        .exec(&*tx)
         .await?;
-    txn.commit().await?;
     for row in &mut rows {
         row.attempts += 1;
         row.next_attempt_at = lease_until;
@@ -264,26 +262,29 @@ pub async fn claim(
 }
 
 /// Marks messages delivered.
-pub async fn mark_delivered(db: &Db, ids: Vec<String>, now: DateTime<Utc>) -> Result<(), DbErr> {
+pub async fn mark_delivered(
+    tx: &mut Tx,
+    ids: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     if ids.is_empty() {
         return Ok(());
     }
     use entity::Column;
-    let txn = db.begin_write().await?;
     entity::Entity::update_many()
         .col_expr(Column::Status, Expr::value(Status::Delivered))
         .col_expr(Column::DeliveredAt, Expr::value(now))
         .col_expr(Column::LastError, Expr::value(Option::<String>::None))
         .filter(Column::Id.is_in(ids))
-        .exec(&*txn)
+        .exec(&*tx)
         .await?;
-    txn.commit().await
+    Ok(())
 }
 
 /// Records a failed attempt: the message waits for its next attempt (exponential backoff with
 /// jitter), or is dead when it is out of attempts or the failure is permanent.
 pub async fn mark_failed(
-    db: &Db,
+    tx: &mut Tx,
     message: &OutboxMessage,
     error: &str,
     permanent: bool,
@@ -295,7 +296,6 @@ pub async fn mark_failed(
     let next = now + backoff(message.attempts, config.backoff_base_seconds);
     let mut error = error.to_string();
     error.truncate(500);
-    let txn = db.begin_write().await?;
     entity::ActiveModel {
         id: Set(message.id.clone()),
         status: Set(status),
@@ -303,10 +303,29 @@ pub async fn mark_failed(
         last_error: Set(Some(error)),
         ..Default::default()
     }
-    .update(&*txn)
+    .update(&*tx)
     .await?;
-    txn.commit().await?;
     Ok(status)
+}
+
+/// Deletes (or, dry, counts) messages delivered at or before `cutoff`, and with them the
+/// addresses they were sent to. Part of the purge of Consentry's own data.
+pub async fn purge_delivered(
+    tx: &mut Tx,
+    cutoff: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<u64, DbErr> {
+    let delivered = sea_orm::Condition::all()
+        .add(entity::Column::Status.eq(Status::Delivered))
+        .add(entity::Column::DeliveredAt.lte(cutoff));
+    if dry_run {
+        return entity::Entity::find().filter(delivered).count(&*tx).await;
+    }
+    Ok(entity::Entity::delete_many()
+        .filter(delivered)
+        .exec(&*tx)
+        .await?
+        .rows_affected)
 }
 
 /// Wait before attempt `attempts + 1`: `base · 2^(attempts-1)`, ±20 % jitter so that messages
@@ -372,9 +391,8 @@ pub async fn counts(conn: &impl ConnectionTrait) -> Result<Vec<(Status, Kind, i6
 
 /// Puts a message back in the queue for an immediate attempt, with a fresh set of attempts.
 /// Returns `None` for an unknown id.
-pub async fn retry(db: &Db, id: &str, actor: &Actor) -> Result<Option<OutboxMessage>, DbErr> {
-    let txn = db.begin_write().await?;
-    let Some(message) = entity::Entity::find_by_id(id).one(&*txn).await? else {
+pub async fn retry(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Option<OutboxMessage>, DbErr> {
+    let Some(message) = entity::Entity::find_by_id(id).one(&*tx).await? else {
         return Ok(None);
     };
     if message.status == Status::Delivered {
@@ -384,16 +402,16 @@ pub async fn retry(db: &Db, id: &str, actor: &Actor) -> Result<Option<OutboxMess
     active.status = Set(Status::Pending);
     active.attempts = Set(0);
     active.next_attempt_at = Set(clock::now());
-    let message = active.update(&*txn).await?;
+    let message = active.update(&*tx).await?;
+    tx.wake_outbox();
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "outbox.retried",
         audit::Target::new("outbox", id),
         serde_json::json!({ "kind": message.kind, "topic": message.topic }),
     )
     .await?;
-    txn.commit().await?;
     Ok(Some(message))
 }
 

@@ -334,7 +334,9 @@ impl PoliciesApi {
             change_summary: b.change_summary,
             body: b.body,
         };
-        let policy = super::create_draft(&self.state.db, doc, &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        let policy = super::create_draft(&mut tx, doc, &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(CreateDraftResponse::Created(Json(policy.into())))
     }
 
@@ -381,7 +383,9 @@ impl PoliciesApi {
                 MaybeUndefined::Value(v) => Some(Some(v)),
             },
         };
-        let policy = super::update_draft(&self.state.db, &id.0, changes, &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        let policy = super::update_draft(&mut tx, &id.0, changes, &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(Json(policy.into()))
     }
 
@@ -401,9 +405,13 @@ impl PoliciesApi {
         #[oai(validator(max_length = 36))] id: Path<String>,
     ) -> Result<Json<PolicyView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let policy =
-            super::publish(&self.state.db, &self.state.config, &id.0, &auth.0.actor()).await?;
-        Ok(Json(policy.into()))
+        let mut tx = self.state.db.begin().await?;
+        let policy = super::publish(&mut tx, &id.0, &auth.0.actor()).await?;
+        tx.commit().await?;
+        super::finish_publication(&self.state.db, &self.state.config, &policy).await?;
+        Ok(Json(
+            super::get(self.state.db.conn(), &policy.id).await?.into(),
+        ))
     }
 
     /// Retire a published document
@@ -420,7 +428,9 @@ impl PoliciesApi {
         #[oai(validator(max_length = 36))] id: Path<String>,
     ) -> Result<Json<PolicyView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let policy = super::retire(&self.state.db, &id.0, &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        let policy = super::retire(&mut tx, &id.0, &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(Json(policy.into()))
     }
 }

@@ -84,10 +84,10 @@ pub async fn import_documents(
 ) -> Result<ImportReport, PolicyError> {
     let mut report = ImportReport::default();
     let mut published: Vec<Policy> = Vec::new();
-    let txn = db.begin_write().await?;
+    let txn = db.begin().await?;
     for doc in docs {
         let digest = doc.content_sha256();
-        if let Some(existing) = find_document(&*txn, &doc).await? {
+        if let Some(existing) = find_document(&txn, &doc).await? {
             if existing.content_sha256 == digest {
                 report.unchanged += 1;
                 continue;
@@ -105,10 +105,10 @@ pub async fn import_documents(
                 message: "a draft with this identity exists; publish or edit it instead".into(),
             });
         }
-        ensure_newer(&*txn, &doc).await?;
-        let policy = super::insert(&*txn, &doc, PolicyStatus::Published).await?;
+        ensure_newer(&txn, &doc).await?;
+        let policy = super::insert(&txn, &doc, PolicyStatus::Published).await?;
         audit::record(
-            &*txn,
+            &txn,
             actor,
             "policy.imported",
             Target::new("policy", &policy.id),

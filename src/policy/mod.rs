@@ -25,7 +25,7 @@ use crate::{
     clock,
     config::Config,
     consent,
-    db::Db,
+    db::{Db, Tx},
     error::FieldError,
 };
 pub use document::Document;
@@ -205,13 +205,16 @@ pub fn pick<'a>(
 }
 
 /// Creates a draft.
-pub async fn create_draft(db: &Db, doc: Document, actor: &Actor) -> Result<Policy, PolicyError> {
+pub async fn create_draft(
+    tx: &mut Tx,
+    doc: Document,
+    actor: &Actor,
+) -> Result<Policy, PolicyError> {
     doc.validate().map_err(PolicyError::Invalid)?;
-    let txn = db.begin_write().await?;
-    ensure_newer(&*txn, &doc).await?;
-    let policy = insert(&*txn, &doc, PolicyStatus::Draft).await?;
+    ensure_newer(&*tx, &doc).await?;
+    let policy = insert(&*tx, &doc, PolicyStatus::Draft).await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "policy.draft_created",
         Target::new("policy", &policy.id),
@@ -219,19 +222,17 @@ pub async fn create_draft(db: &Db, doc: Document, actor: &Actor) -> Result<Polic
                "jurisdiction": policy.jurisdiction, "language": policy.language}),
     )
     .await?;
-    txn.commit().await?;
     Ok(policy)
 }
 
 /// Edits a draft; published and retired documents are refused.
 pub async fn update_draft(
-    db: &Db,
+    tx: &mut Tx,
     id: &str,
     changes: DraftChanges,
     actor: &Actor,
 ) -> Result<Policy, PolicyError> {
-    let txn = db.begin_write().await?;
-    let policy = get(&*txn, id).await?;
+    let policy = get(&*tx, id).await?;
     if policy.status != PolicyStatus::Draft {
         return Err(PolicyError::NotDraft(policy.status));
     }
@@ -264,41 +265,34 @@ pub async fn update_draft(
     row.change_summary = Set(doc.change_summary.clone());
     row.content_sha256 = Set(doc.content_sha256());
     row.updated_at = Set(clock::now());
-    let policy = row.update(&*txn).await?;
+    let policy = row.update(&*tx).await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "policy.draft_updated",
         Target::new("policy", &policy.id),
         json!({"content_sha256": policy.content_sha256}),
     )
     .await?;
-    txn.commit().await?;
     Ok(policy)
 }
 
-/// Publishes a draft. A material version then marks older consents for re-consent and emails
-/// the people affected, in batches (see [`consent::reconsent`]).
-pub async fn publish(
-    db: &Db,
-    config: &Config,
-    id: &str,
-    actor: &Actor,
-) -> Result<Policy, PolicyError> {
-    let txn = db.begin_write().await?;
-    let policy = get(&*txn, id).await?;
+/// Publishes a draft. A material version then needs [`finish_publication`], after the commit, to
+/// mark older consents for re-consent and email the people affected.
+pub async fn publish(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Policy, PolicyError> {
+    let policy = get(&*tx, id).await?;
     if policy.status != PolicyStatus::Draft {
         return Err(PolicyError::NotDraft(policy.status));
     }
-    ensure_newer(&*txn, &policy.document()).await?;
+    ensure_newer(&*tx, &policy.document()).await?;
     let now = clock::now();
     let mut row: model::ActiveModel = policy.into();
     row.status = Set(PolicyStatus::Published);
     row.published_at = Set(Some(now));
     row.updated_at = Set(now);
-    let policy = row.update(&*txn).await?;
+    let policy = row.update(&*tx).await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "policy.published",
         Target::new("policy", &policy.id),
@@ -306,13 +300,13 @@ pub async fn publish(
                "content_sha256": policy.content_sha256}),
     )
     .await?;
-    txn.commit().await?;
-    finish_publication(db, config, &policy).await?;
-    get(db.conn(), &policy.id).await
+    Ok(policy)
 }
 
-/// Runs the re-consent of a material version to the end, or records that none is needed.
-async fn finish_publication(db: &Db, config: &Config, policy: &Policy) -> Result<(), DbErr> {
+/// Runs the re-consent of a newly published version to the end, or records that none is
+/// needed. A job of its own, in batches that each commit (see [`consent::reconsent`]): the
+/// edge that published calls it after the publication committed.
+pub async fn finish_publication(db: &Db, config: &Config, policy: &Policy) -> Result<(), DbErr> {
     if policy.material {
         consent::reconsent::run(db, config, policy).await?;
     }
@@ -340,9 +334,8 @@ pub async fn resume_reconsent(db: &Db, config: &Config) -> Result<usize, DbErr> 
 }
 
 /// Retires a published document: it stays readable as proof, but no new consent may cite it.
-pub async fn retire(db: &Db, id: &str, actor: &Actor) -> Result<Policy, PolicyError> {
-    let txn = db.begin_write().await?;
-    let policy = get(&*txn, id).await?;
+pub async fn retire(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Policy, PolicyError> {
+    let policy = get(&*tx, id).await?;
     if policy.status != PolicyStatus::Published {
         return Err(PolicyError::NotPublished);
     }
@@ -351,16 +344,15 @@ pub async fn retire(db: &Db, id: &str, actor: &Actor) -> Result<Policy, PolicyEr
     row.status = Set(PolicyStatus::Retired);
     row.retired_at = Set(Some(now));
     row.updated_at = Set(now);
-    let policy = row.update(&*txn).await?;
+    let policy = row.update(&*tx).await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "policy.retired",
         Target::new("policy", &policy.id),
         json!({"key": policy.key, "version": policy.version}),
     )
     .await?;
-    txn.commit().await?;
     Ok(policy)
 }
 

@@ -203,7 +203,9 @@ impl PurposesApi {
     ) -> Result<CreatePurposeResponse, ApiError> {
         auth.0.require(Role::Admin)?;
         let NewPurpose { key, fields } = body.0;
-        let purpose = super::create(&self.state.db, &key, fields.into(), &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        let purpose = super::create(&mut tx, &key, fields.into(), &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(CreatePurposeResponse::Created(Json(purpose.into())))
     }
 
@@ -235,7 +237,9 @@ impl PurposesApi {
         body: Json<PurposeBody>,
     ) -> Result<Json<PurposeView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let purpose = super::update(&self.state.db, &key.0, body.0.into(), &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        let purpose = super::update(&mut tx, &key.0, body.0.into(), &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(Json(purpose.into()))
     }
 
@@ -253,7 +257,9 @@ impl PurposesApi {
         key: Path<String>,
     ) -> Result<Json<PurposeView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let purpose = super::archive(&self.state.db, &key.0, &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        let purpose = super::archive(&mut tx, &key.0, &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(Json(purpose.into()))
     }
 
@@ -271,7 +277,9 @@ impl PurposesApi {
         key: Path<String>,
     ) -> Result<DeletePurposeResponse, ApiError> {
         auth.0.require(Role::Admin)?;
-        super::delete(&self.state.db, &key.0, &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        super::delete(&mut tx, &key.0, &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(DeletePurposeResponse::Deleted)
     }
 }

@@ -20,7 +20,7 @@ use crate::{
     audit::{self, Actor, Target},
     clock,
     consent::model::consents,
-    db::Db,
+    db::Tx,
     error::FieldError,
     period::Period,
     policy::document::{is_key, is_language},
@@ -235,7 +235,7 @@ pub async fn find_many(
 
 /// Creates a purpose.
 pub async fn create(
-    db: &Db,
+    tx: &mut Tx,
     key: &str,
     fields: PurposeFields,
     actor: &Actor,
@@ -250,9 +250,8 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(PurposeError::Invalid(errors));
     }
-    let txn = db.begin_write().await?;
     if model::Entity::find_by_id(key.to_string())
-        .one(&*txn)
+        .one(&*tx)
         .await?
         .is_some()
     {
@@ -264,9 +263,9 @@ pub async fn create(
     row.archived_at = Set(None);
     row.created_at = Set(now);
     row.updated_at = Set(now);
-    let purpose: Purpose = row.insert(&*txn).await?.try_into()?;
+    let purpose: Purpose = row.insert(&*tx).await?.try_into()?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "purpose.created",
         Target::new("purpose", key),
@@ -274,29 +273,27 @@ pub async fn create(
                "separate_consent": purpose.separate_consent}),
     )
     .await?;
-    txn.commit().await?;
     Ok(purpose)
 }
 
 /// Replaces a purpose's fields.
 pub async fn update(
-    db: &Db,
+    tx: &mut Tx,
     key: &str,
     fields: PurposeFields,
     actor: &Actor,
 ) -> Result<Purpose, PurposeError> {
     fields.validate().map_err(PurposeError::Invalid)?;
-    let txn = db.begin_write().await?;
     let existing = model::Entity::find_by_id(key.to_string())
-        .one(&*txn)
+        .one(&*tx)
         .await?
         .ok_or(PurposeError::NotFound)?;
     let mut row = active_model(&fields)?;
     row.key = sea_orm::ActiveValue::Unchanged(existing.key);
     row.updated_at = Set(clock::now());
-    let purpose: Purpose = row.update(&*txn).await?.try_into()?;
+    let purpose: Purpose = row.update(&*tx).await?.try_into()?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "purpose.updated",
         Target::new("purpose", key),
@@ -304,16 +301,14 @@ pub async fn update(
                "separate_consent": purpose.separate_consent}),
     )
     .await?;
-    txn.commit().await?;
     Ok(purpose)
 }
 
 /// Archives a purpose: it disappears from the public list and takes no new consent, but its
 /// history stays.
-pub async fn archive(db: &Db, key: &str, actor: &Actor) -> Result<Purpose, PurposeError> {
-    let txn = db.begin_write().await?;
+pub async fn archive(tx: &mut Tx, key: &str, actor: &Actor) -> Result<Purpose, PurposeError> {
     let existing = model::Entity::find_by_id(key.to_string())
-        .one(&*txn)
+        .one(&*tx)
         .await?
         .ok_or(PurposeError::NotFound)?;
     let purpose: Purpose = if existing.archived_at.is_some() {
@@ -323,9 +318,9 @@ pub async fn archive(db: &Db, key: &str, actor: &Actor) -> Result<Purpose, Purpo
         let mut row: model::ActiveModel = existing.into();
         row.archived_at = Set(Some(now));
         row.updated_at = Set(now);
-        let purpose = row.update(&*txn).await?.try_into()?;
+        let purpose = row.update(&*tx).await?.try_into()?;
         audit::record(
-            &*txn,
+            &*tx,
             actor,
             "purpose.archived",
             Target::new("purpose", key),
@@ -334,36 +329,33 @@ pub async fn archive(db: &Db, key: &str, actor: &Actor) -> Result<Purpose, Purpo
         .await?;
         purpose
     };
-    txn.commit().await?;
     Ok(purpose)
 }
 
 /// Deletes a purpose that nobody has consented to (a mistake); otherwise refuses.
-pub async fn delete(db: &Db, key: &str, actor: &Actor) -> Result<(), PurposeError> {
-    let txn = db.begin_write().await?;
+pub async fn delete(tx: &mut Tx, key: &str, actor: &Actor) -> Result<(), PurposeError> {
     model::Entity::find_by_id(key.to_string())
-        .one(&*txn)
+        .one(&*tx)
         .await?
         .ok_or(PurposeError::NotFound)?;
     let used = consents::Entity::find()
         .filter(consents::Column::PurposeKey.eq(key))
-        .count(&*txn)
+        .count(&*tx)
         .await?;
     if used > 0 {
         return Err(PurposeError::HasConsents);
     }
     model::Entity::delete_by_id(key.to_string())
-        .exec(&*txn)
+        .exec(&*tx)
         .await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "purpose.deleted",
         Target::new("purpose", key),
         json!({}),
     )
     .await?;
-    txn.commit().await?;
     Ok(())
 }
 

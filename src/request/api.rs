@@ -336,10 +336,10 @@ impl RequestsApi {
         auth: SubjectToken,
         body: Json<PortalFiling>,
     ) -> Result<CreatedResponse, ApiError> {
-        let txn = self.state.db.begin_write().await?;
-        let subject = subject::find_or_create_locked(&*txn, &auth.0.0).await?;
+        let mut tx = self.state.db.begin().await?;
+        let subject = subject::find_or_create_locked(&mut tx, &auth.0.0).await?;
         let request = intake::open_verified(
-            &*txn,
+            &mut tx,
             &self.state.config,
             &subject,
             Intake {
@@ -352,7 +352,7 @@ impl RequestsApi {
             &Actor::Subject,
         )
         .await?;
-        txn.commit().await?;
+        tx.commit().await?;
         Ok(CreatedResponse::Created(Json(request.into())))
     }
 
@@ -417,8 +417,9 @@ impl RequestsApi {
         self.state
             .email_rate_limiter
             .check(Some(crypto::sha256_hex(address.to_lowercase().as_bytes())))?;
+        let mut tx = self.state.db.begin().await?;
         let request = intake::file_by_email(
-            &self.state.db,
+            &mut tx,
             &self.state.config,
             &address,
             Intake {
@@ -429,6 +430,7 @@ impl RequestsApi {
             },
         )
         .await?;
+        tx.commit().await?;
         Ok(FiledResponse::Accepted(Json(Filed {
             id: request.id,
             status: request.status,
@@ -449,9 +451,10 @@ impl RequestsApi {
         body: Json<Verification>,
     ) -> Result<Json<RequestView>, ApiError> {
         self.state.rate_limiter.check(client_ip(req))?;
-        let request =
-            intake::verify(&self.state.db, &self.state.config, &id.0, &body.0.code).await?;
-        Ok(Json(request.into()))
+        let mut tx = self.state.db.begin().await?;
+        let attempt = intake::verify(&mut tx, &self.state.config, &id.0, &body.0.code).await?;
+        tx.commit().await?;
+        Ok(Json(attempt?.into()))
     }
 
     /// Send a new code
@@ -468,7 +471,9 @@ impl RequestsApi {
         id: Path<String>,
     ) -> Result<ResendResponse, ApiError> {
         self.state.rate_limiter.check(client_ip(req))?;
-        intake::resend(&self.state.db, &id.0).await?;
+        let mut tx = self.state.db.begin().await?;
+        intake::resend(&mut tx, &id.0).await?;
+        tx.commit().await?;
         Ok(ResendResponse::Accepted)
     }
 
@@ -578,17 +583,19 @@ impl RequestsApi {
     )]
     async fn take(&self, auth: ApiKey, id: Path<String>) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        Ok(Json(
-            review::take(&self.state.db, &id.0, &auth.0.actor())
-                .await?
-                .into(),
-        ))
+        let mut tx = self.state.db.begin().await?;
+        let request = review::take(&mut tx, &id.0, &auth.0.actor()).await?;
+        tx.commit().await?;
+        Ok(Json(request.into()))
     }
 
     /// Approve a request
     ///
     /// Restriction and objection are carried out at once. Access, export, rectification and
     /// erasure send the main app a signed `fulfilment.requested` job and wait for its answer.
+    /// When the change an approval makes is refused (an objection naming a purpose that is
+    /// necessary for the service, say), nothing changes but the request's history, which
+    /// records why; the request stays open for the reviewer.
     #[oai(
         path = "/v1/admin/requests/:id/approve",
         method = "post",
@@ -596,9 +603,24 @@ impl RequestsApi {
     )]
     async fn approve(&self, auth: ApiKey, id: Path<String>) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        let request =
-            review::approve(&self.state.db, &self.state.config, &id.0, &auth.0.actor()).await?;
-        Ok(Json(request.into()))
+        let actor = auth.0.actor();
+        let mut tx = self.state.db.begin().await?;
+        match review::approve(&mut tx, &self.state.config, &id.0, &actor).await {
+            Ok(request) => {
+                tx.commit().await?;
+                Ok(Json(request.into()))
+            }
+            Err(RequestError::Consent(refusal)) => {
+                // The approval rolled back; its reason goes in the request's history, where
+                // the reviewer decides what next.
+                drop(tx);
+                let mut tx = self.state.db.begin().await?;
+                review::note_refused_approval(&mut tx, &id.0, &actor, &refusal.to_string()).await?;
+                tx.commit().await?;
+                Err(RequestError::Consent(refusal).into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reject a request
@@ -618,8 +640,9 @@ impl RequestsApi {
         body: Json<Reason>,
     ) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        let request =
-            review::reject(&self.state.db, &id.0, &body.0.reason, &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        let request = review::reject(&mut tx, &id.0, &body.0.reason, &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(Json(request.into()))
     }
 
@@ -639,8 +662,9 @@ impl RequestsApi {
         body: Json<Extension>,
     ) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
+        let mut tx = self.state.db.begin().await?;
         let request = review::extend(
-            &self.state.db,
+            &mut tx,
             &self.state.config,
             &id.0,
             body.0.months,
@@ -648,6 +672,7 @@ impl RequestsApi {
             &auth.0.actor(),
         )
         .await?;
+        tx.commit().await?;
         Ok(Json(request.into()))
     }
 
@@ -673,8 +698,9 @@ impl RequestsApi {
                 "say why the request ends restricted",
             )]));
         }
+        let mut tx = self.state.db.begin().await?;
         let request = review::complete(
-            &self.state.db,
+            &mut tx,
             &self.state.config,
             &id.0,
             body.0.outcome,
@@ -682,6 +708,7 @@ impl RequestsApi {
             &auth.0.actor(),
         )
         .await?;
+        tx.commit().await?;
         Ok(Json(request.into()))
     }
 
@@ -701,13 +728,9 @@ impl RequestsApi {
         body: Json<Reason>,
     ) -> Result<Json<Lifted>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        review::lift_restriction(
-            &self.state.db,
-            &external_id.0,
-            &body.0.reason,
-            &auth.0.actor(),
-        )
-        .await?;
+        let mut tx = self.state.db.begin().await?;
+        review::lift_restriction(&mut tx, &external_id.0, &body.0.reason, &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(Json(Lifted { restricted: false }))
     }
 
@@ -733,8 +756,9 @@ impl RequestsApi {
                 "say why the request ends restricted",
             )]));
         }
+        let mut tx = self.state.db.begin().await?;
         let request = fulfil::complete_job(
-            &self.state.db,
+            &mut tx,
             &self.state.config,
             &id.0,
             fulfil::Report {
@@ -744,6 +768,7 @@ impl RequestsApi {
             },
         )
         .await?;
+        tx.commit().await?;
         Ok(Json(request.into()))
     }
 }

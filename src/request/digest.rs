@@ -13,7 +13,7 @@ use super::{RUNNING, model};
 use crate::{
     clock,
     config::Config,
-    db::Db,
+    db::Tx,
     notify::{
         email::{EmailContent, RequestLine},
         outbox,
@@ -76,14 +76,14 @@ async fn digest(
 /// Queues `content` to each configured address under `key:<address>`; returns how many were
 /// new.
 async fn send(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     config: &Config,
     key: &str,
     content: &EmailContent,
 ) -> Result<u64, DbErr> {
     let mut queued = 0;
     for to in &config.requests.digest_to {
-        if outbox::enqueue_email(conn, &format!("{key}:{to}"), to, "en", content).await? {
+        if outbox::enqueue_email(tx, &format!("{key}:{to}"), to, "en", content).await? {
             queued += 1;
         }
     }
@@ -92,11 +92,11 @@ async fn send(
 
 /// Queues today's digest to each configured address, unless there is nothing to report.
 /// Returns how many digests were queued.
-pub async fn queue(db: &Db, config: &Config, today: NaiveDate) -> Result<u64, DbErr> {
+pub async fn queue(tx: &mut Tx, config: &Config, today: NaiveDate) -> Result<u64, DbErr> {
     if config.requests.digest_to.is_empty() {
         return Ok(0);
     }
-    let content = digest(db.conn(), config, today, None).await?;
+    let content = digest(&*tx, config, today, None).await?;
     if let EmailContent::AdminDigest {
         overdue,
         due_soon,
@@ -108,13 +108,13 @@ pub async fn queue(db: &Db, config: &Config, today: NaiveDate) -> Result<u64, Db
     {
         return Ok(0);
     }
-    send(db.conn(), config, &format!("digest:{today}"), &content).await
+    send(tx, config, &format!("digest:{today}"), &content).await
 }
 
 /// Queues the digest after a retention purge run, with the run's summary, in the run's
 /// transaction.
 pub async fn queue_after_purge(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     config: &Config,
     run_id: &str,
     summary: &str,
@@ -123,6 +123,6 @@ pub async fn queue_after_purge(
         return Ok(0);
     }
     let today = clock::now().date_naive();
-    let content = digest(conn, config, today, Some(summary.to_string())).await?;
-    send(conn, config, &format!("digest:purge:{run_id}"), &content).await
+    let content = digest(&*tx, config, today, Some(summary.to_string())).await?;
+    send(tx, config, &format!("digest:purge:{run_id}"), &content).await
 }

@@ -252,7 +252,7 @@ impl Package {
 
 /// Writes the package for an access or export request.
 pub async fn build(
-    db: &Db,
+    conn: &impl ConnectionTrait,
     config: &Config,
     request: &Request,
     main_app: Option<&Value>,
@@ -263,7 +263,6 @@ pub async fn build(
     let file_name = format!("{}.pkg", request.id);
     let file = std::fs::File::create(dir.join(&file_name)).map_err(export_err)?;
     let mut sealed = SealingWriter::new(io::BufWriter::new(file), &key).map_err(export_err)?;
-    let conn = db.conn();
     let media_type = if request.kind == RequestType::Export {
         let mut zip = zip::ZipWriter::new_stream(sealed);
         let options = zip::write::SimpleFileOptions::default()
@@ -315,8 +314,8 @@ fn consent_events(subject_id: &str) -> Table<consent::model::events::Entity> {
     (select, Paging::After(Column::Seq))
 }
 
-fn data_items(subject_id: &str) -> Table<subject::items::entity::Entity> {
-    use subject::items::entity::{Column, Entity};
+fn data_items(subject_id: &str) -> Table<crate::retention::items::entity::Entity> {
+    use crate::retention::items::entity::{Column, Entity};
     let select = Entity::find().filter(Column::SubjectId.eq(subject_id));
     (select, Paging::After(Column::ExternalRef))
 }
@@ -536,8 +535,9 @@ pub async fn find(
     Ok(row)
 }
 
-/// Deletes the files of expired packages and marks them purged, in batches. Returns how many
-/// were purged. A file already gone counts as purged.
+/// Deletes the files of expired packages and marks them purged, a page per transaction: a job
+/// of its own (hourly, and in every purge run). Returns how many were purged. A file already
+/// gone counts as purged.
 pub async fn purge_expired(
     db: &Db,
     config: &Config,
@@ -555,16 +555,21 @@ pub async fn purge_expired(
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(export_err(e)),
             }
-            model::exports::Entity::update_many()
-                .col_expr(
-                    model::exports::Column::PurgedAt,
-                    sea_orm::prelude::Expr::value(now),
-                )
-                .filter(model::exports::Column::RequestId.eq(&row.request_id))
-                .exec(db.conn())
-                .await?;
-            purged += 1;
         }
+        let tx = db.begin().await?;
+        model::exports::Entity::update_many()
+            .col_expr(
+                model::exports::Column::PurgedAt,
+                sea_orm::prelude::Expr::value(now),
+            )
+            .filter(
+                model::exports::Column::RequestId
+                    .is_in(expired.iter().map(|row| row.request_id.as_str())),
+            )
+            .exec(&tx)
+            .await?;
+        tx.commit().await?;
+        purged += expired.len() as u64;
         if (expired.len() as u64) < PAGE {
             return Ok(purged);
         }

@@ -7,15 +7,14 @@
 //! access or export request. Consentry then finishes its own part: the package, the erasure of
 //! its own copy, the final email.
 
-use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    prelude::Expr,
-};
+use sea_orm::{ActiveEnum, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, prelude::Expr};
 use serde_json::{Value, json};
 
 use super::{
-    Outcome, Request, RequestError, RequestStatus, RequestType, email, export, intake::Details,
-    model, transition,
+    Outcome, Request, RequestError, RequestStatus, RequestType, email, export,
+    intake::Details,
+    model::{self, FulfilmentStatus},
+    transition,
 };
 use crate::{
     audit::Actor,
@@ -23,25 +22,28 @@ use crate::{
     config::Config,
     consent::{self, ConsentActor, Decision, PolicyRef, RecordRequest, model::ConsentStatus},
     crypto,
-    db::Db,
+    db::Tx,
     notify::{email::EmailContent, outbox},
-    subject::{self, items},
+    retention::items,
+    subject,
 };
 
 /// The webhook event type of a job for the main app.
 pub const FULFILMENT_REQUESTED: &str = "fulfilment.requested";
 
-/// Approves a request and carries out what Consentry can do at once.
+/// Approves a request and carries out what Consentry can do at once, in the caller's
+/// transaction: for a restriction or an objection the change, the transitions and the final
+/// email commit together, and a refusal (a required purpose objected to, say) rolls all of it
+/// back, leaving the request where the reviewer found it.
 pub async fn start(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     request: Request,
     actor: &Actor,
 ) -> Result<Request, RequestError> {
     let details: Details = serde_json::from_str(&request.details).unwrap_or_default();
-    let txn = db.begin_write().await?;
     transition(
-        &*txn,
+        &*tx,
         &request,
         RequestStatus::Approved,
         actor,
@@ -50,26 +52,25 @@ pub async fn start(
         |u| u.col_expr(model::Column::Reviewer, Expr::value(actor.to_string())),
     )
     .await?;
-    let approved = super::get(&*txn, &request.id).await?;
+    let approved = super::get(&*tx, &request.id).await?;
+    transition(
+        &*tx,
+        &approved,
+        RequestStatus::Fulfilling,
+        actor,
+        None,
+        "fulfilled",
+        |u| u,
+    )
+    .await?;
+    let fulfilling = super::get(&*tx, &request.id).await?;
     match request.kind {
         RequestType::Restrict | RequestType::Object => {
-            transition(
-                &*txn,
-                &approved,
-                RequestStatus::Fulfilling,
-                actor,
-                None,
-                "fulfilled",
-                |u| u,
-            )
-            .await?;
-            txn.commit().await?;
-            let fulfilling = super::get(db.conn(), &request.id).await?;
             if request.kind == RequestType::Object {
-                withdraw_objected(db, config, &fulfilling, &details).await?;
+                withdraw_objected(tx, config, &fulfilling, &details).await?;
             }
             finish(
-                db,
+                tx,
                 config,
                 fulfilling,
                 Outcome::Completed,
@@ -81,40 +82,26 @@ pub async fn start(
         }
         RequestType::Access | RequestType::Export | RequestType::Rectify | RequestType::Erase => {
             let subject = match &request.subject_id {
-                Some(id) => {
-                    subject::model::Entity::find_by_id(id.as_str())
-                        .one(&*txn)
-                        .await?
-                }
+                Some(id) => subject::lock(tx, id).await?,
                 None => None,
             };
             if request.kind == RequestType::Rectify
                 && let (Some(subject), Some(changes)) = (&subject, &details.changes)
             {
-                rectify_own_copy(&*txn, subject, changes).await?;
+                subject::rectify(tx, &subject.id, changes).await?;
             }
             let job_id = uuid::Uuid::now_v7().to_string();
             model::fulfilments::Entity::insert(model::fulfilments::ActiveModel {
                 id: Set(job_id.clone()),
                 request_id: Set(request.id.clone()),
-                status: Set("pending".into()),
+                status: Set(FulfilmentStatus::Pending),
                 created_at: Set(clock::now()),
                 completed_at: Set(None),
             })
-            .exec_without_returning(&*txn)
-            .await?;
-            transition(
-                &*txn,
-                &approved,
-                RequestStatus::Fulfilling,
-                actor,
-                None,
-                "fulfilled",
-                |u| u,
-            )
+            .exec_without_returning(&*tx)
             .await?;
             outbox::enqueue_webhook(
-                &*txn,
+                tx,
                 &format!("fulfilment:{job_id}"),
                 FULFILMENT_REQUESTED,
                 json!({
@@ -129,38 +116,16 @@ pub async fn start(
                 }),
             )
             .await?;
-            let request = super::get(&*txn, &request.id).await?;
-            txn.commit().await?;
-            Ok(request)
+            Ok(fulfilling)
         }
     }
-}
-
-/// Applies the corrections that concern Consentry's own record of the person.
-async fn rectify_own_copy(
-    conn: &impl ConnectionTrait,
-    subject: &subject::Subject,
-    changes: &std::collections::BTreeMap<String, String>,
-) -> Result<(), RequestError> {
-    let mut update = subject::model::Entity::update_many()
-        .col_expr(subject::model::Column::UpdatedAt, Expr::value(clock::now()))
-        .filter(subject::model::Column::Id.eq(&subject.id));
-    for (field, value) in changes {
-        update = match field.as_str() {
-            "email" => update.col_expr(subject::model::Column::Email, Expr::value(value.clone())),
-            "locale" => update.col_expr(subject::model::Column::Locale, Expr::value(value.clone())),
-            _ => update,
-        };
-    }
-    update.exec(conn).await?;
-    Ok(())
 }
 
 /// Withdraws the consents an objection names (GDPR Art 21, PIPL Art 44), each under the policy
 /// version it was given with. Purposes never granted need nothing more than the recorded
 /// objection.
 async fn withdraw_objected(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     request: &Request,
     details: &Details,
@@ -168,19 +133,16 @@ async fn withdraw_objected(
     let Some(subject_id) = &request.subject_id else {
         return Ok(());
     };
-    let Some(subject) = subject::model::Entity::find_by_id(subject_id.as_str())
-        .one(db.conn())
-        .await?
-    else {
+    let Some(subject) = subject::lock(tx, subject_id).await? else {
         return Ok(());
     };
     let objected = details.purposes.clone().unwrap_or_default();
-    for current in consent::ledger::current(db.conn(), subject_id).await? {
+    for current in consent::ledger::current(&*tx, subject_id).await? {
         if !objected.contains(&current.purpose_key) || current.status != ConsentStatus::Granted {
             continue;
         }
         consent::record(
-            db,
+            tx,
             config,
             RecordRequest {
                 external_id: subject.external_id.clone(),
@@ -219,27 +181,41 @@ pub struct Report {
     pub note: Option<String>,
 }
 
-/// Records the main app's answer to a job and finishes the request. A job already completed is
-/// answered with its request and applied nothing twice.
+/// Records the main app's answer to a job and finishes the request, in the caller's
+/// transaction. The job is claimed first, by a conditional update, so that parallel reports of
+/// one job apply once: the others wait and are answered with the request as it then stands.
 pub async fn complete_job(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     job_id: &str,
     report: Report,
 ) -> Result<Request, RequestError> {
+    let claimed = model::fulfilments::Entity::update_many()
+        .col_expr(
+            model::fulfilments::Column::Status,
+            Expr::value(FulfilmentStatus::Completed),
+        )
+        .col_expr(
+            model::fulfilments::Column::CompletedAt,
+            Expr::value(clock::now()),
+        )
+        .filter(model::fulfilments::Column::Id.eq(job_id))
+        .filter(model::fulfilments::Column::Status.eq(FulfilmentStatus::Pending))
+        .exec(&*tx)
+        .await?;
     let job = model::fulfilments::Entity::find_by_id(job_id)
-        .one(db.conn())
+        .one(&*tx)
         .await?
         .ok_or(RequestError::NotFound)?;
-    let request = super::get(db.conn(), &job.request_id).await?;
-    if job.status == "completed" {
+    let request = super::get(&*tx, &job.request_id).await?;
+    if claimed.rows_affected == 0 {
         return Ok(request);
     }
     if request.status != RequestStatus::Fulfilling {
         return Err(RequestError::refused(&request, "completed"));
     }
     finish(
-        db,
+        tx,
         config,
         request,
         report.outcome.unwrap_or(Outcome::Completed),
@@ -250,9 +226,11 @@ pub async fn complete_job(
     .await
 }
 
-/// Finishes Consentry's part of a request being fulfilled and closes it with the final email.
+/// Finishes Consentry's part of a request being fulfilled and closes it with the final email,
+/// in the caller's transaction. The export package is written while the transaction is open,
+/// so that a failure leaves the request fulfilling rather than completed without its package.
 pub async fn finish(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     request: Request,
     outcome: Outcome,
@@ -260,44 +238,31 @@ pub async fn finish(
     main_app_data: Option<Value>,
     actor: &Actor,
 ) -> Result<Request, RequestError> {
-    let package = match request.kind {
-        RequestType::Access | RequestType::Export => {
-            Some(export::build(db, config, &request, main_app_data.as_ref()).await?)
-        }
-        _ => None,
-    };
-    let txn = db.begin_write().await?;
     let now = clock::now();
     let subject = match &request.subject_id {
-        Some(id) => {
-            subject::model::Entity::find_by_id(id.as_str())
-                .one(&*txn)
-                .await?
-        }
+        Some(id) => subject::lock(tx, id).await?,
         None => None,
     };
     match (request.kind, outcome, &subject) {
         (RequestType::Restrict, _, Some(s))
         | (RequestType::Erase, Outcome::Restricted, Some(s)) => {
-            subject::model::Entity::update_many()
-                .col_expr(subject::model::Column::Restricted, Expr::value(true))
-                .col_expr(subject::model::Column::UpdatedAt, Expr::value(now))
-                .filter(subject::model::Column::Id.eq(&s.id))
-                .exec(&*txn)
-                .await?;
+            subject::restrict(tx, &s.id).await?
         }
-        (RequestType::Erase, Outcome::Completed, Some(s)) => erase_own_copy(&*txn, s).await?,
+        (RequestType::Erase, Outcome::Completed, Some(s)) => erase_own_copy(tx, s).await?,
         _ => {}
     }
     model::fulfilments::Entity::update_many()
-        .col_expr(model::fulfilments::Column::Status, Expr::value("completed"))
+        .col_expr(
+            model::fulfilments::Column::Status,
+            Expr::value(FulfilmentStatus::Completed),
+        )
         .col_expr(model::fulfilments::Column::CompletedAt, Expr::value(now))
         .filter(model::fulfilments::Column::RequestId.eq(&request.id))
-        .filter(model::fulfilments::Column::Status.eq("pending"))
-        .exec(&*txn)
+        .filter(model::fulfilments::Column::Status.eq(FulfilmentStatus::Pending))
+        .exec(&*tx)
         .await?;
     transition(
-        &*txn,
+        &*tx,
         &request,
         RequestStatus::Completed,
         actor,
@@ -310,10 +275,11 @@ pub async fn finish(
         },
     )
     .await?;
-    if let Some(package) = package {
-        let expires_at = package.record(&*txn, &request.id, config).await?;
+    if matches!(request.kind, RequestType::Access | RequestType::Export) {
+        let package = export::build(&*tx, config, &request, main_app_data.as_ref()).await?;
+        let expires_at = package.record(&*tx, &request.id, config).await?;
         email(
-            &*txn,
+            tx,
             &request,
             "export_ready",
             &EmailContent::ExportReady {
@@ -325,7 +291,7 @@ pub async fn finish(
         .await?;
     } else {
         email(
-            &*txn,
+            tx,
             &request,
             "completed",
             &EmailContent::RequestCompleted {
@@ -343,59 +309,22 @@ pub async fn finish(
         model::Entity::update_many()
             .col_expr(model::Column::Email, Expr::value(Option::<String>::None))
             .filter(model::Column::Id.eq(&request.id))
-            .exec(&*txn)
+            .exec(&*tx)
             .await?;
     }
-    let request = super::get(&*txn, &request.id).await?;
-    txn.commit().await?;
-    Ok(request)
+    super::get(&*tx, &request.id).await
 }
 
-/// Erases Consentry's copy of a person: contact and age details are cleared, the main app's id
-/// is replaced by a salted digest, and registered data items are marked erased. The minimal
-/// proof of consent (the hash-chained events, keyed by the internal id) stays for the legally
-/// required period.
-async fn erase_own_copy(
-    conn: &impl ConnectionTrait,
-    subject: &subject::Subject,
-) -> Result<(), RequestError> {
-    let now = clock::now();
+/// Erases Consentry's copy of a person: the subject room clears contact and age details and
+/// replaces the main app's id with a salted digest; the retention room marks registered data
+/// items erased. The minimal proof of consent (the hash-chained events, keyed by the internal
+/// id) stays for the legally required period.
+async fn erase_own_copy(tx: &mut Tx, subject: &subject::Subject) -> Result<(), RequestError> {
     let pseudonym = format!(
         "erased:{}",
         crypto::sha256_hex(format!("{}:{}", subject.id, subject.external_id).as_bytes())
     );
-    subject::model::Entity::update_many()
-        .col_expr(subject::model::Column::ExternalId, Expr::value(pseudonym))
-        .col_expr(
-            subject::model::Column::Email,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            subject::model::Column::Locale,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            subject::model::Column::BirthDate,
-            Expr::value(Option::<chrono::NaiveDate>::None),
-        )
-        .col_expr(
-            subject::model::Column::AgeBand,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            subject::model::Column::GuardianEmail,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(subject::model::Column::ErasedAt, Expr::value(now))
-        .col_expr(subject::model::Column::UpdatedAt, Expr::value(now))
-        .filter(subject::model::Column::Id.eq(&subject.id))
-        .exec(conn)
-        .await?;
-    items::entity::Entity::update_many()
-        .col_expr(items::entity::Column::ErasedAt, Expr::value(now))
-        .filter(items::entity::Column::SubjectId.eq(&subject.id))
-        .filter(items::entity::Column::ErasedAt.is_null())
-        .exec(conn)
-        .await?;
+    subject::erase(tx, &subject.id, &pseudonym).await?;
+    items::erase_all_of(tx, &subject.id, clock::now()).await?;
     Ok(())
 }

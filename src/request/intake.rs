@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use poem_openapi::Object;
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    prelude::Expr,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QuerySelect, prelude::Expr,
 };
 use serde::{Deserialize, Serialize};
 use validator::ValidateEmail;
@@ -25,7 +25,7 @@ use crate::{
     clock,
     config::Config,
     crypto,
-    db::Db,
+    db::Tx,
     error::FieldError,
     notify::email::EmailContent,
     purpose,
@@ -165,14 +165,14 @@ fn new_row(intake: &Intake, source: &str, law: Law, now: DateTime<Utc>) -> model
 /// person is not processed twice: the new one is recorded, linked to it and closed. Runs in the
 /// caller's transaction.
 pub async fn open_verified(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     config: &Config,
     subject: &Subject,
     intake: Intake,
     source: &str,
     actor: &Actor,
 ) -> Result<Request, RequestError> {
-    validate(conn, &intake).await?;
+    validate(&*tx, &intake).await?;
     let now = clock::now();
     let jurisdiction = intake
         .jurisdiction
@@ -180,7 +180,7 @@ pub async fn open_verified(
         .map(str::to_ascii_uppercase)
         .or_else(|| subject.jurisdiction.clone());
     let law = law_for(&config.requests, jurisdiction.as_deref());
-    let duplicate = open_of_kind(conn, &subject.id, intake.kind, None).await?;
+    let duplicate = open_of_kind(&*tx, &subject.id, intake.kind, None).await?;
     let status = if duplicate.is_some() {
         RequestStatus::Cancelled
     } else {
@@ -202,11 +202,11 @@ pub async fn open_verified(
     row.duplicate_of = Set(duplicate.as_ref().map(|d| d.id.clone()));
     row.decision_reason = Set(duplicate.as_ref().map(|_| "duplicate".to_string()));
     row.closed_at = Set(duplicate.as_ref().map(|_| now));
-    let request = sea_orm::ActiveModelTrait::insert(row, conn).await?;
+    let request = sea_orm::ActiveModelTrait::insert(row, &*tx).await?;
     let note = duplicate.as_ref().map(|d| format!("duplicate of {}", d.id));
-    record_event(conn, &request.id, None, status, actor, note.as_deref()).await?;
+    record_event(&*tx, &request.id, None, status, actor, note.as_deref()).await?;
     if duplicate.is_none() {
-        email(conn, &request, "received", &received_email(&request)).await?;
+        email(tx, &request, "received", &received_email(&request)).await?;
     }
     Ok(request)
 }
@@ -214,7 +214,7 @@ pub async fn open_verified(
 /// A request filed without a login: queued with a code to the address; verified by
 /// [`verify`].
 pub async fn file_by_email(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     address: &str,
     intake: Intake,
@@ -225,18 +225,17 @@ pub async fn file_by_email(
             "not an email address",
         )]));
     }
-    validate(db.conn(), &intake).await?;
+    validate(&*tx, &intake).await?;
     let now = clock::now();
     let jurisdiction = intake.jurisdiction.as_deref().map(str::to_ascii_uppercase);
     let law = law_for(&config.requests, jurisdiction.as_deref());
-    let txn = db.begin_write().await?;
     let mut row = new_row(&intake, "email", law, now);
     row.email = Set(Some(address.to_string()));
     row.locale = Set(intake.locale.clone());
     row.jurisdiction = Set(jurisdiction);
-    let request = sea_orm::ActiveModelTrait::insert(row, &*txn).await?;
+    let request = sea_orm::ActiveModelTrait::insert(row, &*tx).await?;
     record_event(
-        &*txn,
+        &*tx,
         &request.id,
         None,
         RequestStatus::Unverified,
@@ -244,8 +243,7 @@ pub async fn file_by_email(
         None,
     )
     .await?;
-    send_code(&*txn, &request, 1, 0).await?;
-    txn.commit().await?;
+    send_code(tx, &request, 1, 0).await?;
     Ok(request)
 }
 
@@ -267,7 +265,7 @@ fn code_hash(request_id: &str, code: &str) -> String {
 
 /// Stores a fresh code (replacing any earlier one) and queues it by email.
 async fn send_code(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     request: &Request,
     sends: i32,
     attempts: i32,
@@ -292,10 +290,10 @@ async fn send_code(
             ])
             .to_owned(),
     )
-    .exec_without_returning(conn)
+    .exec_without_returning(&*tx)
     .await?;
     email(
-        conn,
+        tx,
         request,
         &format!("code:{sends}"),
         &EmailContent::VerificationCode {
@@ -320,39 +318,65 @@ async fn pending(conn: &impl ConnectionTrait, id: &str) -> Result<Request, Reque
     Ok(request)
 }
 
-/// Sends a new code for an unverified request.
-pub async fn resend(db: &Db, id: &str) -> Result<(), RequestError> {
-    let txn = db.begin_write().await?;
-    let request = pending(&*txn, id).await?;
-    let code = model::codes::Entity::find_by_id(id)
-        .one(&*txn)
+/// Deletes (or, dry, counts) the codes that expired at or before `cutoff`: their requests were
+/// abandoned. Part of the purge of Consentry's own data.
+pub async fn purge_codes(
+    tx: &mut Tx,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+) -> Result<u64, DbErr> {
+    let expired = model::codes::Column::ExpiresAt.lte(cutoff);
+    if dry_run {
+        return model::codes::Entity::find()
+            .filter(expired)
+            .count(&*tx)
+            .await;
+    }
+    Ok(model::codes::Entity::delete_many()
+        .filter(expired)
+        .exec(&*tx)
         .await?
-        .ok_or(RequestError::Closed)?;
+        .rows_affected)
+}
+
+/// Sends a new code for an unverified request.
+pub async fn resend(tx: &mut Tx, id: &str) -> Result<(), RequestError> {
+    let code = model::codes::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(&*tx)
+        .await?;
+    let request = pending(&*tx, id).await?;
+    let code = code.ok_or(RequestError::Closed)?;
     let wait = code.last_sent_at + RESEND_INTERVAL - clock::now();
     if code.sends >= MAX_SENDS || wait > TimeDelta::zero() {
         return Err(RequestError::ResendLimited {
             retry_after: wait.num_seconds().max(1) as u64,
         });
     }
-    send_code(&*txn, &request, code.sends + 1, code.attempts).await?;
-    txn.commit().await?;
+    send_code(tx, &request, code.sends + 1, code.attempts).await?;
     Ok(())
 }
 
+/// The outcome of a code check. A wrong code is counted (and may close the request), and that
+/// count must be committed like a success, so a refused attempt comes back as a value for the
+/// edge to commit before it answers with the error.
+pub type Attempt = Result<Request, RequestError>;
+
 /// Verifies a request with its emailed code. The request is then linked to the subject with
-/// that address, if one is known, and its deadline starts running.
+/// that address, if one is known, and its deadline starts running. The code row is locked
+/// first, so that parallel attempts on one request queue up and each is counted.
 pub async fn verify(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     id: &str,
     code: &str,
-) -> Result<Request, RequestError> {
-    let txn = db.begin_write().await?;
-    let request = pending(&*txn, id).await?;
+) -> Result<Attempt, RequestError> {
     let stored = model::codes::Entity::find_by_id(id)
-        .one(&*txn)
-        .await?
-        .ok_or(RequestError::Closed)?;
+        .lock_exclusive()
+        .one(&*tx)
+        .await?;
+    let request = pending(&*tx, id).await?;
+    let stored = stored.ok_or(RequestError::Closed)?;
     let now = clock::now();
     let right = crypto::constant_time_eq(
         code_hash(id, code.trim()).as_bytes(),
@@ -361,7 +385,7 @@ pub async fn verify(
     if !right {
         let attempts = stored.attempts + 1;
         if attempts >= MAX_ATTEMPTS {
-            model::codes::Entity::delete_by_id(id).exec(&*txn).await?;
+            model::codes::Entity::delete_by_id(id).exec(&*tx).await?;
             model::Entity::update_many()
                 .col_expr(model::Column::ClosedAt, Expr::value(now))
                 .col_expr(
@@ -369,40 +393,38 @@ pub async fn verify(
                     Expr::value("verification_failed"),
                 )
                 .filter(model::Column::Id.eq(id))
-                .exec(&*txn)
+                .exec(&*tx)
                 .await?;
             audit::record(
-                &*txn,
+                &*tx,
                 &Actor::System,
                 "request.closed",
                 audit::Target::new("request", id),
                 serde_json::json!({"reason": "verification_failed"}),
             )
             .await?;
-            txn.commit().await?;
-            return Err(RequestError::Closed);
+            return Ok(Err(RequestError::Closed));
         }
         model::codes::Entity::update_many()
             .col_expr(model::codes::Column::Attempts, Expr::value(attempts))
             .filter(model::codes::Column::RequestId.eq(id))
-            .exec(&*txn)
+            .exec(&*tx)
             .await?;
-        txn.commit().await?;
-        return Err(RequestError::WrongCode {
+        return Ok(Err(RequestError::WrongCode {
             left: MAX_ATTEMPTS - attempts,
-        });
+        }));
     }
     if stored.expires_at <= now {
         return Err(RequestError::CodeExpired);
     }
-    model::codes::Entity::delete_by_id(id).exec(&*txn).await?;
+    model::codes::Entity::delete_by_id(id).exec(&*tx).await?;
 
     let subject = match &request.email {
         Some(address) => {
             subject::model::Entity::find()
                 .filter(subject::model::Column::Email.eq(address.as_str()))
                 .filter(subject::model::Column::ErasedAt.is_null())
-                .one(&*txn)
+                .one(&*tx)
                 .await?
         }
         None => None,
@@ -413,7 +435,7 @@ pub async fn verify(
         .or_else(|| subject.as_ref().and_then(|s| s.jurisdiction.clone()));
     let law: Law = law_for(&config.requests, jurisdiction.as_deref());
     let duplicate = match &subject {
-        Some(s) => open_of_kind(&*txn, &s.id, request.kind, Some(id)).await?,
+        Some(s) => open_of_kind(&*tx, &s.id, request.kind, Some(id)).await?,
         None => None,
     };
     let due = due_date(
@@ -429,7 +451,7 @@ pub async fn verify(
     };
     let note = duplicate.as_ref().map(|d| format!("duplicate of {}", d.id));
     super::transition(
-        &*txn,
+        &*tx,
         &request,
         to,
         &Actor::Subject,
@@ -455,10 +477,9 @@ pub async fn verify(
         },
     )
     .await?;
-    let request = super::get(&*txn, id).await?;
+    let request = super::get(&*tx, id).await?;
     if duplicate.is_none() {
-        email(&*txn, &request, "received", &received_email(&request)).await?;
+        email(tx, &request, "received", &received_email(&request)).await?;
     }
-    txn.commit().await?;
-    Ok(request)
+    Ok(Ok(request))
 }

@@ -28,6 +28,7 @@ use crate::{
     clock,
     config::RequestsConfig,
     consent::ConsentError,
+    db::Tx,
     error::FieldError,
     notify::{email::EmailContent, outbox},
 };
@@ -266,7 +267,7 @@ async fn record_event(
 
 /// Queues an email about a request to the address captured at intake, once per `step`.
 async fn email(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     request: &Request,
     step: &str,
     content: &EmailContent,
@@ -274,7 +275,7 @@ async fn email(
     if let Some(to) = &request.email {
         let locale = request.locale.as_deref().unwrap_or("en");
         outbox::enqueue_email(
-            conn,
+            tx,
             &format!("request:{}:{step}", request.id),
             to,
             locale,

@@ -165,6 +165,17 @@ pub mod codes {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Where a job for the main app stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum FulfilmentStatus {
+    /// Sent (or queued) to the main app, not yet reported done.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "completed")]
+    Completed,
+}
+
 /// The `fulfilments` table: jobs sent to the main app for a request.
 pub mod fulfilments {
     use sea_orm::entity::prelude::*;
@@ -175,8 +186,7 @@ pub mod fulfilments {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub request_id: String,
-        /// `pending` or `completed`.
-        pub status: String,
+        pub status: super::FulfilmentStatus,
         pub created_at: DateTimeUtc,
         pub completed_at: Option<DateTimeUtc>,
     }

@@ -5,20 +5,19 @@
 use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, prelude::Expr};
 
 use super::{Law, Outcome, Request, RequestError, RequestStatus, email, fulfil, model, transition};
-use crate::{audit::Actor, clock, config::Config, db::Db, notify::email::EmailContent};
+use crate::{audit::Actor, clock, config::Config, db::Tx, notify::email::EmailContent};
 
 /// Most months a GDPR deadline may be extended by (Art 12(3)).
 pub const MAX_EXTENSION_MONTHS: u32 = 2;
 
 /// A reviewer takes a verified request.
-pub async fn take(db: &Db, id: &str, actor: &Actor) -> Result<Request, RequestError> {
-    let txn = db.begin_write().await?;
-    let request = super::get(&*txn, id).await?;
+pub async fn take(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Request, RequestError> {
+    let request = super::get(&*tx, id).await?;
     if request.status != RequestStatus::Verified {
         return Err(RequestError::refused(&request, "taken for review"));
     }
     transition(
-        &*txn,
+        &*tx,
         &request,
         RequestStatus::InReview,
         actor,
@@ -27,37 +26,35 @@ pub async fn take(db: &Db, id: &str, actor: &Actor) -> Result<Request, RequestEr
         |u| u.col_expr(model::Column::Reviewer, Expr::value(actor.to_string())),
     )
     .await?;
-    let request = super::get(&*txn, id).await?;
-    txn.commit().await?;
+    let request = super::get(&*tx, id).await?;
     Ok(request)
 }
 
 /// Approves a request and starts its fulfilment (see [`fulfil::start`]).
 pub async fn approve(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     id: &str,
     actor: &Actor,
 ) -> Result<Request, RequestError> {
-    let request = super::get(db.conn(), id).await?;
+    let request = super::get(&*tx, id).await?;
     if !matches!(
         request.status,
         RequestStatus::Verified | RequestStatus::InReview
     ) {
         return Err(RequestError::refused(&request, "approved"));
     }
-    fulfil::start(db, config, request, actor).await
+    fulfil::start(tx, config, request, actor).await
 }
 
 /// Rejects a request with a reason; the email states it and the remedies of the request's law.
 pub async fn reject(
-    db: &Db,
+    tx: &mut Tx,
     id: &str,
     reason: &str,
     actor: &Actor,
 ) -> Result<Request, RequestError> {
-    let txn = db.begin_write().await?;
-    let request = super::get(&*txn, id).await?;
+    let request = super::get(&*tx, id).await?;
     if !matches!(
         request.status,
         RequestStatus::Verified | RequestStatus::InReview | RequestStatus::Approved
@@ -66,7 +63,7 @@ pub async fn reject(
     }
     let now = clock::now();
     transition(
-        &*txn,
+        &*tx,
         &request,
         RequestStatus::Rejected,
         actor,
@@ -80,7 +77,7 @@ pub async fn reject(
     )
     .await?;
     email(
-        &*txn,
+        tx,
         &request,
         "rejected",
         &EmailContent::RequestRejected {
@@ -91,23 +88,21 @@ pub async fn reject(
         },
     )
     .await?;
-    let request = super::get(&*txn, id).await?;
-    txn.commit().await?;
+    let request = super::get(&*tx, id).await?;
     Ok(request)
 }
 
 /// Extends a GDPR request's deadline once, by 1 or 2 months counted from the original due date,
 /// and tells the person why.
 pub async fn extend(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     id: &str,
     months: u32,
     reason: &str,
     actor: &Actor,
 ) -> Result<Request, RequestError> {
-    let txn = db.begin_write().await?;
-    let request = super::get(&*txn, id).await?;
+    let request = super::get(&*tx, id).await?;
     if !super::RUNNING.contains(&request.status) {
         return Err(RequestError::refused(&request, "extended"));
     }
@@ -131,13 +126,13 @@ pub async fn extend(
         .col_expr(model::Column::UpdatedAt, Expr::value(now))
         .filter(model::Column::Id.eq(id))
         .filter(model::Column::ExtendedAt.is_null())
-        .exec(&*txn)
+        .exec(&*tx)
         .await?;
     if moved.rows_affected == 0 {
         return Err(RequestError::AlreadyExtended);
     }
     super::record_event(
-        &*txn,
+        &*tx,
         id,
         Some(request.status),
         request.status,
@@ -146,7 +141,7 @@ pub async fn extend(
     )
     .await?;
     email(
-        &*txn,
+        tx,
         &request,
         "extended",
         &EmailContent::RequestExtended {
@@ -157,41 +152,59 @@ pub async fn extend(
         },
     )
     .await?;
-    let request = super::get(&*txn, id).await?;
-    txn.commit().await?;
+    let request = super::get(&*tx, id).await?;
     Ok(request)
 }
 
 /// Completes a request being fulfilled by hand, e.g. an erasure that a legal hold turns into a
 /// restriction (PIPL Art 47).
 pub async fn complete(
-    db: &Db,
+    tx: &mut Tx,
     config: &Config,
     id: &str,
     outcome: Outcome,
     note: Option<String>,
     actor: &Actor,
 ) -> Result<Request, RequestError> {
-    let request = super::get(db.conn(), id).await?;
+    let request = super::get(&*tx, id).await?;
     if request.status != RequestStatus::Fulfilling {
         return Err(RequestError::refused(&request, "completed"));
     }
-    fulfil::finish(db, config, request, outcome, note, None, actor).await
+    fulfil::finish(tx, config, request, outcome, note, None, actor).await
 }
 
-/// Lifts a subject's restriction of processing. The person is told first (GDPR Art 18(3)):
-/// the email is queued in the same transaction that lifts it.
+/// Records in a request's history that its approval was refused and rolled back, and why, so
+/// that the reviewer sees it on the request, which stays where it was.
+pub async fn note_refused_approval(
+    tx: &mut Tx,
+    id: &str,
+    actor: &Actor,
+    reason: &str,
+) -> Result<(), RequestError> {
+    let request = super::get(&*tx, id).await?;
+    super::record_event(
+        &*tx,
+        id,
+        Some(request.status),
+        request.status,
+        actor,
+        Some(&format!("approval refused, nothing changed: {reason}")),
+    )
+    .await
+}
+
+/// Lifts a subject's restriction of processing. The person is told in the same transaction
+/// (GDPR Art 18(3)). Lifting twice at once tells them once: the second finds nothing to lift.
 pub async fn lift_restriction(
-    db: &Db,
+    tx: &mut Tx,
     external_id: &str,
     reason: &str,
     actor: &Actor,
 ) -> Result<(), RequestError> {
-    let txn = db.begin_write().await?;
-    let subject = crate::subject::find(&*txn, external_id)
+    let subject = crate::subject::find(&*tx, external_id)
         .await?
         .ok_or(RequestError::NotFound)?;
-    if !subject.restricted {
+    if !crate::subject::lift_restriction(tx, &subject.id).await? {
         return Err(RequestError::NotRestricted);
     }
     let restricting = model::Entity::find()
@@ -201,18 +214,9 @@ pub async fn lift_restriction(
         )
         .filter(model::Column::Outcome.is_not_null())
         .order_by_desc(model::Column::ClosedAt)
-        .one(&*txn)
+        .one(&*tx)
         .await?;
     let now = clock::now();
-    crate::subject::model::Entity::update_many()
-        .col_expr(
-            crate::subject::model::Column::Restricted,
-            Expr::value(false),
-        )
-        .col_expr(crate::subject::model::Column::UpdatedAt, Expr::value(now))
-        .filter(crate::subject::model::Column::Id.eq(&subject.id))
-        .exec(&*txn)
-        .await?;
     if let Some(to) = subject
         .email
         .clone()
@@ -223,7 +227,7 @@ pub async fn lift_restriction(
             .map(|r| r.id.clone())
             .unwrap_or_default();
         crate::notify::outbox::enqueue_email(
-            &*txn,
+            tx,
             &format!(
                 "restriction_lifted:{}:{}",
                 subject.id,
@@ -240,13 +244,12 @@ pub async fn lift_restriction(
         .await?;
     }
     crate::audit::record(
-        &*txn,
+        &*tx,
         actor,
         "subject.restriction_lifted",
         crate::audit::Target::new("subject", &subject.id),
         serde_json::json!({"reason": reason}),
     )
     .await?;
-    txn.commit().await?;
     Ok(())
 }

@@ -267,13 +267,16 @@ impl RetentionApi {
     )]
     async fn create(&self, auth: ApiKey, body: Json<NewRule>) -> Result<Created, ApiError> {
         auth.0.require(Role::Admin)?;
+        let mut tx = self.state.db.begin().await?;
         let rule = super::create(
-            &self.state.db,
+            &mut tx,
             &body.0.category,
             body.0.rule.into(),
             &auth.0.actor(),
         )
         .await?;
+        tx.commit().await?;
+        super::redate(&self.state.db, &rule).await?;
         Ok(Created::Created(Json(rule.into())))
     }
 
@@ -320,8 +323,10 @@ impl RetentionApi {
         body: Json<RuleBody>,
     ) -> Result<Json<RuleView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let rule =
-            super::update(&self.state.db, &category.0, body.0.into(), &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        let rule = super::update(&mut tx, &category.0, body.0.into(), &auth.0.actor()).await?;
+        tx.commit().await?;
+        super::redate(&self.state.db, &rule).await?;
         Ok(Json(rule.into()))
     }
 
@@ -333,7 +338,9 @@ impl RetentionApi {
     )]
     async fn delete(&self, auth: ApiKey, category: Path<String>) -> Result<Deleted, ApiError> {
         auth.0.require(Role::Admin)?;
-        super::delete(&self.state.db, &category.0, &auth.0.actor()).await?;
+        let mut tx = self.state.db.begin().await?;
+        super::delete(&mut tx, &category.0, &auth.0.actor()).await?;
+        tx.commit().await?;
         Ok(Deleted::NoContent)
     }
 
@@ -412,7 +419,9 @@ impl RetentionApi {
         id: Path<String>,
     ) -> Result<Json<BatchView>, ApiError> {
         auth.0.require(Role::Service)?;
-        let batch = purge::acknowledge(&self.state.db, &id.0).await?;
+        let mut tx = self.state.db.begin().await?;
+        let batch = purge::acknowledge(&mut tx, &id.0).await?;
+        tx.commit().await?;
         Ok(Json(BatchView {
             batch_id: batch.id,
             run_id: batch.run_id,
@@ -438,8 +447,9 @@ impl RetentionApi {
         body: Json<HoldBody>,
     ) -> Result<Json<HoldView>, ApiError> {
         auth.0.require(Role::Admin)?;
+        let mut tx = self.state.db.begin().await?;
         let item = purge::set_hold(
-            &self.state.db,
+            &mut tx,
             &external_id.0,
             &item_ref.0,
             body.0.held,
@@ -447,6 +457,7 @@ impl RetentionApi {
             &auth.0.actor(),
         )
         .await?;
+        tx.commit().await?;
         Ok(Json(HoldView {
             item_ref: item.external_ref,
             category: item.category,

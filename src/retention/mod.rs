@@ -6,6 +6,7 @@
 //! rule from `P90D` to `P30D` takes effect on the items already held.
 
 pub mod api;
+pub mod items;
 pub mod model;
 mod own_data;
 pub mod purge;
@@ -19,12 +20,11 @@ use sea_orm::{
 use crate::{
     audit::{self, Actor},
     clock,
-    db::Db,
+    db::{Db, Tx},
     error::FieldError,
     period::Period,
     policy::document::is_key,
     purpose,
-    subject::items::entity as items,
 };
 
 /// The clock start meaning "when the item was created".
@@ -153,9 +153,10 @@ pub async fn get(conn: &impl ConnectionTrait, category: &str) -> Result<Rule, Re
         .ok_or(RetentionError::NotFound("retention rule"))
 }
 
-/// Creates a rule and dates the category's items by it.
+/// Creates a rule; the edge then dates the category's items by it with [`redate`] after the
+/// commit.
 pub async fn create(
-    db: &Db,
+    tx: &mut Tx,
     category: &str,
     fields: RuleFields,
     actor: &Actor,
@@ -167,9 +168,8 @@ pub async fn create(
         )]));
     }
     fields.validate()?;
-    let txn = db.begin_write().await?;
     if entity::Entity::find_by_id(category)
-        .one(&*txn)
+        .one(&*tx)
         .await?
         .is_some()
     {
@@ -188,33 +188,30 @@ pub async fn create(
             created_at: Set(now),
             updated_at: Set(now),
         },
-        &*txn,
+        &*tx,
     )
     .await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "retention_rule.created",
         audit::Target::new("retention_rule", category),
         serde_json::json!({"period": rule.period, "clock_start": rule.clock_start}),
     )
     .await?;
-    txn.commit().await?;
-    redate(db, &rule).await?;
     Ok(rule)
 }
 
-/// Changes a rule; the category's items are dated again, and the change is audited with the
-/// old and the new values.
+/// Changes a rule, audited with the old and the new values; the edge then dates the category's
+/// items again with [`redate`] after the commit.
 pub async fn update(
-    db: &Db,
+    tx: &mut Tx,
     category: &str,
     fields: RuleFields,
     actor: &Actor,
 ) -> Result<Rule, RetentionError> {
     fields.validate()?;
-    let txn = db.begin_write().await?;
-    let old = get(&*txn, category).await?;
+    let old = get(&*tx, category).await?;
     let mut row: entity::ActiveModel = old.clone().into();
     row.period = Set(fields.period);
     row.clock_start = Set(fields.clock_start);
@@ -223,9 +220,9 @@ pub async fn update(
     row.notify_after = Set(fields.notify_after);
     row.legal_hold = Set(fields.legal_hold);
     row.updated_at = Set(clock::now());
-    let rule = sea_orm::ActiveModelTrait::update(row, &*txn).await?;
+    let rule = sea_orm::ActiveModelTrait::update(row, &*tx).await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "retention_rule.updated",
         audit::Target::new("retention_rule", category),
@@ -236,43 +233,40 @@ pub async fn update(
         }),
     )
     .await?;
-    txn.commit().await?;
-    redate(db, &rule).await?;
     Ok(rule)
 }
 
 /// Deletes a rule; the category's items lose their date (and show up as a coverage gap).
-pub async fn delete(db: &Db, category: &str, actor: &Actor) -> Result<(), RetentionError> {
-    let txn = db.begin_write().await?;
-    let rule = get(&*txn, category).await?;
-    entity::Entity::delete_by_id(category).exec(&*txn).await?;
+pub async fn delete(tx: &mut Tx, category: &str, actor: &Actor) -> Result<(), RetentionError> {
+    let rule = get(&*tx, category).await?;
+    entity::Entity::delete_by_id(category).exec(&*tx).await?;
     items::Entity::update_many()
         .col_expr(
             items::Column::PurgeAfter,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .filter(items::Column::Category.eq(category))
-        .exec(&*txn)
+        .exec(&*tx)
         .await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         "retention_rule.deleted",
         audit::Target::new("retention_rule", category),
         serde_json::json!({"period": rule.period}),
     )
     .await?;
-    txn.commit().await?;
     Ok(())
 }
 
 /// Recomputes `purge_after` of every item in a rule's category, one batch per transaction, in
-/// id order, so the work holds no long transaction and memory stays flat.
-async fn redate(db: &Db, rule: &Rule) -> Result<u64, DbErr> {
+/// id order, so the work holds no long transaction and memory stays flat. A job of its own,
+/// run by the edge that changed the rule once that change committed.
+pub async fn redate(db: &Db, rule: &Rule) -> Result<u64, DbErr> {
     let mut after: Option<String> = None;
     let mut done = 0;
     loop {
-        let txn = db.begin_write().await?;
+        let txn = db.begin().await?;
         let mut query = items::Entity::find()
             .filter(items::Column::Category.eq(&rule.category))
             .filter(items::Column::ErasedAt.is_null());
@@ -282,10 +276,10 @@ async fn redate(db: &Db, rule: &Rule) -> Result<u64, DbErr> {
         let batch = query
             .order_by_asc(items::Column::Id)
             .limit(BATCH)
-            .all(&*txn)
+            .all(&txn)
             .await?;
         for item in &batch {
-            date_item(&*txn, rule, item).await?;
+            date_item(&txn, rule, item).await?;
         }
         txn.commit().await?;
         done += batch.len() as u64;

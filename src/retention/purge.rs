@@ -23,19 +23,19 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{RetentionError, Rule, model};
+use super::{RetentionError, Rule, items, model};
 use crate::{
     audit::{self, Actor},
     clock,
     config::Config,
-    db::Db,
+    db::{Db, Tx},
     lease,
     notify::{
         email::{CategoryCount, EmailContent, NoticeLine},
         outbox::{self, QueuedEmail},
     },
     period::Period,
-    subject::{self, items::entity as items},
+    subject,
 };
 
 /// The webhook event type of an erasure job for the main app.
@@ -113,13 +113,13 @@ pub async fn start(
     if !lease::acquire(db, RUN_LEASE, &id, lease_ttl(config)).await? {
         return Err(RetentionError::Busy);
     }
-    let txn = db.begin_write().await?;
+    let txn = db.begin().await?;
     let now = clock::now();
     model::runs::Entity::update_many()
         .col_expr(model::runs::Column::Status, Expr::value("interrupted"))
         .col_expr(model::runs::Column::FinishedAt, Expr::value(now))
         .filter(model::runs::Column::Status.eq("running"))
-        .exec(&*txn)
+        .exec(&txn)
         .await?;
     let run = sea_orm::ActiveModelTrait::insert(
         model::runs::ActiveModel {
@@ -137,7 +137,7 @@ pub async fn start(
             report: Set(to_json(&Report::default())),
             errors: Set(None),
         },
-        &*txn,
+        &txn,
     )
     .await?;
     txn.commit().await?;
@@ -175,7 +175,7 @@ pub async fn execute(db: &Db, config: &Config, run: PurgeRun) -> Result<PurgeRun
         tracing::error!(run = %run.id, error = %e, "purge run failed");
         to_json(&[e.to_string()])
     });
-    let txn = db.begin_write().await?;
+    let mut txn = db.begin().await?;
     model::runs::Entity::update_many()
         .col_expr(
             model::runs::Column::Status,
@@ -201,10 +201,10 @@ pub async fn execute(db: &Db, config: &Config, run: PurgeRun) -> Result<PurgeRun
         .col_expr(model::runs::Column::Report, Expr::value(to_json(&report)))
         .col_expr(model::runs::Column::Errors, Expr::value(errors))
         .filter(model::runs::Column::Id.eq(&run.id))
-        .exec(&*txn)
+        .exec(&txn)
         .await?;
     if !run.dry_run {
-        crate::request::digest::queue_after_purge(&*txn, config, &run.id, &summary(&report))
+        crate::request::digest::queue_after_purge(&mut txn, config, &run.id, &summary(&report))
             .await?;
     }
     txn.commit().await?;
@@ -498,13 +498,13 @@ async fn apply(
             content: EmailContent::RetentionNotice { purge_date, items },
         });
     }
-    let txn = db.begin_write().await?;
-    outbox::enqueue_emails(&*txn, notices).await?;
+    let mut txn = db.begin().await?;
+    outbox::enqueue_emails(&mut txn, notices).await?;
     for ids in chunk.noticed.chunks(IDS_PER_STATEMENT) {
         items::Entity::update_many()
             .col_expr(items::Column::NoticedAt, Expr::value(run.as_of))
             .filter(items::Column::Id.is_in(ids.iter().cloned()))
-            .exec(&*txn)
+            .exec(&txn)
             .await?;
     }
     for batch in &chunk.batches {
@@ -517,14 +517,14 @@ async fn apply(
             created_at: Set(clock::now()),
             acknowledged_at: Set(None),
         })
-        .exec_without_returning(&*txn)
+        .exec_without_returning(&txn)
         .await?;
         for ids in batch.chunks(IDS_PER_STATEMENT) {
             items::Entity::update_many()
                 .col_expr(items::Column::PurgeBatchId, Expr::value(batch_id.clone()))
                 .col_expr(items::Column::PurgeRunId, Expr::value(run.id.clone()))
                 .filter(items::Column::Id.is_in(ids.iter().map(|i| i.id.clone())))
-                .exec(&*txn)
+                .exec(&txn)
                 .await?;
         }
         let listed: Vec<_> = batch
@@ -540,7 +540,7 @@ async fn apply(
             })
             .collect();
         outbox::enqueue_webhook(
-            &*txn,
+            &mut txn,
             &format!("purge-batch:{batch_id}"),
             PURGE_REQUESTED,
             json!({
@@ -603,32 +603,36 @@ pub async fn batch_counts(
 /// Records the main app's acknowledgement of an erasure job: its items are purged, and each
 /// person none of whose items of the run is still pending gets one "purged" email listing
 /// them (for categories whose rule says to tell). Acknowledging twice changes nothing.
-pub async fn acknowledge(db: &Db, batch_id: &str) -> Result<model::batches::Model, RetentionError> {
-    let txn = db.begin_write().await?;
+pub async fn acknowledge(
+    tx: &mut Tx,
+    batch_id: &str,
+) -> Result<model::batches::Model, RetentionError> {
     let batch = model::batches::Entity::find_by_id(batch_id)
-        .one(&*txn)
+        .one(&*tx)
         .await?
         .ok_or(RetentionError::NotFound("purge batch"))?;
-    if batch.status != "pending" {
-        return Ok(batch);
-    }
     let now = clock::now();
-    model::batches::Entity::update_many()
+    // Claimed by the conditional update, so that parallel copies apply once.
+    let claimed = model::batches::Entity::update_many()
         .col_expr(model::batches::Column::Status, Expr::value("acknowledged"))
         .col_expr(model::batches::Column::AcknowledgedAt, Expr::value(now))
         .filter(model::batches::Column::Id.eq(batch_id))
-        .exec(&*txn)
+        .filter(model::batches::Column::Status.eq("pending"))
+        .exec(&*tx)
         .await?;
+    if claimed.rows_affected == 0 {
+        return Ok(batch);
+    }
     items::Entity::update_many()
         .col_expr(items::Column::PurgedAt, Expr::value(now))
         .filter(items::Column::PurgeBatchId.eq(batch_id))
-        .exec(&*txn)
+        .exec(&*tx)
         .await?;
     items::Entity::update_many()
         .col_expr(items::Column::ErasedAt, Expr::value(now))
         .filter(items::Column::PurgeBatchId.eq(batch_id))
         .filter(items::Column::ErasedAt.is_null())
-        .exec(&*txn)
+        .exec(&*tx)
         .await?;
     let people: Vec<String> = items::Entity::find()
         .select_only()
@@ -636,19 +640,19 @@ pub async fn acknowledge(db: &Db, batch_id: &str) -> Result<model::batches::Mode
         .distinct()
         .filter(items::Column::PurgeBatchId.eq(batch_id))
         .into_tuple()
-        .all(&*txn)
+        .all(&*tx)
         .await?;
-    let tell: Vec<String> = super::list(&*txn)
+    let tell: Vec<String> = super::list(&*tx)
         .await?
         .into_iter()
         .filter(|r| r.notify_after)
         .map(|r| r.category)
         .collect();
     for people in people.chunks(IDS_PER_STATEMENT) {
-        tell_purged(&*txn, &batch.run_id, people, &tell, now).await?;
+        tell_purged(tx, &batch.run_id, people, &tell, now).await?;
     }
     audit::record(
-        &*txn,
+        &*tx,
         &Actor::MainApp,
         "purge_batch.acknowledged",
         audit::Target::new("purge_batch", batch_id),
@@ -656,16 +660,15 @@ pub async fn acknowledge(db: &Db, batch_id: &str) -> Result<model::batches::Mode
     )
     .await?;
     let batch = model::batches::Entity::find_by_id(batch_id)
-        .one(&*txn)
+        .one(&*tx)
         .await?
         .ok_or(RetentionError::NotFound("purge batch"))?;
-    txn.commit().await?;
     Ok(batch)
 }
 
 /// Queues the "purged" email of each of `people` whose items of the run are all purged.
 async fn tell_purged(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     run_id: &str,
     people: &[String],
     tell: &[String],
@@ -679,7 +682,7 @@ async fn tell_purged(
         .filter(items::Column::PurgeRunId.eq(run_id))
         .filter(items::Column::SubjectId.is_in(people.iter().cloned()))
         .into_tuple()
-        .all(conn)
+        .all(&*tx)
         .await?;
     let mut per_person: BTreeMap<&str, (bool, BTreeMap<&str, u64>)> = BTreeMap::new();
     for (subject_id, category, purged_at) in &rows {
@@ -694,7 +697,7 @@ async fn tell_purged(
     let mut emails = Vec::with_capacity(done.len());
     for person in subject::model::Entity::find()
         .filter(subject::model::Column::Id.is_in(done))
-        .all(conn)
+        .all(&*tx)
         .await?
     {
         let (Some(to), Some((_, counts))) = (&person.email, per_person.remove(person.id.as_str()))
@@ -717,28 +720,27 @@ async fn tell_purged(
             },
         });
     }
-    outbox::enqueue_emails(conn, emails).await?;
+    outbox::enqueue_emails(tx, emails).await?;
     Ok(())
 }
 
 /// Puts one item on legal hold or releases it. An item whose purge was already sent to the
 /// main app cannot be held any more.
 pub async fn set_hold(
-    db: &Db,
+    tx: &mut Tx,
     external_id: &str,
     item_ref: &str,
     held: bool,
     reason: &str,
     actor: &Actor,
 ) -> Result<items::Model, RetentionError> {
-    let txn = db.begin_write().await?;
-    let person = subject::find(&*txn, external_id)
+    let person = subject::find(&*tx, external_id)
         .await?
         .ok_or(RetentionError::NotFound("subject"))?;
     let item = items::Entity::find()
         .filter(items::Column::SubjectId.eq(&person.id))
         .filter(items::Column::ExternalRef.eq(item_ref))
-        .one(&*txn)
+        .one(&*tx)
         .await?
         .ok_or(RetentionError::NotFound("data item"))?;
     if held && (item.purge_batch_id.is_some() || item.erased_at.is_some()) {
@@ -747,10 +749,10 @@ pub async fn set_hold(
     items::Entity::update_many()
         .col_expr(items::Column::LegalHold, Expr::value(held))
         .filter(items::Column::Id.eq(&item.id))
-        .exec(&*txn)
+        .exec(&*tx)
         .await?;
     audit::record(
-        &*txn,
+        &*tx,
         actor,
         if held {
             "data_item.held"
@@ -762,9 +764,8 @@ pub async fn set_hold(
     )
     .await?;
     let item = items::Entity::find_by_id(item.id)
-        .one(&*txn)
+        .one(&*tx)
         .await?
         .ok_or(RetentionError::NotFound("data item"))?;
-    txn.commit().await?;
     Ok(item)
 }

@@ -7,7 +7,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
 
-use super::{AgeStatus, Subject, items::DataItem};
+use super::{AgeStatus, Subject};
+use crate::retention::items::{self, DataItem};
 use crate::{
     AppState,
     api_tags::ApiTags,
@@ -174,7 +175,7 @@ impl SubjectApi {
             .ok_or_else(|| ApiError::not_found("no subject with this external id"))?;
         let consents = ledger::current(conn, &subject.id).await?;
         let requests = request::of_subject(conn, &subject.id).await?;
-        let items = super::items::of_subject(conn, &subject.id).await?;
+        let items = items::of_subject(conn, &subject.id).await?;
         Ok(Json(SubjectRecord {
             profile: ProfileView::of(&self.state, subject),
             consents: consents.into_iter().map(Into::into).collect(),

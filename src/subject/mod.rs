@@ -2,17 +2,58 @@
 //!
 //! A subject row is created the first time anything is recorded about a person (a consent, an
 //! event from the main app), so that the main app may send events in any order.
+//!
+//! This room owns the `subjects` and `policy_acceptances` tables: other rooms change a person
+//! only through its functions ([`restrict`], [`lift_restriction`], [`erase`], [`age_event`],
+//! [`advance_consent_chain`], ...), each taking the caller's [`Tx`]. The age status moves only
+//! through [`AgeStatus::after`], the one state machine every writer shares.
 
 pub mod api;
-pub mod items;
 pub mod model;
 
+use std::collections::BTreeMap;
+
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, prelude::*,
+    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+    prelude::*, sea_query::SelectStatement,
 };
 
-use crate::clock;
+use crate::{age::Outcome, clock, db::Tx};
 pub use model::{AgeStatus, Model as Subject};
+
+/// What moves a person's age status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgeEvent {
+    /// The age gate assessed the person's birth date or age band; `None` when neither is known.
+    Assessed(Option<Outcome>),
+    /// A guardian consented through a valid link.
+    GuardianVerified,
+    /// A minor who has grown past the threshold confirmed their own consents.
+    ConfirmedOwnConsent,
+}
+
+impl AgeStatus {
+    /// The status after `event`. A verified guardian's consent stands until the person confirms
+    /// their own; a minor who grows up stays a minor until then, so that consents given by a
+    /// guardian are never silently taken as the adult's own.
+    pub fn after(self, event: AgeEvent) -> AgeStatus {
+        use AgeStatus::*;
+        match (event, self) {
+            (AgeEvent::Assessed(None), current) => current,
+            (AgeEvent::Assessed(Some(_)), MinorGuardianVerified) => MinorGuardianVerified,
+            (AgeEvent::Assessed(Some(Outcome::Allowed)), MinorGuardianPending) => {
+                MinorGuardianPending
+            }
+            (AgeEvent::Assessed(Some(Outcome::Allowed)), _) => Adult,
+            (AgeEvent::Assessed(Some(Outcome::GuardianRequired)), _) => MinorGuardianPending,
+            (AgeEvent::GuardianVerified, MinorGuardianPending | MinorGuardianVerified) => {
+                MinorGuardianVerified
+            }
+            (AgeEvent::ConfirmedOwnConsent, MinorGuardianPending | MinorGuardianVerified) => Adult,
+            (AgeEvent::GuardianVerified | AgeEvent::ConfirmedOwnConsent, current) => current,
+        }
+    }
+}
 
 /// The genesis hash of every subject's consent chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -45,23 +86,29 @@ pub async fn find_or_create(
 /// Like [`find_or_create`], with the row locked until the transaction ends (PostgreSQL; SQLite
 /// has a single writer), so that appends to the subject's consent chain queue up instead of
 /// forking it.
-pub async fn find_or_create_locked(
-    conn: &impl ConnectionTrait,
-    external_id: &str,
-) -> Result<Subject, DbErr> {
+pub async fn find_or_create_locked(tx: &mut Tx, external_id: &str) -> Result<Subject, DbErr> {
+    let tx = &*tx;
     let locked = || {
         model::Entity::find()
             .filter(model::Column::ExternalId.eq(external_id))
             .lock_exclusive()
-            .one(conn)
+            .one(tx)
     };
     if let Some(subject) = locked().await? {
         return Ok(subject);
     }
-    create(conn, external_id).await?;
+    create(tx, external_id).await?;
     locked()
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("subject vanished after insert".into()))
+}
+
+/// The subject with this internal id, locked until the transaction ends.
+pub async fn lock(tx: &mut Tx, id: &str) -> Result<Option<Subject>, DbErr> {
+    model::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(&*tx)
+        .await
 }
 
 /// Inserts a subject unless one with this external id exists.
@@ -113,15 +160,15 @@ pub struct Profile {
 /// has grown past it keeps their status until they confirm their own consents (the ledger then
 /// records them as an adult).
 pub async fn upsert(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     config: &crate::config::Config,
     external_id: &str,
     profile: Profile,
     today: chrono::NaiveDate,
 ) -> Result<Subject, DbErr> {
-    use crate::age::{self, AgeEvidence, Outcome};
+    use crate::age::{self, AgeEvidence};
 
-    let subject = find_or_create_locked(conn, external_id).await?;
+    let subject = find_or_create_locked(tx, external_id).await?;
     let previous = subject.age_status;
     let mut row: model::ActiveModel = subject.clone().into();
     if let Some(v) = profile.email {
@@ -154,22 +201,179 @@ pub async fn upsert(
                 .map(AgeEvidence::Band)
         });
     let assessed = evidence.and_then(|e| age::assess(&config.age, &country, e, today));
-    let status = match (assessed.map(|a| a.outcome), previous) {
-        (None, current) => current,
-        (Some(_), AgeStatus::MinorGuardianVerified) => AgeStatus::MinorGuardianVerified,
-        (Some(Outcome::Allowed), AgeStatus::MinorGuardianPending) => {
-            AgeStatus::MinorGuardianPending
-        }
-        (Some(Outcome::Allowed), _) => AgeStatus::Adult,
-        (Some(Outcome::GuardianRequired), _) => AgeStatus::MinorGuardianPending,
-    };
+    let status = previous.after(AgeEvent::Assessed(assessed.map(|a| a.outcome)));
     let now = clock::now();
     row.age_status = Set(status);
     if status == AgeStatus::MinorGuardianPending && previous != status {
         row.minor_pending_since = Set(Some(now));
     }
     row.updated_at = Set(now);
-    sea_orm::ActiveModelTrait::update(row, conn).await
+    sea_orm::ActiveModelTrait::update(row, &*tx).await
+}
+
+/// Moves a person's age status on an event other than an assessment (see
+/// [`AgeStatus::after`]); returns the new status.
+pub async fn age_event(
+    tx: &mut Tx,
+    subject: &Subject,
+    event: AgeEvent,
+) -> Result<AgeStatus, DbErr> {
+    let status = subject.age_status.after(event);
+    if status != subject.age_status {
+        let now = clock::now();
+        let mut update = model::Entity::update_many()
+            .col_expr(model::Column::AgeStatus, Expr::value(status))
+            .col_expr(model::Column::UpdatedAt, Expr::value(now))
+            .filter(model::Column::Id.eq(&subject.id));
+        if event == AgeEvent::GuardianVerified {
+            update = update.col_expr(model::Column::GuardianVerifiedAt, Expr::value(now));
+        }
+        update.exec(&*tx).await?;
+    }
+    Ok(status)
+}
+
+/// Records the guardian asked to consent for a minor.
+pub async fn set_guardian_email(tx: &mut Tx, subject_id: &str, email: &str) -> Result<(), DbErr> {
+    update(tx, subject_id, |u| {
+        u.col_expr(model::Column::GuardianEmail, Expr::value(email))
+    })
+    .await
+}
+
+/// Moves the head of a person's consent chain to its newest event. Called only by the consent
+/// ledger, inside the transaction that appends the event.
+pub async fn advance_consent_chain(
+    tx: &mut Tx,
+    subject_id: &str,
+    seq: i64,
+    hash: &str,
+) -> Result<(), DbErr> {
+    update(tx, subject_id, |u| {
+        u.col_expr(model::Column::ConsentSeq, Expr::value(seq))
+            .col_expr(model::Column::ConsentHash, Expr::value(hash))
+    })
+    .await
+}
+
+/// Applies a rectification to what Consentry holds of the person: the contact address and the
+/// language. Other fields concern the main app's data only.
+pub async fn rectify(
+    tx: &mut Tx,
+    subject_id: &str,
+    changes: &BTreeMap<String, String>,
+) -> Result<(), DbErr> {
+    update(tx, subject_id, |mut u| {
+        for (field, value) in changes {
+            u = match field.as_str() {
+                "email" => u.col_expr(model::Column::Email, Expr::value(value.clone())),
+                "locale" => u.col_expr(model::Column::Locale, Expr::value(value.clone())),
+                _ => u,
+            };
+        }
+        u
+    })
+    .await
+}
+
+/// Restricts processing of a person's data (GDPR Art 18, PIPL Art 44): consent checks answer no
+/// and the retention purge keeps their items.
+pub async fn restrict(tx: &mut Tx, subject_id: &str) -> Result<(), DbErr> {
+    update(tx, subject_id, |u| {
+        u.col_expr(model::Column::Restricted, Expr::value(true))
+    })
+    .await
+}
+
+/// Lifts a restriction. Returns false when the person was not restricted, so that two lifts at
+/// once tell the person once.
+pub async fn lift_restriction(tx: &mut Tx, subject_id: &str) -> Result<bool, DbErr> {
+    let lifted = model::Entity::update_many()
+        .col_expr(model::Column::Restricted, Expr::value(false))
+        .col_expr(model::Column::UpdatedAt, Expr::value(clock::now()))
+        .filter(model::Column::Id.eq(subject_id))
+        .filter(model::Column::Restricted.eq(true))
+        .exec(&*tx)
+        .await?;
+    Ok(lifted.rows_affected > 0)
+}
+
+/// Erases Consentry's record of a person: contact and age details are cleared and the main
+/// app's id is replaced by `pseudonym`. The row itself stays, keyed by the internal id, so that
+/// the minimal proof of consent kept for the legal period still has an owner.
+pub async fn erase(tx: &mut Tx, subject_id: &str, pseudonym: &str) -> Result<(), DbErr> {
+    let now = clock::now();
+    update(tx, subject_id, |u| {
+        u.col_expr(model::Column::ExternalId, Expr::value(pseudonym))
+            .col_expr(model::Column::Email, Expr::value(Option::<String>::None))
+            .col_expr(model::Column::Locale, Expr::value(Option::<String>::None))
+            .col_expr(
+                model::Column::BirthDate,
+                Expr::value(Option::<chrono::NaiveDate>::None),
+            )
+            .col_expr(model::Column::AgeBand, Expr::value(Option::<String>::None))
+            .col_expr(
+                model::Column::GuardianEmail,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(model::Column::ErasedAt, Expr::value(now))
+    })
+    .await
+}
+
+/// The ids of people erased at or before `cutoff`, as a subquery.
+pub fn erased_before(cutoff: chrono::DateTime<chrono::Utc>) -> SelectStatement {
+    model::Entity::find()
+        .select_only()
+        .column(model::Column::Id)
+        .filter(model::Column::ErasedAt.lte(cutoff))
+        .into_query()
+}
+
+/// Forgets the policy acceptances of people erased at or before `cutoff` and resets their
+/// consent chains to the genesis hash, once the ledger has deleted their events: what remains
+/// is an erased id with no history. Returns how many acceptances went (or, dry, would go).
+pub async fn forget_proofs(
+    tx: &mut Tx,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+) -> Result<u64, DbErr> {
+    let of_erased = acceptances::Column::SubjectId.in_subquery(erased_before(cutoff));
+    if dry_run {
+        return acceptances::Entity::find()
+            .filter(of_erased)
+            .count(&*tx)
+            .await;
+    }
+    let forgotten = acceptances::Entity::delete_many()
+        .filter(of_erased)
+        .exec(&*tx)
+        .await?
+        .rows_affected;
+    model::Entity::update_many()
+        .col_expr(model::Column::ConsentSeq, Expr::value(0))
+        .col_expr(model::Column::ConsentHash, Expr::value(GENESIS_HASH))
+        .filter(model::Column::Id.in_subquery(erased_before(cutoff)))
+        .filter(model::Column::ConsentSeq.gt(0))
+        .exec(&*tx)
+        .await?;
+    Ok(forgotten)
+}
+
+/// One update of a person's row, stamped with the time of the change.
+async fn update(
+    tx: &mut Tx,
+    subject_id: &str,
+    changes: impl FnOnce(sea_orm::UpdateMany<model::Entity>) -> sea_orm::UpdateMany<model::Entity>,
+) -> Result<(), DbErr> {
+    changes(
+        model::Entity::update_many()
+            .col_expr(model::Column::UpdatedAt, Expr::value(clock::now()))
+            .filter(model::Column::Id.eq(subject_id)),
+    )
+    .exec(&*tx)
+    .await?;
+    Ok(())
 }
 
 /// Opens an erasure request for each minor who has waited longer than `grace` for a
@@ -191,18 +395,18 @@ pub async fn sweep_unverified_minors(
     let cutoff = clock::now() - grace;
     let mut handled = 0;
     loop {
-        let txn = db.begin_write().await?;
+        let mut txn = db.begin().await?;
         let due = model::Entity::find()
             .filter(model::Column::AgeStatus.eq(AgeStatus::MinorGuardianPending))
             .filter(model::Column::MinorPendingSince.lte(cutoff))
             .filter(model::Column::ErasedAt.is_null())
             .limit(BATCH)
-            .all(&*txn)
+            .all(&txn)
             .await?;
         let done = (due.len() as u64) < BATCH;
         for subject in due {
             request::intake::open_verified(
-                &*txn,
+                &mut txn,
                 config,
                 &subject,
                 request::intake::Intake {
@@ -228,7 +432,7 @@ pub async fn sweep_unverified_minors(
                     Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
                 )
                 .filter(model::Column::Id.eq(&subject.id))
-                .exec(&*txn)
+                .exec(&txn)
                 .await?;
             handled += 1;
         }
@@ -287,7 +491,7 @@ pub mod acceptances {
 
 /// Records that a subject accepted a policy document; returns the record's id.
 pub async fn record_acceptance(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     subject_id: &str,
     policy: &crate::policy::Policy,
     source: &str,
@@ -303,7 +507,7 @@ pub async fn record_acceptance(
         occurred_at: Set(occurred_at),
         recorded_at: Set(clock::now()),
     })
-    .exec_without_returning(conn)
+    .exec_without_returning(&*tx)
     .await?;
     Ok(id)
 }

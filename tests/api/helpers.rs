@@ -119,17 +119,17 @@ impl TestApp {
 
     /// Creates an API key directly, as `consentry keys create` does, and returns it.
     pub async fn key(&self, role: Role) -> String {
-        keys::create(
-            &self.state.db,
+        let mut tx = self.state.db.begin().await.expect("transaction");
+        let issued = keys::create(
+            &mut tx,
             role,
             &format!("test-{}", role.as_str()),
             &Actor::Cli,
         )
         .await
-        .expect("key created")
-        .secret
-        .expose()
-        .to_string()
+        .expect("key created");
+        tx.commit().await.expect("committed");
+        issued.secret.expose().to_string()
     }
 }
 

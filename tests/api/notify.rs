@@ -28,18 +28,23 @@ fn code(n: u32) -> EmailContent {
 }
 
 async fn queue_email(app: &TestApp, key: &str, to: &str, locale: &str, content: &EmailContent) {
-    let txn = app.state.db.begin_write().await.unwrap();
-    outbox::enqueue_email(&*txn, key, to, locale, content)
+    let mut txn = app.state.db.begin().await.unwrap();
+    outbox::enqueue_email(&mut txn, key, to, locale, content)
         .await
         .unwrap();
     txn.commit().await.unwrap();
 }
 
 async fn queue_webhook(app: &TestApp, key: &str) {
-    let txn = app.state.db.begin_write().await.unwrap();
-    outbox::enqueue_webhook(&*txn, key, "consent.withdrawn", json!({ "subject": "u-1" }))
-        .await
-        .unwrap();
+    let mut txn = app.state.db.begin().await.unwrap();
+    outbox::enqueue_webhook(
+        &mut txn,
+        key,
+        "consent.withdrawn",
+        json!({ "subject": "u-1" }),
+    )
+    .await
+    .unwrap();
     txn.commit().await.unwrap();
 }
 
@@ -107,8 +112,8 @@ async fn a_chinese_locale_gets_the_chinese_template() {
 async fn a_rolled_back_change_leaves_no_message() {
     let app = spawn_app().await;
     {
-        let txn = app.state.db.begin_write().await.unwrap();
-        outbox::enqueue_email(&*txn, "k", "a@example.com", "en", &code(1))
+        let mut txn = app.state.db.begin().await.unwrap();
+        outbox::enqueue_email(&mut txn, "k", "a@example.com", "en", &code(1))
             .await
             .unwrap();
         // Dropped without commit: the change and its message roll back together.
@@ -223,7 +228,9 @@ async fn a_crash_between_claim_and_mark_sends_again_under_the_same_id() {
 
     let now = Utc::now();
     let lease = TimeDelta::seconds(300);
-    let claimed = outbox::claim(&app.state.db, now, 10, lease).await.unwrap();
+    let mut txn = app.state.db.begin().await.unwrap();
+    let claimed = outbox::claim(&mut txn, now, 10, lease).await.unwrap();
+    txn.commit().await.unwrap();
     assert_eq!(claimed.len(), 1);
     app.state.dispatcher.deliver(&claimed[0]).await.unwrap();
     // The process dies here: the delivery happened, the mark did not.
@@ -353,11 +360,11 @@ async fn ten_thousand_queued_emails_drain_to_smtp() {
     let sink = SmtpSink::start().await;
     let app = app_with_smtp(sink.url()).await;
     for chunk in 0..20 {
-        let txn = app.state.db.begin_write().await.unwrap();
+        let mut txn = app.state.db.begin().await.unwrap();
         for i in 0..500 {
             let n = chunk * 500 + i;
             outbox::enqueue_email(
-                &*txn,
+                &mut txn,
                 &format!("bulk:{n}"),
                 "bulk@example.com",
                 "en",

@@ -9,8 +9,9 @@ use consentry::{
     audit::Actor,
     auth::Role,
     notify::outbox,
+    retention::items::{self as item_registry, entity as items},
     retention::purge::{self, PurgeRun, Report},
-    subject::{self, items::entity as items},
+    subject,
 };
 use reqwest::{Method, StatusCode};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -592,9 +593,9 @@ async fn many_items(app: &TestApp, people: usize) -> usize {
                 (1, "photos", created),
                 (2, "photos", Utc::now() - days(25)),
             ] {
-                rows.push(subject::items::new_row(
+                rows.push(item_registry::new_row(
                     &person.id,
-                    subject::items::Recorded {
+                    item_registry::Recorded {
                         category: category.into(),
                         external_ref: format!("{who}-{n}"),
                         created_at: created,

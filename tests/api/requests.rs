@@ -986,7 +986,12 @@ async fn reviewers_get_one_digest_a_day_of_overdue_and_soon_due_requests() {
     })
     .await;
     let today = Utc::now().date_naive();
-    let queue = || consentry::request::digest::queue(&app.state.db, &app.state.config, today);
+    let queue = || async {
+        let mut tx = app.state.db.begin().await.unwrap();
+        let queued = consentry::request::digest::queue(&mut tx, &app.state.config, today).await;
+        tx.commit().await.unwrap();
+        queued
+    };
     assert_eq!(queue().await.unwrap(), 0, "nothing to report, nothing sent");
     app.set_subject("late", None, None, Some("DE")).await;
     let filed = json(

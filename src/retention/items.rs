@@ -1,12 +1,15 @@
 //! The data-item registry: what the main app stores about each person (an uploaded photo, a
 //! generated image, a log bundle), registered by its `data.recorded` and `data.erased` events,
-//! so that retention can be enforced and access requests can list it.
+//! so that retention can be enforced and access requests can list it. Retention owns the
+//! `data_items` table: every write to it is a function of this room.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     prelude::Expr, sea_query::OnConflict,
 };
+
+use crate::db::Tx;
 
 /// The `data_items` table.
 pub mod entity {
@@ -48,7 +51,7 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub use entity::Model as DataItem;
+pub use entity::{Column, Entity, Model, Model as DataItem};
 
 /// A `data.recorded` event: a new item, or a clock event for a known one.
 #[derive(Debug, Clone)]
@@ -112,6 +115,17 @@ pub async fn erased(
         .filter(entity::Column::ExternalRef.eq(external_ref))
         .filter(entity::Column::ErasedAt.is_null())
         .exec(conn)
+        .await?
+        .rows_affected)
+}
+
+/// Marks every item of an erased person erased by Consentry.
+pub async fn erase_all_of(tx: &mut Tx, subject_id: &str, at: DateTime<Utc>) -> Result<u64, DbErr> {
+    Ok(entity::Entity::update_many()
+        .col_expr(entity::Column::ErasedAt, Expr::value(at))
+        .filter(entity::Column::SubjectId.eq(subject_id))
+        .filter(entity::Column::ErasedAt.is_null())
+        .exec(&*tx)
         .await?
         .rows_affected)
 }
