@@ -180,7 +180,7 @@ async fn the_age_gate_is_rate_limited_per_client() {
 }
 
 /// An app with a real SMTP server, two consent-based purposes and a contract purpose.
-async fn family_app() -> (TestApp, SmtpSink, String, String) {
+pub(crate) async fn family_app() -> (TestApp, SmtpSink, String, String) {
     let sink = SmtpSink::start().await;
     let url = sink.url();
     let app = spawn_app_with(|c| {
@@ -205,7 +205,12 @@ async fn family_app() -> (TestApp, SmtpSink, String, String) {
     (app, sink, admin, service)
 }
 
-async fn upsert(app: &TestApp, external_id: &str, country: &str, birth_date: NaiveDate) -> Value {
+pub(crate) async fn upsert(
+    app: &TestApp,
+    external_id: &str,
+    country: &str,
+    birth_date: NaiveDate,
+) -> Value {
     json(
         app.send_event(
             "subject.upserted",
@@ -251,7 +256,7 @@ async fn check(app: &TestApp, service: &str, who: &str, purpose: &str) -> Value 
     .await
 }
 
-async fn ask_guardian(app: &TestApp, who: &str, guardian: &str) -> reqwest::Response {
+pub(crate) async fn ask_guardian(app: &TestApp, who: &str, guardian: &str) -> reqwest::Response {
     app.post("/v1/me/guardian")
         .bearer_auth(subject_token(who))
         .json(&json!({"guardian_email": guardian}))
@@ -261,7 +266,7 @@ async fn ask_guardian(app: &TestApp, who: &str, guardian: &str) -> reqwest::Resp
 }
 
 /// Delivers the outbox and returns the token from the guardian's email.
-async fn guardian_token(app: &TestApp, sink: &SmtpSink, guardian: &str) -> String {
+pub(crate) async fn guardian_token(app: &TestApp, sink: &SmtpSink, guardian: &str) -> String {
     app.state.dispatcher.drain_once(Utc::now()).await.unwrap();
     let before = sink.count();
     let mail = sink.wait_for(before.max(1)).await;
@@ -277,7 +282,7 @@ async fn guardian_token(app: &TestApp, sink: &SmtpSink, guardian: &str) -> Strin
         .collect()
 }
 
-async fn confirm(app: &TestApp, token: &str, decisions: Value) -> reqwest::Response {
+pub(crate) async fn confirm(app: &TestApp, token: &str, decisions: Value) -> reqwest::Response {
     app.post("/v1/guardian/confirm")
         .json(&json!({"token": token, "decisions": decisions, "policy_version": 2}))
         .send()

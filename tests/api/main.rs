@@ -17,5 +17,6 @@ mod leases;
 mod notify;
 mod policies;
 mod purge;
+mod races;
 mod requests;
 mod retention;

@@ -32,12 +32,12 @@ fn days(n: i64) -> TimeDelta {
 }
 
 impl Fixture {
-    async fn admin(&self) -> String {
+    pub(crate) async fn admin(&self) -> String {
         self.app.key(Role::Admin).await
     }
 
     /// Creates (`None`) or changes (`Some(category)`) a retention rule.
-    async fn rule(&self, admin: &str, category: Option<&str>, body: Value) {
+    pub(crate) async fn rule(&self, admin: &str, category: Option<&str>, body: Value) {
         let (method, path, status) = match category {
             None => (Method::POST, String::new(), StatusCode::CREATED),
             Some(c) => (Method::PUT, format!("/{c}"), StatusCode::OK),
@@ -55,7 +55,13 @@ impl Fixture {
         .await;
     }
 
-    async fn record(&self, who: &str, item: &str, category: &str, created_at: DateTime<Utc>) {
+    pub(crate) async fn record(
+        &self,
+        who: &str,
+        item: &str,
+        category: &str,
+        created_at: DateTime<Utc>,
+    ) {
         json(
             self.app
                 .send_event(
@@ -70,7 +76,7 @@ impl Fixture {
     }
 
     /// A run at `as_of`, to the end.
-    async fn run(&self, as_of: DateTime<Utc>, dry_run: bool) -> (PurgeRun, Report) {
+    pub(crate) async fn run(&self, as_of: DateTime<Utc>, dry_run: bool) -> (PurgeRun, Report) {
         let state = &self.app.state;
         let run = purge::start(&state.db, &state.config, dry_run, as_of, &Actor::System)
             .await
@@ -103,7 +109,7 @@ impl Fixture {
     }
 
     /// The erasure jobs the main app has received so far.
-    async fn jobs(&self) -> Vec<Value> {
+    pub(crate) async fn jobs(&self) -> Vec<Value> {
         self.drain().await;
         self.main_app
             .received()
@@ -116,7 +122,7 @@ impl Fixture {
             .collect()
     }
 
-    async fn acknowledge(&self, key: &str, batch: &str) -> reqwest::Response {
+    pub(crate) async fn acknowledge(&self, key: &str, batch: &str) -> reqwest::Response {
         self.app
             .post(&format!("/v1/purge-batches/{batch}/complete"))
             .bearer_auth(key)

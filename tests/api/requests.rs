@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use chrono::{Datelike, NaiveDate, Utc};
-use consentry::{auth::Role, request::model};
+use consentry::{auth::Role, config::Config, request::model};
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, prelude::Expr};
 use serde_json::{Value, json};
@@ -25,6 +25,11 @@ pub(crate) struct Fixture {
 }
 
 pub(crate) async fn fixture() -> Fixture {
+    fixture_with(|_| {}).await
+}
+
+/// Like [`fixture`], with a chance to change the configuration first.
+pub(crate) async fn fixture_with(customize: impl FnOnce(&mut Config)) -> Fixture {
     let sink = SmtpSink::start().await;
     let main_app = WebhookReceiver::start(0).await;
     let (smtp, hooks) = (sink.url(), main_app.url.clone());
@@ -32,6 +37,7 @@ pub(crate) async fn fixture() -> Fixture {
         c.smtp_url = Some(consentry::config::Secret::new(smtp));
         c.mail.tls = Some(consentry::config::SmtpTls::None);
         c.webhooks.url = Some(hooks);
+        customize(c);
     })
     .await;
     let reviewer = app.key(Role::Reviewer).await;
@@ -55,7 +61,7 @@ impl Fixture {
             .unwrap();
     }
 
-    async fn file(&self, who: &str, body: Value) -> reqwest::Response {
+    pub(crate) async fn file(&self, who: &str, body: Value) -> reqwest::Response {
         self.app
             .post("/v1/me/requests")
             .bearer_auth(subject_token(who))
@@ -65,7 +71,13 @@ impl Fixture {
             .unwrap()
     }
 
-    async fn decide(&self, key: &str, id: &str, action: &str, body: Value) -> reqwest::Response {
+    pub(crate) async fn decide(
+        &self,
+        key: &str,
+        id: &str,
+        action: &str,
+        body: Value,
+    ) -> reqwest::Response {
         self.app
             .post(&format!("/v1/admin/requests/{id}/{action}"))
             .bearer_auth(key)
@@ -75,7 +87,7 @@ impl Fixture {
             .unwrap()
     }
 
-    async fn complete_job(&self, job: &str, body: Value) -> reqwest::Response {
+    pub(crate) async fn complete_job(&self, job: &str, body: Value) -> reqwest::Response {
         self.app
             .post(&format!("/v1/fulfilments/{job}/complete"))
             .bearer_auth(&self.service)
@@ -86,7 +98,7 @@ impl Fixture {
     }
 
     /// The `fulfilment.requested` job the main app received for a request.
-    fn job_for(&self, request_id: &str) -> Value {
+    pub(crate) fn job_for(&self, request_id: &str) -> Value {
         self.main_app
             .received()
             .into_iter()
@@ -123,7 +135,7 @@ fn token_in(mail: &ReceivedMail) -> String {
 }
 
 /// The 6-digit code in a verification mail.
-fn code_in(mail: &ReceivedMail) -> String {
+pub(crate) fn code_in(mail: &ReceivedMail) -> String {
     let digits: Vec<&str> = mail
         .text
         .split(|c: char| !c.is_ascii_digit())
