@@ -88,7 +88,7 @@ async fn load(db: &Db, expired: usize) {
         category: Set("generated_images".into()),
         period: Set("P30D".into()),
         clock_start: Set("created".into()),
-        action: Set("delete".into()),
+        action: Set(consentry::retention::RetentionAction::Delete),
         notice_before: Set(Some("P7D".into())),
         notify_after: Set(true),
         legal_hold: Set(false),

@@ -40,7 +40,11 @@ const LATENCY_SAMPLES: usize = 2000;
 /// One subject with `n` consent events and `n` data items.
 async fn load_subject(db: &Db, external_id: &str, n: usize) -> subject::Subject {
     let conn = db.conn();
-    let person = subject::find_or_create(conn, external_id).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let person = subject::find_or_create_locked(&mut tx, external_id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     let v2 = policy::of_version(conn, "privacy-policy", 2, Some("DE"), Some("en"))
         .await
         .unwrap()
@@ -173,10 +177,10 @@ async fn load_queue(db: &Db) {
         RequestType::Rectify,
     ];
     for start in (0..QUEUE_SIZE).step_by(ROWS_PER_INSERT) {
-        let txn = db.begin().await.unwrap();
+        let mut txn = db.begin().await.unwrap();
         let mut rows = Vec::new();
         for i in start..(start + ROWS_PER_INSERT).min(QUEUE_SIZE) {
-            let person = subject::find_or_create(&txn, &format!("queue-{i}"))
+            let person = subject::find_or_create_locked(&mut txn, &format!("queue-{i}"))
                 .await
                 .unwrap();
             rows.push(model::ActiveModel {

@@ -1,8 +1,16 @@
-//! Database connection and write transactions for both engines.
+//! Database connection and the write unit for both engines.
+//!
+//! Every write happens in a [`Tx`] begun with [`Db::begin`] by an edge (an API handler, a
+//! scheduled job or one batch of it, a CLI command) and committed once by that edge; service
+//! functions take `&mut Tx` and never begin or commit. What must follow a commit (waking the
+//! outbox dispatcher, forgetting a cached key) is registered with [`Tx::after_commit`] and runs
+//! only if the commit succeeds. Two single-statement writes stand outside on purpose, on
+//! [`Db::conn`]: a job lease's claim (it must commit before the job's own work starts) and an
+//! API key's last-use stamp (written in the background so the request does not wait).
 //!
 //! SQLite allows one writer at a time, and a transaction that read first and then tries to
 //! write fails with `SQLITE_BUSY` instead of waiting when another writer got there first.
-//! [`Db::begin_write`] therefore serialises writers inside the process and starts them with
+//! [`Db::begin`] therefore serialises writers inside the process and starts them with
 //! `BEGIN IMMEDIATE`, which takes the write lock up front and waits (busy timeout) for writers in
 //! other processes, such as a CLI command. Readers stay concurrent under WAL. On PostgreSQL it is
 //! a plain transaction and row locks do the work, so several replicas can share one database.
@@ -127,7 +135,7 @@ impl Db {
         })
     }
 
-    /// For reads, and for single statements that need no transaction.
+    /// For reads, and for the two single-statement writes named in the module doc.
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn
     }

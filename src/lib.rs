@@ -19,14 +19,27 @@
 //! - [`hooks`]: signed events from the main app.
 //! - [`request`]: data-subject requests: intake and email verification, GDPR and PIPL
 //!   deadlines, review, fulfilment through the main app, encrypted export packages.
-//! - [`retention`]: retention rules per data category and each item's purge date.
+//! - [`retention`]: retention rules per data category, the registry of data items and each
+//!   item's purge date, and the purge runs.
 //! - [`jobs`]: scheduled jobs (cron): the minor sweep, the reviewers' digest, expired exports.
 //! - [`lease`]: leases that let one replica at a time run a job.
 //! - [`cli`]: the command-line interface behind `main`.
 //!
 //! Each domain folder is a room: its `api` module parses, authorises and calls the domain's
-//! functions, which own transactions and write audit rows in the same transaction as the change.
-//! [`App::build`] assembles everything from a [`config::Config`]; `main` and the tests both use it.
+//! functions; each table has one room that writes it, and other rooms go through that room's
+//! functions. [`App::build`] assembles everything from a [`config::Config`]; `main` and the
+//! tests both use it.
+//!
+//! # Transactions
+//!
+//! A write is one [`db::Tx`], begun by an edge (an API handler, a scheduled job or one batch of
+//! it, a CLI command) and committed once by that edge. Service functions take `&mut Tx` and
+//! compose inside it; they never begin or commit. Audit rows and outbox messages are written in
+//! the same transaction as the change they record or announce. Work that must follow a commit
+//! (waking the outbox dispatcher) is registered on the transaction and runs only after it
+//! commits, never after a rollback. Anything a client may repeat (a webhook id, a guardian
+//! link, a code, a decision, a job's report) is claimed inside the transaction that applies it,
+//! so that parallel copies apply once.
 
 pub mod age;
 pub mod api_tags;

@@ -7,6 +7,9 @@
 //!
 //! Ages are counted in whole years on the day of the check; a person born on 29 February has
 //! their birthday on 1 March in common years (before it they have not reached the new age).
+//!
+//! Transactions: [`guardian`] owns `guardian_tokens`; the age status itself belongs to the
+//! subject room. Guardian links are claimed in the transaction that records the decisions.
 
 pub mod api;
 pub mod guardian;

@@ -3,7 +3,9 @@
 //!
 //! Each entry's hash is SHA-256 over the previous entry's hash and the entry's canonical JSON.
 //! Editing, deleting or reordering entries breaks the chain, which [`verify`] reports with the
-//! first broken sequence number. Entries carry ids, never personal data.
+//! first broken sequence number. Entries carry ids, never personal data. This room owns
+//! `audit_log` and `chain_heads`; [`record`] takes the caller's [`Tx`], so it cannot be written
+//! outside one.
 
 pub mod api;
 pub mod model;
@@ -15,7 +17,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use crate::{clock, crypto};
+use crate::{clock, crypto, db::Tx};
 use model::{audit_log, chain_heads};
 
 /// Name of the audit log's row in `chain_heads`.
@@ -72,7 +74,7 @@ impl Target {
 /// Locking the chain head (`FOR UPDATE` on PostgreSQL; SQLite has one writer at a time) makes
 /// concurrent appenders queue up, so the chain never forks.
 pub async fn record(
-    conn: &impl ConnectionTrait,
+    tx: &Tx,
     actor: &Actor,
     action: &str,
     target: Target,
@@ -80,7 +82,7 @@ pub async fn record(
 ) -> Result<(), DbErr> {
     let head = chain_heads::Entity::find_by_id(CHAIN)
         .lock_exclusive()
-        .one(conn)
+        .one(tx)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("the audit chain head is missing".into()))?;
     let mut entry = audit_log::Model {
@@ -96,14 +98,14 @@ pub async fn record(
     };
     entry.hash = entry_hash(&entry);
     audit_log::Entity::insert(audit_log::ActiveModel::from(entry.clone()))
-        .exec(conn)
+        .exec(tx)
         .await?;
     chain_heads::ActiveModel {
         chain: Set(CHAIN.to_string()),
         seq: Set(entry.seq),
         hash: Set(entry.hash),
     }
-    .update(conn)
+    .update(tx)
     .await?;
     Ok(())
 }

@@ -108,8 +108,9 @@ impl KeysApi {
         auth.0.require(Role::Admin)?;
         let mut tx = self.state.db.begin().await?;
         let record = keys::revoke(&mut tx, &id.0, &auth.0.actor()).await?;
+        let (cache, key_id) = (self.state.key_cache.clone(), record.id.clone());
+        tx.after_commit(move || cache.forget(&key_id));
         tx.commit().await?;
-        self.state.key_cache.forget(&record.id);
         Ok(RevokeKeyResponse::Revoked(Json(record.into())))
     }
 }

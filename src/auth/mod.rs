@@ -4,6 +4,9 @@
 //! Roles follow least privilege. `service` is the main app and reaches only the server-to-server
 //! endpoints; `viewer` reads the admin console, `reviewer` also decides requests, `admin` also
 //! changes configuration. No role implies `service`, and `service` implies no admin role.
+//!
+//! Transactions: this room owns `api_keys`; creating and revoking take the edge's
+//! [`crate::db::Tx`].
 
 pub mod api;
 pub mod keys;

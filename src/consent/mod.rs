@@ -6,6 +6,11 @@
 //! cannot be withdrawn, a purpose needing PIPL separate consent is granted on its own, and a
 //! restricted subject or a minor without a verified guardian cannot grant. [`check()`] answers the
 //! main app's "may I?" from the current state. [`ledger::verify`] walks a subject's chain.
+//!
+//! Transactions: this room owns `consent_events` and `consents`, and alone moves the head of a
+//! person's chain (through [`crate::subject::advance_consent_chain`]). [`record`] runs in the
+//! edge's [`crate::db::Tx`], so an objection or a guardian's decisions commit with the rest of
+//! what the edge does, or not at all.
 
 pub mod api;
 pub mod check;

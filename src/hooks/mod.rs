@@ -4,7 +4,8 @@
 //! that applies it and stored with the answer, so parallel copies wait for the first and a
 //! repeat gets the stored answer; a crash before the commit leaves neither the effect nor the
 //! id. Nothing is written for an event that fails verification, has an unknown type or invalid
-//! data.
+//! data. This room owns `webhook_receipts`; each event's effects are written by the rooms that
+//! own them, in the handler's one [`Tx`].
 
 pub mod api;
 pub mod events;

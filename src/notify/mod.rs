@@ -1,6 +1,7 @@
 //! The notification pipeline: everything the service must tell people (email) and the main app
 //! (webhooks) goes through one transactional outbox, so that nothing is lost when a change
-//! commits and nothing is said about a change that rolled back.
+//! commits and nothing is said about a change that rolled back. This room owns `outbox`;
+//! queuing takes the caller's [`crate::db::Tx`] and wakes the dispatcher once it commits.
 //!
 //! - [`outbox`]: the table, written with the caller's transaction; claim, mark, list, retry.
 //! - [`dispatcher`]: the background job that delivers, with retries and backoff.

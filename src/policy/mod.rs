@@ -6,6 +6,9 @@
 //! document of its own, and one language per jurisdiction is authoritative. Readers get the
 //! best document for their jurisdiction and language, falling back to the authoritative
 //! language, then to `*`.
+//!
+//! Transactions: this room owns `policies`; its writers take the edge's [`Tx`]. Publishing
+//! commits first, then the edge runs [`finish_publication`], a job of batches that each commit.
 
 pub mod api;
 pub mod diff;
@@ -310,12 +313,13 @@ pub async fn finish_publication(db: &Db, config: &Config, policy: &Policy) -> Re
     if policy.material {
         consent::reconsent::run(db, config, policy).await?;
     }
+    let tx = db.begin().await?;
     model::Entity::update_many()
         .col_expr(model::Column::ReconsentDoneAt, Expr::value(clock::now()))
         .filter(model::Column::Id.eq(&policy.id))
-        .exec(db.conn())
+        .exec(&tx)
         .await?;
-    Ok(())
+    tx.commit().await
 }
 
 /// Finishes the re-consent of material versions whose run was interrupted (a crash, a
@@ -375,11 +379,7 @@ async fn ensure_newer(conn: &impl ConnectionTrait, doc: &Document) -> Result<(),
     }
 }
 
-async fn insert(
-    conn: &impl ConnectionTrait,
-    doc: &Document,
-    status: PolicyStatus,
-) -> Result<Policy, PolicyError> {
+async fn insert(tx: &Tx, doc: &Document, status: PolicyStatus) -> Result<Policy, PolicyError> {
     let now = clock::now();
     let published = status == PolicyStatus::Published;
     let row = model::ActiveModel {
@@ -402,7 +402,7 @@ async fn insert(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    row.insert(conn).await.map_err(|e| match e.sql_err() {
+    row.insert(tx).await.map_err(|e| match e.sql_err() {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => PolicyError::Exists,
         _ => PolicyError::Db(e),
     })

@@ -3,6 +3,8 @@
 //!
 //! A purpose is identified by its key for ever: consent events cite it, so a purpose that has
 //! consents is archived, never deleted.
+//!
+//! Transactions: this room owns `purposes`; its writers take the edge's [`Tx`].
 
 pub mod api;
 pub mod model;

@@ -271,7 +271,9 @@ impl RequestsApi {
     }
 
     async fn download(&self, request: &Request, token: &str) -> Result<Download, ApiError> {
-        let package = export::find(self.state.db.conn(), &request.id, token).await?;
+        let mut tx = self.state.db.begin().await?;
+        let package = export::find(&mut tx, &request.id, token).await?;
+        tx.commit().await?;
         let path = self
             .state
             .config

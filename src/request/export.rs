@@ -23,7 +23,13 @@ use sea_orm::{
 use serde_json::{Value, json};
 
 use super::{Request, RequestError, RequestType, model};
-use crate::{clock, config::Config, consent, crypto, db::Db, subject};
+use crate::{
+    clock,
+    config::Config,
+    consent, crypto,
+    db::{Db, Tx},
+    subject,
+};
 
 /// Plaintext bytes per encrypted chunk.
 const CHUNK: usize = 64 * 1024;
@@ -217,7 +223,7 @@ impl Package {
     /// Stores the package's row with a digest of its token; returns when it expires.
     pub async fn record(
         &self,
-        conn: &impl ConnectionTrait,
+        tx: &Tx,
         request_id: &str,
         config: &Config,
     ) -> Result<DateTime<Utc>, RequestError> {
@@ -234,7 +240,7 @@ impl Package {
             downloaded_at: Set(None),
             purged_at: Set(None),
         })
-        .exec_without_returning(conn)
+        .exec_without_returning(tx)
         .await?;
         Ok(expires_at)
     }
@@ -511,13 +517,13 @@ fn csv_field(value: &str) -> String {
 /// looked up by its SHA-256; it carries 256 random bits, so the lookup's timing reveals nothing
 /// about other tokens.
 pub async fn find(
-    conn: &impl ConnectionTrait,
+    tx: &mut Tx,
     request_id: &str,
     token: &str,
 ) -> Result<model::exports::Model, RequestError> {
     let row = model::exports::Entity::find()
         .filter(model::exports::Column::TokenHash.eq(crypto::sha256_hex(token.as_bytes())))
-        .one(conn)
+        .one(tx)
         .await?
         .filter(|row| row.request_id == request_id)
         .ok_or(RequestError::NotFound)?;
@@ -530,7 +536,7 @@ pub async fn find(
             sea_orm::prelude::Expr::value(clock::now()),
         )
         .filter(model::exports::Column::RequestId.eq(request_id))
-        .exec(conn)
+        .exec(tx)
         .await?;
     Ok(row)
 }

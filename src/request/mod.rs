@@ -7,6 +7,12 @@
 //! one-time code. Every transition is a row in `request_events` and an audit entry, written in
 //! the transaction that makes it; every email about it goes through the outbox in the same
 //! transaction.
+//!
+//! Transactions: this room owns `requests`, `request_events`, `verification_codes`,
+//! `fulfilments` and `exports`; its functions take the edge's [`Tx`]. A fulfilment that
+//! changes Consentry's own records (a restriction, an objection's withdrawals, an erasure, a
+//! rectification) makes the change and the request's transition in that one transaction, and
+//! anything a client may repeat (a code, a decision, a job's report) is claimed inside it.
 
 pub mod api;
 pub mod deadline;
@@ -210,7 +216,7 @@ pub async fn list(
 /// Moves a request from `from` to `to` unless someone else moved it first, and records the
 /// transition with its actor. `changes` sets further columns in the same update.
 async fn transition(
-    conn: &impl ConnectionTrait,
+    tx: &Tx,
     request: &Request,
     to: RequestStatus,
     actor: &Actor,
@@ -224,16 +230,16 @@ async fn transition(
         .col_expr(model::Column::UpdatedAt, sea_orm::prelude::Expr::value(now))
         .filter(model::Column::Id.eq(&request.id))
         .filter(model::Column::Status.eq(request.status));
-    let moved = changes(update).exec(conn).await?;
+    let moved = changes(update).exec(tx).await?;
     if moved.rows_affected == 0 {
         return Err(RequestError::refused(request, action));
     }
-    record_event(conn, &request.id, Some(request.status), to, actor, note).await
+    record_event(tx, &request.id, Some(request.status), to, actor, note).await
 }
 
 /// Appends a transition to a request's history and to the audit log.
 async fn record_event(
-    conn: &impl ConnectionTrait,
+    tx: &Tx,
     request_id: &str,
     from: Option<RequestStatus>,
     to: RequestStatus,
@@ -249,10 +255,10 @@ async fn record_event(
         note: sea_orm::ActiveValue::Set(note.map(str::to_string)),
         occurred_at: sea_orm::ActiveValue::Set(clock::now()),
     })
-    .exec_without_returning(conn)
+    .exec_without_returning(tx)
     .await?;
     audit::record(
-        conn,
+        tx,
         actor,
         &format!("request.{}", to.to_value()),
         audit::Target::new("request", request_id),

@@ -9,7 +9,8 @@ use poem_openapi::{
 };
 
 use super::{
-    Gap, Rule, RuleFields,
+    Gap, RetentionAction, Rule, RuleFields,
+    model::{BatchStatus, RunStatus, RunTrigger},
     purge::{self, PurgeRun, Report},
 };
 use crate::{
@@ -39,8 +40,7 @@ struct RuleView {
     /// `created`, or the event that starts the clock (sent by the main app with
     /// `data.recorded`), e.g. `training_completed`.
     clock_start: String,
-    /// `delete` or `anonymize`.
-    action: String,
+    action: RetentionAction,
     /// How long before the purge the person is told; absent for no notice.
     notice_before: Option<String>,
     /// Whether the person is told after the purge.
@@ -154,12 +154,10 @@ enum Deleted {
 #[oai(skip_serializing_if_is_none)]
 struct PurgeRunView {
     id: String,
-    /// `schedule`, `manual` or `cli`.
-    trigger: String,
+    trigger: RunTrigger,
     dry_run: bool,
-    /// `running`, `completed`, `failed`, or `interrupted` (its process stopped mid-run; the
-    /// next run carried on).
-    status: String,
+    /// `interrupted`: its process stopped mid-run; the next run carried on.
+    status: RunStatus,
     as_of: DateTime<Utc>,
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
@@ -221,8 +219,7 @@ enum Started {
 struct BatchView {
     batch_id: String,
     run_id: String,
-    /// `pending` or `acknowledged`.
-    status: String,
+    status: BatchStatus,
     items: i64,
     acknowledged_at: Option<DateTime<Utc>>,
 }

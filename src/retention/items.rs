@@ -64,18 +64,14 @@ pub struct Recorded {
 }
 
 /// Registers an item, or updates its clock when it is known already.
-pub async fn record(
-    conn: &impl ConnectionTrait,
-    subject_id: &str,
-    item: Recorded,
-) -> Result<(), DbErr> {
+pub async fn record(tx: &Tx, subject_id: &str, item: Recorded) -> Result<(), DbErr> {
     entity::Entity::insert(new_row(subject_id, item))
         .on_conflict(
             OnConflict::columns([entity::Column::SubjectId, entity::Column::ExternalRef])
                 .update_columns([entity::Column::ClockEvent, entity::Column::ClockStartedAt])
                 .to_owned(),
         )
-        .exec_without_returning(conn)
+        .exec_without_returning(tx)
         .await?;
     Ok(())
 }
@@ -104,7 +100,7 @@ pub fn new_row(subject_id: &str, item: Recorded) -> entity::ActiveModel {
 /// Marks an item erased by the main app. Unknown items are ignored: the main app may erase
 /// data it never registered.
 pub async fn erased(
-    conn: &impl ConnectionTrait,
+    tx: &Tx,
     subject_id: &str,
     external_ref: &str,
     at: DateTime<Utc>,
@@ -114,7 +110,7 @@ pub async fn erased(
         .filter(entity::Column::SubjectId.eq(subject_id))
         .filter(entity::Column::ExternalRef.eq(external_ref))
         .filter(entity::Column::ErasedAt.is_null())
-        .exec(conn)
+        .exec(tx)
         .await?
         .rows_affected)
 }

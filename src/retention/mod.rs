@@ -4,11 +4,18 @@
 //! Every registered data item carries its `purge_after`, computed from its category's rule when
 //! it is recorded and recomputed, in batches, whenever the rule changes, so that shortening a
 //! rule from `P90D` to `P30D` takes effect on the items already held.
+//!
+//! Transactions: this room owns `retention_rules`, `data_items` (see [`items`]),
+//! `purge_runs` and `purge_batches`. Rule changes take the edge's [`Tx`]; the purge run and
+//! [`redate`] are jobs, one transaction per batch. Consentry's own data is purged through the
+//! purge function of each room that owns it.
 
 pub mod api;
 pub mod items;
 pub mod model;
 mod own_data;
+
+pub use model::RetentionAction;
 pub mod purge;
 
 use chrono::{DateTime, Utc};
@@ -45,8 +52,7 @@ pub mod entity {
         pub period: String,
         /// `created`, or the name of the event that starts the clock (`training_completed`).
         pub clock_start: String,
-        /// `delete` or `anonymize`.
-        pub action: String,
+        pub action: super::model::RetentionAction,
         /// How long before the purge the person is told, if at all.
         pub notice_before: Option<String>,
         /// Whether the person is told after the purge.
@@ -97,7 +103,8 @@ pub struct RuleFields {
 }
 
 impl RuleFields {
-    fn validate(&self) -> Result<(), RetentionError> {
+    /// Checks the fields and returns the action they name.
+    fn validate(&self) -> Result<RetentionAction, RetentionError> {
         let mut errors = Vec::new();
         if let Err(message) = self.period.parse::<Period>() {
             errors.push(FieldError::new("period", message));
@@ -113,13 +120,19 @@ impl RuleFields {
                 "`created` or an event name of a-z, 0-9, `-` and `_`",
             ));
         }
-        if !matches!(self.action.as_str(), "delete" | "anonymize") {
-            errors.push(FieldError::new("action", "`delete` or `anonymize`"));
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(RetentionError::Invalid(errors))
+        let action = match self.action.as_str() {
+            "delete" => Some(RetentionAction::Delete),
+            "anonymize" => Some(RetentionAction::Anonymize),
+            _ => None,
+        };
+        match action {
+            Some(action) if errors.is_empty() => Ok(action),
+            _ => {
+                if action.is_none() {
+                    errors.push(FieldError::new("action", "`delete` or `anonymize`"));
+                }
+                Err(RetentionError::Invalid(errors))
+            }
         }
     }
 }
@@ -167,7 +180,7 @@ pub async fn create(
             "1-64 characters from a-z, 0-9, `-` and `_`",
         )]));
     }
-    fields.validate()?;
+    let action = fields.validate()?;
     if entity::Entity::find_by_id(category)
         .one(&*tx)
         .await?
@@ -181,7 +194,7 @@ pub async fn create(
             category: Set(category.to_string()),
             period: Set(fields.period),
             clock_start: Set(fields.clock_start),
-            action: Set(fields.action),
+            action: Set(action),
             notice_before: Set(fields.notice_before),
             notify_after: Set(fields.notify_after),
             legal_hold: Set(fields.legal_hold),
@@ -210,12 +223,12 @@ pub async fn update(
     fields: RuleFields,
     actor: &Actor,
 ) -> Result<Rule, RetentionError> {
-    fields.validate()?;
+    let action = fields.validate()?;
     let old = get(&*tx, category).await?;
     let mut row: entity::ActiveModel = old.clone().into();
     row.period = Set(fields.period);
     row.clock_start = Set(fields.clock_start);
-    row.action = Set(fields.action);
+    row.action = Set(action);
     row.notice_before = Set(fields.notice_before);
     row.notify_after = Set(fields.notify_after);
     row.legal_hold = Set(fields.legal_hold);
@@ -290,41 +303,33 @@ pub async fn redate(db: &Db, rule: &Rule) -> Result<u64, DbErr> {
     }
 }
 
-async fn date_item(
-    conn: &impl ConnectionTrait,
-    rule: &Rule,
-    item: &items::Model,
-) -> Result<(), DbErr> {
+async fn date_item(tx: &Tx, rule: &Rule, item: &items::Model) -> Result<(), DbErr> {
     let due = purge_after(rule, item);
     if due != item.purge_after {
         items::Entity::update_many()
             .col_expr(items::Column::PurgeAfter, Expr::value(due))
             .filter(items::Column::Id.eq(&item.id))
-            .exec(conn)
+            .exec(tx)
             .await?;
     }
     Ok(())
 }
 
 /// Dates one item by its category's rule, in the caller's transaction (after `data.recorded`).
-pub async fn date_recorded(
-    conn: &impl ConnectionTrait,
-    subject_id: &str,
-    external_ref: &str,
-) -> Result<(), DbErr> {
+pub async fn date_recorded(tx: &Tx, subject_id: &str, external_ref: &str) -> Result<(), DbErr> {
     let Some(item) = items::Entity::find()
         .filter(items::Column::SubjectId.eq(subject_id))
         .filter(items::Column::ExternalRef.eq(external_ref))
-        .one(conn)
+        .one(tx)
         .await?
     else {
         return Ok(());
     };
     if let Some(rule) = entity::Entity::find_by_id(item.category.as_str())
-        .one(conn)
+        .one(tx)
         .await?
     {
-        date_item(conn, &rule, &item).await?;
+        date_item(tx, &rule, &item).await?;
     }
     Ok(())
 }
@@ -393,7 +398,7 @@ mod tests {
             category: "photos".into(),
             period: period.into(),
             clock_start: clock_start.into(),
-            action: "delete".into(),
+            action: RetentionAction::Delete,
             notice_before: None,
             notify_after: false,
             legal_hold: false,

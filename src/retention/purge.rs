@@ -23,7 +23,10 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{RetentionError, Rule, items, model};
+use super::{
+    RetentionError, Rule, items,
+    model::{self, BatchStatus, RetentionAction, RunStatus, RunTrigger},
+};
 use crate::{
     audit::{self, Actor},
     clock,
@@ -116,17 +119,20 @@ pub async fn start(
     let txn = db.begin().await?;
     let now = clock::now();
     model::runs::Entity::update_many()
-        .col_expr(model::runs::Column::Status, Expr::value("interrupted"))
+        .col_expr(
+            model::runs::Column::Status,
+            Expr::value(RunStatus::Interrupted),
+        )
         .col_expr(model::runs::Column::FinishedAt, Expr::value(now))
-        .filter(model::runs::Column::Status.eq("running"))
+        .filter(model::runs::Column::Status.eq(RunStatus::Running))
         .exec(&txn)
         .await?;
     let run = sea_orm::ActiveModelTrait::insert(
         model::runs::ActiveModel {
             id: Set(id),
-            trigger: Set(trigger(actor).into()),
+            trigger: Set(trigger(actor)),
             dry_run: Set(dry_run),
-            status: Set("running".into()),
+            status: Set(RunStatus::Running),
             actor: Set(actor.to_string()),
             as_of: Set(as_of),
             started_at: Set(now),
@@ -145,11 +151,11 @@ pub async fn start(
 }
 
 /// What started a run, from who asked for it.
-fn trigger(actor: &Actor) -> &'static str {
+fn trigger(actor: &Actor) -> RunTrigger {
     match actor {
-        Actor::Cli => "cli",
-        Actor::System => "schedule",
-        _ => "manual",
+        Actor::Cli => RunTrigger::Cli,
+        Actor::System => RunTrigger::Schedule,
+        _ => RunTrigger::Manual,
     }
 }
 
@@ -180,9 +186,9 @@ pub async fn execute(db: &Db, config: &Config, run: PurgeRun) -> Result<PurgeRun
         .col_expr(
             model::runs::Column::Status,
             Expr::value(if errors.is_some() {
-                "failed"
+                RunStatus::Failed
             } else {
-                "completed"
+                RunStatus::Completed
             }),
         )
         .col_expr(model::runs::Column::FinishedAt, Expr::value(clock::now()))
@@ -314,11 +320,10 @@ impl Plan {
             .add(hold)
     }
 
-    fn action(&self, category: &str) -> &str {
+    fn action(&self, category: &str) -> RetentionAction {
         self.rules
             .get(category)
-            .map(|r| r.action.as_str())
-            .unwrap_or("delete")
+            .map_or(RetentionAction::Delete, |r| r.action)
     }
 }
 
@@ -512,7 +517,7 @@ async fn apply(
         model::batches::Entity::insert(model::batches::ActiveModel {
             id: Set(batch_id.clone()),
             run_id: Set(run.id.clone()),
-            status: Set("pending".into()),
+            status: Set(BatchStatus::Pending),
             items: Set(batch.len() as i64),
             created_at: Set(clock::now()),
             acknowledged_at: Set(None),
@@ -582,7 +587,7 @@ pub async fn batch_counts(
     conn: &impl ConnectionTrait,
     run_id: &str,
 ) -> Result<(u64, u64), RetentionError> {
-    let rows: Vec<(String, i64)> = model::batches::Entity::find()
+    let rows: Vec<(BatchStatus, i64)> = model::batches::Entity::find()
         .select_only()
         .column(model::batches::Column::Status)
         .column_as(model::batches::Column::Id.count(), "n")
@@ -591,13 +596,13 @@ pub async fn batch_counts(
         .into_tuple()
         .all(conn)
         .await?;
-    let of = |status: &str| {
+    let of = |status: BatchStatus| {
         rows.iter()
-            .filter(|(s, _)| s == status)
+            .filter(|(s, _)| *s == status)
             .map(|(_, n)| u64::try_from(*n).unwrap_or(0))
             .sum()
     };
-    Ok((of("pending"), of("acknowledged")))
+    Ok((of(BatchStatus::Pending), of(BatchStatus::Acknowledged)))
 }
 
 /// Records the main app's acknowledgement of an erasure job: its items are purged, and each
@@ -607,19 +612,23 @@ pub async fn acknowledge(
     tx: &mut Tx,
     batch_id: &str,
 ) -> Result<model::batches::Model, RetentionError> {
+    let now = clock::now();
+    // Claimed by the conditional update before anything is read, so that parallel copies
+    // apply once and each answers with the batch as the first left it.
+    let claimed = model::batches::Entity::update_many()
+        .col_expr(
+            model::batches::Column::Status,
+            Expr::value(BatchStatus::Acknowledged),
+        )
+        .col_expr(model::batches::Column::AcknowledgedAt, Expr::value(now))
+        .filter(model::batches::Column::Id.eq(batch_id))
+        .filter(model::batches::Column::Status.eq(BatchStatus::Pending))
+        .exec(&*tx)
+        .await?;
     let batch = model::batches::Entity::find_by_id(batch_id)
         .one(&*tx)
         .await?
         .ok_or(RetentionError::NotFound("purge batch"))?;
-    let now = clock::now();
-    // Claimed by the conditional update, so that parallel copies apply once.
-    let claimed = model::batches::Entity::update_many()
-        .col_expr(model::batches::Column::Status, Expr::value("acknowledged"))
-        .col_expr(model::batches::Column::AcknowledgedAt, Expr::value(now))
-        .filter(model::batches::Column::Id.eq(batch_id))
-        .filter(model::batches::Column::Status.eq("pending"))
-        .exec(&*tx)
-        .await?;
     if claimed.rows_affected == 0 {
         return Ok(batch);
     }

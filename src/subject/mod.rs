@@ -69,23 +69,9 @@ pub async fn find(
         .await
 }
 
-/// The subject with this external id, created (age unknown, no contact details) when new.
-pub async fn find_or_create(
-    conn: &impl ConnectionTrait,
-    external_id: &str,
-) -> Result<Subject, DbErr> {
-    if let Some(subject) = find(conn, external_id).await? {
-        return Ok(subject);
-    }
-    create(conn, external_id).await?;
-    find(conn, external_id)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("subject vanished after insert".into()))
-}
-
-/// Like [`find_or_create`], with the row locked until the transaction ends (PostgreSQL; SQLite
-/// has a single writer), so that appends to the subject's consent chain queue up instead of
-/// forking it.
+/// The subject with this external id, created (age unknown, no contact details) when new, and
+/// locked until the transaction ends (PostgreSQL; SQLite has a single writer), so that appends
+/// to the subject's consent chain queue up instead of forking it.
 pub async fn find_or_create_locked(tx: &mut Tx, external_id: &str) -> Result<Subject, DbErr> {
     let tx = &*tx;
     let locked = || {
@@ -112,10 +98,10 @@ pub async fn lock(tx: &mut Tx, id: &str) -> Result<Option<Subject>, DbErr> {
 }
 
 /// Inserts a subject unless one with this external id exists.
-async fn create(conn: &impl ConnectionTrait, external_id: &str) -> Result<(), DbErr> {
+async fn create(tx: &Tx, external_id: &str) -> Result<(), DbErr> {
     model::Entity::insert(new_row(external_id))
         .on_conflict_do_nothing_on([model::Column::ExternalId])
-        .exec_without_returning(conn)
+        .exec_without_returning(tx)
         .await?;
     Ok(())
 }

@@ -312,9 +312,11 @@ async fn restricted_subjects_and_minors_without_a_guardian_cannot_grant() {
     )
     .await;
 
-    subject::find_or_create(app.state.db.conn(), "kid")
+    let mut tx = app.state.db.begin().await.unwrap();
+    subject::find_or_create_locked(&mut tx, "kid")
         .await
         .unwrap();
+    tx.commit().await.unwrap();
     subjects::Entity::update_many()
         .col_expr(
             subjects::Column::AgeStatus,

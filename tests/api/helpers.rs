@@ -230,13 +230,16 @@ impl TestApp {
     ) {
         use consentry::subject::{self, model};
         use sea_orm::{ActiveModelTrait, ActiveValue::Set};
-        let conn = self.state.db.conn();
-        let s = subject::find_or_create(conn, external_id).await.unwrap();
+        let mut tx = self.state.db.begin().await.unwrap();
+        let s = subject::find_or_create_locked(&mut tx, external_id)
+            .await
+            .unwrap();
         let mut row: model::ActiveModel = s.into();
         row.email = Set(email.map(str::to_string));
         row.locale = Set(locale.map(str::to_string));
         row.jurisdiction = Set(jurisdiction.map(str::to_string));
-        row.update(conn).await.unwrap();
+        row.update(&tx).await.unwrap();
+        tx.commit().await.unwrap();
     }
 }
 

@@ -109,6 +109,60 @@ async fn a_chinese_locale_gets_the_chinese_template() {
 }
 
 #[tokio::test]
+async fn work_registered_on_a_transaction_runs_after_its_commit_and_never_after_a_rollback() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let app = spawn_app().await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let register = |tx: &mut consentry::db::Tx| {
+        let ran = ran.clone();
+        tx.after_commit(move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+        });
+    };
+    {
+        let mut tx = app.state.db.begin().await.unwrap();
+        register(&mut tx);
+        // Dropped without commit.
+    }
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "nothing runs after a rollback"
+    );
+    let mut tx = app.state.db.begin().await.unwrap();
+    register(&mut tx);
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "nothing runs before the commit"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_commit_that_queues_an_email_wakes_the_dispatcher_without_waiting_for_its_poll() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let app = spawn_app_with(move |c| {
+        c.smtp_url = Some(consentry::config::Secret::new(url));
+        c.outbox.dispatch = true;
+        // Far longer than the test waits: only the wake-up can deliver in time.
+        c.outbox.poll_interval_ms = 600_000;
+    })
+    .await;
+    // The dispatcher's first pass finds nothing; it then sleeps.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    queue_email(&app, "wake:1", "woken@example.com", "en", &code(7)).await;
+    let mail = sink.wait_for(1).await;
+    assert_eq!(mail.len(), 1, "delivered within seconds of the commit");
+    assert!(mail[0].to.contains("woken@example.com"));
+}
+
+#[tokio::test]
 async fn a_rolled_back_change_leaves_no_message() {
     let app = spawn_app().await;
     {

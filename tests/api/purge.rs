@@ -10,6 +10,7 @@ use consentry::{
     auth::Role,
     notify::outbox,
     retention::items::{self as item_registry, entity as items},
+    retention::model::RunStatus,
     retention::purge::{self, PurgeRun, Report},
     subject,
 };
@@ -82,7 +83,7 @@ impl Fixture {
             .await
             .unwrap();
         let run = purge::execute(&state.db, &state.config, run).await.unwrap();
-        assert_eq!(run.status, "completed");
+        assert_eq!(run.status, RunStatus::Completed);
         let report = serde_json::from_str(&run.report).unwrap();
         (run, report)
     }
@@ -590,10 +591,11 @@ async fn many_items(app: &TestApp, people: usize) -> usize {
     let conn = app.state.db.conn();
     let created = Utc::now() - days(60);
     for chunk in (0..people).collect::<Vec<_>>().chunks(200) {
+        let mut tx = app.state.db.begin().await.unwrap();
         let mut rows = Vec::new();
         for &i in chunk {
             let who = format!("person-{i:05}");
-            let person = subject::find_or_create(conn, &who).await.unwrap();
+            let person = subject::find_or_create_locked(&mut tx, &who).await.unwrap();
             for (n, category, created) in [
                 (0, "photos", created),
                 (1, "photos", created),
@@ -612,9 +614,10 @@ async fn many_items(app: &TestApp, people: usize) -> usize {
             }
         }
         items::Entity::insert_many(rows)
-            .exec_without_returning(conn)
+            .exec_without_returning(&tx)
             .await
             .unwrap();
+        tx.commit().await.unwrap();
     }
     conn.execute_unprepared("UPDATE subjects SET email = 'someone@example.com'")
         .await
@@ -717,8 +720,8 @@ async fn a_run_killed_mid_way_resumes_without_doing_anything_twice() {
     assert_eq!(sent, due, "nothing skipped");
     assert_eq!(notices, 6000);
     let runs = purge::list(conn, 10).await.unwrap();
-    assert_eq!(runs[1].status, "interrupted");
-    assert_eq!(runs[0].status, "completed");
+    assert_eq!(runs[1].status, RunStatus::Interrupted);
+    assert_eq!(runs[0].status, RunStatus::Completed);
 }
 
 #[tokio::test]
