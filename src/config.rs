@@ -104,9 +104,15 @@ impl Default for RetentionConfig {
 pub struct RequestsConfig {
     /// The law for people outside China, the EU/EEA and the UK.
     pub default_law: crate::request::Law,
-    /// Public holidays that do not count as working days (TOML only), e.g.
+    /// Public holidays that do not count as working days for GDPR deadlines (TOML only), e.g.
     /// `["2026-12-25", "2027-01-01"]`.
     pub holidays: Vec<chrono::NaiveDate>,
+    /// Mainland China's public holidays beyond the shipped years, for PIPL deadlines (TOML
+    /// only), from the State Council's yearly notice.
+    pub china_holidays: Vec<chrono::NaiveDate>,
+    /// Weekend days that are working days in mainland China (调休上班) beyond the shipped
+    /// years, from the same notice (TOML only).
+    pub china_working_days: Vec<chrono::NaiveDate>,
     /// Working days from verification to the PIPL deadline.
     pub pipl_working_days: u32,
     /// Days an export package can be downloaded before it is deleted.
@@ -129,6 +135,8 @@ impl Default for RequestsConfig {
         Self {
             default_law: crate::request::Law::Gdpr,
             holidays: Vec::new(),
+            china_holidays: Vec::new(),
+            china_working_days: Vec::new(),
             pipl_working_days: 15,
             export_days: 7,
             export_key: None,

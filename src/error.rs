@@ -17,8 +17,8 @@ use sea_orm::{DbErr, SqlErr};
 use serde::Serialize;
 
 use crate::{
-    age::guardian::GuardianError, consent::ConsentError, policy::PolicyError,
-    purpose::PurposeError, request::RequestError, retention::RetentionError,
+    age::guardian::GuardianError, consent::ConsentError, law::ExtensionRefused,
+    policy::PolicyError, purpose::PurposeError, request::RequestError, retention::RetentionError,
 };
 
 /// Media type of every error body.
@@ -400,7 +400,11 @@ impl From<RequestError> for ApiError {
             },
             RequestError::AlreadyExtended => Self::conflict(detail).with_reason("already_extended"),
             RequestError::NotRestricted => Self::conflict(detail).with_reason("not_restricted"),
-            RequestError::NotExtendable => unprocessable("extension_not_allowed"),
+            RequestError::Extension(refused) => unprocessable(match refused {
+                ExtensionRefused::NotUnderThisLaw => "extension_not_allowed",
+                ExtensionRefused::TooLong => "extension_too_long",
+                ExtensionRefused::TooLate { .. } => "extension_too_late",
+            }),
             RequestError::ExportGone => Self::new(StatusCode::GONE, detail),
             RequestError::Export(cause) => Self::internal(&cause),
             RequestError::Consent(e) => e.into(),

@@ -15,6 +15,8 @@
 //! - [`purpose`]: purposes of processing, their legal basis, recipients and retention.
 //! - [`consent`]: the hash-chained consent ledger, receipts and the consent check.
 //! - [`subject`]: the people the main app knows, by its user id.
+//! - [`law`]: the law in one place: which regime applies where, ages of digital consent,
+//!   request deadlines and extensions, separate consent, remedies; pure functions and one table.
 //! - [`age`]: the age gate: thresholds per country and guardian consent for minors.
 //! - [`hooks`]: signed events from the main app.
 //! - [`request`]: data-subject requests: intake and email verification, GDPR and PIPL
@@ -56,6 +58,7 @@ pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod jobs;
+pub mod law;
 pub mod lease;
 pub mod notify;
 pub mod period;

@@ -1,9 +1,9 @@
 //! The age gate: the age below which a person cannot consent alone, per country, and the
 //! outcome for a birth date or a declared age band.
 //!
-//! The shipped table follows ../LEGAL.md: GDPR Art 8 as each member state set it, UK GDPR 13,
-//! China 14 (PIPL Arts 28 and 31: a child's data is sensitive and needs a guardian), United
-//! States 13 (COPPA), 16 (the GDPR default) anywhere else. Operators override entries in config.
+//! The ages come from the table in [`crate::law`]: GDPR Art 8 as each member and EEA state set
+//! it, UK GDPR 13, China 14 (PIPL Arts 28 and 31), United States 13 (COPPA), 16 (the GDPR
+//! default) anywhere else. Operators override entries in config.
 //!
 //! Ages are counted in whole years on the day of the check; a person born on 29 February has
 //! their birthday on 1 March in common years (before it they have not reached the new age).
@@ -19,23 +19,7 @@ use poem_openapi::Enum;
 
 use crate::config::AgeConfig;
 
-/// Which rule set a threshold comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum Law {
-    /// GDPR Art 8, as the member state set it.
-    Gdpr,
-    /// UK GDPR Art 8.
-    UkGdpr,
-    /// PIPL Arts 28 and 31.
-    Pipl,
-    /// COPPA, 16 CFR 312.5.
-    Coppa,
-    /// An operator's override in config.
-    Configured,
-    /// No entry for the country: the GDPR default of 16.
-    Default,
-}
+pub use crate::law::AgeSource as Law;
 
 /// Whether a person may consent alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -90,52 +74,10 @@ impl AgeBand {
     }
 }
 
-/// The shipped thresholds (../LEGAL.md).
-const TABLE: &[(&str, u32, Law)] = &[
-    ("BE", 13, Law::Gdpr),
-    ("EE", 13, Law::Gdpr),
-    ("FI", 13, Law::Gdpr),
-    ("LV", 13, Law::Gdpr),
-    ("MT", 13, Law::Gdpr),
-    ("PT", 13, Law::Gdpr),
-    ("SE", 13, Law::Gdpr),
-    ("NO", 13, Law::Gdpr),
-    ("AT", 14, Law::Gdpr),
-    ("BG", 14, Law::Gdpr),
-    ("CY", 14, Law::Gdpr),
-    ("IT", 14, Law::Gdpr),
-    ("LT", 14, Law::Gdpr),
-    ("ES", 14, Law::Gdpr),
-    ("CZ", 15, Law::Gdpr),
-    ("FR", 15, Law::Gdpr),
-    ("GR", 15, Law::Gdpr),
-    ("SI", 15, Law::Gdpr),
-    ("DK", 15, Law::Gdpr),
-    ("DE", 16, Law::Gdpr),
-    ("HR", 16, Law::Gdpr),
-    ("HU", 16, Law::Gdpr),
-    ("IE", 16, Law::Gdpr),
-    ("LU", 16, Law::Gdpr),
-    ("NL", 16, Law::Gdpr),
-    ("PL", 16, Law::Gdpr),
-    ("RO", 16, Law::Gdpr),
-    ("SK", 16, Law::Gdpr),
-    ("GB", 13, Law::UkGdpr),
-    ("CN", 14, Law::Pipl),
-    ("US", 13, Law::Coppa),
-];
-
-/// The threshold and its source for a country (ISO 3166-1 alpha-2, any case).
+/// The threshold and its source for a country (ISO 3166-1 alpha-2, any case); see
+/// [`crate::law`].
 pub fn threshold(config: &AgeConfig, country: &str) -> (u32, Law) {
-    let country = country.to_ascii_uppercase();
-    if let Some(&age) = config.thresholds.get(&country) {
-        return (age, Law::Configured);
-    }
-    TABLE
-        .iter()
-        .find(|(c, _, _)| *c == country)
-        .map(|&(_, age, law)| (age, law))
-        .unwrap_or((config.default_threshold, Law::Default))
+    crate::law::consent_age(config, country)
 }
 
 /// Whole years between `birth` and `on`.

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use validator::ValidateEmail;
 
 use super::{
-    Law, Request, RequestError, RequestStatus, RequestType, due_date, email, law_for, model,
-    open_of_kind, received_email, record_event,
+    Law, Request, RequestError, RequestStatus, RequestType, email, model, open_of_kind,
+    received_email, record_event,
 };
 use crate::{
     audit::{self, Actor},
@@ -27,6 +27,7 @@ use crate::{
     crypto,
     db::Tx,
     error::FieldError,
+    law,
     notify::email::EmailContent,
     purpose,
     subject::{self, Subject},
@@ -179,7 +180,7 @@ pub async fn open_verified(
         .as_deref()
         .map(str::to_ascii_uppercase)
         .or_else(|| subject.jurisdiction.clone());
-    let law = law_for(&config.requests, jurisdiction.as_deref());
+    let law = law::procedure(&config.requests, jurisdiction.as_deref());
     let duplicate = open_of_kind(&*tx, &subject.id, intake.kind, None).await?;
     let status = if duplicate.is_some() {
         RequestStatus::Cancelled
@@ -193,7 +194,7 @@ pub async fn open_verified(
     row.locale = Set(intake.locale.clone().or_else(|| subject.locale.clone()));
     row.jurisdiction = Set(jurisdiction);
     row.verified_at = Set(Some(now));
-    row.due_date = Set(Some(due_date(
+    row.due_date = Set(Some(law::due_date(
         &config.requests,
         law,
         now.date_naive(),
@@ -228,7 +229,7 @@ pub async fn file_by_email(
     validate(&*tx, &intake).await?;
     let now = clock::now();
     let jurisdiction = intake.jurisdiction.as_deref().map(str::to_ascii_uppercase);
-    let law = law_for(&config.requests, jurisdiction.as_deref());
+    let law = law::procedure(&config.requests, jurisdiction.as_deref());
     let mut row = new_row(&intake, "email", law, now);
     row.email = Set(Some(address.to_string()));
     row.locale = Set(intake.locale.clone());
@@ -433,12 +434,12 @@ pub async fn verify(
         .jurisdiction
         .clone()
         .or_else(|| subject.as_ref().and_then(|s| s.jurisdiction.clone()));
-    let law: Law = law_for(&config.requests, jurisdiction.as_deref());
+    let law: Law = law::procedure(&config.requests, jurisdiction.as_deref());
     let duplicate = match &subject {
         Some(s) => open_of_kind(&*tx, &s.id, request.kind, Some(id)).await?,
         None => None,
     };
-    let due = due_date(
+    let due = law::due_date(
         &config.requests,
         law,
         request.received_at.date_naive(),

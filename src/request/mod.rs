@@ -15,7 +15,6 @@
 //! anything a client may repeat (a code, a decision, a job's report) is claimed inside it.
 
 pub mod api;
-pub mod deadline;
 pub mod digest;
 pub mod export;
 pub mod fulfil;
@@ -32,7 +31,6 @@ use sea_orm::{
 use crate::{
     audit::{self, Actor},
     clock,
-    config::RequestsConfig,
     consent::ConsentError,
     db::Tx,
     error::FieldError,
@@ -57,12 +55,6 @@ pub const RUNNING: [RequestStatus; 4] = [
     RequestStatus::Fulfilling,
 ];
 
-/// Countries where the GDPR applies: the EU, the rest of the EEA, and the UK (UK GDPR).
-const GDPR_COUNTRIES: &[&str] = &[
-    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT",
-    "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK", "IS", "LI", "NO", "GB",
-];
-
 /// What can go wrong with a request.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -82,8 +74,8 @@ pub enum RequestError {
     ResendLimited { retry_after: u64 },
     #[error("a request can be extended only once")]
     AlreadyExtended,
-    #[error("only GDPR deadlines can be extended; PIPL asks for a timely answer")]
-    NotExtendable,
+    #[error(transparent)]
+    Extension(#[from] crate::law::ExtensionRefused),
     #[error("processing of this person's data is not restricted")]
     NotRestricted,
     #[error("the export package is not available")]
@@ -103,30 +95,6 @@ impl RequestError {
             from: request.status.to_value(),
             action,
         }
-    }
-}
-
-/// The law for a person in `jurisdiction`: CN → PIPL, EU/EEA/UK → GDPR, otherwise the
-/// configured default.
-pub fn law_for(config: &RequestsConfig, jurisdiction: Option<&str>) -> Law {
-    match jurisdiction.map(str::to_ascii_uppercase).as_deref() {
-        Some("CN") => Law::Pipl,
-        Some(c) if GDPR_COUNTRIES.contains(&c) => Law::Gdpr,
-        _ => config.default_law,
-    }
-}
-
-/// The deadline of a request received on `received` and verified on `verified`.
-pub fn due_date(
-    config: &RequestsConfig,
-    law: Law,
-    received: NaiveDate,
-    verified: NaiveDate,
-) -> NaiveDate {
-    let calendar = deadline::Calendar::new(&config.holidays);
-    match law {
-        Law::Gdpr => calendar.months_after(received, 1),
-        Law::Pipl => calendar.working_days_after(verified, config.pipl_working_days),
     }
 }
 

@@ -4,11 +4,8 @@
 
 use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, prelude::Expr};
 
-use super::{Law, Outcome, Request, RequestError, RequestStatus, email, fulfil, model, transition};
-use crate::{audit::Actor, clock, config::Config, db::Tx, notify::email::EmailContent};
-
-/// Most months a GDPR deadline may be extended by (Art 12(3)).
-pub const MAX_EXTENSION_MONTHS: u32 = 2;
+use super::{Outcome, Request, RequestError, RequestStatus, email, fulfil, model, transition};
+use crate::{audit::Actor, clock, config::Config, db::Tx, law, notify::email::EmailContent};
 
 /// A reviewer takes a verified request.
 pub async fn take(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Request, RequestError> {
@@ -92,8 +89,9 @@ pub async fn reject(
     Ok(request)
 }
 
-/// Extends a GDPR request's deadline once, by 1 or 2 months counted from the original due date,
-/// and tells the person why.
+/// Extends a GDPR request's deadline once, by one or two further months, and tells the person
+/// why. The law decides the new date and whether it is still allowed (see
+/// [`law::extended_due_date`]).
 pub async fn extend(
     tx: &mut Tx,
     config: &Config,
@@ -106,18 +104,17 @@ pub async fn extend(
     if !super::RUNNING.contains(&request.status) {
         return Err(RequestError::refused(&request, "extended"));
     }
-    if request.law != Law::Gdpr {
-        return Err(RequestError::NotExtendable);
-    }
     if request.extended_at.is_some() {
         return Err(RequestError::AlreadyExtended);
     }
-    let due = request
-        .due_date
-        .ok_or_else(|| RequestError::refused(&request, "extended"))?;
-    let new_due =
-        super::deadline::Calendar::new(&config.requests.holidays).months_after(due, months);
     let now = clock::now();
+    let new_due = law::extended_due_date(
+        &config.requests,
+        request.law,
+        request.received_at.date_naive(),
+        now.date_naive(),
+        months,
+    )?;
     // The status stays; the update is guarded by it like any transition.
     let moved = model::Entity::update_many()
         .col_expr(model::Column::DueDate, Expr::value(new_due))

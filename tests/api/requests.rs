@@ -810,7 +810,11 @@ async fn a_gdpr_deadline_is_extended_once_by_at_most_two_months() {
     )
     .await;
     let new_due = date(&extended["due_date"]);
-    let plain = due.checked_add_months(chrono::Months::new(2)).unwrap();
+    // Three months from receipt at most (GDPR Art 12(3)), then the next working day.
+    let received: NaiveDate = filed["received_at"].as_str().unwrap()[..10]
+        .parse()
+        .unwrap();
+    let plain = received.checked_add_months(chrono::Months::new(3)).unwrap();
     assert!(
         new_due >= plain && new_due <= plain + chrono::Days::new(2),
         "{due} → {new_due}"
@@ -846,6 +850,36 @@ async fn a_gdpr_deadline_is_extended_once_by_at_most_two_months() {
     )
     .await;
     assert_eq!(refused["reason"], "extension_not_allowed");
+
+    // Once the first month has run out, the person can no longer be told in time.
+    let late = json(
+        f.file("ida", json!({"type": "export"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let late_id = late["id"].as_str().unwrap();
+    model::Entity::update_many()
+        .col_expr(
+            model::Column::ReceivedAt,
+            Expr::value(Utc::now() - chrono::TimeDelta::days(40)),
+        )
+        .filter(model::Column::Id.eq(late_id))
+        .exec(f.app.state.db.conn())
+        .await
+        .unwrap();
+    let too_late = problem(
+        f.decide(
+            &f.reviewer,
+            late_id,
+            "extend",
+            json!({"months": 1, "reason": "busy"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(too_late["reason"], "extension_too_late");
+    assert!(too_late["detail"].as_str().unwrap().contains("Art 12(3)"));
     f.drain().await;
     let mails = f.mail_to("ida@example.com", 3).await;
     assert!(
