@@ -1,7 +1,7 @@
 //! Guardian consent for minors: a single-use link emailed to the parent or guardian (the token
 //! is stored only as a hash and expires after 7 days), and the guardian's per-purpose decisions,
-//! recorded with actor `guardian`. Each purpose is recorded on its own, so no consent is
-//! bundled with another (PIPL Art 29 treats a child's data as sensitive: separate consent).
+//! recorded with actor `guardian`, under the ledger's rules on separate consent like anyone's
+//! (PIPL Art 29 treats a child's data as sensitive).
 //! This room owns the `guardian_tokens` table.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -173,9 +173,11 @@ pub struct Evidence {
 /// Records a guardian's decisions with a link's token, then marks the minor as having a
 /// verified guardian, all in the caller's transaction. The token is claimed first, by a
 /// conditional update, so that parallel submissions of one link record once: the others wait
-/// for the first and find it used. Each decision is recorded on its own (separate consent); if
-/// any is refused, the caller's transaction rolls back, so nothing is recorded, the token stays
-/// unused, and the error names the purpose.
+/// for the first and find it used. The decisions go to the ledger as one submission, under the
+/// same rules as anyone's: a purpose that needs separate consent is granted on its own, and for
+/// a child in China every consent-based purpose is (PIPL Arts 28, 29, 31). If any decision is
+/// refused, the caller's transaction rolls back, so nothing is recorded, the token stays unused,
+/// and the error names the purpose.
 ///
 /// The token is looked up by its SHA-256: it carries 256 random bits, so the lookup's timing
 /// reveals nothing useful about other tokens.
@@ -211,31 +213,32 @@ pub async fn confirm(
     let minor = subject::lock(tx, &row.subject_id)
         .await?
         .ok_or(GuardianError::UnknownToken)?;
-    let mut recorded = Vec::with_capacity(decisions.len());
-    for decision in decisions {
-        let purpose = decision.purpose.clone();
-        let mut result = consent::record(
-            tx,
-            config,
-            RecordRequest {
-                external_id: minor.external_id.clone(),
-                decisions: vec![decision],
-                policy: policy.clone(),
-                actor: ConsentActor::Guardian,
-                channel: "guardian_link".into(),
-                language: minor.locale.clone(),
-                jurisdiction: None,
-                user_agent: evidence.user_agent.clone(),
-                ip: evidence.ip,
-                occurred_at: None,
-                reason: None,
-                audited_by: None,
-            },
-        )
-        .await
-        .map_err(|source| GuardianError::Refused { purpose, source })?;
-        recorded.append(&mut result);
-    }
+    let purposes: Vec<String> = decisions.iter().map(|d| d.purpose.clone()).collect();
+    let recorded = consent::record(
+        tx,
+        config,
+        RecordRequest {
+            external_id: minor.external_id.clone(),
+            decisions,
+            policy,
+            actor: ConsentActor::Guardian,
+            channel: "guardian_link".into(),
+            language: minor.locale.clone(),
+            jurisdiction: None,
+            user_agent: evidence.user_agent,
+            ip: evidence.ip,
+            occurred_at: None,
+            reason: None,
+            audited_by: None,
+        },
+    )
+    .await
+    .map_err(|source| GuardianError::Refused {
+        purpose: source
+            .purpose()
+            .map_or_else(|| purposes.join("`, `"), str::to_string),
+        source,
+    })?;
     subject::age_event(tx, &minor, AgeEvent::GuardianVerified).await?;
     audit::record(
         &*tx,

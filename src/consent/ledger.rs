@@ -19,6 +19,7 @@ use crate::{
     crypto,
     db::Tx,
     error::FieldError,
+    law,
     notify::outbox,
     policy::{self, Policy, PolicyStatus},
     purpose::{self, LegalBasis, Purpose},
@@ -423,7 +424,10 @@ fn check_subject(
             "the subject is below the age of digital consent; a guardian must consent",
         ));
     }
-    if minor && subject.jurisdiction.as_deref() == Some("CN") && consent_grants().count() > 1 {
+    if minor
+        && law::child_needs_separate_consent(subject.jurisdiction.as_deref())
+        && consent_grants().count() > 1
+    {
         return Err(ConsentError::refused(
             "separate_consent",
             "a child's data is sensitive under PIPL: grant each purpose in a request of its own",

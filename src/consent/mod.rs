@@ -48,6 +48,14 @@ pub enum ConsentError {
 }
 
 impl ConsentError {
+    /// The purpose a refusal is about, when it is about one.
+    pub fn purpose(&self) -> Option<&str> {
+        match self {
+            Self::RequiredPurpose(purpose) => Some(purpose),
+            _ => None,
+        }
+    }
+
     fn refused(reason: &'static str, detail: impl Into<String>) -> Self {
         Self::Refused {
             reason,

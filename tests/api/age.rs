@@ -50,6 +50,9 @@ async fn the_age_gate_follows_each_countrys_threshold_to_the_day() {
         ("DK", 15, "gdpr"),
         ("BE", 13, "gdpr"),
         ("SE", 13, "gdpr"),
+        ("IS", 13, "gdpr"),
+        ("LI", 16, "gdpr"),
+        ("NO", 13, "gdpr"),
         ("GB", 13, "uk_gdpr"),
         ("CN", 14, "pipl"),
         ("US", 13, "coppa"),
@@ -526,6 +529,58 @@ async fn a_childs_data_under_pipl_needs_separate_consent_for_each_purpose() {
         correct(json!([{"purpose": "photo_tagging", "granted": true}]))
             .await
             .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_guardian_in_china_grants_each_purpose_on_its_own_like_anyone_else() {
+    let (app, sink, _admin, _service) = family_app().await;
+    upsert(&app, "xiaohong", "CN", years_ago(10)).await;
+    json(
+        ask_guardian(&app, "xiaohong", "mama@example.com").await,
+        StatusCode::OK,
+    )
+    .await;
+    let token = guardian_token(&app, &sink, "mama@example.com").await;
+    let bundled = problem(
+        confirm(
+            &app,
+            &token,
+            json!([{"purpose": "photo_tagging", "granted": true},
+                   {"purpose": "marketing_email", "granted": true}]),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(bundled["reason"], "separate_consent");
+    assert!(
+        bundled["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was recorded"),
+        "{bundled}"
+    );
+    let history = json(
+        app.get("/v1/me/consents/history")
+            .bearer_auth(subject_token("xiaohong"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(history["items"].as_array().unwrap().is_empty());
+    json(
+        confirm(
+            &app,
+            &token,
+            json!([{"purpose": "photo_tagging", "granted": true},
+                   {"purpose": "marketing_email", "granted": false}]),
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
