@@ -590,10 +590,17 @@ impl Config {
             .keep_delivered_outbox
             .parse::<crate::period::Period>()
             .map_err(|m| ConfigError::new("CONSENTRY_RETENTION__KEEP_DELIVERED_OUTBOX", m))?;
-        self.retention
+        let proofs = self
+            .retention
             .keep_erased_proofs
             .parse::<crate::period::Period>()
             .map_err(|m| ConfigError::new("CONSENTRY_RETENTION__KEEP_ERASED_PROOFS", m))?;
+        if proofs.is_zero() {
+            return Err(ConfigError::new(
+                "CONSENTRY_RETENTION__KEEP_ERASED_PROOFS",
+                "proof of consent must outlive an erasure (PIPL Art 56: three years)",
+            ));
+        }
         if self.retention.batch_size == 0 || self.retention.run_lease_seconds == 0 {
             return Err(ConfigError::new(
                 "CONSENTRY_RETENTION",

@@ -51,21 +51,16 @@ impl std::str::FromStr for Period {
             *slot = n;
             rest = &rest[digits + 1..];
         }
-        if period
-            == (Period {
-                years: 0,
-                months: 0,
-                weeks: 0,
-                days: 0,
-            })
-        {
-            return Err(format!("`{s}` is an empty duration"));
-        }
         Ok(period)
     }
 }
 
 impl Period {
+    /// A period of no time (`P0D`): "deleted right after processing", counted from an event.
+    pub fn is_zero(self) -> bool {
+        self.years == 0 && self.months == 0 && self.weeks == 0 && self.days == 0
+    }
+
     /// The date this long after `date`; month arithmetic clamps to the month's last day
     /// (31 January + P1M = 28 or 29 February). `None` past the calendar's end.
     pub fn after(self, date: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
@@ -156,7 +151,6 @@ mod tests {
             "P1D1D",
             "P-1D",
             "P99999999D",
-            "P0D",
         ] {
             assert!(s.parse::<Period>().is_err(), "{s}");
         }

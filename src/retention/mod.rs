@@ -106,13 +106,24 @@ impl RuleFields {
     /// Checks the fields and returns the action they name.
     fn validate(&self) -> Result<RetentionAction, RetentionError> {
         let mut errors = Vec::new();
-        if let Err(message) = self.period.parse::<Period>() {
-            errors.push(FieldError::new("period", message));
+        match self.period.parse::<Period>() {
+            Err(message) => errors.push(FieldError::new("period", message)),
+            Ok(period) if period.is_zero() && self.clock_start == CREATED => {
+                errors.push(FieldError::new(
+                    "period",
+                    "a zero period needs an event clock such as `processing_completed`: data \
+                     kept for no time from its creation would never be kept at all",
+                ))
+            }
+            Ok(_) => {}
         }
-        if let Some(notice) = &self.notice_before
-            && let Err(message) = notice.parse::<Period>()
-        {
-            errors.push(FieldError::new("notice_before", message));
+        match self.notice_before.as_deref().map(str::parse::<Period>) {
+            Some(Err(message)) => errors.push(FieldError::new("notice_before", message)),
+            Some(Ok(notice)) if notice.is_zero() => errors.push(FieldError::new(
+                "notice_before",
+                "leave it out for no notice",
+            )),
+            _ => {}
         }
         if !is_key(&self.clock_start) {
             errors.push(FieldError::new(

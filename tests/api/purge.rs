@@ -324,6 +324,47 @@ async fn an_event_started_clock_runs_from_the_event() {
 }
 
 #[tokio::test]
+async fn data_deleted_right_after_processing_goes_in_the_next_run() {
+    let f = fixture().await;
+    let admin = f.admin().await;
+    let refused = problem(
+        f.app
+            .post("/v1/admin/retention-rules")
+            .bearer_auth(&admin)
+            .json(&json!({"category": "uploads", "period": "P0D"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(refused["errors"][0]["field"], "period", "{refused}");
+    f.rule(
+        &admin,
+        None,
+        json!({"category": "uploads", "period": "P0D", "clock_start": "processing_completed"}),
+    )
+    .await;
+    f.record("ann", "up-1", "uploads", Utc::now()).await;
+    let (_, waiting) = f.run(Utc::now() + days(365), false).await;
+    assert_eq!(waiting.items_purging, 0, "kept while it is being processed");
+    json(
+        f.app
+            .send_event(
+                "data.recorded",
+                json!({"external_id": "ann", "item_ref": "up-1", "category": "uploads",
+                       "clock_event": "processing_completed"}),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let (_, next) = f.run(Utc::now() + TimeDelta::seconds(1), false).await;
+    assert_eq!(next.items_purging, 1, "purged by the next run");
+    assert_eq!(refs(&f.jobs().await[0]), ["up-1"]);
+}
+
+#[tokio::test]
 async fn a_shortened_rule_purges_what_is_already_held() {
     let f = fixture().await;
     let admin = f.admin().await;
