@@ -120,6 +120,10 @@ pub struct RequestsConfig {
     /// Key that encrypts export packages at rest: 32 bytes, base64. Without one, a key is
     /// generated into `<data_dir>/export.key` on first use.
     pub export_key: Option<Secret>,
+    /// Key of the pseudonym that replaces an erased person's id: 32 bytes, base64. Without one,
+    /// a key is generated into `<data_dir>/pseudonym.key` on first use. Keep it: with it, and
+    /// only with it, the kept proof of an erased person's consent is found from their old id.
+    pub pseudonym_key: Option<Secret>,
     /// Addresses that receive the daily digest of overdue and soon-due requests.
     pub digest_to: Vec<String>,
     /// When the digest is sent: a cron expression with seconds, in UTC.
@@ -140,6 +144,7 @@ impl Default for RequestsConfig {
             pipl_working_days: 15,
             export_days: 7,
             export_key: None,
+            pseudonym_key: None,
             digest_to: Vec::new(),
             digest_schedule: "0 0 7 * * *".into(),
             digest_due_within_days: 3,
@@ -608,8 +613,12 @@ impl Config {
             ));
         }
         if let Some(key) = &self.requests.export_key {
-            crate::request::export::parse_key(key.expose())
+            crate::crypto::parse_key(key.expose())
                 .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__EXPORT_KEY", m))?;
+        }
+        if let Some(key) = &self.requests.pseudonym_key {
+            crate::crypto::parse_key(key.expose())
+                .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__PSEUDONYM_KEY", m))?;
         }
         for to in &self.requests.digest_to {
             crate::notify::email::parse_mailbox(to)

@@ -1,8 +1,64 @@
-//! The few cryptographic primitives the service uses, in one place: SHA-256 digests in hex,
-//! random bytes from the operating system, and constant-time comparison for secrets.
+//! The few cryptographic primitives the service uses, in one place: SHA-256 digests and keyed
+//! HMAC-SHA256 in hex, random bytes from the operating system, constant-time comparison for
+//! secrets, and the 32-byte keys that encrypt export packages and key pseudonyms.
 
+use std::{io::Write, path::Path};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+
+/// HMAC-SHA256 of `data` under `key`, in lower-case hexadecimal.
+pub fn hmac_hex(key: &[u8; 32], data: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    hex(&mac.finalize().into_bytes())
+}
+
+/// Parses a configured key: 32 bytes in base64.
+pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
+    STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| "expected 32 bytes in base64 (e.g. `openssl rand -base64 32`)".into())
+}
+
+/// The configured key, or the one generated into `path` on first use (readable by the owner
+/// only). Replicas sharing a data folder share the file; others need the key configured.
+pub fn key(configured: Option<&Secret>, path: &Path) -> Result<[u8; 32], String> {
+    if let Some(key) = configured {
+        return parse_key(key.expose());
+    }
+    let named = |e: String| format!("{}: {e}", path.display());
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_key(&text).map_err(named),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = random_bytes::<32>();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(path) {
+                Ok(mut file) => {
+                    file.write_all(STANDARD.encode(key).as_bytes())
+                        .map_err(|e| named(e.to_string()))?;
+                    Ok(key)
+                }
+                // Another caller created it first.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(path).map_err(|e| named(e.to_string()))?;
+                    parse_key(&text).map_err(named)
+                }
+                Err(e) => Err(named(e.to_string())),
+            }
+        }
+        Err(e) => Err(named(e.to_string())),
+    }
+}
 
 /// SHA-256 of `data` in lower-case hexadecimal.
 pub fn sha256_hex(data: &[u8]) -> String {

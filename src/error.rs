@@ -406,7 +406,7 @@ impl From<RequestError> for ApiError {
                 ExtensionRefused::TooLate { .. } => "extension_too_late",
             }),
             RequestError::ExportGone => Self::new(StatusCode::GONE, detail),
-            RequestError::Export(cause) => Self::internal(&cause),
+            RequestError::Export(cause) | RequestError::Key(cause) => Self::internal(&cause),
             RequestError::Consent(e) => e.into(),
             RequestError::Db(e) => e.into(),
         }

@@ -163,6 +163,25 @@ pub async fn purge_expired(
         .rows_affected)
 }
 
+/// Deletes a person's guardian links, which hold the guardian's address, when the person is
+/// erased. Returns the guardians' addresses, for the outbox to forget too.
+pub async fn forget_subject(tx: &mut Tx, subject_id: &str) -> Result<Vec<String>, DbErr> {
+    let mut addresses: Vec<String> = entity::Entity::find()
+        .filter(entity::Column::SubjectId.eq(subject_id))
+        .all(&*tx)
+        .await?
+        .into_iter()
+        .map(|t| t.guardian_email)
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    entity::Entity::delete_many()
+        .filter(entity::Column::SubjectId.eq(subject_id))
+        .exec(&*tx)
+        .await?;
+    Ok(addresses)
+}
+
 /// The guardian's browser, kept as evidence with each decision.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {

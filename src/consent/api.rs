@@ -260,6 +260,18 @@ struct HistoryPage {
     next_before: Option<i64>,
 }
 
+/// The proof of consent kept after a person's erasure.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct ErasedProof {
+    /// The id that replaced the person's; their history and chain are under it
+    /// (`/v1/admin/subjects/{pseudonym}/consents/history`).
+    pseudonym: String,
+    erased_at: Option<DateTime<Utc>>,
+    /// The consent events kept, checked link by link.
+    chain: ChainCheck,
+}
+
 /// The result of checking a subject's hash chain.
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -688,6 +700,42 @@ impl ConsentApi {
     ) -> Result<Json<ChainCheck>, ApiError> {
         auth.0.require(Role::Viewer)?;
         Ok(Json(self.verify_of(&external_id.0).await?))
+    }
+
+    /// Find the proof of consent of an erased person
+    ///
+    /// By the id the main app knew them by: the keyed pseudonym that replaced it is computed
+    /// again and the kept consent events are verified. 404 when no erased person had this id,
+    /// or when their proof is past `retention.keep_erased_proofs` and gone.
+    #[oai(
+        path = "/v1/admin/erasures/:external_id",
+        method = "get",
+        tag = "ApiTags::Admin"
+    )]
+    async fn erased_proof(
+        &self,
+        auth: ApiKey,
+        #[oai(validator(min_length = 1, max_length = 255))] external_id: Path<String>,
+    ) -> Result<Json<ErasedProof>, ApiError> {
+        auth.0.require(Role::Viewer)?;
+        let pseudonym = crate::subject::pseudonym(&self.state.config, &external_id.0)
+            .map_err(|e| ApiError::internal(&e))?;
+        let conn = self.state.db.conn();
+        let subject = crate::subject::find(conn, &pseudonym)
+            .await?
+            .filter(|s| s.erased_at.is_some())
+            .ok_or_else(|| ApiError::not_found("no erased person had this id"))?;
+        let chain = ledger::verify(conn, &subject).await?;
+        if chain.checked == 0 {
+            return Err(ApiError::not_found(
+                "the proof of this person's consent is no longer kept",
+            ));
+        }
+        Ok(Json(ErasedProof {
+            pseudonym,
+            erased_at: subject.erased_at,
+            chain: chain.into(),
+        }))
     }
 
     /// Correct a subject's consents

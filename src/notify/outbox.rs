@@ -38,7 +38,7 @@ pub mod entity {
         pub topic: String,
         /// Unique: the same key queued twice is one message.
         pub dedupe_key: String,
-        /// The email address (personal data: never listed, purged after delivery).
+        /// The email address (personal data: never listed, cleared on delivery).
         pub recipient: Option<String>,
         pub locale: Option<String>,
         /// Email: the template data. Webhook: the exact body to sign and send.
@@ -275,6 +275,8 @@ pub async fn mark_delivered(
         .col_expr(Column::Status, Expr::value(Status::Delivered))
         .col_expr(Column::DeliveredAt, Expr::value(now))
         .col_expr(Column::LastError, Expr::value(Option::<String>::None))
+        // The address was needed to deliver, and is not kept a moment longer.
+        .col_expr(Column::Recipient, Expr::value(Option::<String>::None))
         .filter(Column::Id.is_in(ids))
         .exec(&*tx)
         .await?;
@@ -326,6 +328,49 @@ pub async fn purge_delivered(
         .exec(&*tx)
         .await?
         .rows_affected)
+}
+
+/// What happens to messages still on their way to an address being forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// They go out (they answer the person's own requests), and forget the address once
+    /// delivered, as every message does.
+    Deliver,
+    /// They are deleted (a guardian's link for an erased child leads nowhere).
+    Drop,
+}
+
+/// Forgets an address when its person is erased: dead letters to it are deleted, delivered
+/// messages keep no recipient, and pending ones are delivered or dropped as `undelivered` says.
+/// Returns how many are still on their way.
+pub async fn forget_recipient(
+    tx: &mut Tx,
+    address: &str,
+    undelivered: Undelivered,
+) -> Result<u64, DbErr> {
+    let dropped = match undelivered {
+        Undelivered::Deliver => Status::Dead,
+        Undelivered::Drop => Status::Pending,
+    };
+    entity::Entity::delete_many()
+        .filter(entity::Column::Recipient.eq(address))
+        .filter(entity::Column::Status.is_in([Status::Dead, dropped]))
+        .exec(&*tx)
+        .await?;
+    entity::Entity::update_many()
+        .col_expr(
+            entity::Column::Recipient,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(entity::Column::Recipient.eq(address))
+        .filter(entity::Column::Status.eq(Status::Delivered))
+        .exec(&*tx)
+        .await?;
+    entity::Entity::find()
+        .filter(entity::Column::Recipient.eq(address))
+        .filter(entity::Column::Status.eq(Status::Pending))
+        .count(&*tx)
+        .await
 }
 
 /// Wait before attempt `attempts + 1`: `base · 2^(attempts-1)`, ±20 % jitter so that messages

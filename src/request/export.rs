@@ -11,9 +11,7 @@
 
 use std::io::{self, Write};
 
-use base64::{
-    Engine as _, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD,
-};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, aead::Aead};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
@@ -40,46 +38,13 @@ const MAGIC: &[u8; 4] = b"CSX1";
 /// Rows read from the database at a time.
 const PAGE: u64 = 1000;
 
-/// Parses a configured key: 32 bytes in base64.
-pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
-    STANDARD
-        .decode(text.trim())
-        .ok()
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        .ok_or_else(|| "expected 32 bytes in base64 (e.g. `openssl rand -base64 32`)".into())
-}
-
-/// The key from config, or the one generated into `<data_dir>/export.key` (created on first
-/// use, readable by the owner only) when none is configured.
+/// The key from config, or the one generated into `<data_dir>/export.key`.
 fn key(config: &Config) -> Result<[u8; 32], RequestError> {
-    if let Some(key) = &config.requests.export_key {
-        return parse_key(key.expose()).map_err(RequestError::Export);
-    }
-    let path = config.data_dir.join("export.key");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse_key(&text).map_err(|e| RequestError::Export(format!("export.key: {e}"))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let key = crypto::random_bytes::<32>();
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(&path) {
-                Ok(mut file) => {
-                    file.write_all(STANDARD.encode(key).as_bytes())
-                        .map_err(export_err)?;
-                    Ok(key)
-                }
-                // Another request created it first.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).map_err(export_err)?;
-                    parse_key(&text).map_err(RequestError::Export)
-                }
-                Err(e) => Err(export_err(e)),
-            }
-        }
-        Err(e) => Err(export_err(e)),
-    }
+    crypto::key(
+        config.requests.export_key.as_ref(),
+        &config.data_dir.join("export.key"),
+    )
+    .map_err(RequestError::Export)
 }
 
 fn export_err(e: impl std::fmt::Display) -> RequestError {

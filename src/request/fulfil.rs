@@ -17,13 +17,16 @@ use super::{
     transition,
 };
 use crate::{
+    age::guardian,
     audit::Actor,
     clock,
     config::Config,
     consent::{self, ConsentActor, Decision, PolicyRef, RecordRequest, model::ConsentStatus},
-    crypto,
     db::Tx,
-    notify::{email::EmailContent, outbox},
+    notify::{
+        email::EmailContent,
+        outbox::{self, Undelivered},
+    },
     retention::items,
     subject,
 };
@@ -248,7 +251,18 @@ pub async fn finish(
         | (RequestType::Erase, Outcome::Restricted, Some(s)) => {
             subject::restrict(tx, &s.id).await?
         }
-        (RequestType::Erase, Outcome::Completed, Some(s)) => erase_own_copy(tx, s).await?,
+        (RequestType::Erase, Outcome::Completed, Some(s)) => {
+            let record = erase_own_copy(tx, config, &request, s).await?;
+            super::record_event(
+                &*tx,
+                &request.id,
+                Some(request.status),
+                request.status,
+                actor,
+                Some(&record),
+            )
+            .await?;
+        }
         _ => {}
     }
     model::fulfilments::Entity::update_many()
@@ -315,16 +329,64 @@ pub async fn finish(
     super::get(&*tx, &request.id).await
 }
 
-/// Erases Consentry's copy of a person: the subject room clears contact and age details and
-/// replaces the main app's id with a salted digest; the retention room marks registered data
-/// items erased. The minimal proof of consent (the hash-chained events, keyed by the internal
-/// id) stays for the legally required period.
-async fn erase_own_copy(tx: &mut Tx, subject: &subject::Subject) -> Result<(), RequestError> {
-    let pseudonym = format!(
-        "erased:{}",
-        crypto::sha256_hex(format!("{}:{}", subject.id, subject.external_id).as_bytes())
-    );
+/// Erases Consentry's copy of a person, each part by the room that owns it: messages not yet
+/// sent to their addresses, their guardian links (the guardian's address), the address on
+/// their closed requests, their contact and age details (the main app's id becomes a keyed
+/// pseudonym), and their registered data items. The minimal proof of consent (the hash-chained
+/// events, keyed by the internal id) stays for `retention.keep_erased_proofs`. Returns the
+/// completion record for the request's history: where the proof is and what was kept.
+async fn erase_own_copy(
+    tx: &mut Tx,
+    config: &Config,
+    request: &Request,
+    subject: &subject::Subject,
+) -> Result<String, RequestError> {
+    let pseudonym = subject::pseudonym(config, &subject.external_id).map_err(RequestError::Key)?;
+    let mut addresses: Vec<String> = [subject.email.clone(), request.email.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    addresses.dedup();
+    let mut on_their_way = 0;
+    for address in &addresses {
+        on_their_way += outbox::forget_recipient(tx, address, Undelivered::Deliver).await?;
+    }
+    let mut guardians = guardian::forget_subject(tx, &subject.id).await?;
+    guardians.extend(subject.guardian_email.clone());
+    for address in &guardians {
+        outbox::forget_recipient(tx, address, Undelivered::Drop).await?;
+    }
+    let still_open = super::forget_addresses(tx, &subject.id, &addresses, &request.id).await?;
     subject::erase(tx, &subject.id, &pseudonym).await?;
-    items::erase_all_of(tx, &subject.id, clock::now()).await?;
-    Ok(())
+    let now = clock::now();
+    items::erase_all_of(tx, &subject.id, now).await?;
+    let kept_until = config
+        .retention
+        .keep_erased_proofs
+        .parse::<crate::period::Period>()
+        .ok()
+        .and_then(|p| p.after(now.date_naive()));
+    crate::audit::record(
+        &*tx,
+        &Actor::System,
+        "subject.erased",
+        crate::audit::Target::new("subject", &subject.id),
+        json!({"request_id": request.id, "pseudonym": pseudonym, "proof_kept_until": kept_until}),
+    )
+    .await?;
+    let mut record = format!(
+        "erased; the proof of consent is kept as `{pseudonym}` until {}",
+        kept_until.map_or_else(|| "further notice".to_string(), |d| d.to_string())
+    );
+    if still_open > 0 {
+        record.push_str(&format!(
+            "; {still_open} open request(s) keep the address until they are answered"
+        ));
+    }
+    if on_their_way > 0 {
+        record.push_str(&format!(
+            "; {on_their_way} message(s) about the person's requests keep it until delivered"
+        ));
+    }
+    Ok(record)
 }

@@ -82,6 +82,8 @@ pub enum RequestError {
     ExportGone,
     #[error("export package: {0}")]
     Export(String),
+    #[error("pseudonym key: {0}")]
+    Key(String),
     #[error(transparent)]
     Consent(#[from] ConsentError),
     #[error(transparent)]
@@ -237,6 +239,38 @@ async fn record_event(
     )
     .await?;
     Ok(())
+}
+
+/// Clears the address on an erased person's closed requests, found by their link or by the
+/// address itself (requests filed by email), except `except`, which forgets its own once its
+/// confirmation is queued. Open requests keep it, to answer the person. Returns how many open
+/// requests keep it.
+async fn forget_addresses(
+    tx: &mut Tx,
+    subject_id: &str,
+    addresses: &[String],
+    except: &str,
+) -> Result<u64, DbErr> {
+    let theirs = sea_orm::Condition::any()
+        .add(model::Column::SubjectId.eq(subject_id))
+        .add(model::Column::Email.is_in(addresses.iter().map(String::as_str)));
+    model::Entity::update_many()
+        .col_expr(
+            model::Column::Email,
+            sea_orm::prelude::Expr::value(Option::<String>::None),
+        )
+        .filter(theirs.clone())
+        .filter(model::Column::ClosedAt.is_not_null())
+        .filter(model::Column::Id.ne(except))
+        .exec(&*tx)
+        .await?;
+    model::Entity::find()
+        .filter(theirs)
+        .filter(model::Column::ClosedAt.is_null())
+        .filter(model::Column::Id.ne(except))
+        .filter(model::Column::Email.is_not_null())
+        .count(&*tx)
+        .await
 }
 
 /// Queues an email about a request to the address captured at intake, once per `step`.

@@ -307,6 +307,21 @@ pub async fn erase(tx: &mut Tx, subject_id: &str, pseudonym: &str) -> Result<(),
     .await
 }
 
+/// The id that replaces an erased person's external id: `erased:` and HMAC-SHA256 of the old id
+/// under the pseudonym key (`requests.pseudonym_key`, or `<data_dir>/pseudonym.key`). Nothing
+/// kept in the database reverses it; whoever holds the key finds the person's kept proof of
+/// consent again from the id a regulator asks about.
+pub fn pseudonym(config: &crate::config::Config, external_id: &str) -> Result<String, String> {
+    let key = crate::crypto::key(
+        config.requests.pseudonym_key.as_ref(),
+        &config.data_dir.join("pseudonym.key"),
+    )?;
+    Ok(format!(
+        "erased:{}",
+        crate::crypto::hmac_hex(&key, external_id.as_bytes())
+    ))
+}
+
 /// The ids of people erased at or before `cutoff`, as a subquery.
 pub fn erased_before(cutoff: chrono::DateTime<chrono::Utc>) -> SelectStatement {
     model::Entity::find()

@@ -654,6 +654,176 @@ async fn an_erasure_waits_for_the_main_app_which_is_retried_until_it_answers() {
 }
 
 #[tokio::test]
+async fn an_erasure_leaves_no_address_behind_and_its_proof_can_be_found_again() {
+    use consentry::{age::guardian, notify::outbox};
+    use sea_orm::PaginatorTrait;
+    let f = fixture().await;
+    let admin = f.app.key(Role::Admin).await;
+    f.app
+        .create_purposes(&admin, &[purpose_body("photo_tagging")])
+        .await;
+    let ten = Utc::now().date_naive() - chrono::Days::new(365 * 10);
+    // A minor whose guardian was asked: the guardian's link is still queued.
+    json(
+        f.app
+            .send_event(
+                "subject.upserted",
+                json!({"external_id": "tim", "email": "tim@example.com", "locale": "en",
+                       "jurisdiction": "DE", "birth_date": ten,
+                       "guardian_email": "dad@example.com"}),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    json(
+        f.app
+            .post("/v1/admin/subjects/tim/consents")
+            .bearer_auth(&admin)
+            .json(
+                &json!({"decisions": [{"purpose": "photo_tagging", "granted": true}],
+                          "policy_version": 2, "reason": "the guardian's consent on paper"}),
+            )
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let earlier = json(
+        f.file("tim", json!({"type": "access"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    json(
+        f.decide(
+            &f.reviewer,
+            earlier["id"].as_str().unwrap(),
+            "reject",
+            json!({"reason": "asked twice"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let erase = json(
+        f.file("tim", json!({"type": "erase"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = erase["id"].as_str().unwrap();
+    json(
+        f.decide(&f.reviewer, id, "approve", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    f.drain().await;
+    let job = f.job_for(id)["fulfilment_id"].as_str().unwrap().to_string();
+    json(f.complete_job(&job, json!({})).await, StatusCode::OK).await;
+    f.drain().await;
+
+    let conn = f.app.state.db.conn();
+    assert_eq!(
+        guardian::entity::Entity::find().count(conn).await.unwrap(),
+        0,
+        "the guardian's links and address are gone"
+    );
+    let link = f
+        .sink
+        .messages()
+        .into_iter()
+        .find(|m| m.to.contains("dad@example.com"))
+        .expect("the guardian was asked before the erasure");
+    problem(
+        f.app
+            .post("/v1/guardian/confirm")
+            .json(&json!({"token": token_in(&link), "policy_version": 2,
+                          "decisions": [{"purpose": "photo_tagging", "granted": true}]}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let left = outbox::entity::Entity::find()
+        .filter(outbox::entity::Column::Recipient.is_not_null())
+        .count(conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "no message keeps an address");
+    let addresses = model::Entity::find()
+        .filter(model::Column::Email.is_not_null())
+        .count(conn)
+        .await
+        .unwrap();
+    assert_eq!(addresses, 0, "no request keeps the address");
+    let mails = f.mail_to("tim@example.com", 4).await;
+    assert!(
+        mails.iter().any(|m| m.subject.contains("complete")),
+        "the person is told, before the address goes"
+    );
+
+    let request = json(
+        f.app
+            .get(&format!("/v1/admin/requests/{id}"))
+            .bearer_auth(&f.reviewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let record = request["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["note"].as_str())
+        .find(|n| n.contains("proof of consent"))
+        .unwrap_or_else(|| panic!("{request}"))
+        .to_string();
+    let proof = json(
+        f.app
+            .get("/v1/admin/erasures/tim")
+            .bearer_auth(&f.reviewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let pseudonym = proof["pseudonym"].as_str().unwrap();
+    assert!(record.contains(pseudonym), "{record}");
+    assert_eq!(proof["chain"]["ok"], true);
+    assert_eq!(proof["chain"]["checked"], 1);
+    assert_eq!(
+        pseudonym,
+        consentry::subject::pseudonym(&f.app.state.config, "tim").unwrap(),
+        "keyed: only the key turns the old id into the pseudonym"
+    );
+    let history = json(
+        f.app
+            .get(&format!("/v1/admin/subjects/{pseudonym}/consents/history"))
+            .bearer_auth(&f.reviewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(history["items"][0]["purpose"], "photo_tagging");
+    problem(
+        f.app
+            .get("/v1/admin/erasures/nobody")
+            .bearer_auth(&f.reviewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn an_erasure_under_a_legal_hold_ends_restricted_with_the_reason() {
     let f = fixture().await;
     let admin = f.app.key(Role::Admin).await;
