@@ -55,9 +55,9 @@ pub enum EmailContent {
         request_id: String,
         request_type: String,
         reason: String,
-        /// `gdpr` (complaint to a supervisory authority, judicial remedy) or `pipl` (complaint,
-        /// lawsuit in a people's court).
-        law: String,
+        /// What the person can do about it under the request's law, in the email's language
+        /// (see [`crate::law::remedies`]).
+        remedies: String,
     },
     /// A restriction of processing is lifted (GDPR Art 18(3): the person is told first).
     RestrictionLifted {

@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use handlebars::{Handlebars, handlebars_helper};
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, handlebars_helper,
+};
 use serde_json::Value;
 
 /// Every template the service needs.
@@ -59,6 +61,31 @@ handlebars_helper!(date: |value: str| {
         .unwrap_or_else(|_| value.to_string())
 });
 
+/// `{{term code}}`: the words for a code in the email's language (see [`super::terms`]).
+struct Term;
+
+impl HelperDef for Term {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let code = h
+            .param(0)
+            .and_then(|p| p.value().as_str())
+            .unwrap_or_default();
+        let language = ctx.data()[LANGUAGE_KEY].as_str().unwrap_or("en");
+        out.write(super::terms::display(code, language))?;
+        Ok(())
+    }
+}
+
+/// Where [`Templates::render`] tells the templates their language.
+const LANGUAGE_KEY: &str = "_language";
+
 impl Templates {
     /// Loads and compiles every template under `dir`; fails on the first missing or broken one.
     pub fn load(dir: &Path) -> Result<Self, TemplateError> {
@@ -68,6 +95,7 @@ impl Templates {
         for registry in [&mut html, &mut text] {
             registry.set_strict_mode(true);
             registry.register_helper("date", Box::new(date));
+            registry.register_helper("term", Box::new(Term));
         }
         let layout = dir.join("partials").join("layout.hbs");
         html.register_partial("layout", read(&layout)?)
@@ -95,9 +123,13 @@ impl Templates {
         data: &Value,
     ) -> Result<Rendered, TemplateError> {
         let lang = language_for(locale);
+        let mut data = data.clone();
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert(LANGUAGE_KEY.into(), lang.into());
+        }
         let render = |registry: &Handlebars<'static>, part: &str| {
             registry
-                .render(&format!("{name}.{lang}.{part}"), data)
+                .render(&format!("{name}.{lang}.{part}"), &data)
                 .map_err(|e| TemplateError::Render {
                     name: format!("{name}.{lang}.{part}"),
                     message: e.to_string(),
@@ -195,7 +227,7 @@ mod tests {
                     request_id: "req-7f3a".into(),
                     request_type: "erase".into(),
                     reason: "identity could not be confirmed".into(),
-                    law: "pipl".into(),
+                    remedies: crate::law::remedies(crate::request::Law::Pipl, "en").into(),
                 },
                 "identity could not be confirmed",
             ),
@@ -317,6 +349,72 @@ mod tests {
                 .chars()
                 .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
         );
+    }
+
+    #[test]
+    fn chinese_emails_show_no_api_word() {
+        let templates = templates();
+        for (content, _) in samples() {
+            let payload = serde_json::to_value(&content).unwrap();
+            let zh = templates
+                .render(content.template(), "zh-CN", &payload["data"])
+                .unwrap();
+            let en = templates
+                .render(content.template(), "en", &payload["data"])
+                .unwrap();
+            // What the data says in its own words (a reason, a summary) is not the template's.
+            let mut free_text = Vec::new();
+            collect_text(&payload["data"], &mut free_text);
+            let strip = |text: &str| {
+                free_text
+                    .iter()
+                    .filter(|t| crate::notify::terms::codes().all(|c| c != t.as_str()))
+                    .fold(text.replace("&lt;", "<").replace("&gt;", ">"), |acc, t| {
+                        acc.replace(t.as_str(), "")
+                    })
+            };
+            let zh = Rendered {
+                subject: strip(&zh.subject),
+                text: strip(&zh.text),
+                html: strip(&zh.html),
+            };
+            for code in crate::notify::terms::codes() {
+                for (lang, r) in [("zh-CN", &zh), ("en", &en)] {
+                    // Links are addresses, not words a person reads.
+                    let words = |text: &str| {
+                        text.split_whitespace()
+                            .filter(|t| !t.contains("://"))
+                            .flat_map(|t| {
+                                t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                            })
+                            .any(|w| w == code)
+                    };
+                    if lang == "zh-CN" {
+                        assert!(
+                            !words(&r.subject) && !words(&r.text) && !words(&r.html),
+                            "{} {lang} shows `{code}`:\n{}\n{}",
+                            content.template(),
+                            r.subject,
+                            r.text
+                        );
+                    }
+                }
+            }
+            assert!(
+                !en.text.contains(" erase request") && !en.subject.contains(" erase "),
+                "{}",
+                en.text
+            );
+        }
+    }
+
+    fn collect_text(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|v| collect_text(v, out)),
+            Value::Object(fields) => fields.values().for_each(|v| collect_text(v, out)),
+            _ => {}
+        }
     }
 
     #[test]

@@ -5,7 +5,14 @@
 use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, prelude::Expr};
 
 use super::{Outcome, Request, RequestError, RequestStatus, email, fulfil, model, transition};
-use crate::{audit::Actor, clock, config::Config, db::Tx, law, notify::email::EmailContent};
+use crate::{
+    audit::Actor,
+    clock,
+    config::Config,
+    db::Tx,
+    law,
+    notify::{email::EmailContent, templates::language_for},
+};
 
 /// A reviewer takes a verified request.
 pub async fn take(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Request, RequestError> {
@@ -81,7 +88,11 @@ pub async fn reject(
             request_id: request.id.clone(),
             request_type: request.kind.to_value(),
             reason: reason.to_string(),
-            law: request.law.to_value(),
+            remedies: law::remedies(
+                request.law,
+                language_for(request.locale.as_deref().unwrap_or("en")),
+            )
+            .to_string(),
         },
     )
     .await?;
