@@ -343,6 +343,7 @@ async fn main() {
                 required: false,
                 separate_consent: false,
                 separate_consent_reason: None,
+                direct_marketing: false,
                 recipients: vec![],
                 data_categories: vec![],
                 retention_period: None,

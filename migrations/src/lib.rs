@@ -14,6 +14,7 @@ mod m20261122_000005_requests;
 mod m20261122_000006_job_leases;
 mod m20261122_000007_retention_rules;
 mod m20261122_000008_purge_runs;
+mod m20261202_000009_law;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_job_leases::Migration),
             Box::new(m20261122_000007_retention_rules::Migration),
             Box::new(m20261122_000008_purge_runs::Migration),
+            Box::new(m20261202_000009_law::Migration),
         ]
     }
 }

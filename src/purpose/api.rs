@@ -41,6 +41,8 @@ struct PublicPurpose {
     separate_consent: bool,
     #[oai(skip_serializing_if_is_none)]
     separate_consent_reason: Option<SeparateConsentReason>,
+    /// Direct marketing: an objection to it takes effect on receipt and cannot be rejected.
+    direct_marketing: bool,
     recipients: Vec<Recipient>,
     data_categories: Vec<String>,
     #[oai(skip_serializing_if_is_none)]
@@ -59,6 +61,8 @@ struct PurposeView {
     separate_consent: bool,
     #[oai(skip_serializing_if_is_none)]
     separate_consent_reason: Option<SeparateConsentReason>,
+    /// Direct marketing: an objection to it takes effect on receipt and cannot be rejected.
+    direct_marketing: bool,
     recipients: Vec<Recipient>,
     data_categories: Vec<String>,
     #[oai(skip_serializing_if_is_none)]
@@ -78,6 +82,7 @@ impl From<Purpose> for PurposeView {
             required: p.required,
             separate_consent: p.separate_consent,
             separate_consent_reason: p.separate_consent_reason,
+            direct_marketing: p.direct_marketing,
             recipients: p.recipients,
             data_categories: p.data_categories,
             retention_period: p.retention_period,
@@ -100,6 +105,10 @@ struct PurposeBody {
     #[oai(default)]
     separate_consent: bool,
     separate_consent_reason: Option<SeparateConsentReason>,
+    /// Direct marketing (or marketing by automated decision): an objection to it takes effect
+    /// on receipt, without review (GDPR Art 21(2)-(3), PIPL Arts 24, 44).
+    #[oai(default)]
+    direct_marketing: bool,
     #[oai(default, validator(max_items = 100))]
     recipients: Vec<Recipient>,
     #[oai(default, validator(max_items = 100))]
@@ -117,6 +126,7 @@ impl From<PurposeBody> for PurposeFields {
             required: b.required,
             separate_consent: b.separate_consent,
             separate_consent_reason: b.separate_consent_reason,
+            direct_marketing: b.direct_marketing,
             recipients: b.recipients,
             data_categories: b.data_categories,
             retention_period: b.retention_period,
@@ -177,6 +187,7 @@ impl PurposesApi {
                         required: p.required,
                         separate_consent: p.separate_consent,
                         separate_consent_reason: p.separate_consent_reason,
+                        direct_marketing: p.direct_marketing,
                         recipients: p.recipients,
                         data_categories: p.data_categories,
                         retention_period: p.retention_period,

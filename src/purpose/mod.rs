@@ -75,6 +75,9 @@ pub struct Purpose {
     pub required: bool,
     pub separate_consent: bool,
     pub separate_consent_reason: Option<SeparateConsentReason>,
+    /// Direct marketing (or marketing by automated decision): an objection to it takes effect
+    /// on receipt and cannot be rejected (GDPR Art 21(2)-(3), PIPL Arts 24, 44).
+    pub direct_marketing: bool,
     pub recipients: Vec<Recipient>,
     pub data_categories: Vec<String>,
     pub retention_period: Option<String>,
@@ -91,6 +94,9 @@ pub struct PurposeFields {
     pub required: bool,
     pub separate_consent: bool,
     pub separate_consent_reason: Option<SeparateConsentReason>,
+    /// Direct marketing (or marketing by automated decision): an objection to it takes effect
+    /// on receipt and cannot be rejected (GDPR Art 21(2)-(3), PIPL Arts 24, 44).
+    pub direct_marketing: bool,
     pub recipients: Vec<Recipient>,
     pub data_categories: Vec<String>,
     pub retention_period: Option<String>,
@@ -124,6 +130,12 @@ impl PurposeFields {
             errors.push(FieldError::new(
                 "separate_consent_reason",
                 "only for purposes with `separate_consent: true`",
+            ));
+        }
+        if self.direct_marketing && self.required {
+            errors.push(FieldError::new(
+                "direct_marketing",
+                "marketing is never necessary for the service: a person may always object",
             ));
         }
         if self.separate_consent && self.legal_basis != LegalBasis::Consent {
@@ -174,6 +186,7 @@ impl TryFrom<model::Model> for Purpose {
             required: m.required,
             separate_consent: m.separate_consent,
             separate_consent_reason: m.separate_consent_reason,
+            direct_marketing: m.direct_marketing,
             retention_period: m.retention_period,
             archived_at: m.archived_at,
             created_at: m.created_at,
@@ -369,6 +382,7 @@ fn active_model(fields: &PurposeFields) -> Result<model::ActiveModel, DbErr> {
         required: Set(fields.required),
         separate_consent: Set(fields.separate_consent),
         separate_consent_reason: Set(fields.separate_consent_reason),
+        direct_marketing: Set(fields.direct_marketing),
         recipients: Set(to_json(serde_json::to_string(&fields.recipients))?),
         data_categories: Set(to_json(serde_json::to_string(&fields.data_categories))?),
         retention_period: Set(fields.retention_period.clone()),

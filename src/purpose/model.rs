@@ -55,6 +55,8 @@ pub struct Model {
     pub required: bool,
     pub separate_consent: bool,
     pub separate_consent_reason: Option<SeparateConsentReason>,
+    /// Direct marketing: an objection to it takes effect on receipt (GDPR Art 21(3)).
+    pub direct_marketing: bool,
     /// JSON: `[{"name", "role", "country"}]`.
     pub recipients: String,
     /// JSON: `["photos", ...]`.

@@ -23,6 +23,7 @@ use crate::{
     config::Config,
     consent::{self, ConsentActor, Decision, PolicyRef, RecordRequest, model::ConsentStatus},
     db::Tx,
+    law,
     notify::{
         email::EmailContent,
         outbox::{self, Undelivered},
@@ -70,7 +71,8 @@ pub async fn start(
     match request.kind {
         RequestType::Restrict | RequestType::Object => {
             if request.kind == RequestType::Object {
-                withdraw_objected(tx, config, &fulfilling, &details).await?;
+                let objected = details.purposes.clone().unwrap_or_default();
+                withdraw_objected(tx, config, &fulfilling, &objected).await?;
             }
             finish(
                 tx,
@@ -124,14 +126,79 @@ pub async fn start(
     }
 }
 
-/// Withdraws the consents an objection names (GDPR Art 21, PIPL Art 44), each under the policy
-/// version it was given with. Purposes never granted need nothing more than the recorded
+/// Applies, as soon as an objection is verified, the part the law makes absolute: the consents
+/// to direct-marketing purposes it names are withdrawn without review (GDPR Art 21(2)-(3), PIPL
+/// Arts 24 and 44), and the history says so. When it names nothing else, the request is
+/// completed there and then, and can no longer be rejected; otherwise the rest waits for a
+/// reviewer. Returns the request as it then stands.
+pub async fn object_on_receipt(
+    tx: &mut Tx,
+    config: &Config,
+    request: Request,
+) -> Result<Request, RequestError> {
+    if request.kind != RequestType::Object || request.status != RequestStatus::Verified {
+        return Ok(request);
+    }
+    let details: Details = serde_json::from_str(&request.details).unwrap_or_default();
+    let named = details.purposes.clone().unwrap_or_default();
+    let keys: Vec<&str> = named.iter().map(String::as_str).collect();
+    let marketing: Vec<String> = crate::purpose::find_many(&*tx, &keys)
+        .await?
+        .into_values()
+        .filter(|p| law::objection_is_absolute(p.direct_marketing))
+        .map(|p| p.key)
+        .collect();
+    if marketing.is_empty() {
+        return Ok(request);
+    }
+    withdraw_objected(tx, config, &request, &marketing).await?;
+    let note = format!(
+        "objection to direct marketing applied on receipt, without review: {}",
+        marketing.join(", ")
+    );
+    if marketing.len() < named.len() {
+        super::record_event(
+            &*tx,
+            &request.id,
+            Some(request.status),
+            request.status,
+            &Actor::System,
+            Some(&note),
+        )
+        .await?;
+        return Ok(request);
+    }
+    transition(
+        &*tx,
+        &request,
+        RequestStatus::Fulfilling,
+        &Actor::System,
+        Some(&note),
+        "fulfilled",
+        |u| u,
+    )
+    .await?;
+    let fulfilling = super::get(&*tx, &request.id).await?;
+    finish(
+        tx,
+        config,
+        fulfilling,
+        Outcome::Completed,
+        None,
+        None,
+        &Actor::System,
+    )
+    .await
+}
+
+/// Withdraws the consents to `objected` purposes (GDPR Art 21, PIPL Art 44), each under the
+/// policy version it was given with. Purposes never granted need nothing more than the recorded
 /// objection.
 async fn withdraw_objected(
     tx: &mut Tx,
     config: &Config,
     request: &Request,
-    details: &Details,
+    objected: &[String],
 ) -> Result<(), RequestError> {
     let Some(subject_id) = &request.subject_id else {
         return Ok(());
@@ -139,7 +206,6 @@ async fn withdraw_objected(
     let Some(subject) = subject::lock(tx, subject_id).await? else {
         return Ok(());
     };
-    let objected = details.purposes.clone().unwrap_or_default();
     for current in consent::ledger::current(&*tx, subject_id).await? {
         if !objected.contains(&current.purpose_key) || current.status != ConsentStatus::Granted {
             continue;

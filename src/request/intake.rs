@@ -209,7 +209,7 @@ pub async fn open_verified(
     if duplicate.is_none() {
         email(tx, &request, "received", &received_email(&request)).await?;
     }
-    Ok(request)
+    super::fulfil::object_on_receipt(tx, config, request).await
 }
 
 /// A request filed without a login: queued with a code to the address; verified by
@@ -482,5 +482,7 @@ pub async fn verify(
     if duplicate.is_none() {
         email(tx, &request, "received", &received_email(&request)).await?;
     }
-    Ok(Ok(request))
+    Ok(Ok(
+        super::fulfil::object_on_receipt(tx, config, request).await?
+    ))
 }

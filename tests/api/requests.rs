@@ -1192,6 +1192,114 @@ async fn restriction_and_objection_take_effect_on_approval() {
 }
 
 #[tokio::test]
+async fn an_objection_to_direct_marketing_takes_effect_on_receipt_and_cannot_be_rejected() {
+    let f = fixture().await;
+    let admin = f.app.key(Role::Admin).await;
+    let mut marketing = purpose_body("marketing_email");
+    marketing["direct_marketing"] = json!(true);
+    f.app
+        .create_purposes(&admin, &[marketing, purpose_body("analytics")])
+        .await;
+    f.app
+        .set_subject("mia", Some("mia@example.com"), Some("zh-CN"), Some("CN"))
+        .await;
+    let grant = |purpose: &'static str| {
+        let f = &f;
+        async move {
+            json(
+                f.app
+                    .request(reqwest::Method::PUT, &format!("/v1/me/consents/{purpose}"))
+                    .bearer_auth(subject_token("mia"))
+                    .json(&json!({"granted": true, "policy_version": 2}))
+                    .send()
+                    .await
+                    .unwrap(),
+                StatusCode::OK,
+            )
+            .await;
+        }
+    };
+    let allowed = |purpose: &'static str| {
+        let f = &f;
+        async move {
+            json(
+                f.app
+                    .get(&format!("/v1/subjects/mia/consents/{purpose}"))
+                    .bearer_auth(&f.service)
+                    .send()
+                    .await
+                    .unwrap(),
+                StatusCode::OK,
+            )
+            .await["allowed"]
+                .clone()
+        }
+    };
+    grant("marketing_email").await;
+    grant("analytics").await;
+    let objection = json(
+        f.file(
+            "mia",
+            json!({"type": "object", "details": {"purposes": ["marketing_email"]}}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(objection["status"], "completed", "no review: {objection}");
+    assert_eq!(allowed("marketing_email").await, false);
+    let refused = problem(
+        f.decide(
+            &f.reviewer,
+            objection["id"].as_str().unwrap(),
+            "reject",
+            json!({"reason": "we disagree"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(refused["reason"], "illegal_transition");
+
+    // Marketing and something else: the marketing part at once, the rest for a reviewer.
+    grant("marketing_email").await;
+    let mixed = json(
+        f.file(
+            "mia",
+            json!({"type": "object", "details": {"purposes": ["marketing_email", "analytics"]}}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(mixed["status"], "verified");
+    assert_eq!(allowed("marketing_email").await, false);
+    assert_eq!(allowed("analytics").await, true);
+    json(
+        f.decide(
+            &f.reviewer,
+            mixed["id"].as_str().unwrap(),
+            "reject",
+            json!({"reason": "analytics is anonymous"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        allowed("marketing_email").await,
+        false,
+        "it stays withdrawn"
+    );
+    f.drain().await;
+    let mails = f.mail_to("mia@example.com", 4).await;
+    assert!(
+        mails.iter().any(|m| m.text.contains("拒绝处理")),
+        "the Chinese email names the request type in Chinese"
+    );
+}
+
+#[tokio::test]
 async fn reviewers_get_one_digest_a_day_of_overdue_and_soon_due_requests() {
     let sink = SmtpSink::start().await;
     let smtp = sink.url();
