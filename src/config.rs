@@ -113,6 +113,11 @@ pub struct RequestsConfig {
     /// Weekend days that are working days in mainland China (调休上班) beyond the shipped
     /// years, from the same notice (TOML only).
     pub china_working_days: Vec<chrono::NaiveDate>,
+    /// How long after the person is told a restriction of processing ends (ISO 8601 duration;
+    /// GDPR Art 18(3): they are told before it is lifted).
+    pub restriction_lift_notice: String,
+    /// When due restrictions are lifted: a cron expression with seconds, in UTC.
+    pub restriction_lift_schedule: String,
     /// Working days from verification to the PIPL deadline.
     pub pipl_working_days: u32,
     /// Days an export package can be downloaded before it is deleted.
@@ -142,6 +147,8 @@ impl Default for RequestsConfig {
             china_holidays: Vec::new(),
             china_working_days: Vec::new(),
             pipl_working_days: 15,
+            restriction_lift_notice: "P7D".into(),
+            restriction_lift_schedule: "0 */10 * * * *".into(),
             export_days: 7,
             export_key: None,
             pseudonym_key: None,
@@ -587,6 +594,12 @@ impl Config {
             .map_err(|m| ConfigError::new("CONSENTRY_AGE__SWEEP_SCHEDULE", m))?;
         crate::jobs::check_schedule(&self.requests.digest_schedule)
             .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__DIGEST_SCHEDULE", m))?;
+        crate::jobs::check_schedule(&self.requests.restriction_lift_schedule)
+            .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__RESTRICTION_LIFT_SCHEDULE", m))?;
+        self.requests
+            .restriction_lift_notice
+            .parse::<crate::period::Period>()
+            .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__RESTRICTION_LIFT_NOTICE", m))?;
         crate::jobs::check_schedule(&self.requests.export_purge_schedule)
             .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__EXPORT_PURGE_SCHEDULE", m))?;
         crate::jobs::check_schedule(&self.retention.purge_schedule)

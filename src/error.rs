@@ -400,6 +400,9 @@ impl From<RequestError> for ApiError {
             },
             RequestError::AlreadyExtended => Self::conflict(detail).with_reason("already_extended"),
             RequestError::NotRestricted => Self::conflict(detail).with_reason("not_restricted"),
+            RequestError::LiftScheduled => {
+                Self::conflict(detail).with_reason("lift_already_scheduled")
+            }
             RequestError::Extension(refused) => unprocessable(match refused {
                 ExtensionRefused::NotUnderThisLaw => "extension_not_allowed",
                 ExtensionRefused::TooLong => "extension_too_long",

@@ -67,6 +67,21 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
         },
     )
     .await?;
+    // Ends restrictions whose lift was announced and whose notice period has passed.
+    add(
+        &scheduler,
+        "restriction_lifts",
+        &state.config.requests.restriction_lift_schedule,
+        state.clone(),
+        |s| {
+            Box::pin(async move {
+                request::review::lift_due_restrictions(&s.db, crate::clock::now())
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        },
+    )
+    .await?;
     // Deletes export packages past their download period.
     add(
         &scheduler,

@@ -419,6 +419,20 @@ pub async fn list(
     Ok((rows, next))
 }
 
+/// Where the message queued under `dedupe_key` stands, if there is one.
+pub async fn status_of(
+    conn: &impl ConnectionTrait,
+    dedupe_key: &str,
+) -> Result<Option<Status>, DbErr> {
+    entity::Entity::find()
+        .select_only()
+        .column(entity::Column::Status)
+        .filter(entity::Column::DedupeKey.eq(dedupe_key))
+        .into_tuple()
+        .one(conn)
+        .await
+}
+
 /// Number of messages per status, for monitoring.
 pub async fn counts(conn: &impl ConnectionTrait) -> Result<Vec<(Status, Kind, i64)>, DbErr> {
     use entity::Column;

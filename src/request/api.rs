@@ -169,10 +169,11 @@ struct Reason {
     reason: String,
 }
 
-/// The subject's restriction after lifting it.
+/// A restriction being lifted: it still applies until `lifts_at`, once the person was told.
 #[derive(Object)]
 struct Lifted {
     restricted: bool,
+    lifts_at: DateTime<Utc>,
 }
 
 /// An extension of a GDPR deadline (Art 12(3)).
@@ -716,8 +717,10 @@ impl RequestsApi {
 
     /// Lift a restriction of processing
     ///
-    /// The person is emailed, with the reason, in the same transaction that lifts it (GDPR Art
-    /// 18(3)); consent checks answer normally again.
+    /// The person is told first (GDPR Art 18(3)): they are emailed the reason and the date,
+    /// and the restriction ends `requests.restriction_lift_notice` later (7 days by default),
+    /// once the notice has gone out. Until then consent checks still answer `restricted`.
+    /// Asking again while a lift is scheduled: 409 `lift_already_scheduled`.
     #[oai(
         path = "/v1/admin/subjects/:external_id/lift-restriction",
         method = "post",
@@ -731,9 +734,19 @@ impl RequestsApi {
     ) -> Result<Json<Lifted>, ApiError> {
         auth.0.require(Role::Reviewer)?;
         let mut tx = self.state.db.begin().await?;
-        review::lift_restriction(&mut tx, &external_id.0, &body.0.reason, &auth.0.actor()).await?;
+        let lifts_at = review::lift_restriction(
+            &mut tx,
+            &self.state.config,
+            &external_id.0,
+            &body.0.reason,
+            &auth.0.actor(),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(Json(Lifted { restricted: false }))
+        Ok(Json(Lifted {
+            restricted: true,
+            lifts_at,
+        }))
     }
 
     /// Report a finished fulfilment job

@@ -78,6 +78,8 @@ pub enum RequestError {
     Extension(#[from] crate::law::ExtensionRefused),
     #[error("processing of this person's data is not restricted")]
     NotRestricted,
+    #[error("the restriction is already being lifted; the person has been told when")]
+    LiftScheduled,
     #[error("the export package is not available")]
     ExportGone,
     #[error("export package: {0}")]

@@ -201,19 +201,33 @@ pub async fn note_refused_approval(
     .await
 }
 
-/// Lifts a subject's restriction of processing. The person is told in the same transaction
-/// (GDPR Art 18(3)). Lifting twice at once tells them once: the second finds nothing to lift.
+/// Lifts a subject's restriction of processing, the way GDPR Art 18(3) asks: the person is
+/// told first, with the reason and the date, and the restriction ends
+/// `requests.restriction_lift_notice` later, when [`lift_due_restrictions`] finds that the
+/// notice went out. Until then consent checks still answer `restricted`. Returns when it ends.
 pub async fn lift_restriction(
     tx: &mut Tx,
+    config: &Config,
     external_id: &str,
     reason: &str,
     actor: &Actor,
-) -> Result<(), RequestError> {
+) -> Result<chrono::DateTime<chrono::Utc>, RequestError> {
     let subject = crate::subject::find(&*tx, external_id)
         .await?
         .ok_or(RequestError::NotFound)?;
-    if !crate::subject::lift_restriction(tx, &subject.id).await? {
+    if !subject.restricted {
         return Err(RequestError::NotRestricted);
+    }
+    let now = clock::now();
+    let lifts_at = config
+        .requests
+        .restriction_lift_notice
+        .parse::<crate::period::Period>()
+        .ok()
+        .and_then(|p| p.after_instant(now))
+        .unwrap_or(now);
+    if !crate::subject::schedule_lift(tx, &subject.id, lifts_at).await? {
+        return Err(RequestError::LiftScheduled);
     }
     let restricting = model::Entity::find()
         .filter(model::Column::SubjectId.eq(&subject.id))
@@ -224,7 +238,6 @@ pub async fn lift_restriction(
         .order_by_desc(model::Column::ClosedAt)
         .one(&*tx)
         .await?;
-    let now = clock::now();
     if let Some(to) = subject
         .email
         .clone()
@@ -236,16 +249,12 @@ pub async fn lift_restriction(
             .unwrap_or_default();
         crate::notify::outbox::enqueue_email(
             tx,
-            &format!(
-                "restriction_lifted:{}:{}",
-                subject.id,
-                now.timestamp_micros()
-            ),
+            &lift_notice_key(&subject.id, lifts_at),
             &to,
             subject.locale.as_deref().unwrap_or("en"),
             &EmailContent::RestrictionLifted {
                 request_id,
-                lift_date: now.date_naive(),
+                lift_date: lifts_at.date_naive(),
                 reason: reason.to_string(),
             },
         )
@@ -254,10 +263,55 @@ pub async fn lift_restriction(
     crate::audit::record(
         &*tx,
         actor,
-        "subject.restriction_lifted",
+        "subject.restriction_lift_scheduled",
         crate::audit::Target::new("subject", &subject.id),
-        serde_json::json!({"reason": reason}),
+        serde_json::json!({"reason": reason, "lifts_at": clock::canonical(lifts_at)}),
     )
     .await?;
-    Ok(())
+    Ok(lifts_at)
+}
+
+/// The outbox key of the notice that announces a lift.
+fn lift_notice_key(subject_id: &str, lifts_at: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "restriction_lifted:{subject_id}:{}",
+        lifts_at.timestamp_micros()
+    )
+}
+
+/// Ends the restrictions due at `now` whose notice has gone out (or that had no address to
+/// tell). A notice still waiting or dead keeps the restriction: the person has not been told.
+/// A job: one transaction per person. Returns how many were lifted.
+pub async fn lift_due_restrictions(
+    db: &crate::db::Db,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, RequestError> {
+    use crate::notify::outbox;
+    let mut lifted = 0;
+    for subject in crate::subject::lifts_due(db.conn(), now).await? {
+        let Some(lifts_at) = subject.restriction_lifts_at else {
+            continue;
+        };
+        let key = lift_notice_key(&subject.id, lifts_at);
+        if outbox::status_of(db.conn(), &key)
+            .await?
+            .is_some_and(|s| s != outbox::Status::Delivered)
+        {
+            continue;
+        }
+        let mut tx = db.begin().await?;
+        if crate::subject::lift_restriction(&mut tx, &subject.id).await? {
+            crate::audit::record(
+                &tx,
+                &Actor::System,
+                "subject.restriction_lifted",
+                crate::audit::Target::new("subject", &subject.id),
+                serde_json::json!({"notice": key}),
+            )
+            .await?;
+            lifted += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(lifted)
 }

@@ -127,6 +127,7 @@ pub fn new_row(external_id: &str) -> model::ActiveModel {
         created_at: Set(now),
         updated_at: Set(now),
         erased_at: Set(None),
+        restriction_lifts_at: Set(None),
     }
 }
 
@@ -271,11 +272,45 @@ pub async fn restrict(tx: &mut Tx, subject_id: &str) -> Result<(), DbErr> {
     .await
 }
 
-/// Lifts a restriction. Returns false when the person was not restricted, so that two lifts at
-/// once tell the person once.
+/// Schedules the end of a restriction at `at`, once the person has been told (GDPR Art
+/// 18(3)); processing stays restricted until then. Returns false when the person is not
+/// restricted or a lift is already scheduled, so that two lifts at once tell the person once.
+pub async fn schedule_lift(
+    tx: &mut Tx,
+    subject_id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, DbErr> {
+    let scheduled = model::Entity::update_many()
+        .col_expr(model::Column::RestrictionLiftsAt, Expr::value(at))
+        .col_expr(model::Column::UpdatedAt, Expr::value(clock::now()))
+        .filter(model::Column::Id.eq(subject_id))
+        .filter(model::Column::Restricted.eq(true))
+        .filter(model::Column::RestrictionLiftsAt.is_null())
+        .exec(&*tx)
+        .await?;
+    Ok(scheduled.rows_affected > 0)
+}
+
+/// People whose restriction is due to end at `now`, with when it was scheduled to.
+pub async fn lifts_due(
+    conn: &impl ConnectionTrait,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Subject>, DbErr> {
+    model::Entity::find()
+        .filter(model::Column::Restricted.eq(true))
+        .filter(model::Column::RestrictionLiftsAt.lte(now))
+        .all(conn)
+        .await
+}
+
+/// Ends a scheduled restriction; false when it already ended.
 pub async fn lift_restriction(tx: &mut Tx, subject_id: &str) -> Result<bool, DbErr> {
     let lifted = model::Entity::update_many()
         .col_expr(model::Column::Restricted, Expr::value(false))
+        .col_expr(
+            model::Column::RestrictionLiftsAt,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
         .col_expr(model::Column::UpdatedAt, Expr::value(clock::now()))
         .filter(model::Column::Id.eq(subject_id))
         .filter(model::Column::Restricted.eq(true))

@@ -1176,18 +1176,44 @@ async fn restriction_and_objection_take_effect_on_approval() {
     };
     let viewer = f.app.key(Role::Viewer).await;
     problem(lift(viewer).await, StatusCode::FORBIDDEN).await;
-    json(lift(f.reviewer.clone()).await, StatusCode::OK).await;
-    assert_eq!(check("analytics").await["allowed"], true);
+    let scheduled = json(lift(f.reviewer.clone()).await, StatusCode::OK).await;
+    assert_eq!(
+        scheduled["restricted"], true,
+        "not before the person is told"
+    );
+    let lifts_at: chrono::DateTime<Utc> = scheduled["lifts_at"].as_str().unwrap().parse().unwrap();
+    let notice = lifts_at - Utc::now();
+    assert!(
+        notice > chrono::TimeDelta::days(6) && notice <= chrono::TimeDelta::days(7),
+        "the configured notice period: {notice}"
+    );
+    assert_eq!(check("analytics").await["reason"], "restricted");
     let again = problem(lift(f.reviewer.clone()).await, StatusCode::CONFLICT).await;
-    assert_eq!(again["reason"], "not_restricted");
+    assert_eq!(again["reason"], "lift_already_scheduled");
+    let lift_due = |at| consentry::request::review::lift_due_restrictions(&f.app.state.db, at);
+    // The day comes, but the notice has not gone out yet: the restriction stays.
+    assert_eq!(lift_due(lifts_at).await.unwrap(), 0);
+    assert_eq!(check("analytics").await["allowed"], false);
     f.drain().await;
+    assert_eq!(
+        lift_due(lifts_at - chrono::TimeDelta::seconds(1))
+            .await
+            .unwrap(),
+        0,
+        "told, but the notice period still runs"
+    );
+    assert_eq!(lift_due(lifts_at).await.unwrap(), 1);
+    assert_eq!(check("analytics").await["allowed"], true);
+    let gone = problem(lift(f.reviewer.clone()).await, StatusCode::CONFLICT).await;
+    assert_eq!(gone["reason"], "not_restricted");
     let mails = f.mail_to("oli@example.com", 5).await;
     assert_eq!(mails.len(), 5, "two received, two completed, one lifted");
     assert!(
-        mails
-            .iter()
-            .any(|m| m.text.contains("the accuracy of your data is confirmed")),
-        "the person is told why"
+        mails.iter().any(
+            |m| m.text.contains("the accuracy of your data is confirmed")
+                && m.text.contains(&lifts_at.date_naive().to_string())
+        ),
+        "the person is told why and when"
     );
 }
 
