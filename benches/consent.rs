@@ -131,6 +131,7 @@ async fn load(db: &Db, n: usize) {
                 created_at: now,
                 updated_at: now,
                 erased_at: None,
+                restriction_lifts_at: None,
             }));
         }
         subjects::Entity::insert_many(people)
