@@ -400,6 +400,7 @@ impl From<RequestError> for ApiError {
             },
             RequestError::AlreadyExtended => Self::conflict(detail).with_reason("already_extended"),
             RequestError::NotRestricted => Self::conflict(detail).with_reason("not_restricted"),
+            RequestError::NextOfKinNotCovered => unprocessable("next_of_kin_not_covered"),
             RequestError::LiftScheduled => {
                 Self::conflict(detail).with_reason("lift_already_scheduled")
             }

@@ -37,7 +37,7 @@ use chrono::NaiveDate;
 
 use crate::{
     config::{AgeConfig, RequestsConfig},
-    request::Law,
+    request::{Law, RequestType},
 };
 pub use calendar::Calendar;
 
@@ -312,6 +312,14 @@ pub fn child_needs_separate_consent(country_code: Option<&str>) -> bool {
 pub fn next_of_kin_may_act(law: Law) -> bool {
     law == Law::Pipl
 }
+
+/// The rights next of kin may exercise (PIPL Art 49): access, copy, correction, deletion.
+pub const NEXT_OF_KIN_RIGHTS: [RequestType; 4] = [
+    RequestType::Access,
+    RequestType::Export,
+    RequestType::Rectify,
+    RequestType::Erase,
+];
 
 /// The country table as the documentation shows it, built from the data, so that a test can
 /// keep the doc comment above and the README in step with it.

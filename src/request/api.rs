@@ -13,7 +13,8 @@ use poem_openapi::{
 use serde_json::Value;
 
 use super::{
-    Filter, Law, Outcome, Request, RequestError, RequestStatus, RequestType, export, fulfil,
+    Filter, Law, OnBehalfOf, Outcome, Request, RequestError, RequestStatus, RequestType, export,
+    fulfil,
     intake::{self, Details, Intake},
     review,
 };
@@ -62,6 +63,9 @@ pub struct RequestView {
     outcome: Option<Outcome>,
     details: Details,
     closed_at: Option<DateTime<Utc>>,
+    /// Filed for someone else (next of kin of a deceased person): check `details` for the
+    /// evidence before deciding.
+    on_behalf_of: Option<OnBehalfOf>,
 }
 
 impl From<Request> for RequestView {
@@ -81,6 +85,7 @@ impl From<Request> for RequestView {
             decision_reason: r.decision_reason,
             outcome: r.outcome,
             closed_at: r.closed_at,
+            on_behalf_of: r.on_behalf_of,
         }
     }
 }
@@ -143,6 +148,11 @@ struct EmailFiling {
     jurisdiction: Option<String>,
     #[oai(validator(min_length = 2, max_length = 16))]
     locale: Option<String>,
+    /// `next_of_kin`: a close relative files for a deceased person (PIPL Art 49: access,
+    /// export, rectify or erase; `details.deceased`, `details.relationship` and
+    /// `details.evidence` required). Under the GDPR, which does not cover the deceased: 422
+    /// `next_of_kin_not_covered`.
+    on_behalf_of: Option<OnBehalfOf>,
 }
 
 /// The answer to a filing without a login: the same whether or not the address is known.
@@ -431,6 +441,7 @@ impl RequestsApi {
                 locale: body.0.locale,
                 jurisdiction: body.0.jurisdiction,
             },
+            body.0.on_behalf_of,
         )
         .await?;
         tx.commit().await?;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use validator::ValidateEmail;
 
 use super::{
-    Law, Request, RequestError, RequestStatus, RequestType, email, model, open_of_kind,
+    Law, OnBehalfOf, Request, RequestError, RequestStatus, RequestType, email, model, open_of_kind,
     received_email, record_event,
 };
 use crate::{
@@ -58,6 +58,20 @@ pub struct Details {
     #[oai(validator(max_items = 50))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purposes: Option<Vec<String>>,
+    /// Next of kin (PIPL Art 49): who the deceased person was (name and account), as the main
+    /// app would know them.
+    #[oai(validator(max_length = 500))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deceased: Option<String>,
+    /// Next of kin: how the requester is related to the deceased.
+    #[oai(validator(max_length = 100))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<String>,
+    /// Next of kin: the proof offered (a death certificate's number, a notarised kinship
+    /// certificate), for the reviewer to check.
+    #[oai(validator(max_length = 2000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
     /// Why the service opened the request itself (automatic requests).
     #[oai(read_only)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,6 +173,7 @@ fn new_row(intake: &Intake, source: &str, law: Law, now: DateTime<Utc>) -> model
         decision_reason: Set(None),
         outcome: Set(None),
         closed_at: Set(None),
+        on_behalf_of: Set(None),
     }
 }
 
@@ -213,12 +228,13 @@ pub async fn open_verified(
 }
 
 /// A request filed without a login: queued with a code to the address; verified by
-/// [`verify`].
+/// [`verify`]. Next of kin of a deceased person file this way, for them (PIPL Art 49).
 pub async fn file_by_email(
     tx: &mut Tx,
     config: &Config,
     address: &str,
     intake: Intake,
+    on_behalf_of: Option<OnBehalfOf>,
 ) -> Result<Request, RequestError> {
     if !address.validate_email() {
         return Err(RequestError::Invalid(vec![FieldError::new(
@@ -226,11 +242,15 @@ pub async fn file_by_email(
             "not an email address",
         )]));
     }
-    validate(&*tx, &intake).await?;
-    let now = clock::now();
     let jurisdiction = intake.jurisdiction.as_deref().map(str::to_ascii_uppercase);
     let law = law::procedure(&config.requests, jurisdiction.as_deref());
+    if on_behalf_of == Some(OnBehalfOf::NextOfKin) {
+        check_next_of_kin(law, &intake)?;
+    }
+    validate(&*tx, &intake).await?;
+    let now = clock::now();
     let mut row = new_row(&intake, "email", law, now);
+    row.on_behalf_of = Set(on_behalf_of);
     row.email = Set(Some(address.to_string()));
     row.locale = Set(intake.locale.clone());
     row.jurisdiction = Set(jurisdiction);
@@ -246,6 +266,36 @@ pub async fn file_by_email(
     .await?;
     send_code(tx, &request, 1, 0).await?;
     Ok(request)
+}
+
+/// Next of kin act for a deceased person only where the law lets them (PIPL Art 49, not the
+/// GDPR: Recital 27), for the rights it names, and with the evidence a reviewer needs.
+fn check_next_of_kin(law: Law, intake: &Intake) -> Result<(), RequestError> {
+    if !law::next_of_kin_may_act(law) {
+        return Err(RequestError::NextOfKinNotCovered);
+    }
+    let mut errors = Vec::new();
+    if !law::NEXT_OF_KIN_RIGHTS.contains(&intake.kind) {
+        errors.push(FieldError::new(
+            "type",
+            "next of kin may ask for access, a copy (export), correction or deletion",
+        ));
+    }
+    let d = &intake.details;
+    for (field, value) in [
+        ("details.deceased", &d.deceased),
+        ("details.relationship", &d.relationship),
+        ("details.evidence", &d.evidence),
+    ] {
+        if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+            errors.push(FieldError::new(field, "required for next of kin"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RequestError::Invalid(errors))
+    }
 }
 
 /// A code of six decimal digits, uniformly drawn.
@@ -420,7 +470,9 @@ pub async fn verify(
     }
     model::codes::Entity::delete_by_id(id).exec(&*tx).await?;
 
+    // Next of kin prove their own address, not the deceased's: the reviewer links the person.
     let subject = match &request.email {
+        Some(_) if request.on_behalf_of.is_some() => None,
         Some(address) => {
             subject::model::Entity::find()
                 .filter(subject::model::Column::Email.eq(address.as_str()))

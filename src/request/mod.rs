@@ -36,7 +36,7 @@ use crate::{
     error::FieldError,
     notify::{email::EmailContent, outbox},
 };
-pub use model::{Law, Model as Request, Outcome, RequestStatus, RequestType};
+pub use model::{Law, Model as Request, OnBehalfOf, Outcome, RequestStatus, RequestType};
 
 /// Statuses of a request still being worked on.
 pub const OPEN: [RequestStatus; 5] = [
@@ -80,6 +80,11 @@ pub enum RequestError {
     NotRestricted,
     #[error("the restriction is already being lifted; the person has been told when")]
     LiftScheduled,
+    #[error(
+        "next of kin may act for a deceased person under PIPL Art 49 only; the GDPR does not \
+         cover the deceased (Recital 27)"
+    )]
+    NextOfKinNotCovered,
     #[error("the export package is not available")]
     ExportGone,
     #[error("export package: {0}")]

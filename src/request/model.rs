@@ -66,6 +66,17 @@ pub enum Law {
     Pipl,
 }
 
+/// Someone acting for another person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum OnBehalfOf {
+    /// A close relative of a deceased person, for their lawful and legitimate interests (PIPL
+    /// Art 49: access, copy, correction, deletion).
+    #[sea_orm(string_value = "next_of_kin")]
+    NextOfKin,
+}
+
 /// How a completed request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, poem_openapi::Enum)]
 #[oai(rename = "RequestOutcome", rename_all = "lowercase")]
@@ -112,6 +123,8 @@ pub struct Model {
     pub decision_reason: Option<String>,
     pub outcome: Option<Outcome>,
     pub closed_at: Option<DateTimeUtc>,
+    /// Set when someone files for another person: the reviewer checks `details` for evidence.
+    pub on_behalf_of: Option<OnBehalfOf>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

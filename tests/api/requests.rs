@@ -1326,6 +1326,113 @@ async fn an_objection_to_direct_marketing_takes_effect_on_receipt_and_cannot_be_
 }
 
 #[tokio::test]
+async fn next_of_kin_act_for_a_deceased_person_under_pipl_only() {
+    let f = fixture().await;
+    // The relative has an account of their own; it must not become the deceased's request.
+    f.app
+        .set_subject("wei", Some("wei@example.com"), Some("zh-CN"), Some("CN"))
+        .await;
+    let file = |body: Value| {
+        let f = &f;
+        async move { f.app.post("/v1/requests").json(&body).send().await.unwrap() }
+    };
+    let evidence = json!({"deceased": "Li Ming, account li.ming@example.com",
+                          "relationship": "son",
+                          "evidence": "death certificate 110105-2026-0042; hukou booklet"});
+    let gdpr = problem(
+        file(
+            json!({"email": "wei@example.com", "type": "access", "jurisdiction": "FR",
+                    "on_behalf_of": "next_of_kin", "details": evidence}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(gdpr["reason"], "next_of_kin_not_covered");
+    assert!(gdpr["detail"].as_str().unwrap().contains("Recital 27"));
+    let bare = problem(
+        file(
+            json!({"email": "wei@example.com", "type": "restrict", "jurisdiction": "CN",
+                    "on_behalf_of": "next_of_kin"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let fields: Vec<&str> = bare["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "type",
+            "details.deceased",
+            "details.relationship",
+            "details.evidence"
+        ]
+    );
+    let filed = json(
+        file(
+            json!({"email": "wei@example.com", "type": "erase", "jurisdiction": "CN",
+                    "on_behalf_of": "next_of_kin", "details": evidence}),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap();
+    f.drain().await;
+    let code = code_in(&f.mail_to("wei@example.com", 1).await[0]);
+    let verified = json(
+        f.app
+            .post(&format!("/v1/requests/{id}/verify"))
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(verified["status"], "verified");
+    assert_eq!(verified["law"], "pipl");
+    let seen = json(
+        f.app
+            .get(&format!("/v1/admin/requests/{id}"))
+            .bearer_auth(&f.reviewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(seen["on_behalf_of"], "next_of_kin");
+    assert_eq!(seen["details"]["relationship"], "son");
+    assert!(
+        seen["details"]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("death certificate")
+    );
+    let own = json(
+        f.app
+            .get("/v1/admin/subjects/wei")
+            .bearer_auth(&f.reviewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        own["requests"].as_array().unwrap().is_empty(),
+        "the relative's own account is not the deceased's"
+    );
+}
+
+#[tokio::test]
 async fn reviewers_get_one_digest_a_day_of_overdue_and_soon_due_requests() {
     let sink = SmtpSink::start().await;
     let smtp = sink.url();
