@@ -207,6 +207,7 @@ async fn load_queue(db: &Db) {
                 decision_reason: Set(None),
                 outcome: Set(None),
                 closed_at: Set(None),
+                on_behalf_of: Set(None),
             });
         }
         model::Entity::insert_many(rows)
