@@ -276,17 +276,7 @@ async fn one_review_decision_sent_many_times_at_once_applies_once() {
         json!({"type": "object", "details": {"purposes": ["marketing_email"]}}),
     )
     .await;
-    json(
-        f.app
-            .request(reqwest::Method::PUT, "/v1/me/consents/marketing_email")
-            .bearer_auth(subject_token("oli"))
-            .json(&json!({"granted": true, "policy_version": 2}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    f.grant("oli", "marketing_email").await;
     let answers = race(|| f.decide(&f.reviewer, &objection, "approve", json!({}))).await;
     assert_eq!(count(&answers, StatusCode::OK), 1, "{answers:?}");
     assert_eq!(count(&answers, StatusCode::CONFLICT), COPIES - 1);
@@ -369,12 +359,8 @@ async fn one_fulfilment_report_sent_many_times_at_once_completes_once() {
 async fn one_code_verified_many_times_at_once_verifies_once() {
     let f = unlimited().await;
     let filed = json(
-        f.app
-            .post("/v1/requests")
-            .json(&json!({"email": "mo@example.com", "type": "access", "jurisdiction": "FR"}))
-            .send()
-            .await
-            .unwrap(),
+        f.file_by_email(json!({"email": "mo@example.com", "type": "access", "jurisdiction": "FR"}))
+            .await,
         StatusCode::ACCEPTED,
     )
     .await;
@@ -404,12 +390,8 @@ async fn one_code_verified_many_times_at_once_verifies_once() {
 async fn wrong_codes_sent_at_once_are_each_counted() {
     let f = unlimited().await;
     let filed = json(
-        f.app
-            .post("/v1/requests")
-            .json(&json!({"email": "max@example.com", "type": "erase"}))
-            .send()
-            .await
-            .unwrap(),
+        f.file_by_email(json!({"email": "max@example.com", "type": "erase"}))
+            .await,
         StatusCode::ACCEPTED,
     )
     .await;
@@ -481,17 +463,7 @@ async fn an_objection_to_a_necessary_purpose_is_refused_and_stays_with_the_revie
         json!({"type": "object", "details": {"purposes": ["account"]}}),
     )
     .await;
-    json(
-        f.app
-            .request(reqwest::Method::PUT, "/v1/me/consents/account")
-            .bearer_auth(subject_token("oli"))
-            .json(&json!({"granted": true, "policy_version": 2}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    f.grant("oli", "account").await;
     let refused = problem(
         f.decide(&f.reviewer, &id, "approve", json!({})).await,
         StatusCode::CONFLICT,

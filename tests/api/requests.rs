@@ -87,6 +87,45 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Files a request without a login (`POST /v1/requests`).
+    pub(crate) async fn file_by_email(&self, body: Value) -> reqwest::Response {
+        self.app
+            .post("/v1/requests")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The person grants a purpose in the portal.
+    pub(crate) async fn grant(&self, who: &str, purpose: &str) {
+        json(
+            self.app
+                .request(reqwest::Method::PUT, &format!("/v1/me/consents/{purpose}"))
+                .bearer_auth(subject_token(who))
+                .json(&json!({"granted": true, "policy_version": 2}))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+    }
+
+    /// The main app's consent check.
+    pub(crate) async fn check(&self, who: &str, purpose: &str) -> Value {
+        json(
+            self.app
+                .get(&format!("/v1/subjects/{who}/consents/{purpose}"))
+                .bearer_auth(&self.service)
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await
+    }
+
     pub(crate) async fn complete_job(&self, job: &str, body: Value) -> reqwest::Response {
         self.app
             .post(&format!("/v1/fulfilments/{job}/complete"))
@@ -1072,33 +1111,9 @@ async fn restriction_and_objection_take_effect_on_approval() {
         .set_subject("oli", Some("oli@example.com"), Some("en"), Some("NL"))
         .await;
     for purpose in ["marketing_email", "analytics"] {
-        json(
-            f.app
-                .request(reqwest::Method::PUT, &format!("/v1/me/consents/{purpose}"))
-                .bearer_auth(subject_token("oli"))
-                .json(&json!({"granted": true, "policy_version": 2}))
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await;
+        f.grant("oli", purpose).await;
     }
-    let check = |purpose: &'static str| {
-        let f = &f;
-        async move {
-            json(
-                f.app
-                    .get(&format!("/v1/subjects/oli/consents/{purpose}"))
-                    .bearer_auth(&f.service)
-                    .send()
-                    .await
-                    .unwrap(),
-                StatusCode::OK,
-            )
-            .await
-        }
-    };
+    let check = |purpose: &'static str| f.check("oli", purpose);
     problem(
         f.file(
             "oli",
@@ -1229,38 +1244,10 @@ async fn an_objection_to_direct_marketing_takes_effect_on_receipt_and_cannot_be_
     f.app
         .set_subject("mia", Some("mia@example.com"), Some("zh-CN"), Some("CN"))
         .await;
-    let grant = |purpose: &'static str| {
-        let f = &f;
-        async move {
-            json(
-                f.app
-                    .request(reqwest::Method::PUT, &format!("/v1/me/consents/{purpose}"))
-                    .bearer_auth(subject_token("mia"))
-                    .json(&json!({"granted": true, "policy_version": 2}))
-                    .send()
-                    .await
-                    .unwrap(),
-                StatusCode::OK,
-            )
-            .await;
-        }
-    };
-    let allowed = |purpose: &'static str| {
-        let f = &f;
-        async move {
-            json(
-                f.app
-                    .get(&format!("/v1/subjects/mia/consents/{purpose}"))
-                    .bearer_auth(&f.service)
-                    .send()
-                    .await
-                    .unwrap(),
-                StatusCode::OK,
-            )
-            .await["allowed"]
-                .clone()
-        }
-    };
+    let grant = |purpose: &'static str| f.grant("mia", purpose);
+    let f = &f;
+    let allowed =
+        |purpose: &'static str| async move { f.check("mia", purpose).await["allowed"].clone() };
     grant("marketing_email").await;
     grant("analytics").await;
     let objection = json(
@@ -1332,10 +1319,7 @@ async fn next_of_kin_act_for_a_deceased_person_under_pipl_only() {
     f.app
         .set_subject("wei", Some("wei@example.com"), Some("zh-CN"), Some("CN"))
         .await;
-    let file = |body: Value| {
-        let f = &f;
-        async move { f.app.post("/v1/requests").json(&body).send().await.unwrap() }
-    };
+    let file = |body: Value| f.file_by_email(body);
     let evidence = json!({"deceased": "Li Ming, account li.ming@example.com",
                           "relationship": "son",
                           "evidence": "death certificate 110105-2026-0042; hukou booklet"});
