@@ -207,6 +207,32 @@ pub fn procedure(config: &RequestsConfig, country_code: Option<&str>) -> Law {
     }
 }
 
+/// Why a request from `country_code` follows the procedure it does, in a reviewer's words.
+pub fn procedure_reason(config: &RequestsConfig, country_code: Option<&str>) -> String {
+    let law = match procedure(config, country_code) {
+        Law::Gdpr => "GDPR",
+        Law::Pipl => "PIPL",
+    };
+    match (country_code, regime(country_code)) {
+        (Some(c), Regime::Gdpr) => format!("{c}: the GDPR applies there"),
+        (Some(c), Regime::UkGdpr) => format!("{c}: the UK GDPR applies there ({law} procedure)"),
+        (Some(c), Regime::Pipl) => format!("{c}: PIPL applies there"),
+        (Some(c), Regime::None) => format!(
+            "{c}: neither the GDPR nor PIPL applies there; the operator's procedure \
+             (requests.default_law: {law})"
+        ),
+        (None, _) => {
+            format!("no country known; the operator's procedure (requests.default_law: {law})")
+        }
+    }
+}
+
+/// Whether the law a request follows actually applies to the person, so that what they read
+/// cites it; elsewhere it is the operator's chosen procedure, not a law that binds them.
+pub fn law_applies(country_code: Option<&str>) -> bool {
+    regime(country_code) != Regime::None
+}
+
 /// The working calendar of a procedure: the operator's holidays for GDPR, China's official
 /// calendar (with its make-up working days) for PIPL.
 pub fn calendar(config: &RequestsConfig, law: Law) -> Calendar {
@@ -273,8 +299,18 @@ pub fn extended_due_date(
 }
 
 /// What a refusal must tell the person they can do about it, in `language` (`en` or `zh-CN`).
-pub fn remedies(law: Law, language: &str) -> &'static str {
+/// Where the law of the procedure does not apply to the person (`applies` false), no article
+/// is cited: they are told how to disagree and where to complain.
+pub fn remedies(law: Law, applies: bool, language: &str) -> &'static str {
     let chinese = language == "zh-CN";
+    if !applies {
+        return if chinese {
+            "如您对此有异议，请回复本邮件；您也可以向您所在地负责个人信息保护的主管部门投诉。"
+        } else {
+            "If you disagree, reply to this email. You may also complain to the authority that \
+             protects personal data where you live."
+        };
+    }
     match (law, chinese) {
         (Law::Gdpr, false) => {
             "If you disagree, you have the right to lodge a complaint with a data protection \
@@ -461,9 +497,11 @@ mod tests {
 
     #[test]
     fn refusals_name_the_remedies_of_their_law_in_the_persons_language() {
-        assert!(remedies(Law::Gdpr, "en").contains("Art 77"));
-        assert!(remedies(Law::Pipl, "en").contains("people's court"));
-        assert!(remedies(Law::Pipl, "zh-CN").contains("人民法院"));
-        assert!(remedies(Law::Gdpr, "zh-CN").contains("第 77 条"));
+        assert!(remedies(Law::Gdpr, true, "en").contains("Art 77"));
+        assert!(remedies(Law::Pipl, true, "en").contains("people's court"));
+        assert!(remedies(Law::Pipl, true, "zh-CN").contains("人民法院"));
+        assert!(remedies(Law::Gdpr, true, "zh-CN").contains("第 77 条"));
+        assert!(!remedies(Law::Gdpr, false, "en").contains("GDPR"));
+        assert!(!law_applies(Some("US")) && law_applies(Some("IS")) && !law_applies(None));
     }
 }

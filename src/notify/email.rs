@@ -34,6 +34,9 @@ pub enum EmailContent {
         request_id: String,
         request_type: String,
         law: String,
+        /// Whether `law` applies to the person, so that the email cites it; elsewhere it is the
+        /// operator's chosen procedure (see [`crate::law::law_applies`]).
+        law_applies: bool,
         due_date: NaiveDate,
     },
     /// A GDPR request's deadline was extended, with the reason (Art 12(3)).
@@ -42,6 +45,8 @@ pub enum EmailContent {
         request_type: String,
         reason: String,
         new_due_date: NaiveDate,
+        /// Whether the GDPR applies to the person, so that the email cites it.
+        law_applies: bool,
     },
     /// A request was fulfilled; `outcome` is `completed` or `restricted` (with a note why).
     RequestCompleted {
@@ -134,6 +139,8 @@ pub struct RequestLine {
     pub request_id: String,
     pub request_type: String,
     pub due_date: NaiveDate,
+    /// Who asked: the account's id, or the address a request without one was filed with.
+    pub who: String,
 }
 
 impl EmailContent {

@@ -90,6 +90,43 @@ impl From<Request> for RequestView {
     }
 }
 
+/// Who a request is from (admin views).
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct RequesterView {
+    /// The account the request is linked to (the main app's id); absent when the address
+    /// matched no account.
+    external_id: Option<String>,
+    /// The address the request was filed with, or the account's.
+    email: Option<String>,
+    /// Whether that address was proven with an emailed code (portal and main-app requests rely
+    /// on the main app's login instead).
+    email_verified: bool,
+    jurisdiction: Option<String>,
+    /// Why the request follows the law it does.
+    law_reason: String,
+}
+
+impl From<super::Requester> for RequesterView {
+    fn from(r: super::Requester) -> Self {
+        Self {
+            external_id: r.external_id,
+            email: r.email,
+            email_verified: r.email_verified,
+            jurisdiction: r.jurisdiction,
+            law_reason: r.law_reason,
+        }
+    }
+}
+
+/// A request as reviewers see it: with who it is from.
+#[derive(Object)]
+struct ReviewedRequest {
+    #[oai(flatten)]
+    request: RequestView,
+    requester: RequesterView,
+}
+
 /// One transition in a request's history.
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -110,10 +147,18 @@ struct RequestDetail {
     history: Vec<TransitionView>,
 }
 
+/// A request with who it is from and its history (admin view).
+#[derive(Object)]
+struct ReviewedDetail {
+    #[oai(flatten)]
+    request: ReviewedRequest,
+    history: Vec<TransitionView>,
+}
+
 /// A page of the reviewers' queue.
 #[derive(Object)]
 struct RequestPage {
-    items: Vec<RequestView>,
+    items: Vec<ReviewedRequest>,
     /// Requests matching the filters, on every page.
     total: u64,
 }
@@ -562,8 +607,17 @@ impl RequestsApi {
             today,
         )
         .await?;
+        let requesters =
+            super::requesters(self.state.db.conn(), &self.state.config, &items).await?;
         Ok(Json(RequestPage {
-            items: items.into_iter().map(Into::into).collect(),
+            items: items
+                .into_iter()
+                .zip(requesters)
+                .map(|(request, requester)| ReviewedRequest {
+                    request: request.into(),
+                    requester: requester.into(),
+                })
+                .collect(),
             total,
         }))
     }
@@ -578,13 +632,19 @@ impl RequestsApi {
         &self,
         auth: ApiKey,
         id: Path<String>,
-    ) -> Result<Json<RequestDetail>, ApiError> {
+    ) -> Result<Json<ReviewedDetail>, ApiError> {
         auth.0.require(Role::Viewer)?;
         let conn = self.state.db.conn();
         let request = super::get(conn, &id.0).await?;
         let history = super::history(conn, &request.id).await?;
-        Ok(Json(RequestDetail {
-            request: request.into(),
+        let requester = super::requesters(conn, &self.state.config, std::slice::from_ref(&request))
+            .await?
+            .remove(0);
+        Ok(Json(ReviewedDetail {
+            request: ReviewedRequest {
+                request: request.into(),
+                requester: requester.into(),
+            },
             history: history_view(history, true),
         }))
     }

@@ -25,6 +25,7 @@ const MAX_LINES: u64 = 200;
 
 async fn lines(
     conn: &impl ConnectionTrait,
+    config: &Config,
     from: Option<NaiveDate>,
     before: NaiveDate,
 ) -> Result<Vec<RequestLine>, DbErr> {
@@ -34,17 +35,21 @@ async fn lines(
     if let Some(from) = from {
         query = query.filter(model::Column::DueDate.gte(from));
     }
-    Ok(query
+    let requests = query
         .order_by_asc(model::Column::DueDate)
         .limit(MAX_LINES)
         .all(conn)
-        .await?
+        .await?;
+    let requesters = super::requesters(conn, config, &requests).await?;
+    Ok(requests
         .into_iter()
-        .filter_map(|r| {
+        .zip(requesters)
+        .filter_map(|(r, who)| {
             Some(RequestLine {
                 due_date: r.due_date?,
                 request_id: r.id,
                 request_type: r.kind.to_value(),
+                who: who.external_id.or(who.email).unwrap_or_else(|| "?".into()),
             })
         })
         .collect())
@@ -66,8 +71,8 @@ async fn digest(
         .sum();
     Ok(EmailContent::AdminDigest {
         generated_at: clock::now(),
-        overdue: lines(conn, None, today).await?,
-        due_soon: lines(conn, Some(today), soon).await?,
+        overdue: lines(conn, config, None, today).await?,
+        due_soon: lines(conn, config, Some(today), soon).await?,
         dead_letters: dead_letters.max(0) as u64,
         purge_summary,
     })

@@ -107,6 +107,60 @@ impl RequestError {
     }
 }
 
+/// Who a request is from, as a reviewer needs to see it before deciding.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    /// The account the request is linked to (the main app's id), if any.
+    pub external_id: Option<String>,
+    /// The address the request was filed with, or the account's.
+    pub email: Option<String>,
+    /// Whether that address was proven with an emailed code.
+    pub email_verified: bool,
+    pub jurisdiction: Option<String>,
+    /// Why the request follows the law it does.
+    pub law_reason: String,
+}
+
+/// The requester of each request, with one read of the accounts they are linked to.
+pub async fn requesters(
+    conn: &impl ConnectionTrait,
+    config: &crate::config::Config,
+    requests: &[Request],
+) -> Result<Vec<Requester>, DbErr> {
+    let ids: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.subject_id.as_deref())
+        .collect();
+    let accounts: std::collections::HashMap<String, crate::subject::Subject> =
+        crate::subject::model::Entity::find()
+            .filter(crate::subject::model::Column::Id.is_in(ids))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+    Ok(requests
+        .iter()
+        .map(|r| {
+            let account = r.subject_id.as_ref().and_then(|id| accounts.get(id));
+            let jurisdiction = r
+                .jurisdiction
+                .clone()
+                .or_else(|| account.and_then(|a| a.jurisdiction.clone()));
+            Requester {
+                external_id: account.map(|a| a.external_id.clone()),
+                email: r
+                    .email
+                    .clone()
+                    .or_else(|| account.and_then(|a| a.email.clone())),
+                email_verified: r.source == "email" && r.verified_at.is_some(),
+                law_reason: crate::law::procedure_reason(&config.requests, jurisdiction.as_deref()),
+                jurisdiction,
+            }
+        })
+        .collect())
+}
+
 /// The request with this id.
 pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Request, RequestError> {
     model::Entity::find_by_id(id)
@@ -307,6 +361,7 @@ fn received_email(request: &Request) -> EmailContent {
         request_id: request.id.clone(),
         request_type: request.kind.to_value(),
         law: request.law.to_value(),
+        law_applies: crate::law::law_applies(request.jurisdiction.as_deref()),
         due_date: request
             .due_date
             .unwrap_or_else(|| clock::now().date_naive()),

@@ -90,6 +90,7 @@ pub async fn reject(
             reason: reason.to_string(),
             remedies: law::remedies(
                 request.law,
+                law::law_applies(request.jurisdiction.as_deref()),
                 language_for(request.locale.as_deref().unwrap_or("en")),
             )
             .to_string(),
@@ -157,6 +158,7 @@ pub async fn extend(
             request_type: request.kind.to_value(),
             reason: reason.to_string(),
             new_due_date: new_due,
+            law_applies: law::law_applies(request.jurisdiction.as_deref()),
         },
     )
     .await?;

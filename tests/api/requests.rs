@@ -1417,6 +1417,104 @@ async fn next_of_kin_act_for_a_deceased_person_under_pipl_only() {
 }
 
 #[tokio::test]
+async fn reviewers_see_who_asked_and_people_outside_any_regime_read_no_law() {
+    let f = fixture().await;
+    f.app
+        .set_subject("sam", Some("sam@example.com"), Some("en"), Some("US"))
+        .await;
+    f.app
+        .set_subject("eva", Some("eva@example.com"), Some("en"), Some("SE"))
+        .await;
+    json(
+        f.file("sam", json!({"type": "access"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let by_email = json(
+        f.file_by_email(json!({"email": "eva@example.com", "type": "erase"}))
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let id = by_email["id"].as_str().unwrap();
+    f.drain().await;
+    let code = code_in(&f.mail_to("eva@example.com", 1).await[0]);
+    json(
+        f.app
+            .post(&format!("/v1/requests/{id}/verify"))
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let queue = json(
+        f.app
+            .get("/v1/admin/requests")
+            .bearer_auth(&f.reviewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let of = |who: &str| {
+        queue["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["requester"]["external_id"] == who)
+            .cloned()
+            .unwrap_or_else(|| panic!("{who} in {queue}"))
+    };
+    let sam = of("sam");
+    assert_eq!(sam["requester"]["email"], "sam@example.com");
+    assert_eq!(sam["requester"]["email_verified"], false);
+    assert_eq!(sam["requester"]["jurisdiction"], "US");
+    assert!(
+        sam["requester"]["law_reason"]
+            .as_str()
+            .unwrap()
+            .contains("neither the GDPR nor PIPL"),
+        "{sam}"
+    );
+    let eva = of("eva");
+    assert_eq!(
+        eva["requester"]["email_verified"], true,
+        "proven by the code"
+    );
+    assert!(
+        eva["requester"]["law_reason"]
+            .as_str()
+            .unwrap()
+            .contains("SE")
+    );
+    let detail = json(
+        f.app
+            .get(&format!("/v1/admin/requests/{id}"))
+            .bearer_auth(&f.reviewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(detail["requester"]["external_id"], "eva");
+    assert!(detail["history"].is_array());
+
+    f.drain().await;
+    let received = f.mail_to("sam@example.com", 1).await;
+    assert!(
+        !received[0].text.contains("GDPR"),
+        "no law that does not apply is cited: {}",
+        received[0].text
+    );
+    let eva_mail = f.mail_to("eva@example.com", 2).await;
+    assert!(eva_mail.iter().any(|m| m.text.contains("GDPR")));
+}
+
+#[tokio::test]
 async fn reviewers_get_one_digest_a_day_of_overdue_and_soon_due_requests() {
     let sink = SmtpSink::start().await;
     let smtp = sink.url();
@@ -1460,6 +1558,7 @@ async fn reviewers_get_one_digest_a_day_of_overdue_and_soon_due_requests() {
     assert_eq!(mail.len(), 1);
     assert!(mail[0].to.contains("privacy-team@example.com"));
     assert!(mail[0].text.contains(filed["id"].as_str().unwrap()));
+    assert!(mail[0].text.contains("late"), "who asked: {}", mail[0].text);
 }
 
 #[tokio::test]
