@@ -39,6 +39,13 @@ pub enum EmailContent {
         law_applies: bool,
         due_date: NaiveDate,
     },
+    /// The erasure the service opened for a minor whose guardian never consented: to the
+    /// guardian when one is known, otherwise to the child in plain words.
+    MinorErasure {
+        request_id: String,
+        to_guardian: bool,
+        due_date: NaiveDate,
+    },
     /// A GDPR request's deadline was extended, with the reason (Art 12(3)).
     RequestExtended {
         request_id: String,
@@ -150,6 +157,7 @@ impl EmailContent {
             EmailContent::VerificationCode { .. } => "verification_code",
             EmailContent::RequestReceived { .. } => "request_received",
             EmailContent::RequestExtended { .. } => "request_extended",
+            EmailContent::MinorErasure { .. } => "minor_erasure",
             EmailContent::RequestCompleted { .. } => "request_completed",
             EmailContent::RequestRejected { .. } => "request_rejected",
             EmailContent::RestrictionLifted { .. } => "restriction_lifted",

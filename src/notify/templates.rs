@@ -17,6 +17,7 @@ pub const EMAILS: &[&str] = &[
     "verification_code",
     "request_received",
     "request_extended",
+    "minor_erasure",
     "request_completed",
     "request_rejected",
     "restriction_lifted",
@@ -214,6 +215,14 @@ mod tests {
                     law_applies: true,
                 },
                 "many archived images",
+            ),
+            (
+                EmailContent::MinorErasure {
+                    request_id: "req-kid".into(),
+                    to_guardian: true,
+                    due_date: day,
+                },
+                "req-kid",
             ),
             (
                 EmailContent::RequestCompleted {

@@ -177,9 +177,9 @@ fn new_row(intake: &Intake, source: &str, law: Law, now: DateTime<Utc>) -> model
     }
 }
 
-/// Opens a verified request for a subject. A request of the same type already running for the
-/// person is not processed twice: the new one is recorded, linked to it and closed. Runs in the
-/// caller's transaction.
+/// Opens a verified request for a subject and tells them it was received. A request of the
+/// same type already running for the person is not processed twice: the new one is recorded,
+/// linked to it and closed. Runs in the caller's transaction.
 pub async fn open_verified(
     tx: &mut Tx,
     config: &Config,
@@ -188,6 +188,66 @@ pub async fn open_verified(
     source: &str,
     actor: &Actor,
 ) -> Result<Request, RequestError> {
+    let (request, duplicate) = open(tx, config, subject, intake, source, actor, None).await?;
+    if !duplicate {
+        email(tx, &request, "received", &received_email(&request)).await?;
+    }
+    super::fulfil::object_on_receipt(tx, config, request).await
+}
+
+/// Opens the erasure the service owes a minor whose guardian never consented (the policies
+/// promise deletion). The child did not ask for it, so it is addressed to the guardian when one
+/// is known, and otherwise tells the child in plain words why the service opened it.
+pub async fn open_for_minor(
+    tx: &mut Tx,
+    config: &Config,
+    subject: &Subject,
+) -> Result<Request, RequestError> {
+    let intake = Intake {
+        kind: RequestType::Erase,
+        details: Details {
+            reason: Some("minor_without_guardian_consent".into()),
+            ..Default::default()
+        },
+        locale: None,
+        jurisdiction: None,
+    };
+    let to_guardian = subject.guardian_email.is_some();
+    let address = subject.guardian_email.clone().or(subject.email.clone());
+    let (request, duplicate) = open(
+        tx,
+        config,
+        subject,
+        intake,
+        "automatic",
+        &Actor::System,
+        Some(address),
+    )
+    .await?;
+    if !duplicate {
+        let content = EmailContent::MinorErasure {
+            request_id: request.id.clone(),
+            to_guardian,
+            due_date: request
+                .due_date
+                .unwrap_or_else(|| clock::now().date_naive()),
+        };
+        email(tx, &request, "received", &content).await?;
+    }
+    Ok(request)
+}
+
+/// Records a verified request for a subject, to `address` (the subject's own by default);
+/// returns it and whether it repeats one already running.
+async fn open(
+    tx: &mut Tx,
+    config: &Config,
+    subject: &Subject,
+    intake: Intake,
+    source: &str,
+    actor: &Actor,
+    address: Option<Option<String>>,
+) -> Result<(Request, bool), RequestError> {
     validate(&*tx, &intake).await?;
     let now = clock::now();
     let jurisdiction = intake
@@ -205,7 +265,7 @@ pub async fn open_verified(
     let mut row = new_row(&intake, source, law, now);
     row.subject_id = Set(Some(subject.id.clone()));
     row.status = Set(status);
-    row.email = Set(subject.email.clone());
+    row.email = Set(address.unwrap_or_else(|| subject.email.clone()));
     row.locale = Set(intake.locale.clone().or_else(|| subject.locale.clone()));
     row.jurisdiction = Set(jurisdiction);
     row.verified_at = Set(Some(now));
@@ -221,10 +281,7 @@ pub async fn open_verified(
     let request = sea_orm::ActiveModelTrait::insert(row, &*tx).await?;
     let note = duplicate.as_ref().map(|d| format!("duplicate of {}", d.id));
     record_event(&*tx, &request.id, None, status, actor, note.as_deref()).await?;
-    if duplicate.is_none() {
-        email(tx, &request, "received", &received_email(&request)).await?;
-    }
-    super::fulfil::object_on_receipt(tx, config, request).await
+    Ok((request, duplicate.is_some()))
 }
 
 /// A request filed without a login: queued with a code to the address; verified by

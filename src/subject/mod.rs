@@ -422,10 +422,7 @@ pub async fn sweep_unverified_minors(
     config: &crate::config::Config,
     grace: chrono::TimeDelta,
 ) -> Result<u64, DbErr> {
-    use crate::{
-        audit,
-        request::{self, RequestType},
-    };
+    use crate::request;
 
     const BATCH: u64 = 500;
     let cutoff = clock::now() - grace;
@@ -441,27 +438,12 @@ pub async fn sweep_unverified_minors(
             .await?;
         let done = (due.len() as u64) < BATCH;
         for subject in due {
-            request::intake::open_verified(
-                &mut txn,
-                config,
-                &subject,
-                request::intake::Intake {
-                    kind: RequestType::Erase,
-                    details: request::intake::Details {
-                        reason: Some("minor_without_guardian_consent".into()),
-                        ..Default::default()
-                    },
-                    locale: None,
-                    jurisdiction: None,
-                },
-                "automatic",
-                &audit::Actor::System,
-            )
-            .await
-            .map_err(|e| match e {
-                request::RequestError::Db(e) => e,
-                other => DbErr::Custom(other.to_string()),
-            })?;
+            request::intake::open_for_minor(&mut txn, config, &subject)
+                .await
+                .map_err(|e| match e {
+                    request::RequestError::Db(e) => e,
+                    other => DbErr::Custom(other.to_string()),
+                })?;
             model::Entity::update_many()
                 .col_expr(
                     model::Column::MinorPendingSince,

@@ -691,6 +691,56 @@ async fn a_minor_without_a_guardian_gets_an_erasure_request_after_the_grace_peri
 }
 
 #[tokio::test]
+async fn the_automatic_erasure_of_a_minor_tells_the_guardian_or_the_child_in_plain_words() {
+    let (app, sink, _admin, _service) = family_app().await;
+    json(
+        app.send_event(
+            "subject.upserted",
+            json!({"external_id": "ada", "email": "ada@example.com", "locale": "en",
+                   "jurisdiction": "FR", "birth_date": years_ago(12),
+                   "guardian_email": "ada.mum@example.com"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    upsert(&app, "bo", "FR", years_ago(12)).await;
+    subjects::Entity::update_many()
+        .col_expr(
+            subjects::Column::MinorPendingSince,
+            Expr::value(Utc::now() - TimeDelta::days(8)),
+        )
+        .exec(app.state.db.conn())
+        .await
+        .unwrap();
+    subject::sweep_unverified_minors(&app.state.db, &app.state.config, TimeDelta::days(7))
+        .await
+        .unwrap();
+    app.state.dispatcher.drain_once(Utc::now()).await.unwrap();
+    let mails = sink.wait_for(3).await;
+    let to = |who: &str| -> Vec<_> { mails.iter().filter(|m| m.to.contains(who)).collect() };
+    let mum = to("ada.mum@example.com");
+    assert_eq!(mum.len(), 2, "the consent link earlier, now the erasure");
+    assert!(
+        mum.iter()
+            .any(|m| m.text.contains("deleting the child's data")),
+        "{mum:?}"
+    );
+    assert!(
+        to("ada@example.com").is_empty(),
+        "the child did not ask for it"
+    );
+    let bo = to("bo@example.com");
+    assert_eq!(bo.len(), 1);
+    assert!(
+        bo[0].text.contains("You did not ask for this"),
+        "{}",
+        bo[0].text
+    );
+    assert!(!bo[0].text.contains("erase request"));
+}
+
+#[tokio::test]
 async fn the_scheduler_runs_the_minor_sweep() {
     let app = spawn_app_with(|c| {
         c.age.guardian_grace_days = 0;
