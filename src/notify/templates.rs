@@ -432,7 +432,10 @@ mod tests {
     #[test]
     fn html_bodies_escape_data() {
         let templates = templates();
-        let content = samples().remove(6).0;
+        let (content, _) = samples()
+            .into_iter()
+            .find(|(c, _)| c.template() == "policy_changed")
+            .unwrap();
         let payload = serde_json::to_value(&content).unwrap();
         let r = templates
             .render(content.template(), "en", &payload["data"])
