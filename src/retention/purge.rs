@@ -449,12 +449,38 @@ async fn walk(
             .keys()
             .filter(|id| subjects.get(*id).is_some_and(|s| s.email.is_some()))
             .count() as u64;
-        if !run.dry_run {
-            apply(db, run, &plan, &chunk, &subjects).await?;
+        if run.dry_run {
+            let tx = db.begin().await?;
+            record_progress(&tx, &run.id, report).await?;
+            tx.commit().await?;
+        } else {
+            apply(db, run, &plan, &chunk, &subjects, report).await?;
         }
         after = Some(last);
     }
     report.categories = categories.into_values().collect();
+    Ok(())
+}
+
+/// Shows a running run's totals so far, in the transaction that commits its latest chunk, so
+/// that the run's record tells how far it has got.
+async fn record_progress(tx: &Tx, run_id: &str, report: &Report) -> Result<(), sea_orm::DbErr> {
+    model::runs::Entity::update_many()
+        .col_expr(
+            model::runs::Column::ItemsExamined,
+            Expr::value(count(report.items_examined)),
+        )
+        .col_expr(
+            model::runs::Column::ItemsPurged,
+            Expr::value(count(report.items_purging)),
+        )
+        .col_expr(
+            model::runs::Column::NoticesQueued,
+            Expr::value(count(report.notices_queued)),
+        )
+        .filter(model::runs::Column::Id.eq(run_id))
+        .exec(tx)
+        .await?;
     Ok(())
 }
 
@@ -478,6 +504,7 @@ async fn apply(
     plan: &Plan,
     chunk: &Chunk,
     subjects: &HashMap<String, subject::Subject>,
+    report: &Report,
 ) -> Result<(), RetentionError> {
     let mut notices = Vec::with_capacity(chunk.notices.len());
     for (subject_id, lines) in &chunk.notices {
@@ -557,6 +584,7 @@ async fn apply(
         )
         .await?;
     }
+    record_progress(&txn, &run.id, report).await?;
     txn.commit().await?;
     Ok(())
 }

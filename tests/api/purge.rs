@@ -763,6 +763,19 @@ async fn a_run_killed_mid_way_resumes_without_doing_anything_twice() {
     let runs = purge::list(conn, 10).await.unwrap();
     assert_eq!(runs[1].status, RunStatus::Interrupted);
     assert_eq!(runs[0].status, RunStatus::Completed);
+    // The killed run's record shows what its committed chunks did, not zero.
+    let by_killed = items::Entity::find()
+        .filter(items::Column::PurgeRunId.eq(runs[1].id.as_str()))
+        .count(conn)
+        .await
+        .unwrap();
+    assert!(by_killed > 0);
+    assert_eq!(runs[1].items_purged as u64, by_killed);
+    assert_eq!(
+        runs[0].items_purged as u64 + by_killed,
+        due as u64,
+        "each run counts its own"
+    );
 }
 
 #[tokio::test]
