@@ -14,7 +14,7 @@ use crate::{
     consent::{self, ConsentActor, Decision, PolicyRef, RecordRequest},
     db::Tx,
     error::{ApiError, FieldError, field_named_in},
-    policy::{self, PolicyStatus},
+    policy::{self, PolicyStatus, document::is_key},
     request::{self, RequestType},
     retention,
     retention::items,
@@ -55,6 +55,8 @@ pub enum EventType {
     ConsentRecorded,
     #[oai(rename = "data.recorded")]
     DataRecorded,
+    #[oai(rename = "data.recorded_many")]
+    DataRecordedMany,
     #[oai(rename = "data.erased")]
     DataErased,
     #[oai(rename = "policy.accepted")]
@@ -69,6 +71,7 @@ pub enum EventData {
     SubjectDeleted(SubjectDeletedEvent),
     ConsentRecorded(ConsentRecordedEvent),
     DataRecorded(DataRecordedEvent),
+    DataRecordedMany(DataRecordedManyEvent),
     DataErased(DataErasedEvent),
     PolicyAccepted(PolicyAcceptedEvent),
 }
@@ -153,6 +156,74 @@ pub struct DataRecordedEvent {
     #[oai(validator(pattern = "^[a-z0-9_-]{1,64}$"))]
     pub clock_event: Option<String>,
 }
+
+/// `data.recorded_many`: many `data.recorded` at once (up to 5,000 items, within the body
+/// limit), applied together or not at all. An item named twice counts once, as its last entry.
+#[derive(Object, serde::Deserialize)]
+pub struct DataRecordedManyEvent {
+    #[oai(validator(min_items = 1, max_items = 5000))]
+    pub items: Vec<BulkItem>,
+}
+
+/// One item of `data.recorded_many`, with the fields and rules of `data.recorded`:
+/// `category` and `clock_event` take 1-64 characters from a-z, 0-9, `-` and `_`.
+#[derive(Object, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct BulkItem {
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub external_id: String,
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub item_ref: String,
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub category: String,
+    pub created_at: Option<DateTime<Utc>>,
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub clock_event: Option<String>,
+}
+
+impl DataRecordedManyEvent {
+    /// Parses thousands of items with serde and checks them by hand: the schema validators
+    /// compile their patterns item by item, which costs more than the database work.
+    fn parse(data: Value) -> Result<Self, ApiError> {
+        let event: Self = serde_json::from_value(data).map_err(|e| {
+            ApiError::validation(vec![FieldError::new("data.items", e.to_string())])
+        })?;
+        let mut errors = Vec::new();
+        if event.items.is_empty() || event.items.len() > items::MAX_BULK {
+            errors.push(FieldError::new(
+                "data.items",
+                format!("1 to {} items", items::MAX_BULK),
+            ));
+        }
+        let id = |s: &str| !s.is_empty() && s.len() <= 255;
+        for (i, item) in event.items.iter().enumerate() {
+            let field = |name: &str| format!("data.items.{i}.{name}");
+            if !id(&item.external_id) {
+                errors.push(FieldError::new(field("external_id"), "1-255 characters"));
+            }
+            if !id(&item.item_ref) {
+                errors.push(FieldError::new(field("item_ref"), "1-255 characters"));
+            }
+            if !is_key(&item.category) {
+                errors.push(FieldError::new(field("category"), KEY_RULE));
+            }
+            if item.clock_event.as_deref().is_some_and(|e| !is_key(e)) {
+                errors.push(FieldError::new(field("clock_event"), KEY_RULE));
+            }
+            if errors.len() >= 50 {
+                break;
+            }
+        }
+        if errors.is_empty() {
+            Ok(event)
+        } else {
+            Err(ApiError::validation(errors))
+        }
+    }
+}
+
+/// What a category or clock event may be named.
+const KEY_RULE: &str = "1-64 characters from a-z, 0-9, `-` and `_`";
 
 /// `data.erased`: the main app deleted an item.
 #[derive(Object)]
@@ -248,6 +319,9 @@ pub fn parse_event(envelope: Envelope) -> Result<Event, ApiError> {
         EventType::SubjectDeleted => EventData::SubjectDeleted(parse(envelope.data)?),
         EventType::ConsentRecorded => EventData::ConsentRecorded(parse(envelope.data)?),
         EventType::DataRecorded => EventData::DataRecorded(parse(envelope.data)?),
+        EventType::DataRecordedMany => {
+            EventData::DataRecordedMany(DataRecordedManyEvent::parse(envelope.data)?)
+        }
         EventType::DataErased => EventData::DataErased(parse(envelope.data)?),
         EventType::PolicyAccepted => EventData::PolicyAccepted(parse(envelope.data)?),
     };
@@ -377,6 +451,35 @@ pub async fn apply(tx: &mut Tx, config: &Config, event: Event) -> Result<Value, 
             .await?;
             retention::date_recorded(tx, &subject.id, &e.item_ref).await?;
             Ok(json!({"item_ref": e.item_ref}))
+        }
+        EventData::DataRecordedMany(e) => {
+            let mut latest: std::collections::HashMap<(String, String), BulkItem> =
+                std::collections::HashMap::with_capacity(e.items.len());
+            for item in e.items {
+                latest.insert((item.external_id.clone(), item.item_ref.clone()), item);
+            }
+            let mut people: Vec<&str> = latest.keys().map(|(who, _)| who.as_str()).collect();
+            people.sort_unstable();
+            people.dedup();
+            let ids = subject::find_or_create_many(tx, &people).await?;
+            let items: Vec<(String, items::Recorded)> = latest
+                .into_values()
+                .filter_map(|i| {
+                    let subject_id = ids.get(&i.external_id)?.clone();
+                    Some((
+                        subject_id,
+                        items::Recorded {
+                            category: i.category,
+                            external_ref: i.item_ref,
+                            created_at: i.created_at.map(clock::truncate).unwrap_or(occurred_at),
+                            clock_started_at: i.clock_event.as_ref().map(|_| occurred_at),
+                            clock_event: i.clock_event,
+                        },
+                    ))
+                })
+                .collect();
+            let recorded = items::record_many(tx, items).await?;
+            Ok(json!({"recorded": recorded}))
         }
         EventData::DataErased(e) => {
             let subject = subject::find_or_create_locked(tx, &e.external_id).await?;

@@ -76,6 +76,77 @@ pub async fn record(tx: &Tx, subject_id: &str, item: Recorded) -> Result<(), DbE
     Ok(())
 }
 
+/// Most items one bulk registration takes.
+pub const MAX_BULK: usize = 5000;
+/// Items per statement: 15 parameters each stays under SQLite's limit of 32,766.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Registers many items (or updates their clocks), each dated by its category's rule, with a
+/// few statements per thousand items instead of several per item. An item already known keeps
+/// the creation time it was first registered with.
+pub async fn record_many(tx: &Tx, items: Vec<(String, Recorded)>) -> Result<u64, DbErr> {
+    let rules: std::collections::HashMap<String, super::Rule> = super::list(tx)
+        .await?
+        .into_iter()
+        .map(|r| (r.category.clone(), r))
+        .collect();
+    let mut recorded = 0;
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let chunk: Vec<(String, Recorded)> = items.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let known: std::collections::HashMap<(String, String), DateTime<Utc>> =
+            entity::Entity::find()
+                .filter(sea_orm::sea_query::ExprTrait::in_tuples(
+                    sea_orm::sea_query::Expr::tuple([
+                        Expr::col(entity::Column::SubjectId),
+                        Expr::col(entity::Column::ExternalRef),
+                    ]),
+                    chunk
+                        .iter()
+                        .map(|(s, i)| (s.clone(), i.external_ref.clone())),
+                ))
+                .all(tx)
+                .await?
+                .into_iter()
+                .map(|i| ((i.subject_id, i.external_ref), i.created_at))
+                .collect();
+        let rows: Vec<entity::ActiveModel> = chunk
+            .into_iter()
+            .map(|(subject_id, item)| {
+                let created_at = known
+                    .get(&(subject_id.clone(), item.external_ref.clone()))
+                    .copied()
+                    .unwrap_or(item.created_at);
+                let due = rules.get(&item.category).and_then(|rule| {
+                    super::due_under(
+                        rule,
+                        created_at,
+                        item.clock_event.as_deref(),
+                        item.clock_started_at,
+                    )
+                });
+                let mut row = new_row(&subject_id, item);
+                row.purge_after = Set(due);
+                row
+            })
+            .collect();
+        recorded += rows.len() as u64;
+        entity::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([entity::Column::SubjectId, entity::Column::ExternalRef])
+                    .update_columns([
+                        entity::Column::ClockEvent,
+                        entity::Column::ClockStartedAt,
+                        entity::Column::PurgeAfter,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(tx)
+            .await?;
+    }
+    Ok(recorded)
+}
+
 /// A newly registered item: not yet dated by a rule, held, noticed or purged.
 pub fn new_row(subject_id: &str, item: Recorded) -> entity::ActiveModel {
     entity::ActiveModel {

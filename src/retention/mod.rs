@@ -151,10 +151,26 @@ impl RuleFields {
 /// When an item falls due under `rule`: its clock start plus the period, at the same time of
 /// day. `None` while an event-started clock has not started.
 pub fn purge_after(rule: &Rule, item: &items::Model) -> Option<DateTime<Utc>> {
+    due_under(
+        rule,
+        item.created_at,
+        item.clock_event.as_deref(),
+        item.clock_started_at,
+    )
+}
+
+/// When an item created at `created_at`, whose clock event (if any) happened at `started`, falls
+/// due under `rule`.
+pub(crate) fn due_under(
+    rule: &Rule,
+    created_at: DateTime<Utc>,
+    clock_event: Option<&str>,
+    started: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
     let start = if rule.clock_start == CREATED {
-        item.created_at
-    } else if item.clock_event.as_deref() == Some(rule.clock_start.as_str()) {
-        item.clock_started_at?
+        created_at
+    } else if clock_event == Some(rule.clock_start.as_str()) {
+        started?
     } else {
         return None;
     };

@@ -282,6 +282,68 @@ async fn data_items_are_registered_clocked_and_erased() {
 }
 
 #[tokio::test]
+async fn thousands_of_items_register_in_one_event_dated_by_their_rules() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    json(
+        app.post("/v1/admin/retention-rules")
+            .bearer_auth(&admin)
+            .json(&json!({"category": "generated_images", "period": "P30D"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let mut items: Vec<Value> = (0..3000)
+        .map(|i| {
+            json!({"external_id": format!("bulk-{}", i % 300), "item_ref": format!("img-{i}"),
+                   "category": "generated_images", "created_at": "2026-03-01T10:00:00Z"})
+        })
+        .collect();
+    // Named twice: counted once, as its last entry.
+    items.push(json!({"external_id": "bulk-0", "item_ref": "img-0",
+                      "category": "generated_images", "created_at": "2026-03-01T10:00:00Z"}));
+    let answer = json(
+        app.send_event("data.recorded_many", json!({"items": items}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(answer["type"], "data.recorded_many");
+    assert_eq!(answer["result"]["recorded"], 3000);
+    let viewer = app.key(Role::Viewer).await;
+    let record = json(admin_view(&app, &viewer, "bulk-7").await, StatusCode::OK).await;
+    let held = record["data_items"].as_array().unwrap();
+    assert_eq!(held.len(), 10);
+    assert!(
+        held.iter()
+            .all(|i| i["purge_after"] == "2026-03-31T10:00:00+00:00"),
+        "dated by the rule: {held:?}"
+    );
+
+    // One bad item refuses the whole event.
+    let bad = problem(
+        app.send_event(
+            "data.recorded_many",
+            json!({"items": [
+                {"external_id": "bulk-new", "item_ref": "a", "category": "photos"},
+                {"external_id": "bulk-new", "item_ref": "b", "category": "Bad Category"},
+            ]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(bad["errors"].is_array());
+    problem(
+        admin_view(&app, &viewer, "bulk-new").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn subject_deleted_opens_one_verified_erasure_request() {
     let app = spawn_app().await;
     let viewer = app.key(Role::Viewer).await;
