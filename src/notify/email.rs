@@ -61,6 +61,8 @@ pub enum EmailContent {
         request_type: String,
         outcome: String,
         note: Option<String>,
+        /// What an erasure of part of the data deleted, per category (empty otherwise).
+        erased: Vec<CategoryCount>,
     },
     /// A request was refused, with the reason and the remedies the law gives.
     RequestRejected {

@@ -230,6 +230,10 @@ mod tests {
                     request_type: "erase".into(),
                     outcome: "restricted".into(),
                     note: Some("tax records are kept until 2030".into()),
+                    erased: vec![CategoryCount {
+                        category: "training_data".into(),
+                        count: 2,
+                    }],
                 },
                 "tax records are kept until 2030",
             ),

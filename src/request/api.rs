@@ -224,6 +224,55 @@ struct Reason {
     reason: String,
 }
 
+/// What a reviewer may add to an approval.
+#[derive(Object, Default)]
+#[oai(skip_serializing_if_is_none)]
+struct Approval {
+    /// For the main app with the job (and the request's history): what to keep in mind, e.g.
+    /// "keep the invoices".
+    #[oai(validator(max_length = 2000))]
+    note: Option<String>,
+}
+
+/// [`Approval`] as a body that may be left out entirely.
+struct OptionalApproval(Approval);
+
+impl<'a> poem_openapi::ApiExtractor<'a> for OptionalApproval {
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        <Json<Approval> as poem_openapi::payload::Payload>::register(registry);
+    }
+
+    fn request_meta() -> Option<poem_openapi::registry::MetaRequest> {
+        Some(poem_openapi::registry::MetaRequest {
+            description: None,
+            content: vec![poem_openapi::registry::MetaMediaType {
+                content_type: "application/json; charset=utf-8",
+                schema: <Json<Approval> as poem_openapi::payload::Payload>::schema_ref(),
+            }],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a HttpRequest,
+        body: &mut poem::RequestBody,
+        _: poem_openapi::ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        if request.content_type().is_none() {
+            return Ok(Self(Approval::default()));
+        }
+        let Json(approval) =
+            <Json<Approval> as poem_openapi::payload::ParsePayload>::from_request(request, body)
+                .await?;
+        Ok(Self(approval))
+    }
+}
+
 /// A restriction being lifted: it still applies until `lifts_at`, once the person was told.
 #[derive(Object)]
 struct Lifted {
@@ -675,11 +724,17 @@ impl RequestsApi {
         method = "post",
         tag = "ApiTags::Admin"
     )]
-    async fn approve(&self, auth: ApiKey, id: Path<String>) -> Result<Json<RequestView>, ApiError> {
+    async fn approve(
+        &self,
+        auth: ApiKey,
+        id: Path<String>,
+        body: OptionalApproval,
+    ) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
         let actor = auth.0.actor();
+        let note = body.0.note;
         let mut tx = self.state.db.begin().await?;
-        match review::approve(&mut tx, &self.state.config, &id.0, &actor).await {
+        match review::approve(&mut tx, &self.state.config, &id.0, &actor, note.as_deref()).await {
             Ok(request) => {
                 tx.commit().await?;
                 Ok(Json(request.into()))

@@ -25,7 +25,7 @@ use crate::{
     db::Tx,
     law,
     notify::{
-        email::EmailContent,
+        email::{CategoryCount, EmailContent},
         outbox::{self, Undelivered},
     },
     retention::items,
@@ -44,6 +44,7 @@ pub async fn start(
     config: &Config,
     request: Request,
     actor: &Actor,
+    note: Option<&str>,
 ) -> Result<Request, RequestError> {
     let details: Details = serde_json::from_str(&request.details).unwrap_or_default();
     transition(
@@ -51,7 +52,7 @@ pub async fn start(
         &request,
         RequestStatus::Approved,
         actor,
-        None,
+        note,
         "approved",
         |u| u.col_expr(model::Column::Reviewer, Expr::value(actor.to_string())),
     )
@@ -117,6 +118,11 @@ pub async fn start(
                     // A person the main app knows only by address (filed without a login).
                     "email": if subject.is_none() { request.email.clone() } else { None },
                     "changes": details.changes,
+                    // An erasure of part of the data: only these; the account stays.
+                    "scope": super::erasure_scope(&details).map(|(categories, item_refs)| {
+                        json!({"categories": categories, "item_refs": item_refs})
+                    }),
+                    "note": note,
                     "complete_path": format!("/v1/fulfilments/{job_id}/complete"),
                 }),
             )
@@ -312,13 +318,34 @@ pub async fn finish(
         Some(id) => subject::lock(tx, id).await?,
         None => None,
     };
+    // What a scoped erasure deleted, per category; empty for everything else.
+    let mut erased: Vec<CategoryCount> = Vec::new();
+    let mut in_part = false;
     match (request.kind, outcome, &subject) {
         (RequestType::Restrict, _, Some(s))
         | (RequestType::Erase, Outcome::Restricted, Some(s)) => {
             subject::restrict(tx, &s.id).await?
         }
         (RequestType::Erase, Outcome::Completed, Some(s)) => {
-            let record = erase_own_copy(tx, config, &request, s).await?;
+            let details: Details = serde_json::from_str(&request.details).unwrap_or_default();
+            let record = match super::erasure_scope(&details) {
+                Some((categories, item_refs)) => {
+                    let counts =
+                        items::erase_scope(tx, &s.id, &categories, &item_refs, now).await?;
+                    let record = counts
+                        .iter()
+                        .map(|(category, n)| format!("{category}: {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    erased = counts
+                        .into_iter()
+                        .map(|(category, count)| CategoryCount { category, count })
+                        .collect();
+                    in_part = true;
+                    format!("erased in part, the account stays: {record}")
+                }
+                None => erase_own_copy(tx, config, &request, s).await?,
+            };
             super::record_event(
                 &*tx,
                 &request.id,
@@ -379,11 +406,12 @@ pub async fn finish(
                 request_type: request.kind.to_value(),
                 outcome: outcome.to_value(),
                 note: note.clone(),
+                erased,
             },
         )
         .await?;
     }
-    if request.kind == RequestType::Erase && outcome == Outcome::Completed {
+    if request.kind == RequestType::Erase && outcome == Outcome::Completed && !in_part {
         // The confirmation above holds the address until it is delivered; the request keeps
         // none.
         model::Entity::update_many()

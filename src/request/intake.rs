@@ -58,6 +58,15 @@ pub struct Details {
     #[oai(validator(max_items = 50))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purposes: Option<Vec<String>>,
+    /// Erasure of part of the data only: these data categories (`training_data`, `uploads`).
+    /// The person keeps their account.
+    #[oai(validator(max_items = 100))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<String>>,
+    /// Erasure of part of the data only: these items, by the main app's reference.
+    #[oai(validator(max_items = 1000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_refs: Option<Vec<String>>,
     /// Next of kin (PIPL Art 49): who the deceased person was (name and account), as the main
     /// app would know them.
     #[oai(validator(max_length = 500))]
@@ -112,6 +121,24 @@ async fn validate(conn: &impl ConnectionTrait, intake: &Intake) -> Result<(), Re
                 "a rectification names 1-50 fields and their corrected values",
             )),
         },
+        RequestType::Erase => {
+            for (i, category) in intake.details.categories.iter().flatten().enumerate() {
+                if !crate::policy::document::is_key(category) {
+                    errors.push(FieldError::new(
+                        format!("details.categories.{i}"),
+                        "1-64 characters from a-z, 0-9, `-` and `_`",
+                    ));
+                }
+            }
+            for (i, item) in intake.details.item_refs.iter().flatten().enumerate() {
+                if item.is_empty() || item.len() > 255 {
+                    errors.push(FieldError::new(
+                        format!("details.item_refs.{i}"),
+                        "1-255 characters",
+                    ));
+                }
+            }
+        }
         RequestType::Object => match &intake.details.purposes {
             Some(keys) if !keys.is_empty() => {
                 let refs: Vec<&str> = keys.iter().map(String::as_str).collect();

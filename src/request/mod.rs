@@ -107,6 +107,13 @@ impl RequestError {
     }
 }
 
+/// What an erasure covers: everything (`None`), or the named categories and items only.
+pub fn erasure_scope(details: &intake::Details) -> Option<(Vec<String>, Vec<String>)> {
+    let categories = details.categories.clone().unwrap_or_default();
+    let item_refs = details.item_refs.clone().unwrap_or_default();
+    (!categories.is_empty() || !item_refs.is_empty()).then_some((categories, item_refs))
+}
+
 /// Who a request is from, as a reviewer needs to see it before deciding.
 #[derive(Debug, Clone)]
 pub struct Requester {

@@ -34,12 +34,14 @@ pub async fn take(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Request, Reque
     Ok(request)
 }
 
-/// Approves a request and starts its fulfilment (see [`fulfil::start`]).
+/// Approves a request and starts its fulfilment (see [`fulfil::start`]); the reviewer's note,
+/// if any, goes in the history and with the job to the main app.
 pub async fn approve(
     tx: &mut Tx,
     config: &Config,
     id: &str,
     actor: &Actor,
+    note: Option<&str>,
 ) -> Result<Request, RequestError> {
     let request = super::get(&*tx, id).await?;
     if !matches!(
@@ -48,7 +50,7 @@ pub async fn approve(
     ) {
         return Err(RequestError::refused(&request, "approved"));
     }
-    fulfil::start(tx, config, request, actor).await
+    fulfil::start(tx, config, request, actor, note).await
 }
 
 /// Rejects a request with a reason; the email states it and the remedies of the request's law.

@@ -197,6 +197,38 @@ pub async fn erase_all_of(tx: &mut Tx, subject_id: &str, at: DateTime<Utc>) -> R
         .rows_affected)
 }
 
+/// Marks a person's items in `categories` or among `item_refs` erased by Consentry (a scoped
+/// erasure), and returns how many went per category.
+pub async fn erase_scope(
+    tx: &mut Tx,
+    subject_id: &str,
+    categories: &[String],
+    item_refs: &[String],
+    at: DateTime<Utc>,
+) -> Result<Vec<(String, u64)>, DbErr> {
+    let in_scope = sea_orm::Condition::any()
+        .add(entity::Column::Category.is_in(categories.iter().map(String::as_str)))
+        .add(entity::Column::ExternalRef.is_in(item_refs.iter().map(String::as_str)));
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for item in entity::Entity::find()
+        .filter(entity::Column::SubjectId.eq(subject_id))
+        .filter(entity::Column::ErasedAt.is_null())
+        .filter(in_scope.clone())
+        .all(&*tx)
+        .await?
+    {
+        *counts.entry(item.category).or_default() += 1;
+    }
+    entity::Entity::update_many()
+        .col_expr(entity::Column::ErasedAt, Expr::value(at))
+        .filter(entity::Column::SubjectId.eq(subject_id))
+        .filter(entity::Column::ErasedAt.is_null())
+        .filter(in_scope)
+        .exec(&*tx)
+        .await?;
+    Ok(counts.into_iter().collect())
+}
+
 /// A subject's items, oldest first.
 pub async fn of_subject(
     conn: &impl ConnectionTrait,

@@ -863,6 +863,125 @@ async fn an_erasure_leaves_no_address_behind_and_its_proof_can_be_found_again() 
 }
 
 #[tokio::test]
+async fn an_erasure_of_some_categories_deletes_only_those_and_keeps_the_account() {
+    let f = fixture().await;
+    f.app
+        .set_subject("una", Some("una@example.com"), Some("en"), Some("DE"))
+        .await;
+    for (item, category) in [
+        ("td-1", "training_data"),
+        ("td-2", "training_data"),
+        ("up-1", "uploads"),
+    ] {
+        json(
+            f.app
+                .send_event(
+                    "data.recorded",
+                    json!({"external_id": "una", "item_ref": item, "category": category}),
+                )
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+    }
+    problem(
+        f.file(
+            "una",
+            json!({"type": "erase", "details": {"categories": ["Training Data"]}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let filed = json(
+        f.file(
+            "una",
+            json!({"type": "erase", "details": {"categories": ["training_data"]}}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap();
+    assert_eq!(filed["details"]["categories"], json!(["training_data"]));
+    json(
+        f.decide(
+            &f.reviewer,
+            id,
+            "approve",
+            json!({"note": "keep the invoices"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    f.drain().await;
+    let job = f.job_for(id);
+    assert_eq!(
+        job["scope"],
+        json!({"categories": ["training_data"], "item_refs": []})
+    );
+    assert_eq!(job["note"], "keep the invoices");
+    json(
+        f.complete_job(job["fulfilment_id"].as_str().unwrap(), json!({}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let record = json(
+        f.app
+            .get("/v1/admin/subjects/una")
+            .bearer_auth(&f.reviewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        record["profile"]["email"], "una@example.com",
+        "the account stays"
+    );
+    let erased = |r: &str| {
+        record["data_items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["item_ref"] == r)
+            .unwrap()["erased_at"]
+            .is_string()
+    };
+    assert!(erased("td-1") && erased("td-2") && !erased("up-1"));
+    f.drain().await;
+    let mails = f.mail_to("una@example.com", 2).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.text.contains("training_data: 2 item(s)")
+                && m.text.contains("your account stays")),
+        "the completion says what was deleted"
+    );
+
+    // An approval needs no body at all.
+    let access = json(
+        f.file("una", json!({"type": "access"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let approved = f
+        .app
+        .post(&format!(
+            "/v1/admin/requests/{}/approve",
+            access["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&f.reviewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn an_erasure_under_a_legal_hold_ends_restricted_with_the_reason() {
     let f = fixture().await;
     let admin = f.app.key(Role::Admin).await;
