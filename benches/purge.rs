@@ -89,6 +89,7 @@ async fn load(db: &Db, expired: usize) {
         period: Set("P30D".into()),
         clock_start: Set("created".into()),
         action: Set(consentry::retention::RetentionAction::Delete),
+        titles: Set(None),
         notice_before: Set(Some("P7D".into())),
         notify_after: Set(true),
         legal_hold: Set(false),

@@ -15,6 +15,7 @@ mod m20261122_000006_job_leases;
 mod m20261122_000007_retention_rules;
 mod m20261122_000008_purge_runs;
 mod m20261202_000009_law;
+mod m20261202_000010_category_titles;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_retention_rules::Migration),
             Box::new(m20261122_000008_purge_runs::Migration),
             Box::new(m20261202_000009_law::Migration),
+            Box::new(m20261202_000010_category_titles::Migration),
         ]
     }
 }

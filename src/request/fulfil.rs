@@ -337,9 +337,18 @@ pub async fn finish(
                         .map(|(category, n)| format!("{category}: {n}"))
                         .collect::<Vec<_>>()
                         .join(", ");
+                    let rules = crate::retention::list(&*tx).await?;
+                    let locale = request.locale.as_deref();
                     erased = counts
                         .into_iter()
-                        .map(|(category, count)| CategoryCount { category, count })
+                        .map(|(category, count)| CategoryCount {
+                            category: crate::retention::category_title(
+                                rules.iter().find(|r| r.category == category),
+                                &category,
+                                locale,
+                            ),
+                            count,
+                        })
                         .collect();
                     in_part = true;
                     format!("erased in part, the account stays: {record}")

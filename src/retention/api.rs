@@ -41,6 +41,8 @@ struct RuleView {
     /// `data.recorded`), e.g. `training_completed`.
     clock_start: String,
     action: RetentionAction,
+    /// What the category is called, per language tag.
+    titles: std::collections::BTreeMap<String, String>,
     /// How long before the purge the person is told; absent for no notice.
     notice_before: Option<String>,
     /// Whether the person is told after the purge.
@@ -58,6 +60,11 @@ impl From<Rule> for RuleView {
             period: r.period,
             clock_start: r.clock_start,
             action: r.action,
+            titles: r
+                .titles
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
             notice_before: r.notice_before,
             notify_after: r.notify_after,
             legal_hold: r.legal_hold,
@@ -77,6 +84,10 @@ struct RuleBody {
     clock_start: String,
     #[oai(default = "default_action", validator(max_length = 16))]
     action: String,
+    /// What the category is called in emails and pages, per language tag:
+    /// `{"en": "photos you uploaded", "zh-CN": "您上传的照片"}`. Without one, the key is shown.
+    #[oai(default)]
+    titles: std::collections::BTreeMap<String, String>,
     #[oai(validator(max_length = 32))]
     notice_before: Option<String>,
     #[oai(default)]
@@ -108,6 +119,7 @@ impl From<RuleBody> for RuleFields {
             period: b.period,
             clock_start: b.clock_start,
             action: b.action,
+            titles: b.titles,
             notice_before: b.notice_before,
             notify_after: b.notify_after,
             legal_hold: b.legal_hold,

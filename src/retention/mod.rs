@@ -57,6 +57,8 @@ pub mod entity {
         pub notice_before: Option<String>,
         /// Whether the person is told after the purge.
         pub notify_after: bool,
+        /// JSON `{"<language>": "<words>"}`: what the category is called in emails and pages.
+        pub titles: Option<String>,
         /// Items under a held rule are never purged.
         pub legal_hold: bool,
         pub created_at: DateTimeUtc,
@@ -97,6 +99,8 @@ pub struct RuleFields {
     pub period: String,
     pub clock_start: String,
     pub action: String,
+    /// What the category is called, per language tag.
+    pub titles: std::collections::BTreeMap<String, String>,
     pub notice_before: Option<String>,
     pub notify_after: bool,
     pub legal_hold: bool,
@@ -125,6 +129,19 @@ impl RuleFields {
             )),
             _ => {}
         }
+        for (language, title) in &self.titles {
+            if !crate::policy::document::is_language(language) {
+                errors.push(FieldError::new(
+                    format!("titles.{language}"),
+                    "not a language tag such as `en` or `zh-CN`",
+                ));
+            } else if title.trim().is_empty() || title.chars().count() > 200 {
+                errors.push(FieldError::new(
+                    format!("titles.{language}"),
+                    "1-200 characters",
+                ));
+            }
+        }
         if !is_key(&self.clock_start) {
             errors.push(FieldError::new(
                 "clock_start",
@@ -146,6 +163,20 @@ impl RuleFields {
             }
         }
     }
+}
+
+fn titles_json(titles: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    (!titles.is_empty()).then(|| serde_json::to_string(titles).unwrap_or_default())
+}
+
+/// What a category is called for a person with `locale`: the rule's words in that language, or
+/// in English, or the category's key when the rule names none.
+pub fn category_title(rule: Option<&Rule>, category: &str, locale: Option<&str>) -> String {
+    let language = crate::notify::templates::language_for(locale.unwrap_or("en"));
+    rule.and_then(|r| r.titles.as_deref())
+        .and_then(|t| serde_json::from_str::<std::collections::BTreeMap<String, String>>(t).ok())
+        .and_then(|t| t.get(language).or_else(|| t.get("en")).cloned())
+        .unwrap_or_else(|| category.to_string())
 }
 
 /// When an item falls due under `rule`: its clock start plus the period, at the same time of
@@ -222,6 +253,7 @@ pub async fn create(
             period: Set(fields.period),
             clock_start: Set(fields.clock_start),
             action: Set(action),
+            titles: Set(titles_json(&fields.titles)),
             notice_before: Set(fields.notice_before),
             notify_after: Set(fields.notify_after),
             legal_hold: Set(fields.legal_hold),
@@ -256,6 +288,7 @@ pub async fn update(
     row.period = Set(fields.period);
     row.clock_start = Set(fields.clock_start);
     row.action = Set(action);
+    row.titles = Set(titles_json(&fields.titles));
     row.notice_before = Set(fields.notice_before);
     row.notify_after = Set(fields.notify_after);
     row.legal_hold = Set(fields.legal_hold);
@@ -426,6 +459,7 @@ mod tests {
             period: period.into(),
             clock_start: clock_start.into(),
             action: RetentionAction::Delete,
+            titles: None,
             notice_before: None,
             notify_after: false,
             legal_hold: false,

@@ -515,7 +515,11 @@ async fn apply(
         let items: Vec<NoticeLine> = lines
             .iter()
             .map(|((category, on), count)| NoticeLine {
-                category: category.clone(),
+                category: super::category_title(
+                    plan.rules.get(category),
+                    category,
+                    person.locale.as_deref(),
+                ),
                 count: *count,
                 on: *on,
             })
@@ -679,11 +683,11 @@ pub async fn acknowledge(
         .into_tuple()
         .all(&*tx)
         .await?;
-    let tell: Vec<String> = super::list(&*tx)
+    let tell: HashMap<String, Rule> = super::list(&*tx)
         .await?
         .into_iter()
         .filter(|r| r.notify_after)
-        .map(|r| r.category)
+        .map(|r| (r.category.clone(), r))
         .collect();
     for people in people.chunks(IDS_PER_STATEMENT) {
         tell_purged(tx, &batch.run_id, people, &tell, now).await?;
@@ -708,7 +712,7 @@ async fn tell_purged(
     tx: &mut Tx,
     run_id: &str,
     people: &[String],
-    tell: &[String],
+    tell: &HashMap<String, Rule>,
     now: DateTime<Utc>,
 ) -> Result<(), RetentionError> {
     let rows: Vec<(String, String, Option<DateTime<Utc>>)> = items::Entity::find()
@@ -725,7 +729,7 @@ async fn tell_purged(
     for (subject_id, category, purged_at) in &rows {
         let (pending, counts) = per_person.entry(subject_id).or_default();
         *pending |= purged_at.is_none();
-        if tell.contains(category) {
+        if tell.contains_key(category) {
             *counts.entry(category).or_default() += 1;
         }
     }
@@ -750,7 +754,11 @@ async fn tell_purged(
                 items: counts
                     .into_iter()
                     .map(|(category, count)| CategoryCount {
-                        category: category.to_string(),
+                        category: super::category_title(
+                            tell.get(category),
+                            category,
+                            person.locale.as_deref(),
+                        ),
                         count,
                     })
                     .collect(),

@@ -324,6 +324,47 @@ async fn an_event_started_clock_runs_from_the_event() {
 }
 
 #[tokio::test]
+async fn retention_emails_name_categories_in_words_in_the_persons_language() {
+    let f = fixture().await;
+    let admin = f.admin().await;
+    f.rule(
+        &admin,
+        None,
+        json!({"category": "generated_images", "period": "P30D", "notice_before": "P1D",
+               "notify_after": true,
+               "titles": {"en": "pictures we made for you", "zh-CN": "为您生成的图片"}}),
+    )
+    .await;
+    f.app
+        .set_subject("lin", Some("lin@example.com"), Some("zh-CN"), Some("CN"))
+        .await;
+    let created = at("2026-03-01T10:00:00Z");
+    f.record("lin", "img-1", "generated_images", created).await;
+    f.run(created + days(29), false).await;
+    f.run(created + days(30), false).await;
+    let batch = f.jobs().await[0]["batch_id"].as_str().unwrap().to_string();
+    json(f.acknowledge(&f.service, &batch).await, StatusCode::OK).await;
+    f.drain().await;
+    let mails = f.mail_to("lin@example.com", 2).await;
+    assert_eq!(mails.len(), 2, "a notice and a purged email");
+    for mail in &mails {
+        assert!(mail.text.contains("为您生成的图片"), "{}", mail.text);
+        assert!(!mail.text.contains("generated_images"), "{}", mail.text);
+    }
+    let rule = json(
+        f.app
+            .get("/v1/admin/retention-rules/generated_images")
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(rule["titles"]["en"], "pictures we made for you");
+}
+
+#[tokio::test]
 async fn data_deleted_right_after_processing_goes_in_the_next_run() {
     let f = fixture().await;
     let admin = f.admin().await;
