@@ -149,10 +149,20 @@ struct RequestDetail {
 
 /// A request with who it is from and its history (admin view).
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 struct ReviewedDetail {
     #[oai(flatten)]
     request: ReviewedRequest,
     history: Vec<TransitionView>,
+    /// For an erasure of part of the data: the items it covers, not yet erased.
+    covered_items: Option<Vec<CoveredItem>>,
+}
+
+/// An item an erasure covers.
+#[derive(Object)]
+struct CoveredItem {
+    item_ref: String,
+    category: String,
 }
 
 /// A page of the reviewers' queue.
@@ -689,12 +699,33 @@ impl RequestsApi {
         let requester = super::requesters(conn, &self.state.config, std::slice::from_ref(&request))
             .await?
             .remove(0);
+        let details: Details = serde_json::from_str(&request.details).unwrap_or_default();
+        let covered_items = match (super::erasure_scope(&details), &request.subject_id) {
+            (Some((categories, item_refs)), Some(subject_id))
+                if request.kind == RequestType::Erase =>
+            {
+                let items =
+                    crate::retention::items::in_scope(conn, subject_id, &categories, &item_refs)
+                        .await?;
+                Some(
+                    items
+                        .into_iter()
+                        .map(|i| CoveredItem {
+                            item_ref: i.external_ref,
+                            category: i.category,
+                        })
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
         Ok(Json(ReviewedDetail {
             request: ReviewedRequest {
                 request: request.into(),
                 requester: requester.into(),
             },
             history: history_view(history, true),
+            covered_items,
         }))
     }
 

@@ -206,27 +206,41 @@ pub async fn erase_scope(
     item_refs: &[String],
     at: DateTime<Utc>,
 ) -> Result<Vec<(String, u64)>, DbErr> {
-    let in_scope = sea_orm::Condition::any()
-        .add(entity::Column::Category.is_in(categories.iter().map(String::as_str)))
-        .add(entity::Column::ExternalRef.is_in(item_refs.iter().map(String::as_str)));
     let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
-    for item in entity::Entity::find()
-        .filter(entity::Column::SubjectId.eq(subject_id))
-        .filter(entity::Column::ErasedAt.is_null())
-        .filter(in_scope.clone())
-        .all(&*tx)
-        .await?
-    {
+    for item in in_scope(&*tx, subject_id, categories, item_refs).await? {
         *counts.entry(item.category).or_default() += 1;
     }
     entity::Entity::update_many()
         .col_expr(entity::Column::ErasedAt, Expr::value(at))
-        .filter(entity::Column::SubjectId.eq(subject_id))
-        .filter(entity::Column::ErasedAt.is_null())
-        .filter(in_scope)
+        .filter(scope(subject_id, categories, item_refs))
         .exec(&*tx)
         .await?;
     Ok(counts.into_iter().collect())
+}
+
+/// A person's items not yet erased that a scoped erasure covers, for the reviewer to see.
+pub async fn in_scope(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+    categories: &[String],
+    item_refs: &[String],
+) -> Result<Vec<DataItem>, DbErr> {
+    entity::Entity::find()
+        .filter(scope(subject_id, categories, item_refs))
+        .order_by_asc(entity::Column::CreatedAt)
+        .all(conn)
+        .await
+}
+
+fn scope(subject_id: &str, categories: &[String], item_refs: &[String]) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(entity::Column::SubjectId.eq(subject_id))
+        .add(entity::Column::ErasedAt.is_null())
+        .add(
+            sea_orm::Condition::any()
+                .add(entity::Column::Category.is_in(categories.iter().map(String::as_str)))
+                .add(entity::Column::ExternalRef.is_in(item_refs.iter().map(String::as_str))),
+        )
 }
 
 /// A subject's items, oldest first.

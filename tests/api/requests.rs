@@ -904,6 +904,27 @@ async fn an_erasure_of_some_categories_deletes_only_those_and_keeps_the_account(
     .await;
     let id = filed["id"].as_str().unwrap();
     assert_eq!(filed["details"]["categories"], json!(["training_data"]));
+    let seen = json(
+        f.app
+            .get(&format!("/v1/admin/requests/{id}"))
+            .bearer_auth(&f.reviewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let covered: Vec<&str> = seen["covered_items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item_ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        covered,
+        ["td-1", "td-2"],
+        "the reviewer sees what it covers"
+    );
     json(
         f.decide(
             &f.reviewer,
