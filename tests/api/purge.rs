@@ -76,6 +76,21 @@ impl Fixture {
         .await;
     }
 
+    /// The main app reports that an item's retention clock started.
+    async fn clock(&self, who: &str, item: &str, category: &str, event: &str) {
+        json(
+            self.app
+                .send_event(
+                    "data.recorded",
+                    json!({"external_id": who, "item_ref": item, "category": category,
+                           "clock_event": event}),
+                )
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+    }
+
     /// A run at `as_of`, to the end.
     pub(crate) async fn run(&self, as_of: DateTime<Utc>, dry_run: bool) -> (PurgeRun, Report) {
         let state = &self.app.state;
@@ -301,17 +316,8 @@ async fn an_event_started_clock_runs_from_the_event() {
     let far = Utc::now() + days(3650);
     let (_, waiting) = f.run(far, false).await;
     assert_eq!(waiting.items_purging, 0, "the clock has not started");
-    json(
-        f.app
-            .send_event(
-                "data.recorded",
-                json!({"external_id": "ann", "item_ref": "ds-1", "category": "training_data",
-                       "clock_event": "training_completed"}),
-            )
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    f.clock("ann", "ds-1", "training_data", "training_completed")
+        .await;
     let due: DateTime<Utc> = f.item("ann", "ds-1").await["purge_after"]
         .as_str()
         .unwrap()
@@ -389,17 +395,8 @@ async fn data_deleted_right_after_processing_goes_in_the_next_run() {
     f.record("ann", "up-1", "uploads", Utc::now()).await;
     let (_, waiting) = f.run(Utc::now() + days(365), false).await;
     assert_eq!(waiting.items_purging, 0, "kept while it is being processed");
-    json(
-        f.app
-            .send_event(
-                "data.recorded",
-                json!({"external_id": "ann", "item_ref": "up-1", "category": "uploads",
-                       "clock_event": "processing_completed"}),
-            )
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    f.clock("ann", "up-1", "uploads", "processing_completed")
+        .await;
     let (_, next) = f.run(Utc::now() + TimeDelta::seconds(1), false).await;
     assert_eq!(next.items_purging, 1, "purged by the next run");
     assert_eq!(refs(&f.jobs().await[0]), ["up-1"]);

@@ -470,16 +470,7 @@ async fn an_objection_to_a_necessary_purpose_is_refused_and_stays_with_the_revie
     )
     .await;
     assert_eq!(refused["reason"], "required_purpose");
-    let request = json(
-        f.app
-            .get(&format!("/v1/admin/requests/{id}"))
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let request = f.admin_request(&id).await;
     assert_eq!(
         request["status"], "verified",
         "it stays where the reviewer can act"

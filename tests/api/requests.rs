@@ -97,6 +97,20 @@ impl Fixture {
             .unwrap()
     }
 
+    /// A request as reviewers see it, with its history.
+    pub(crate) async fn admin_request(&self, id: &str) -> Value {
+        json(
+            self.app
+                .get(&format!("/v1/admin/requests/{id}"))
+                .bearer_auth(&self.reviewer)
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await
+    }
+
     /// The person grants a purpose in the portal.
     pub(crate) async fn grant(&self, who: &str, purpose: &str) {
         json(
@@ -802,16 +816,7 @@ async fn an_erasure_leaves_no_address_behind_and_its_proof_can_be_found_again() 
         "the person is told, before the address goes"
     );
 
-    let request = json(
-        f.app
-            .get(&format!("/v1/admin/requests/{id}"))
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let request = f.admin_request(id).await;
     let record = request["history"]
         .as_array()
         .unwrap()
@@ -904,16 +909,7 @@ async fn an_erasure_of_some_categories_deletes_only_those_and_keeps_the_account(
     .await;
     let id = filed["id"].as_str().unwrap();
     assert_eq!(filed["details"]["categories"], json!(["training_data"]));
-    let seen = json(
-        f.app
-            .get(&format!("/v1/admin/requests/{id}"))
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let seen = f.admin_request(id).await;
     let covered: Vec<&str> = seen["covered_items"]
         .as_array()
         .unwrap()
@@ -1522,16 +1518,7 @@ async fn next_of_kin_act_for_a_deceased_person_under_pipl_only() {
     .await;
     assert_eq!(verified["status"], "verified");
     assert_eq!(verified["law"], "pipl");
-    let seen = json(
-        f.app
-            .get(&format!("/v1/admin/requests/{id}"))
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let seen = f.admin_request(id).await;
     assert_eq!(seen["on_behalf_of"], "next_of_kin");
     assert_eq!(seen["details"]["relationship"], "son");
     assert!(
@@ -1630,16 +1617,7 @@ async fn reviewers_see_who_asked_and_people_outside_any_regime_read_no_law() {
             .unwrap()
             .contains("SE")
     );
-    let detail = json(
-        f.app
-            .get(&format!("/v1/admin/requests/{id}"))
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let detail = f.admin_request(id).await;
     assert_eq!(detail["requester"]["external_id"], "eva");
     assert!(detail["history"].is_array());
 
