@@ -90,6 +90,7 @@ async fn load(db: &Db, expired: usize) {
         clock_start: Set("created".into()),
         action: Set(consentry::retention::RetentionAction::Delete),
         titles: Set(None),
+        options: Set(None),
         notice_before: Set(Some("P7D".into())),
         notify_after: Set(true),
         legal_hold: Set(false),

@@ -16,6 +16,7 @@ mod m20261122_000007_retention_rules;
 mod m20261122_000008_purge_runs;
 mod m20261202_000009_law;
 mod m20261202_000010_category_titles;
+mod m20261202_000011_retention_choices;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000008_purge_runs::Migration),
             Box::new(m20261202_000009_law::Migration),
             Box::new(m20261202_000010_category_titles::Migration),
+            Box::new(m20261202_000011_retention_choices::Migration),
         ]
     }
 }

@@ -420,6 +420,16 @@ async fn write_json(
         write_array(conn, out, requests(subject_id)).await?;
         out.write_all(b",\"data_items\":").map_err(export_err)?;
         write_array(conn, out, data_items(subject_id)).await?;
+        // A handful of rows per person: how long they chose to have each category kept.
+        let choices = crate::retention::choices::of_subject(conn, subject_id).await?;
+        let choices: Vec<Value> = choices
+            .into_iter()
+            .map(|c| {
+                json!({"category": c.category, "period": c.period,
+                       "chosen_at": clock::canonical(c.chosen_at), "channel": c.channel})
+            })
+            .collect();
+        write!(out, ",\"retention_choices\":{}", Value::Array(choices)).map_err(export_err)?;
     }
     write!(
         out,

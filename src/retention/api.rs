@@ -16,7 +16,7 @@ use super::{
 use crate::{
     AppState,
     api_tags::ApiTags,
-    auth::{ApiKey, Role},
+    auth::{ApiKey, Role, SubjectToken},
     error::ApiError,
 };
 
@@ -43,6 +43,8 @@ struct RuleView {
     action: RetentionAction,
     /// What the category is called, per language tag.
     titles: std::collections::BTreeMap<String, String>,
+    /// Periods a person may choose instead of `period`.
+    options: Vec<String>,
     /// How long before the purge the person is told; absent for no notice.
     notice_before: Option<String>,
     /// Whether the person is told after the purge.
@@ -55,11 +57,13 @@ struct RuleView {
 
 impl From<Rule> for RuleView {
     fn from(r: Rule) -> Self {
+        let options = super::choices::options(&r);
         Self {
             category: r.category,
             period: r.period,
             clock_start: r.clock_start,
             action: r.action,
+            options,
             titles: r
                 .titles
                 .as_deref()
@@ -84,6 +88,10 @@ struct RuleBody {
     clock_start: String,
     #[oai(default = "default_action", validator(max_length = 16))]
     action: String,
+    /// Periods a person may choose instead of `period` (`["P0D", "P30D", "P1Y"]`), through
+    /// `PUT /v1/me/retention/{category}`.
+    #[oai(default, validator(max_items = 10))]
+    options: Vec<String>,
     /// What the category is called in emails and pages, per language tag:
     /// `{"en": "photos you uploaded", "zh-CN": "您上传的照片"}`. Without one, the key is shown.
     #[oai(default)]
@@ -120,6 +128,7 @@ impl From<RuleBody> for RuleFields {
             clock_start: b.clock_start,
             action: b.action,
             titles: b.titles,
+            options: b.options,
             notice_before: b.notice_before,
             notify_after: b.notify_after,
             legal_hold: b.legal_hold,
@@ -254,8 +263,124 @@ struct HoldView {
     purge_after: Option<DateTime<Utc>>,
 }
 
+/// A category whose retention the person may choose.
+#[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
+struct RetentionChoiceView {
+    category: String,
+    /// What the category is called, in the person's language.
+    title: String,
+    /// How long it is kept unless the person chooses otherwise.
+    period: String,
+    /// The periods the person may choose from.
+    options: Vec<String>,
+    /// The person's choice, if they made one (and it is still offered).
+    chosen: Option<String>,
+    chosen_at: Option<DateTime<Utc>>,
+}
+
+/// A person's choice.
+#[derive(Object)]
+struct RetentionChoiceBody {
+    /// One of the category's `options`.
+    #[oai(validator(max_length = 32))]
+    period: String,
+}
+
+/// The answer to a choice.
+#[derive(Object)]
+struct RetentionChosen {
+    category: String,
+    period: String,
+    /// The person's items of the category dated again by it.
+    items_dated: u64,
+}
+
 #[OpenApi]
 impl RetentionApi {
+    /// How long my data is kept, where I may choose
+    ///
+    /// The categories whose retention rule offers periods to choose from, with the person's
+    /// current choice.
+    #[oai(path = "/v1/me/retention", method = "get", tag = "ApiTags::Portal")]
+    async fn my_retention(
+        &self,
+        auth: SubjectToken,
+    ) -> Result<Json<Vec<RetentionChoiceView>>, ApiError> {
+        let conn = self.state.db.conn();
+        let person = crate::subject::find(conn, &auth.0.0).await?;
+        let chosen = match &person {
+            Some(p) => super::choices::of_subject(conn, &p.id).await?,
+            None => Vec::new(),
+        };
+        let locale = person.as_ref().and_then(|p| p.locale.as_deref());
+        Ok(Json(
+            super::list(conn)
+                .await?
+                .into_iter()
+                .filter_map(|rule| {
+                    let options = super::choices::options(&rule);
+                    if options.is_empty() {
+                        return None;
+                    }
+                    let choice = chosen
+                        .iter()
+                        .find(|c| c.category == rule.category && options.contains(&c.period));
+                    Some(RetentionChoiceView {
+                        title: super::category_title(Some(&rule), &rule.category, locale),
+                        chosen: choice.map(|c| c.period.clone()),
+                        chosen_at: choice.map(|c| c.chosen_at),
+                        category: rule.category,
+                        period: rule.period,
+                        options,
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    /// Choose how long a category of my data is kept
+    ///
+    /// Among the periods its rule offers; recorded with the browser as evidence, like a consent
+    /// decision, and the person's items of the category are dated by it at once. A period not
+    /// offered: 422.
+    #[oai(
+        path = "/v1/me/retention/:category",
+        method = "put",
+        tag = "ApiTags::Portal"
+    )]
+    async fn choose_retention(
+        &self,
+        auth: SubjectToken,
+        req: &poem::Request,
+        #[oai(validator(min_length = 1, max_length = 64))] category: Path<String>,
+        body: Json<RetentionChoiceBody>,
+    ) -> Result<Json<RetentionChosen>, ApiError> {
+        let (user_agent, ip) = crate::consent::api::client_evidence(req);
+        let evidence = super::choices::Evidence {
+            channel: "portal".into(),
+            user_agent: crate::consent::evidence::user_agent(user_agent.as_deref()),
+            ip: crate::consent::evidence::ip(&self.state.config.consent, ip),
+        };
+        let mut tx = self.state.db.begin().await?;
+        let person = crate::subject::find_or_create_locked(&mut tx, &auth.0.0).await?;
+        let items_dated = super::choices::choose(
+            &mut tx,
+            &person.id,
+            &category.0,
+            &body.0.period,
+            evidence,
+            crate::clock::now(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Json(RetentionChosen {
+            category: category.0,
+            period: body.0.period,
+            items_dated,
+        }))
+    }
+
     /// Retention rules
     #[oai(
         path = "/v1/admin/retention-rules",

@@ -110,6 +110,8 @@ pub async fn record_many(tx: &Tx, items: Vec<(String, Recorded)>) -> Result<u64,
                 .into_iter()
                 .map(|i| ((i.subject_id, i.external_ref), i.created_at))
                 .collect();
+        let people: Vec<&str> = chunk.iter().map(|(s, _)| s.as_str()).collect();
+        let chosen = super::choices::latest(tx, &people).await?;
         let rows: Vec<entity::ActiveModel> = chunk
             .into_iter()
             .map(|(subject_id, item)| {
@@ -118,8 +120,10 @@ pub async fn record_many(tx: &Tx, items: Vec<(String, Recorded)>) -> Result<u64,
                     .copied()
                     .unwrap_or(item.created_at);
                 let due = rules.get(&item.category).and_then(|rule| {
+                    let choice = chosen.get(&(subject_id.clone(), item.category.clone()));
+                    let rule = super::choices::effective(rule, choice.map(String::as_str));
                     super::due_under(
-                        rule,
+                        &rule,
                         created_at,
                         item.clock_event.as_deref(),
                         item.clock_started_at,

@@ -11,6 +11,7 @@
 //! purge function of each room that owns it.
 
 pub mod api;
+pub mod choices;
 pub mod items;
 pub mod model;
 mod own_data;
@@ -59,6 +60,8 @@ pub mod entity {
         pub notify_after: bool,
         /// JSON `{"<language>": "<words>"}`: what the category is called in emails and pages.
         pub titles: Option<String>,
+        /// JSON `["P30D", ...]`: periods a person may choose instead of `period`.
+        pub options: Option<String>,
         /// Items under a held rule are never purged.
         pub legal_hold: bool,
         pub created_at: DateTimeUtc,
@@ -101,6 +104,8 @@ pub struct RuleFields {
     pub action: String,
     /// What the category is called, per language tag.
     pub titles: std::collections::BTreeMap<String, String>,
+    /// Periods a person may choose instead of `period`.
+    pub options: Vec<String>,
     pub notice_before: Option<String>,
     pub notify_after: bool,
     pub legal_hold: bool,
@@ -128,6 +133,18 @@ impl RuleFields {
                 "leave it out for no notice",
             )),
             _ => {}
+        }
+        for (i, option) in self.options.iter().enumerate() {
+            match option.parse::<Period>() {
+                Err(message) => errors.push(FieldError::new(format!("options.{i}"), message)),
+                Ok(p) if p.is_zero() && self.clock_start == CREATED => errors.push(
+                    FieldError::new(format!("options.{i}"), "a zero period needs an event clock"),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if self.options.len() > 10 {
+            errors.push(FieldError::new("options", "at most 10 periods"));
         }
         for (language, title) in &self.titles {
             if !crate::policy::document::is_language(language) {
@@ -163,6 +180,10 @@ impl RuleFields {
             }
         }
     }
+}
+
+fn options_json(options: &[String]) -> Option<String> {
+    (!options.is_empty()).then(|| serde_json::to_string(options).unwrap_or_default())
 }
 
 fn titles_json(titles: &std::collections::BTreeMap<String, String>) -> Option<String> {
@@ -254,6 +275,7 @@ pub async fn create(
             clock_start: Set(fields.clock_start),
             action: Set(action),
             titles: Set(titles_json(&fields.titles)),
+            options: Set(options_json(&fields.options)),
             notice_before: Set(fields.notice_before),
             notify_after: Set(fields.notify_after),
             legal_hold: Set(fields.legal_hold),
@@ -289,6 +311,7 @@ pub async fn update(
     row.clock_start = Set(fields.clock_start);
     row.action = Set(action);
     row.titles = Set(titles_json(&fields.titles));
+    row.options = Set(options_json(&fields.options));
     row.notice_before = Set(fields.notice_before);
     row.notify_after = Set(fields.notify_after);
     row.legal_hold = Set(fields.legal_hold);
@@ -351,8 +374,12 @@ pub async fn redate(db: &Db, rule: &Rule) -> Result<u64, DbErr> {
             .limit(BATCH)
             .all(&txn)
             .await?;
+        let people: Vec<&str> = batch.iter().map(|i| i.subject_id.as_str()).collect();
+        let chosen = choices::latest(&txn, &people).await?;
         for item in &batch {
-            date_item(&txn, rule, item).await?;
+            let choice = chosen.get(&(item.subject_id.clone(), item.category.clone()));
+            let rule = choices::effective(rule, choice.map(String::as_str));
+            date_item(&txn, &rule, item).await?;
         }
         txn.commit().await?;
         done += batch.len() as u64;
@@ -363,7 +390,7 @@ pub async fn redate(db: &Db, rule: &Rule) -> Result<u64, DbErr> {
     }
 }
 
-async fn date_item(tx: &Tx, rule: &Rule, item: &items::Model) -> Result<(), DbErr> {
+pub(crate) async fn date_item(tx: &Tx, rule: &Rule, item: &items::Model) -> Result<(), DbErr> {
     let due = purge_after(rule, item);
     if due != item.purge_after {
         items::Entity::update_many()
@@ -389,7 +416,14 @@ pub async fn date_recorded(tx: &Tx, subject_id: &str, external_ref: &str) -> Res
         .one(tx)
         .await?
     {
-        date_item(tx, &rule, &item).await?;
+        let chosen = choices::latest(tx, &[subject_id]).await?;
+        let choice = chosen.get(&(subject_id.to_string(), item.category.clone()));
+        date_item(
+            tx,
+            &choices::effective(&rule, choice.map(String::as_str)),
+            &item,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -460,6 +494,7 @@ mod tests {
             clock_start: clock_start.into(),
             action: RetentionAction::Delete,
             titles: None,
+            options: None,
             notice_before: None,
             notify_after: false,
             legal_hold: false,

@@ -371,6 +371,85 @@ async fn retention_emails_name_categories_in_words_in_the_persons_language() {
 }
 
 #[tokio::test]
+async fn a_person_chooses_how_long_their_photos_are_kept() {
+    let f = fixture().await;
+    let admin = f.admin().await;
+    f.rule(
+        &admin,
+        None,
+        json!({"category": "photos", "period": "P1Y", "options": ["P30D", "P90D"]}),
+    )
+    .await;
+    let created = at("2026-03-01T10:00:00Z");
+    f.record("pia", "p-1", "photos", created).await;
+    f.record("ole", "o-1", "photos", created).await;
+    let mine = |who: &str| {
+        f.app
+            .get("/v1/me/retention")
+            .bearer_auth(crate::helpers::subject_token(who))
+            .send()
+    };
+    let offered = json(mine("pia").await.unwrap(), StatusCode::OK).await;
+    assert_eq!(offered[0]["options"], json!(["P30D", "P90D"]));
+    assert!(offered[0].get("chosen").is_none());
+    let choose = |period: &str| {
+        f.app
+            .request(Method::PUT, "/v1/me/retention/photos")
+            .bearer_auth(crate::helpers::subject_token("pia"))
+            .header("user-agent", "Mozilla/5.0 (phone)")
+            .json(&json!({"period": period}))
+            .send()
+    };
+    let refused = problem(
+        choose("P7D").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(refused["errors"][0]["field"], "period");
+    let chosen = json(choose("P30D").await.unwrap(), StatusCode::OK).await;
+    assert_eq!(chosen["items_dated"], 1);
+    assert_eq!(
+        f.item("pia", "p-1").await["purge_after"],
+        "2026-03-31T10:00:00+00:00"
+    );
+    assert_eq!(
+        f.item("ole", "o-1").await["purge_after"],
+        "2027-03-01T10:00:00+00:00",
+        "others keep the rule's period"
+    );
+    // New items, one by one or in bulk, and a changed rule keep the person's choice.
+    f.record("pia", "p-2", "photos", created).await;
+    json(
+        f.app
+            .send_event(
+                "data.recorded_many",
+                json!({"items": [{"external_id": "pia", "item_ref": "p-3", "category": "photos",
+                                  "created_at": created.to_rfc3339()}]}),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    f.rule(
+        &admin,
+        Some("photos"),
+        json!({"period": "P2Y", "options": ["P30D", "P90D"]}),
+    )
+    .await;
+    for item in ["p-1", "p-2", "p-3"] {
+        assert_eq!(
+            f.item("pia", item).await["purge_after"],
+            "2026-03-31T10:00:00+00:00",
+            "{item}"
+        );
+    }
+    let shown = json(mine("pia").await.unwrap(), StatusCode::OK).await;
+    assert_eq!(shown[0]["chosen"], "P30D");
+    let (_, run) = f.run(created + days(31), false).await;
+    assert_eq!(run.items_purging, 3, "only hers");
+}
+
+#[tokio::test]
 async fn data_deleted_right_after_processing_goes_in_the_next_run() {
     let f = fixture().await;
     let admin = f.admin().await;

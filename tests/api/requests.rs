@@ -470,6 +470,11 @@ async fn an_export_is_a_zip_of_json_and_csv_files() {
         .unwrap();
     let doc: Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(doc["data_items"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        doc["retention_choices"],
+        json!([]),
+        "none made, and the section is there"
+    );
     assert_eq!(doc["main_app"], Value::Null);
 }
 
