@@ -14,7 +14,7 @@ use super::model::{ConsentStatus, consents};
 use crate::{
     config::Config,
     db::Db,
-    notify::{email::EmailContent, outbox},
+    notify::{email::EmailContent, outbox, templates::language_for},
     policy::{self, Policy, PolicyStatus},
     subject::model as subjects,
 };
@@ -82,12 +82,26 @@ pub async fn run(db: &Db, config: &Config, policy: &Policy) -> Result<u64, DbErr
                 person.locale.as_deref(),
             )
             .unwrap_or(policy);
+            let language = language_for(person.locale.as_deref().unwrap_or(&doc.language));
+            let portal = config.controller.portal_url.trim_end_matches('/');
             let content = EmailContent::PolicyChanged {
                 policy_title: doc.title.clone(),
                 version: doc.version,
                 effective_at: doc.effective_at,
                 change_summary: doc.change_summary.clone().unwrap_or_default(),
-                policy_url: config.controller.portal_url.clone(),
+                policy_url: format!(
+                    "{portal}/policies/{}/versions/{}?jurisdiction={}&lang={}",
+                    doc.key, doc.version, doc.jurisdiction, doc.language
+                ),
+                diff_url: format!(
+                    "{portal}/policies/{}/diff?from={}&to={}&jurisdiction={}&lang={}",
+                    doc.key,
+                    doc.version - 1,
+                    doc.version,
+                    doc.jurisdiction,
+                    doc.language
+                ),
+                shown_in: (language_for(&doc.language) != language).then(|| doc.language.clone()),
             };
             outbox::enqueue_email(
                 &mut txn,

@@ -91,7 +91,12 @@ pub enum EmailContent {
         version: i32,
         effective_at: DateTime<Utc>,
         change_summary: String,
+        /// The new version, in the person's language where a document exists.
         policy_url: String,
+        /// What changed since the previous version.
+        diff_url: String,
+        /// The language of the document shown, when none exists in the email's language.
+        shown_in: Option<String>,
     },
     /// A guardian is asked to consent for a minor.
     GuardianConsent {

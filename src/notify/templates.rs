@@ -261,6 +261,8 @@ mod tests {
                     effective_at: at,
                     change_summary: "Images may now train our models <only with consent>".into(),
                     policy_url: "https://privacy.example.com/policy".into(),
+                    diff_url: "https://privacy.example.com/policy/diff".into(),
+                    shown_in: Some("en".into()),
                 },
                 "Images may now train our models",
             ),

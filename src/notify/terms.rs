@@ -55,6 +55,8 @@ const TERMS: &[(&str, &str, &str)] = &[
         "the Personal Information Protection Law",
         "《个人信息保护法》",
     ),
+    ("en", "English", "英文"),
+    ("zh-CN", "Chinese", "中文"),
 ];
 
 /// The words for `code` in `language` (`en` or `zh-CN`).

@@ -387,6 +387,34 @@ async fn a_material_version_asks_everyone_affected_to_consent_again_in_their_lan
         .unwrap();
     assert_eq!(to_p2.locale.as_deref(), Some("zh-CN"));
     assert!(to_p2.payload.contains("six months"));
+    let data: Value = serde_json::from_str(&to_p2.payload).unwrap();
+    assert_eq!(
+        data["shown_in"], "en",
+        "no Chinese document: the email says so"
+    );
+    assert!(
+        data["policy_url"]
+            .as_str()
+            .unwrap()
+            .contains("/policies/privacy-policy/versions/3"),
+        "{data}"
+    );
+    assert!(
+        data["diff_url"]
+            .as_str()
+            .unwrap()
+            .contains("/policies/privacy-policy/diff?from=2&to=3"),
+        "{data}"
+    );
+    let to_p1 = emails
+        .iter()
+        .find(|m| m.recipient.as_deref() == Some("p-1@example.com"))
+        .unwrap();
+    let data: Value = serde_json::from_str(&to_p1.payload).unwrap();
+    assert!(
+        data["shown_in"].is_null(),
+        "English reader, English document"
+    );
 
     // The new version is in force, so the old consent no longer counts.
     let c = json(
