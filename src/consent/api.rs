@@ -539,11 +539,13 @@ impl ConsentApi {
         let event = ledger::event(conn, &subject.id, &event_id.0).await?;
         let policy = policy::get(conn, &event.policy_id).await?;
         let purpose = purpose::get(conn, &event.purpose_key).await?;
+        let choices = crate::retention::choices::of_subject(conn, &subject.id).await?;
         Ok(Json(receipt::build(
             &event,
             &subject.external_id,
             &policy,
             &purpose,
+            &choices,
             &self.state.config.controller,
         )))
     }

@@ -51,6 +51,16 @@ pub struct ReceiptPurpose {
     /// ISO 8601 duration the data is kept for.
     #[oai(skip_serializing_if_is_none)]
     pub retention_period: Option<String>,
+    /// How long the person chose to have the purpose's data categories kept, where they chose.
+    pub retention_chosen: Vec<ReceiptRetention>,
+}
+
+/// A person's retention choice for one data category.
+#[derive(Debug, Clone, Object)]
+pub struct ReceiptRetention {
+    pub category: String,
+    pub period: String,
+    pub chosen_at: DateTime<Utc>,
 }
 
 /// A consent receipt.
@@ -85,6 +95,7 @@ pub fn build(
     external_id: &str,
     policy: &Policy,
     purpose: &Purpose,
+    choices: &[crate::retention::choices::Choice],
     controller: &ControllerConfig,
 ) -> Receipt {
     let text = purpose.text(&event.language);
@@ -122,6 +133,15 @@ pub fn build(
             data_categories: purpose.data_categories.clone(),
             recipients: purpose.recipients.clone(),
             retention_period: purpose.retention_period.clone(),
+            retention_chosen: choices
+                .iter()
+                .filter(|c| purpose.data_categories.contains(&c.category))
+                .map(|c| ReceiptRetention {
+                    category: c.category.clone(),
+                    period: c.period.clone(),
+                    chosen_at: c.chosen_at,
+                })
+                .collect(),
         },
         withdrawal_method: format!(
             "PUT /v1/me/consents/{} with {{\"granted\": false}} in the privacy portal ({}), \

@@ -445,6 +445,39 @@ async fn a_person_chooses_how_long_their_photos_are_kept() {
     }
     let shown = json(mine("pia").await.unwrap(), StatusCode::OK).await;
     assert_eq!(shown[0]["chosen"], "P30D");
+    // The receipt of a consent to a purpose that uses photos shows the choice.
+    f.app
+        .create_purposes(&admin, &[crate::helpers::purpose_body("photo_tagging")])
+        .await;
+    let granted = json(
+        f.app
+            .request(Method::PUT, "/v1/me/consents/photo_tagging")
+            .bearer_auth(crate::helpers::subject_token("pia"))
+            .json(&json!({"granted": true, "policy_version": 2}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let receipt = json(
+        f.app
+            .get(&format!(
+                "/v1/me/consents/receipts/{}",
+                granted["event_id"].as_str().unwrap()
+            ))
+            .bearer_auth(crate::helpers::subject_token("pia"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        receipt["purpose"]["retention_chosen"][0]["category"],
+        "photos"
+    );
+    assert_eq!(receipt["purpose"]["retention_chosen"][0]["period"], "P30D");
     let (_, run) = f.run(created + days(31), false).await;
     assert_eq!(run.items_purging, 3, "only hers");
 }
