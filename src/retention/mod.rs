@@ -6,7 +6,7 @@
 //! rule from `P90D` to `P30D` takes effect on the items already held.
 //!
 //! Transactions: this room owns `retention_rules`, `data_items` (see [`items`]),
-//! `purge_runs` and `purge_batches`. Rule changes take the edge's [`Tx`]; the purge run and
+//! `retention_choices` (see [`choices`]), `purge_runs` and `purge_batches`. Rule changes take the edge's [`Tx`]; the purge run and
 //! [`redate`] are jobs, one transaction per batch. Consentry's own data is purged through the
 //! purge function of each room that owns it.
 
