@@ -1004,6 +1004,61 @@ async fn an_erasure_of_some_categories_deletes_only_those_and_keeps_the_account(
 }
 
 #[tokio::test]
+async fn an_erasure_drops_the_guardians_link_still_waiting_to_go_out() {
+    use consentry::notify::outbox;
+    use sea_orm::PaginatorTrait;
+    let f = fixture().await;
+    let ten = Utc::now().date_naive() - chrono::Days::new(365 * 10);
+    json(
+        f.app
+            .send_event(
+                "subject.upserted",
+                json!({"external_id": "max", "email": "max@example.com", "jurisdiction": "DE",
+                       "birth_date": ten, "guardian_email": "max.dad@example.com"}),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let erase = json(
+        f.file("max", json!({"type": "erase"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = erase["id"].as_str().unwrap();
+    json(
+        f.decide(&f.reviewer, id, "approve", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    // Nothing has been delivered yet: the guardian's link is still queued.
+    let job = model::fulfilments::Entity::find()
+        .filter(model::fulfilments::Column::RequestId.eq(id))
+        .one(f.app.state.db.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    json(f.complete_job(&job.id, json!({})).await, StatusCode::OK).await;
+    let to_guardian = outbox::entity::Entity::find()
+        .filter(outbox::entity::Column::Recipient.eq("max.dad@example.com"))
+        .count(f.app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(to_guardian, 0, "the link for an erased child is dropped");
+    f.drain().await;
+    assert!(
+        f.sink.messages().iter().all(|m| !m.to.contains("max.dad")),
+        "no guardian email goes out"
+    );
+    let mails = f.mail_to("max@example.com", 2).await;
+    assert_eq!(
+        mails.len(),
+        2,
+        "received and completed still reach the person"
+    );
+}
+
+#[tokio::test]
 async fn an_erasure_under_a_legal_hold_ends_restricted_with_the_reason() {
     let f = fixture().await;
     let admin = f.app.key(Role::Admin).await;
