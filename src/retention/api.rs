@@ -309,31 +309,18 @@ impl RetentionApi {
     ) -> Result<Json<Vec<RetentionChoiceView>>, ApiError> {
         let conn = self.state.db.conn();
         let person = crate::subject::find(conn, &auth.0.0).await?;
-        let chosen = match &person {
-            Some(p) => super::choices::of_subject(conn, &p.id).await?,
-            None => Vec::new(),
-        };
         let locale = person.as_ref().and_then(|p| p.locale.as_deref());
+        let offered = super::choices::offered(conn, person.as_ref().map(|p| p.id.as_str())).await?;
         Ok(Json(
-            super::list(conn)
-                .await?
+            offered
                 .into_iter()
-                .filter_map(|rule| {
-                    let options = super::choices::options(&rule);
-                    if options.is_empty() {
-                        return None;
-                    }
-                    let choice = chosen
-                        .iter()
-                        .find(|c| c.category == rule.category && options.contains(&c.period));
-                    Some(RetentionChoiceView {
-                        title: super::category_title(Some(&rule), &rule.category, locale),
-                        chosen: choice.map(|c| c.period.clone()),
-                        chosen_at: choice.map(|c| c.chosen_at),
-                        category: rule.category,
-                        period: rule.period,
-                        options,
-                    })
+                .map(|(rule, choice)| RetentionChoiceView {
+                    title: super::category_title(Some(&rule), &rule.category, locale),
+                    options: super::choices::options(&rule),
+                    chosen: choice.as_ref().map(|c| c.period.clone()),
+                    chosen_at: choice.map(|c| c.chosen_at),
+                    category: rule.category,
+                    period: rule.period,
                 })
                 .collect(),
         ))

@@ -99,6 +99,33 @@ pub async fn of_subject(
     Ok(choices)
 }
 
+/// The categories that offer a choice, each with its rule and the person's current choice (one
+/// the rule still offers).
+pub async fn offered(
+    conn: &impl ConnectionTrait,
+    subject_id: Option<&str>,
+) -> Result<Vec<(Rule, Option<Choice>)>, DbErr> {
+    let chosen = match subject_id {
+        Some(id) => of_subject(conn, id).await?,
+        None => Vec::new(),
+    };
+    Ok(super::list(conn)
+        .await?
+        .into_iter()
+        .filter_map(|rule| {
+            let options = options(&rule);
+            if options.is_empty() {
+                return None;
+            }
+            let choice = chosen
+                .iter()
+                .find(|c| c.category == rule.category && options.contains(&c.period))
+                .cloned();
+            Some((rule, choice))
+        })
+        .collect())
+}
+
 /// How a choice was made.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {

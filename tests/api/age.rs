@@ -22,7 +22,7 @@ fn today() -> NaiveDate {
 
 /// The date `years` years before today (28 February when today is 29 February and the year
 /// is not a leap year).
-fn years_ago(years: u32) -> NaiveDate {
+pub(crate) fn years_ago(years: u32) -> NaiveDate {
     today() - Months::new(12 * years)
 }
 
@@ -285,6 +285,37 @@ pub(crate) async fn guardian_token(app: &TestApp, sink: &SmtpSink, guardian: &st
         .collect()
 }
 
+/// A minor of `age` in `country` whose guardian was asked; returns the token from the
+/// guardian's email.
+pub(crate) async fn guardian_link(
+    app: &TestApp,
+    sink: &SmtpSink,
+    who: &str,
+    country: &str,
+    age: u32,
+    guardian: &str,
+) -> String {
+    upsert(app, who, country, years_ago(age)).await;
+    json(ask_guardian(app, who, guardian).await, StatusCode::OK).await;
+    guardian_token(app, sink, guardian).await
+}
+
+/// The consent history the person's portal shows.
+pub(crate) async fn history(app: &TestApp, who: &str) -> Vec<Value> {
+    json(
+        app.get("/v1/me/consents/history")
+            .bearer_auth(subject_token(who))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 pub(crate) async fn confirm(app: &TestApp, token: &str, decisions: Value) -> reqwest::Response {
     app.post("/v1/guardian/confirm")
         .json(&json!({"token": token, "decisions": decisions, "policy_version": 2}))
@@ -537,13 +568,7 @@ async fn a_childs_data_under_pipl_needs_separate_consent_for_each_purpose() {
 #[tokio::test]
 async fn a_guardian_in_china_grants_each_purpose_on_its_own_like_anyone_else() {
     let (app, sink, _admin, _service) = family_app().await;
-    upsert(&app, "xiaohong", "CN", years_ago(10)).await;
-    json(
-        ask_guardian(&app, "xiaohong", "mama@example.com").await,
-        StatusCode::OK,
-    )
-    .await;
-    let token = guardian_token(&app, &sink, "mama@example.com").await;
+    let token = guardian_link(&app, &sink, "xiaohong", "CN", 10, "mama@example.com").await;
     let bundled = problem(
         confirm(
             &app,
@@ -563,16 +588,7 @@ async fn a_guardian_in_china_grants_each_purpose_on_its_own_like_anyone_else() {
             .contains("nothing was recorded"),
         "{bundled}"
     );
-    let history = json(
-        app.get("/v1/me/consents/history")
-            .bearer_auth(subject_token("xiaohong"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    assert!(history["items"].as_array().unwrap().is_empty());
+    assert!(history(&app, "xiaohong").await.is_empty());
     json(
         confirm(
             &app,

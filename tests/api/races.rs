@@ -2,17 +2,14 @@
 //! at-least-once queue does): each applies exactly once, as seen through the API and in the
 //! emails that reach the SMTP server, and no copy is answered with a 5xx.
 
-use chrono::{Datelike, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    age::{ask_guardian, confirm, family_app, guardian_token, upsert},
-    helpers::{
-        TestApp, WEBHOOK_SECRET, event_body, json, problem, purpose_body, subject_token,
-        webhook_headers,
-    },
+    age::{confirm, family_app, guardian_link, history, years_ago},
+    helpers::{TestApp, WEBHOOK_SECRET, event_body, json, problem, purpose_body, webhook_headers},
     requests::{Fixture, code_in, fixture_with},
 };
 
@@ -47,11 +44,6 @@ fn count(answers: &[(StatusCode, Value)], status: StatusCode) -> usize {
 /// A fixture whose public endpoints take every copy (the per-client limit is not under test).
 async fn unlimited() -> Fixture {
     fixture_with(|c| c.rate_limit.per_minute = 100_000).await
-}
-
-fn years_ago(years: i32) -> chrono::NaiveDate {
-    let today = Utc::now().date_naive();
-    today.with_year(today.year() - years).unwrap() - TimeDelta::days(1)
 }
 
 /// Sends the same signed delivery (one `webhook-id`, one timestamp, one body) many times.
@@ -149,32 +141,10 @@ async fn a_refused_event_is_not_remembered_and_an_overlong_id_changes_nothing() 
     assert_eq!(queued(&f, "erase").await["total"], 0, "nothing was applied");
 }
 
-/// The consent history a minor's portal shows.
-async fn history(app: &TestApp, who: &str) -> Vec<Value> {
-    json(
-        app.get("/v1/me/consents/history")
-            .bearer_auth(subject_token(who))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await["items"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 #[tokio::test]
 async fn one_guardian_link_submitted_many_times_at_once_records_once() {
     let (app, sink, _admin, _service) = family_app().await;
-    upsert(&app, "kid", "DE", years_ago(11)).await;
-    json(
-        ask_guardian(&app, "kid", "parent@example.com").await,
-        StatusCode::OK,
-    )
-    .await;
-    let token = guardian_token(&app, &sink, "parent@example.com").await;
+    let token = guardian_link(&app, &sink, "kid", "DE", 11, "parent@example.com").await;
     let decisions = json!([{"purpose": "photo_tagging", "granted": true},
                            {"purpose": "marketing_email", "granted": false}]);
     let answers = race(|| confirm(&app, &token, decisions.clone())).await;
@@ -186,13 +156,7 @@ async fn one_guardian_link_submitted_many_times_at_once_records_once() {
 #[tokio::test]
 async fn a_refused_guardian_decision_records_nothing_and_the_link_still_works() {
     let (app, sink, _admin, service) = family_app().await;
-    upsert(&app, "kid", "DE", years_ago(11)).await;
-    json(
-        ask_guardian(&app, "kid", "parent@example.com").await,
-        StatusCode::OK,
-    )
-    .await;
-    let token = guardian_token(&app, &sink, "parent@example.com").await;
+    let token = guardian_link(&app, &sink, "kid", "DE", 11, "parent@example.com").await;
     // `account` is necessary for the service: refusing it is refused.
     let refused = problem(
         confirm(

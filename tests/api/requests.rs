@@ -720,7 +720,7 @@ async fn an_erasure_leaves_no_address_behind_and_its_proof_can_be_found_again() 
     f.app
         .create_purposes(&admin, &[purpose_body("photo_tagging")])
         .await;
-    let ten = Utc::now().date_naive() - chrono::Days::new(365 * 10);
+    let ten = crate::age::years_ago(10);
     // A minor whose guardian was asked: the guardian's link is still queued.
     json(
         f.app
@@ -1008,7 +1008,7 @@ async fn an_erasure_drops_the_guardians_link_still_waiting_to_go_out() {
     use consentry::notify::outbox;
     use sea_orm::PaginatorTrait;
     let f = fixture().await;
-    let ten = Utc::now().date_naive() - chrono::Days::new(365 * 10);
+    let ten = crate::age::years_ago(10);
     json(
         f.app
             .send_event(
