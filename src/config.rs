@@ -66,6 +66,38 @@ pub struct Config {
     pub requests: RequestsConfig,
     /// The retention purge.
     pub retention: RetentionConfig,
+    /// The rights portal served under `/portal`.
+    pub portal: PortalConfig,
+}
+
+/// The rights portal's sessions, sign-in and unsubscribe links.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortalConfig {
+    /// Where people sign in to the main app, which then hands them to
+    /// `/portal/session?token=`; shown on the portal's sign-in page.
+    pub sign_in_url: Option<String>,
+    /// Minutes a portal session lasts at most.
+    pub session_minutes: u32,
+    /// Minutes without a page view that end a portal session.
+    pub idle_minutes: u32,
+    /// Key that signs one-click unsubscribe links: 32 bytes, base64. Without one, a key is
+    /// generated into `<data_dir>/unsubscribe.key` on first use.
+    pub unsubscribe_key: Option<Secret>,
+    /// The operator's logo in the portal's header (an `https://` URL, or a path on this host).
+    pub logo_url: Option<String>,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            sign_in_url: None,
+            session_minutes: 12 * 60,
+            idle_minutes: 30,
+            unsubscribe_key: None,
+            logo_url: None,
+        }
+    }
 }
 
 /// When the retention purge runs and what Consentry keeps of its own data.
@@ -212,7 +244,9 @@ pub struct ControllerConfig {
     /// Where people reach the privacy team or data-protection officer.
     pub contact_email: String,
     pub address: String,
-    /// The self-service rights portal, linked from emails (policy changes, exports).
+    /// The self-service rights portal, linked from emails (policy changes, exports, guardian
+    /// links). Empty means the portal this service serves at `http://<listen>/portal`; set it
+    /// to the public address behind a proxy, or to an operator's own portal.
     pub portal_url: String,
 }
 
@@ -222,7 +256,7 @@ impl Default for ControllerConfig {
             name: "Example Controller".into(),
             contact_email: "privacy@example.com".into(),
             address: "Set controller.address in consentry.toml".into(),
-            portal_url: "http://127.0.0.1:8080".into(),
+            portal_url: String::new(),
         }
     }
 }
@@ -398,6 +432,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             requests: RequestsConfig::default(),
             retention: RetentionConfig::default(),
+            portal: PortalConfig::default(),
         }
     }
 }
@@ -516,6 +551,16 @@ impl Config {
     }
 
     /// Checks what serde cannot: URL schemes, secret formats and lengths.
+    /// The portal's base URL without a trailing slash: `controller.portal_url`, or this
+    /// service's own `/portal` at the listen address.
+    pub fn portal_url(&self) -> String {
+        if self.controller.portal_url.is_empty() {
+            format!("http://{}/portal", self.listen)
+        } else {
+            self.controller.portal_url.trim_end_matches('/').to_string()
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database_kind()?;
         if let Some(secret) = &self.subject_token_secret
@@ -584,12 +629,20 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        url::Url::parse(&self.controller.portal_url).map_err(|e| {
-            ConfigError::new(
-                "CONSENTRY_CONTROLLER__PORTAL_URL",
-                format!("not a URL: {e}"),
-            )
-        })?;
+        if !self.controller.portal_url.is_empty() {
+            url::Url::parse(&self.controller.portal_url).map_err(|e| {
+                ConfigError::new(
+                    "CONSENTRY_CONTROLLER__PORTAL_URL",
+                    format!("not a URL: {e}"),
+                )
+            })?;
+        }
+        if self.portal.session_minutes == 0 || self.portal.idle_minutes == 0 {
+            return Err(ConfigError::new(
+                "CONSENTRY_PORTAL__SESSION_MINUTES",
+                "session and idle minutes must be at least 1",
+            ));
+        }
         crate::jobs::check_schedule(&self.age.sweep_schedule)
             .map_err(|m| ConfigError::new("CONSENTRY_AGE__SWEEP_SCHEDULE", m))?;
         crate::jobs::check_schedule(&self.requests.digest_schedule)

@@ -133,7 +133,7 @@ pub struct App {
 impl App {
     /// Prepares the data folder, connects and migrates the database, and binds the listener
     /// (port 0 picks a free port, as the tests do).
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
+    pub async fn build(mut config: Config) -> Result<Self, StartupError> {
         config.validate()?;
         let db = open_database(&config).await?;
         let report =
@@ -142,6 +142,20 @@ impl App {
         if !report.published.is_empty() {
             tracing::info!(published = ?report.published, "policy documents imported");
         }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartupError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        // Port 0 picks a free port; links to the portal use the one actually bound.
+        config.listen = addr;
         let subject_tokens = config.subject_token_secret.clone().map(SubjectTokens::new);
         let dispatcher = Arc::new(Dispatcher::new(&config, db.clone())?);
         let key_cache = Arc::new(KeyCache::new(Duration::from_secs(config.key_cache_seconds)));
@@ -158,24 +172,8 @@ impl App {
             rate_limiter,
             email_rate_limiter,
         };
-        let listen = state.config.listen;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| StartupError::Listen {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartupError::Listen {
-                addr: listen,
-                source,
-            })?;
         let acceptor =
-            TcpAcceptor::from_tokio(listener).map_err(|source| StartupError::Listen {
-                addr: listen,
-                source,
-            })?;
+            TcpAcceptor::from_tokio(listener).map_err(|source| StartupError::Listen { addr, source })?;
         Ok(Self {
             state,
             acceptor,

@@ -17,6 +17,7 @@ mod m20261122_000008_purge_runs;
 mod m20261202_000009_law;
 mod m20261202_000010_category_titles;
 mod m20261202_000011_retention_choices;
+mod m20261202_000012_portal_sessions;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_law::Migration),
             Box::new(m20261202_000010_category_titles::Migration),
             Box::new(m20261202_000011_retention_choices::Migration),
+            Box::new(m20261202_000012_portal_sessions::Migration),
         ]
     }
 }

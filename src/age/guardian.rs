@@ -127,7 +127,7 @@ pub async fn request(
         &EmailContent::GuardianConsent {
             confirm_url: format!(
                 "{}/guardian/confirm?token={token}",
-                config.controller.portal_url.trim_end_matches('/')
+                config.portal_url()
             ),
             expires_at,
             purposes,

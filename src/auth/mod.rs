@@ -5,11 +5,12 @@
 //! endpoints; `viewer` reads the admin console, `reviewer` also decides requests, `admin` also
 //! changes configuration. No role implies `service`, and `service` implies no admin role.
 //!
-//! Transactions: this room owns `api_keys`; creating and revoking take the edge's
+//! Transactions: this room owns `api_keys` and `portal_sessions`; creating and revoking take the edge's
 //! [`crate::db::Tx`].
 
 pub mod api;
 pub mod keys;
+pub mod session;
 pub mod token;
 
 use poem::Request;

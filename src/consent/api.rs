@@ -24,7 +24,6 @@ use crate::{
     auth::{ApiKey, Role, SubjectToken},
     clock,
     error::ApiError,
-    policy, purpose,
 };
 
 pub struct ConsentApi {
@@ -534,20 +533,15 @@ impl ConsentApi {
         auth: SubjectToken,
         #[oai(validator(max_length = 36))] event_id: Path<String>,
     ) -> Result<Json<Receipt>, ApiError> {
-        let conn = self.state.db.conn();
-        let subject = ledger::subject(conn, &auth.0.0).await?;
-        let event = ledger::event(conn, &subject.id, &event_id.0).await?;
-        let policy = policy::get(conn, &event.policy_id).await?;
-        let purpose = purpose::get(conn, &event.purpose_key).await?;
-        let choices = crate::retention::choices::of_subject(conn, &subject.id).await?;
-        Ok(Json(receipt::build(
-            &event,
-            &subject.external_id,
-            &policy,
-            &purpose,
-            &choices,
-            &self.state.config.controller,
-        )))
+        Ok(Json(
+            receipt::of_event(
+                self.state.db.conn(),
+                &self.state.config,
+                &auth.0.0,
+                &event_id.0,
+            )
+            .await?,
+        ))
     }
 
     /// Check my consent chain

@@ -6,10 +6,13 @@ use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 
 use super::model::{Action, ConsentActor, events};
+use sea_orm::ConnectionTrait;
+
+use super::{ConsentError, ledger};
 use crate::{
-    config::ControllerConfig,
-    policy::Policy,
-    purpose::{LegalBasis, Purpose, Recipient, SeparateConsentReason},
+    config::Config,
+    policy::{self, Policy},
+    purpose::{self, LegalBasis, Purpose, Recipient, SeparateConsentReason},
 };
 
 /// Format identifier of our receipts.
@@ -90,14 +93,47 @@ pub struct Receipt {
 }
 
 /// Assembles the receipt of `event`.
-pub fn build(
+/// The receipt of one of a person's consent events (404 for another person's event).
+pub async fn of_event(
+    conn: &impl ConnectionTrait,
+    config: &Config,
+    external_id: &str,
+    event_id: &str,
+) -> Result<Receipt, ConsentError> {
+    let subject = ledger::subject(conn, external_id).await?;
+    let event = ledger::event(conn, &subject.id, event_id).await?;
+    let policy = policy::get(conn, &event.policy_id)
+        .await
+        .map_err(|e| match e {
+            policy::PolicyError::Db(e) => ConsentError::Db(e),
+            _ => ConsentError::EventNotFound,
+        })?;
+    let purpose = purpose::get(conn, &event.purpose_key)
+        .await
+        .map_err(|e| match e {
+            purpose::PurposeError::Db(e) => ConsentError::Db(e),
+            _ => ConsentError::EventNotFound,
+        })?;
+    let choices = crate::retention::choices::of_subject(conn, &subject.id).await?;
+    Ok(build(
+        &event,
+        &subject.external_id,
+        &policy,
+        &purpose,
+        &choices,
+        config,
+    ))
+}
+
+fn build(
     event: &events::Model,
     external_id: &str,
     policy: &Policy,
     purpose: &Purpose,
     choices: &[crate::retention::choices::Choice],
-    controller: &ControllerConfig,
+    config: &Config,
 ) -> Receipt {
+    let controller = &config.controller;
     let text = purpose.text(&event.language);
     Receipt {
         receipt_version: RECEIPT_VERSION.into(),
@@ -144,9 +180,11 @@ pub fn build(
                 .collect(),
         },
         withdrawal_method: format!(
-            "PUT /v1/me/consents/{} with {{\"granted\": false}} in the privacy portal ({}), \
-             or write to {}",
-            purpose.key, controller.portal_url, controller.contact_email
+            "the \"Withdraw\" button in the privacy portal ({}), PUT /v1/me/consents/{} with \
+             {{\"granted\": false}}, or write to {}",
+            config.portal_url(),
+            purpose.key,
+            controller.contact_email
         ),
         event_hash: event.hash.clone(),
         prev_hash: event.prev_hash.clone(),

@@ -83,7 +83,7 @@ pub async fn run(db: &Db, config: &Config, policy: &Policy) -> Result<u64, DbErr
             )
             .unwrap_or(policy);
             let language = language_for(person.locale.as_deref().unwrap_or(&doc.language));
-            let portal = config.controller.portal_url.trim_end_matches('/');
+            let portal = config.portal_url();
             let content = EmailContent::PolicyChanged {
                 policy_title: doc.title.clone(),
                 version: doc.version,

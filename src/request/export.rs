@@ -214,7 +214,7 @@ impl Package {
     pub fn download_url(&self, config: &Config, request: &Request) -> String {
         format!(
             "{}/requests/{}/export?token={}",
-            config.controller.portal_url.trim_end_matches('/'),
+            config.portal_url(),
             request.id,
             self.token
         )

@@ -460,6 +460,7 @@ async fn erase_own_copy(
         outbox::forget_recipient(tx, address, Undelivered::Drop).await?;
     }
     let still_open = super::forget_addresses(tx, &subject.id, &addresses, &request.id).await?;
+    crate::auth::session::end_all(tx, &subject.id).await?;
     subject::erase(tx, &subject.id, &pseudonym).await?;
     let now = clock::now();
     items::erase_all_of(tx, &subject.id, now).await?;

@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::{RetentionError, purge::OwnData};
 use crate::{
     age::guardian,
+    auth::session,
     config::Config,
     consent,
     db::Db,
@@ -47,6 +48,7 @@ pub async fn purge(
         export_packages,
         verification_codes: intake::purge_codes(&mut tx, as_of - CODE_GRACE, dry_run).await?,
         guardian_tokens: guardian::purge_expired(&mut tx, as_of, dry_run).await?,
+        portal_sessions: session::purge_expired(&tx, as_of, dry_run).await?,
         outbox_messages: outbox::purge_delivered(
             &mut tx,
             before(&config.retention.keep_delivered_outbox),

@@ -96,6 +96,9 @@ pub struct OwnData {
     pub verification_codes: u64,
     /// Guardian-consent links past their expiry, used or not.
     pub guardian_tokens: u64,
+    /// Portal sessions past their expiry.
+    #[serde(default)]
+    pub portal_sessions: u64,
     /// Delivered emails and webhooks older than `retention.keep_delivered_outbox`.
     pub outbox_messages: u64,
     /// Consent events of people erased longer ago than `retention.keep_erased_proofs`.
