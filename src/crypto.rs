@@ -76,6 +76,12 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// 256 random bits as 43 base64url characters: session cookies, CSRF seeds, link tokens.
+pub fn random_token() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
 /// Bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];

@@ -171,6 +171,19 @@ impl ApiError {
         self.status
     }
 
+    /// The machine-readable reason, for pages that explain it in the visitor's language.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    pub fn field_errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+
     fn problem(&self) -> Problem {
         Problem {
             kind: "about:blank".into(),

@@ -32,6 +32,17 @@ pub fn client_ip(req: &poem::Request) -> Option<std::net::IpAddr> {
     req.remote_addr().as_socket_addr().map(|a| a.ip())
 }
 
+/// The user agent and IP address of a request, kept as evidence of a consent decision.
+pub fn client_evidence(req: &Request) -> (Option<String>, Option<std::net::IpAddr>) {
+    let user_agent = req
+        .headers()
+        .get(poem::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let ip = client_ip(req);
+    (user_agent, ip)
+}
+
 /// The OpenAPI service with every API the three clients use.
 pub fn api_service(state: &AppState) -> OpenApiService<impl poem_openapi::OpenApi, ()> {
     OpenApiService::new(
@@ -65,10 +76,11 @@ pub fn app(state: AppState) -> impl Endpoint<Output = Response> + 'static {
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let max_body = state.config.max_body_bytes;
-    Route::new()
+    let route = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
-        .nest("/docs", docs)
+        .nest("/docs", docs);
+    crate::web::mount(route, &state)
         .data(state)
         .with(
             CatchPanic::new()

@@ -69,6 +69,7 @@ pub mod request;
 pub mod retention;
 pub mod subject;
 pub mod telemetry;
+pub mod web;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -95,6 +96,10 @@ pub struct AppState {
     pub rate_limiter: Arc<ratelimit::RateLimiter>,
     /// Requests filed per email address (by digest) without credentials.
     pub email_rate_limiter: Arc<ratelimit::RateLimiter<String>>,
+    /// The portal's page templates.
+    pub pages: Arc<web::Pages>,
+    /// The pages' one stylesheet.
+    pub stylesheet: Arc<str>,
 }
 
 /// Why the service could not start.
@@ -111,6 +116,8 @@ pub enum StartupError {
     Database(#[from] sea_orm::DbErr),
     #[error(transparent)]
     Notify(#[from] notify::dispatcher::SetupError),
+    #[error("pages: {0}")]
+    Pages(#[from] notify::templates::TemplateError),
     #[error("policies: {0}")]
     Policies(#[from] policy::PolicyError),
     #[error("cannot listen on {addr}: {source}")]
@@ -163,6 +170,9 @@ impl App {
         let email_rate_limiter = Arc::new(ratelimit::RateLimiter::new(
             config.rate_limit.per_email_per_minute,
         ));
+        let pages = Arc::new(web::Pages::load(&config.templates_dir, web::AREAS)?);
+        let css = config.templates_dir.join("assets").join("consentry.css");
+        let stylesheet = Arc::from(notify::templates::read(&css)?);
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -171,6 +181,8 @@ impl App {
             key_cache,
             rate_limiter,
             email_rate_limiter,
+            pages,
+            stylesheet,
         };
         let acceptor =
             TcpAcceptor::from_tokio(listener).map_err(|source| StartupError::Listen { addr, source })?;

@@ -12,7 +12,7 @@ use crate::{
     api_tags::ApiTags,
     audit::Actor,
     auth::SubjectToken,
-    consent::api::{DecisionBody, PolicyShown, RecordedView, client_evidence, decisions},
+    consent::api::{DecisionBody, PolicyShown, RecordedView, decisions},
     error::{ApiError, FieldError},
     subject,
 };
@@ -154,7 +154,7 @@ impl AgeGateApi {
         body: Json<GuardianConfirmation>,
     ) -> Result<Json<Vec<RecordedView>>, ApiError> {
         self.state.rate_limiter.check(crate::http::client_ip(req))?;
-        let (user_agent, ip) = client_evidence(req);
+        let (user_agent, ip) = crate::http::client_evidence(req);
         let GuardianConfirmation {
             token,
             decisions: list,

@@ -4,7 +4,6 @@
 //! (PIPL Art 29 treats a child's data as sensitive).
 //! This room owns the `guardian_tokens` table.
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::TimeDelta;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, prelude::Expr,
@@ -91,7 +90,7 @@ pub async fn request(
     if subject.age_status != AgeStatus::MinorGuardianPending {
         return Err(GuardianError::NotNeeded);
     }
-    let token = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>());
+    let token = crypto::random_token();
     let now = clock::now();
     let expires_at = now + TOKEN_LIFETIME;
     let id = uuid::Uuid::now_v7().to_string();
@@ -180,6 +179,29 @@ pub async fn forget_subject(tx: &mut Tx, subject_id: &str) -> Result<Vec<String>
         .exec(&*tx)
         .await?;
     Ok(addresses)
+}
+
+/// The minor a guardian link is for, without using the link: for the page that shows the
+/// decisions to make. Fails as [`confirm`] would for an unknown, used or expired link.
+pub async fn peek(
+    conn: &impl sea_orm::ConnectionTrait,
+    token: &str,
+) -> Result<(entity::Model, Subject), GuardianError> {
+    let row = entity::Entity::find()
+        .filter(entity::Column::TokenHash.eq(crypto::sha256_hex(token.as_bytes())))
+        .one(conn)
+        .await?
+        .ok_or(GuardianError::UnknownToken)?;
+    if row.used_at.is_some() {
+        return Err(GuardianError::Used);
+    }
+    if row.expires_at <= clock::now() {
+        return Err(GuardianError::Expired);
+    }
+    let minor = subject::by_id(conn, &row.subject_id)
+        .await?
+        .ok_or(GuardianError::UnknownToken)?;
+    Ok((row, minor))
 }
 
 /// The guardian's browser, kept as evidence with each decision.

@@ -10,7 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryOrder, prelude::*};
 
@@ -107,7 +106,7 @@ pub async fn create(
         return Err(KeyError::InvalidName);
     }
     let id = crypto::hex(&crypto::random_bytes::<8>());
-    let secret = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>());
+    let secret = crypto::random_token();
     let record = ApiKeyRecord {
         id: id.clone(),
         name: name.to_string(),

@@ -9,7 +9,6 @@
 //! Transactions: this room owns `portal_sessions`; starting and ending take the edge's
 //! [`crate::db::Tx`].
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
@@ -57,7 +56,7 @@ pub struct Started {
 
 /// Starts a session for a person.
 pub async fn start(tx: &Tx, subject_id: &str, lifetimes: Lifetimes) -> Result<Started, DbErr> {
-    let token = URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>());
+    let token = crypto::random_token();
     let now = clock::now();
     let expires_at = now + lifetimes.absolute;
     entity::Entity::insert(entity::ActiveModel {

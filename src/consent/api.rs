@@ -58,7 +58,7 @@ pub(crate) struct PolicyShown {
 }
 
 fn default_policy_key() -> String {
-    "privacy-policy".into()
+    crate::policy::DEFAULT_KEY.into()
 }
 
 impl PolicyShown {
@@ -360,16 +360,6 @@ struct StatsLine {
     count: i64,
 }
 
-pub(crate) fn client_evidence(req: &Request) -> (Option<String>, Option<IpAddr>) {
-    let user_agent = req
-        .headers()
-        .get(poem::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let ip = crate::http::client_ip(req);
-    (user_agent, ip)
-}
-
 pub(crate) fn decisions(list: Vec<DecisionBody>) -> Vec<Decision> {
     list.into_iter()
         .map(|d| Decision {
@@ -390,7 +380,7 @@ impl ConsentApi {
         decisions: Vec<Decision>,
         policy: PolicyShown,
     ) -> Result<Vec<RecordedView>, ApiError> {
-        let (user_agent, ip) = client_evidence(req);
+        let (user_agent, ip) = crate::http::client_evidence(req);
         let mut tx = self.state.db.begin().await?;
         let recorded = super::record(
             &mut tx,

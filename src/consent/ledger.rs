@@ -247,6 +247,63 @@ pub async fn record(
 /// Deletes (or, dry, counts) the consent events and current states of people erased at or
 /// before `cutoff`, once the legal period for keeping proof has passed; the subject room then
 /// forgets their policy acceptances and resets their chains, so that what remains is an erased
+
+/// Where a withdrawal came from, for [`withdraw`].
+pub struct Withdrawal<'a> {
+    /// `objection`, `unsubscribe:one-click`, `unsubscribe:page`.
+    pub channel: &'a str,
+    pub language: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<IpAddr>,
+}
+
+/// Withdraws a person's granted consents to `purposes`, each under the policy version it was
+/// given with (the person saw no new document: they only took their consent back). Purposes
+/// not granted need nothing. Used by objections and by one-click unsubscribe.
+pub async fn withdraw(
+    tx: &mut Tx,
+    config: &Config,
+    subject: &Subject,
+    purposes: &[String],
+    how: Withdrawal<'_>,
+) -> Result<Vec<Recorded>, ConsentError> {
+    let mut recorded = Vec::new();
+    for current in current(&*tx, &subject.id).await? {
+        if !purposes.contains(&current.purpose_key) || current.status != ConsentStatus::Granted {
+            continue;
+        }
+        recorded.extend(
+            record(
+                tx,
+                config,
+                RecordRequest {
+                    external_id: subject.external_id.clone(),
+                    decisions: vec![Decision {
+                        purpose: current.purpose_key.clone(),
+                        granted: false,
+                    }],
+                    policy: PolicyRef {
+                        key: current.policy_key.clone(),
+                        version: current.policy_version,
+                        id: Some(current.policy_id.clone()),
+                    },
+                    actor: ConsentActor::Subject,
+                    channel: how.channel.into(),
+                    language: how.language.clone(),
+                    jurisdiction: None,
+                    user_agent: how.user_agent.clone(),
+                    ip: how.ip,
+                    occurred_at: None,
+                    reason: None,
+                    audited_by: None,
+                },
+            )
+            .await?,
+        );
+    }
+    Ok(recorded)
+}
+
 /// id with no history. Part of the purge of Consentry's own data; returns the events counted.
 pub async fn purge_proofs(tx: &mut Tx, cutoff: DateTime<Utc>, dry_run: bool) -> Result<u64, DbErr> {
     let erased = || subject::erased_before(cutoff);

@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod model;
 pub mod receipt;
 pub mod reconsent;
+pub mod unsubscribe;
 
 use crate::error::FieldError;
 pub use check::{CheckResult, check, check_many};

@@ -249,7 +249,7 @@ pub struct PolicyAcceptedEvent {
 }
 
 fn default_policy_key() -> String {
-    "privacy-policy".into()
+    crate::policy::DEFAULT_KEY.into()
 }
 
 fn default_channel() -> String {

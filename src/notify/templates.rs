@@ -158,13 +158,13 @@ pub fn language_for(locale: &str) -> &'static str {
     if simplified { "zh-CN" } else { "en" }
 }
 
-fn read(path: &Path) -> Result<String, TemplateError> {
+pub(crate) fn read(path: &Path) -> Result<String, TemplateError> {
     std::fs::read_to_string(path).map_err(|_| TemplateError::Missing {
         path: path.display().to_string(),
     })
 }
 
-fn broken(path: &Path, e: impl std::fmt::Display) -> TemplateError {
+pub(crate) fn broken(path: &Path, e: impl std::fmt::Display) -> TemplateError {
     TemplateError::Broken {
         path: path.display().to_string(),
         message: e.to_string(),

@@ -93,6 +93,9 @@ impl Policy {
     }
 }
 
+/// The policy that consents refer to unless a client names another.
+pub const DEFAULT_KEY: &str = "privacy-policy";
+
 /// One document by id.
 pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Policy, PolicyError> {
     model::Entity::find_by_id(id.to_string())

@@ -386,25 +386,28 @@ impl RequestsApi {
     }
 
     async fn download(&self, request: &Request, token: &str) -> Result<Download, ApiError> {
-        let mut tx = self.state.db.begin().await?;
-        let package = export::find(&mut tx, &request.id, token).await?;
-        tx.commit().await?;
-        let path = self
-            .state
-            .config
-            .data_dir
-            .join("exports")
-            .join(&package.file_name);
-        let body = package_body(&self.state, path).await?;
-        let extension = if package.media_type == "application/zip" {
-            "zip"
-        } else {
-            "json"
-        };
-        Ok(Download::Ok(
-            Attachment::new(body).filename(format!("request-{}.{extension}", request.id)),
-        ))
+        Ok(Download::Ok(package(&self.state, request, token).await?))
     }
+}
+
+/// The package of `request` that `token` opens, as an attachment streamed from disk; the
+/// download is recorded. The portal's download page uses it too.
+pub(crate) async fn package(
+    state: &AppState,
+    request: &Request,
+    token: &str,
+) -> Result<Attachment<Body>, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let package = export::find(&mut tx, &request.id, token).await?;
+    tx.commit().await?;
+    let path = state.config.data_dir.join("exports").join(&package.file_name);
+    let body = package_body(state, path).await?;
+    let extension = if package.media_type == "application/zip" {
+        "zip"
+    } else {
+        "json"
+    };
+    Ok(Attachment::new(body).filename(format!("request-{}.{extension}", request.id)))
 }
 
 /// Streams a package file, decrypting chunk by chunk.

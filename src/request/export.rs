@@ -11,7 +11,6 @@
 
 use std::io::{self, Write};
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, aead::Aead};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
@@ -263,7 +262,7 @@ pub async fn build(
         file_name,
         media_type,
         size: i64::try_from(size).unwrap_or(i64::MAX),
-        token: URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>()),
+        token: crypto::random_token(),
     })
 }
 
@@ -491,27 +490,37 @@ fn csv_field(value: &str) -> String {
 /// The stored package of a request, if `token` opens it and it has not expired. The token is
 /// looked up by its SHA-256; it carries 256 random bits, so the lookup's timing reveals nothing
 /// about other tokens.
-pub async fn find(
-    tx: &mut Tx,
+pub async fn peek(
+    conn: &impl ConnectionTrait,
     request_id: &str,
     token: &str,
 ) -> Result<model::exports::Model, RequestError> {
     let row = model::exports::Entity::find()
         .filter(model::exports::Column::TokenHash.eq(crypto::sha256_hex(token.as_bytes())))
-        .one(tx)
+        .one(conn)
         .await?
         .filter(|row| row.request_id == request_id)
         .ok_or(RequestError::NotFound)?;
     if row.purged_at.is_some() || row.expires_at <= clock::now() {
         return Err(RequestError::ExportGone);
     }
+    Ok(row)
+}
+
+/// [`peek`], recording the download.
+pub async fn find(
+    tx: &mut Tx,
+    request_id: &str,
+    token: &str,
+) -> Result<model::exports::Model, RequestError> {
+    let row = peek(&*tx, request_id, token).await?;
     model::exports::Entity::update_many()
         .col_expr(
             model::exports::Column::DownloadedAt,
             sea_orm::prelude::Expr::value(clock::now()),
         )
         .filter(model::exports::Column::RequestId.eq(request_id))
-        .exec(tx)
+        .exec(&*tx)
         .await?;
     Ok(row)
 }

@@ -21,7 +21,7 @@ use crate::{
     audit::Actor,
     clock,
     config::Config,
-    consent::{self, ConsentActor, Decision, PolicyRef, RecordRequest, model::ConsentStatus},
+    consent,
     db::Tx,
     law,
     notify::{
@@ -212,37 +212,19 @@ async fn withdraw_objected(
     let Some(subject) = subject::lock(tx, subject_id).await? else {
         return Ok(());
     };
-    for current in consent::ledger::current(&*tx, subject_id).await? {
-        if !objected.contains(&current.purpose_key) || current.status != ConsentStatus::Granted {
-            continue;
-        }
-        consent::record(
-            tx,
-            config,
-            RecordRequest {
-                external_id: subject.external_id.clone(),
-                decisions: vec![Decision {
-                    purpose: current.purpose_key.clone(),
-                    granted: false,
-                }],
-                policy: PolicyRef {
-                    key: current.policy_key.clone(),
-                    version: current.policy_version,
-                    id: Some(current.policy_id.clone()),
-                },
-                actor: ConsentActor::Subject,
-                channel: "objection".into(),
-                language: request.locale.clone(),
-                jurisdiction: None,
-                user_agent: None,
-                ip: None,
-                occurred_at: None,
-                reason: None,
-                audited_by: None,
-            },
-        )
-        .await?;
-    }
+    consent::ledger::withdraw(
+        tx,
+        config,
+        &subject,
+        objected,
+        consent::ledger::Withdrawal {
+            channel: "objection",
+            language: request.locale.clone(),
+            user_agent: None,
+            ip: None,
+        },
+    )
+    .await?;
     Ok(())
 }
 

@@ -343,7 +343,7 @@ impl RetentionApi {
         #[oai(validator(min_length = 1, max_length = 64))] category: Path<String>,
         body: Json<RetentionChoiceBody>,
     ) -> Result<Json<RetentionChosen>, ApiError> {
-        let (user_agent, ip) = crate::consent::api::client_evidence(req);
+        let (user_agent, ip) = crate::http::client_evidence(req);
         let evidence = super::choices::Evidence {
             channel: "portal".into(),
             user_agent: crate::consent::evidence::user_agent(user_agent.as_deref()),

@@ -58,6 +58,11 @@ impl AgeStatus {
 /// The genesis hash of every subject's consent chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The subject with this internal id, if known.
+pub async fn by_id(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Subject>, DbErr> {
+    model::Entity::find_by_id(id.to_string()).one(conn).await
+}
+
 /// The subject with this external id, if known.
 pub async fn find(
     conn: &impl ConnectionTrait,

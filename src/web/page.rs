@@ -1,0 +1,456 @@
+//! Page templates and the words on them.
+//!
+//! Pages are Handlebars files under `templates/<area>/` (`portal`, later `console`), each
+//! wrapped in `templates/partials/page.hbs`. Their words live in `templates/messages.json`, one
+//! entry per key with an English and a Simplified Chinese text, written as `{{t "key"}}` (with
+//! `{name}` placeholders filled from the helper's hash: `{{t "due" date=...}}`). Everything is
+//! loaded and checked at start-up: a missing translation stops the service, not a visitor.
+
+use std::{collections::BTreeMap, path::Path};
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, handlebars_helper,
+};
+use poem::{Response, http::StatusCode};
+use serde_json::Value;
+
+use crate::notify::templates::{TemplateError, broken, read};
+
+/// The two languages of the pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+impl Lang {
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh-CN",
+        }
+    }
+
+    /// The language for a locale or `lang` parameter; `None` for one we have no pages in.
+    pub fn parse(tag: &str) -> Option<Lang> {
+        let t = tag.trim().to_ascii_lowercase();
+        if t == "en" || t.starts_with("en-") {
+            Some(Lang::En)
+        } else if crate::notify::templates::language_for(&t) == "zh-CN" {
+            Some(Lang::Zh)
+        } else {
+            None
+        }
+    }
+
+    /// The first language of an `Accept-Language` header that we have pages in, by weight.
+    pub fn from_accept_language(header: &str) -> Option<Lang> {
+        let mut tags: Vec<(f32, Lang)> = header
+            .split(',')
+            .filter_map(|part| {
+                let mut pieces = part.split(';');
+                let lang = Lang::parse(pieces.next()?)?;
+                let weight = pieces
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (weight > 0.0).then_some((weight, lang))
+            })
+            .collect();
+        tags.sort_by(|a, b| b.0.total_cmp(&a.0));
+        tags.first().map(|(_, l)| *l)
+    }
+
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Zh,
+            Lang::Zh => Lang::En,
+        }
+    }
+}
+
+/// Where templates find the page's language.
+const LANG_KEY: &str = "_lang";
+
+/// `key → (English, Simplified Chinese)`.
+type Messages = BTreeMap<String, (String, String)>;
+
+/// The compiled page templates and their words.
+pub struct Pages {
+    registry: Handlebars<'static>,
+}
+
+impl Pages {
+    /// Loads `templates/partials/page.hbs`, every `templates/<area>/*.hbs` of `areas` and
+    /// `templates/messages.json`; fails on the first missing, broken or half-translated one.
+    pub fn load(dir: &Path, areas: &[&str]) -> Result<Self, TemplateError> {
+        let mut registry = Handlebars::new();
+        let messages = load_messages(&dir.join("messages.json"))?;
+        registry.register_helper("t", Box::new(Translate { messages }));
+        registry.register_helper("term", Box::new(Term));
+        registry.register_helper("day", Box::new(Day));
+        registry.register_helper("when", Box::new(When));
+        registry.register_helper("eq", Box::new(eq));
+        registry.register_helper("country", Box::new(Country));
+        registry.register_helper("period", Box::new(PeriodWords));
+        let layout = dir.join("partials").join("page.hbs");
+        registry
+            .register_partial("page", read(&layout)?)
+            .map_err(|e| broken(&layout, e))?;
+        for area in areas {
+            let folder = dir.join(area);
+            let entries = std::fs::read_dir(&folder).map_err(|_| TemplateError::Missing {
+                path: folder.display().to_string(),
+            })?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".hbs"))
+                else {
+                    continue;
+                };
+                registry
+                    .register_template_string(&format!("{area}/{name}"), read(&path)?)
+                    .map_err(|e| broken(&path, e))?;
+            }
+        }
+        Ok(Self { registry })
+    }
+
+    /// Renders `template` (`portal/home`) in `lang` as an HTML response.
+    pub fn render(&self, template: &str, lang: Lang, mut data: Value, status: StatusCode) -> Response {
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert(LANG_KEY.into(), lang.tag().into());
+            fields.insert("_zh".into(), (lang == Lang::Zh).into());
+        }
+        match self.registry.render(template, &data) {
+            Ok(html) => html_response(status, html),
+            Err(e) => {
+                tracing::error!(template, error = %e, "a page did not render");
+                html_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!DOCTYPE html><title>Error</title><p>Something went wrong. 出错了。</p>"
+                        .into(),
+                )
+            }
+        }
+    }
+
+    /// Whether a template exists (for tests of the shipped set).
+    pub fn has(&self, template: &str) -> bool {
+        self.registry.has_template(template)
+    }
+}
+
+fn html_response(status: StatusCode, html: String) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("text/html; charset=utf-8")
+        .body(html)
+}
+
+fn load_messages(path: &Path) -> Result<Messages, TemplateError> {
+    let raw: BTreeMap<String, BTreeMap<String, String>> =
+        serde_json::from_str(&read(path)?).map_err(|e| broken(path, e))?;
+    raw.into_iter()
+        .map(|(key, mut texts)| {
+            match (texts.remove("en"), texts.remove("zh-CN")) {
+                (Some(en), Some(zh)) if texts.is_empty() => Ok((key, (en, zh))),
+                _ => Err(broken(
+                    path,
+                    format!("`{key}` needs exactly an `en` and a `zh-CN` text"),
+                )),
+            }
+        })
+        .collect()
+}
+
+fn lang_of(ctx: &Context) -> Lang {
+    match ctx.data()[LANG_KEY].as_str() {
+        Some("zh-CN") => Lang::Zh,
+        _ => Lang::En,
+    }
+}
+
+/// `{{t "key" name=value}}`: the words for `key` in the page's language, with `{name}` filled.
+struct Translate {
+    messages: Messages,
+}
+
+impl HelperDef for Translate {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let key = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
+        let Some((en, zh)) = self.messages.get(key) else {
+            return Err(handlebars::RenderErrorReason::Other(format!(
+                "no message `{key}` in messages.json"
+            ))
+            .into());
+        };
+        let mut text = if lang_of(ctx) == Lang::Zh { zh } else { en }.clone();
+        for (name, value) in h.hash() {
+            let value = match value.value() {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            text = text.replace(&format!("{{{name}}}"), &value);
+        }
+        out.write(&handlebars::html_escape(&text))?;
+        Ok(())
+    }
+}
+
+/// `{{term code}}`: the words for a service code (request type, status, law, legal basis).
+struct Term;
+
+impl HelperDef for Term {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let code = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
+        out.write(&handlebars::html_escape(crate::notify::terms::display(
+            code,
+            lang_of(ctx).tag(),
+        )))?;
+        Ok(())
+    }
+}
+
+/// A date in the reader's language: `14 December 2026` or `2026年12月14日`.
+pub fn day(date: NaiveDate, lang: Lang) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    match lang {
+        Lang::En => format!(
+            "{} {} {}",
+            date.day(),
+            MONTHS[date.month0() as usize],
+            date.year()
+        ),
+        Lang::Zh => format!("{}年{}月{}日", date.year(), date.month(), date.day()),
+    }
+}
+
+fn parse_instant(value: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `{{day value}}`: a date (`2026-12-14`) or instant in the reader's language.
+struct Day;
+
+impl HelperDef for Day {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let value = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
+        let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+            .ok()
+            .or_else(|| parse_instant(value).map(|t| t.date_naive()));
+        out.write(&date.map_or_else(|| value.to_string(), |d| day(d, lang_of(ctx))))?;
+        Ok(())
+    }
+}
+
+/// `{{when value}}`: an instant, to the minute, in UTC, in the reader's language.
+struct When;
+
+impl HelperDef for When {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let value = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
+        let text = parse_instant(value).map_or_else(
+            || value.to_string(),
+            |t| {
+                let lang = lang_of(ctx);
+                format!("{} {} UTC", day(t.date_naive(), lang), t.format("%H:%M"))
+            },
+        );
+        out.write(&text)?;
+        Ok(())
+    }
+}
+
+handlebars_helper!(eq: |a: Value, b: Value| a == b);
+
+/// Countries people choose from when filing without an account, and that recipients are
+/// named by: (ISO 3166-1 code, English, Simplified Chinese).
+pub const COUNTRIES: &[(&str, &str, &str)] = &[
+    ("CN", "China (mainland)", "中国大陆"),
+    ("HK", "Hong Kong", "中国香港"),
+    ("SG", "Singapore", "新加坡"),
+    ("JP", "Japan", "日本"),
+    ("KR", "South Korea", "韩国"),
+    ("US", "United States", "美国"),
+    ("CA", "Canada", "加拿大"),
+    ("GB", "United Kingdom", "英国"),
+    ("IE", "Ireland", "爱尔兰"),
+    ("DE", "Germany", "德国"),
+    ("FR", "France", "法国"),
+    ("NL", "Netherlands", "荷兰"),
+    ("BE", "Belgium", "比利时"),
+    ("ES", "Spain", "西班牙"),
+    ("IT", "Italy", "意大利"),
+    ("PT", "Portugal", "葡萄牙"),
+    ("AT", "Austria", "奥地利"),
+    ("PL", "Poland", "波兰"),
+    ("SE", "Sweden", "瑞典"),
+    ("DK", "Denmark", "丹麦"),
+    ("FI", "Finland", "芬兰"),
+    ("NO", "Norway", "挪威"),
+    ("CH", "Switzerland", "瑞士"),
+    ("AU", "Australia", "澳大利亚"),
+    ("IN", "India", "印度"),
+];
+
+/// `{{country "US"}}`: a country's name in the reader's language, or its code.
+struct Country;
+
+impl HelperDef for Country {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let code = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
+        let name = COUNTRIES
+            .iter()
+            .find(|(c, _, _)| *c == code)
+            .map_or(code, |(_, en, zh)| if lang_of(ctx) == Lang::Zh { zh } else { en });
+        out.write(&handlebars::html_escape(name))?;
+        Ok(())
+    }
+}
+
+/// A retention period in words: `P30D` → `30 days` / `30天`.
+pub fn period_words(value: &str, lang: Lang) -> String {
+    let Ok(p) = value.parse::<crate::period::Period>() else {
+        return value.to_string();
+    };
+    if p.is_zero() {
+        return match lang {
+            Lang::En => "deleted right after use".into(),
+            Lang::Zh => "使用后立即删除".into(),
+        };
+    }
+    let parts = [
+        (p.years, "year", "年"),
+        (p.months, "month", "个月"),
+        (p.weeks, "week", "周"),
+        (p.days, "day", "天"),
+    ];
+    let words: Vec<String> = parts
+        .iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, en, zh)| match lang {
+            Lang::En => format!("{n} {en}{}", if *n == 1 { "" } else { "s" }),
+            Lang::Zh => format!("{n}{zh}"),
+        })
+        .collect();
+    match lang {
+        Lang::En => words.join(" "),
+        Lang::Zh => words.concat(),
+    }
+}
+
+/// `{{period "P3M"}}`: a retention period in words.
+struct PeriodWords;
+
+impl HelperDef for PeriodWords {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let value = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
+        out.write(&handlebars::html_escape(&period_words(value, lang_of(ctx))))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_come_from_locales_and_accept_language() {
+        assert_eq!(Lang::parse("zh-Hans-CN"), Some(Lang::Zh));
+        assert_eq!(Lang::parse("en-GB"), Some(Lang::En));
+        assert_eq!(Lang::parse("de"), None);
+        assert_eq!(
+            Lang::from_accept_language("de-DE, zh-CN;q=0.8, en;q=0.5"),
+            Some(Lang::Zh)
+        );
+        assert_eq!(
+            Lang::from_accept_language("zh;q=0, en-US"),
+            Some(Lang::En)
+        );
+        assert_eq!(Lang::from_accept_language("fr"), None);
+    }
+
+    #[test]
+    fn periods_read_as_words() {
+        assert_eq!(period_words("P30D", Lang::En), "30 days");
+        assert_eq!(period_words("P1Y6M", Lang::En), "1 year 6 months");
+        assert_eq!(period_words("P3M", Lang::Zh), "3个月");
+        assert_eq!(period_words("P0D", Lang::Zh), "使用后立即删除");
+    }
+
+    #[test]
+    fn dates_read_as_people_write_them() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 14).unwrap();
+        assert_eq!(day(d, Lang::En), "14 December 2026");
+        assert_eq!(day(d, Lang::Zh), "2026年12月14日");
+    }
+
+    #[test]
+    fn the_shipped_pages_load_with_every_word_translated() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let pages = Pages::load(&dir, &["portal"]).expect("the shipped pages load");
+        assert!(pages.has("portal/home"));
+    }
+}

@@ -1,0 +1,520 @@
+//! Data-subject requests in the portal: filing each type (signed in, or by email with a code),
+//! following them, and downloading an export.
+//!
+//! Filing is one question per page: the type, then its details, then a check of the answers
+//! before anything is filed, then a confirmation with the reference and the due date.
+
+use std::collections::BTreeMap;
+
+use poem::{
+    Body, IntoResponse, Request, Response, handler,
+    http::StatusCode,
+    web::{Data, Path},
+};
+use sea_orm::ActiveEnum;
+use serde_json::{Value, json};
+
+use super::{Visitor, checked_form, home::request_line, query_param};
+use crate::{
+    AppState, crypto,
+    audit::Actor,
+    error::ApiError,
+    http::client_ip,
+    purpose,
+    request::{
+        self, Request as DsRequest, RequestError, RequestType,
+        export,
+        intake::{self, Details, Intake},
+    },
+    subject,
+    web::{FormData, Lang},
+};
+
+/// The types a person may file, in the order the portal offers them.
+const KINDS: &[&str] = &["access", "export", "rectify", "erase", "restrict", "object"];
+
+fn kind_of(code: &str) -> Result<RequestType, ApiError> {
+    KINDS
+        .contains(&code)
+        .then(|| RequestType::try_from_value(&code.to_string()).ok())
+        .flatten()
+        .ok_or_else(|| ApiError::not_found(format!("no request type `{code}`")))
+}
+
+/// `GET /portal/requests`: the person's requests.
+#[handler]
+pub async fn index(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+    let visitor = Visitor::load(state, req).await?;
+    let person = visitor.signed_in()?;
+    let requests: Vec<Value> = request::of_subject(state.db.conn(), &person.id)
+        .await?
+        .iter()
+        .map(request_line)
+        .collect();
+    Ok(visitor.page(state, "requests", json!({"requests": requests}), StatusCode::OK))
+}
+
+/// `GET /portal/requests/new`: which right the person wants to use.
+#[handler]
+pub async fn choose(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+    let visitor = Visitor::load(state, req).await?;
+    visitor.signed_in()?;
+    Ok(visitor.page(state, "request_new", json!({"kinds": KINDS}), StatusCode::OK))
+}
+
+/// `GET /portal/requests/new/{kind}`: the details of one type.
+#[handler]
+pub async fn details_form(
+    req: &Request,
+    Path(kind): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let visitor = Visitor::load(state, req).await?;
+    visitor.signed_in()?;
+    kind_of(&kind)?;
+    let data = details_data(state, visitor.lang, &kind, &FormData::default(), &[]).await?;
+    Ok(visitor.page(state, "request_details", data, StatusCode::OK))
+}
+
+/// What the details form of `kind` shows: the purposes one may object to, the answers given so
+/// far, and the errors to correct.
+async fn details_data(
+    state: &AppState,
+    lang: Lang,
+    kind: &str,
+    form: &FormData,
+    errors: &[(String, String)],
+) -> Result<Value, ApiError> {
+    let chosen = form.all("purpose");
+    let purposes: Vec<Value> = if kind == "object" {
+        purpose::list(state.db.conn(), false)
+            .await?
+            .iter()
+            .filter(|p| !p.required)
+            .map(|p| {
+                json!({
+                    "key": p.key,
+                    "title": p.text(lang.tag()).map(|t| t.title.clone()).unwrap_or_else(|| p.key.clone()),
+                    "checked": chosen.contains(&p.key),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(json!({
+        "kind": kind,
+        "is": {kind: true},
+        "purposes": purposes,
+        "note": form.get("note"),
+        "change_email": form.get("change.email"),
+        "change_name": form.get("change.name"),
+        "other_field": form.get("other_field"),
+        "other_value": form.get("other_value"),
+        "errors": errors.iter().map(|(field, message)| json!({"field": field, "message": message})).collect::<Vec<_>>(),
+    }))
+}
+
+/// The details a form describes, as the API takes them.
+fn details_from(kind: RequestType, form: &FormData) -> Details {
+    let mut filed = Details {
+        note: form.get("note").map(str::to_string),
+        ..Details::default()
+    };
+    match kind {
+        RequestType::Rectify => {
+            let mut changes = BTreeMap::new();
+            for (field, value) in form.with_prefix("change.") {
+                changes.insert(field.to_string(), value.to_string());
+            }
+            if let (Some(field), Some(value)) = (form.get("other_field"), form.get("other_value")) {
+                changes.insert(field.to_string(), value.to_string());
+            }
+            filed.changes = Some(changes);
+        }
+        RequestType::Object => filed.purposes = Some(form.all("purpose")),
+        _ => {}
+    }
+    filed
+}
+
+/// Field errors of a refused filing, for the form's error summary.
+fn field_errors(err: &ApiError) -> Vec<(String, String)> {
+    err.field_errors()
+        .iter()
+        .map(|e| {
+            let field = e.field.trim_start_matches("details.").to_string();
+            (field, e.message.clone())
+        })
+        .collect()
+}
+
+/// `POST /portal/requests`: `step=check` shows the answers back; `step=file` files the request
+/// (the portal's sign-in counts as identity verification, as in the API) and shows the
+/// confirmation.
+#[handler]
+pub async fn file(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+    let visitor = Visitor::load(state, req).await?;
+    let form = checked_form(&visitor, body).await?;
+    let person = visitor.signed_in()?.clone();
+    let code = form.get("kind").unwrap_or_default().to_string();
+    let kind = kind_of(&code)?;
+    let details = details_from(kind, &form);
+    if form.get("step") != Some("file") {
+        let errors = check_details(kind, &details, visitor.lang);
+        if !errors.is_empty() {
+            let data = details_data(state, visitor.lang, &code, &form, &errors).await?;
+            return Ok(visitor.page(state, "request_details", data, StatusCode::UNPROCESSABLE_ENTITY));
+        }
+        let purposes = purpose::list(state.db.conn(), false).await?;
+        let objected: Vec<String> = details
+            .purposes
+            .iter()
+            .flatten()
+            .map(|k| {
+                purposes
+                    .iter()
+                    .find(|p| &p.key == k)
+                    .and_then(|p| p.text(visitor.lang.tag()))
+                    .map_or_else(|| k.clone(), |t| t.title.clone())
+            })
+            .collect();
+        let data = json!({
+            "kind": code,
+            "note": details.note,
+            "changes": details.changes.iter().flatten().map(|(k, v)| json!({"field": k, "value": v})).collect::<Vec<_>>(),
+            "objected": objected,
+            "purposes": details.purposes,
+            "change_email": form.get("change.email"),
+            "change_name": form.get("change.name"),
+            "other_field": form.get("other_field"),
+            "other_value": form.get("other_value"),
+        });
+        return Ok(visitor.page(state, "request_check", data, StatusCode::OK));
+    }
+    let mut tx = state.db.begin().await?;
+    let subject = subject::find_or_create_locked(&mut tx, &person.external_id).await?;
+    let filed = intake::open_verified(
+        &mut tx,
+        &state.config,
+        &subject,
+        Intake {
+            kind,
+            details,
+            locale: Some(visitor.lang.tag().into()),
+            jurisdiction: None,
+        },
+        "portal",
+        &Actor::Subject,
+    )
+    .await;
+    let filed = match filed {
+        Ok(filed) => filed,
+        Err(RequestError::Invalid(errors)) => {
+            let err = ApiError::validation(errors);
+            let data = details_data(state, visitor.lang, &code, &form, &field_errors(&err)).await?;
+            return Ok(visitor.page(state, "request_details", data, StatusCode::UNPROCESSABLE_ENTITY));
+        }
+        Err(e) => return Err(ApiError::from(e).into()),
+    };
+    tx.commit().await?;
+    Ok(visitor.redirect(&format!("/portal/requests/{}?filed=1", filed.id)))
+}
+
+/// What the portal checks before showing the answers back; the domain checks again on filing.
+fn check_details(kind: RequestType, details: &Details, lang: Lang) -> Vec<(String, String)> {
+    let say = |en: &str, zh: &str| if lang == Lang::Zh { zh.to_string() } else { en.to_string() };
+    let mut errors = Vec::new();
+    match kind {
+        RequestType::Rectify if details.changes.as_ref().is_none_or(BTreeMap::is_empty) => {
+            errors.push((
+                "changes".into(),
+                say("Enter at least one corrected value", "请至少填写一项需要更正的内容"),
+            ))
+        }
+        RequestType::Object if details.purposes.as_ref().is_none_or(Vec::is_empty) => errors.push((
+            "purposes".into(),
+            say("Choose at least one use of your data", "请至少选择一项处理目的"),
+        )),
+        _ => {}
+    }
+    errors
+}
+
+/// `GET /portal/requests/{id}`: one of the person's requests with its history.
+#[handler]
+pub async fn detail(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let visitor = Visitor::load(state, req).await?;
+    let person = visitor.signed_in()?;
+    let conn = state.db.conn();
+    let found = own(conn, &person.id, &id).await?;
+    let history = request::history(conn, &found.id).await?;
+    let data = json!({
+        "request": request_line(&found),
+        "reference": reference(&found.id),
+        "filed": query_param(req, "filed").is_some(),
+        "outcome": found.outcome.map(|o| o.to_value()),
+        "history": history.iter().map(|e| json!({
+            "status": e.to_status.to_value(),
+            "at": e.occurred_at.to_rfc3339(),
+        })).collect::<Vec<_>>(),
+    });
+    Ok(visitor.page(state, "request", data, StatusCode::OK))
+}
+
+/// The person's own request, or 404 (another person's request is as unknown as a missing one).
+async fn own(
+    conn: &impl sea_orm::ConnectionTrait,
+    subject_id: &str,
+    id: &str,
+) -> Result<DsRequest, ApiError> {
+    let found = request::get(conn, id).await?;
+    if found.subject_id.as_deref() != Some(subject_id) {
+        return Err(RequestError::NotFound.into());
+    }
+    Ok(found)
+}
+
+/// The short reference people quote: the request id's first eight characters.
+fn reference(id: &str) -> String {
+    id.chars().take(8).collect::<String>().to_uppercase()
+}
+
+/// `GET /portal/requests/by-email`: filing without an account.
+#[handler]
+pub async fn by_email_form(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+    let visitor = Visitor::load(state, req).await?;
+    let data = by_email_data(&FormData::default(), &[]);
+    Ok(visitor.page(state, "by_email", data, StatusCode::OK))
+}
+
+fn by_email_data(form: &FormData, errors: &[(String, String)]) -> Value {
+    let kind = form.get("kind").unwrap_or_default();
+    json!({
+        "kinds": KINDS.iter().map(|k| json!({"code": k, "checked": *k == kind})).collect::<Vec<_>>(),
+        "email": form.get("email"),
+        "note": form.get("note"),
+        "jurisdiction": form.get("jurisdiction"),
+        "countries": crate::web::page::COUNTRIES.iter().map(|(code, _, _)| json!({
+            "code": code, "selected": form.get("jurisdiction") == Some(code),
+        })).collect::<Vec<_>>(),
+        "errors": errors.iter().map(|(field, message)| json!({"field": field, "message": message})).collect::<Vec<_>>(),
+    })
+}
+
+/// `POST /portal/requests/by-email`: files the request and sends the code; the next page asks
+/// for it. The answer is the same whether or not the address is known.
+#[handler]
+pub async fn by_email(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+    state.rate_limiter.check(client_ip(req))?;
+    let visitor = Visitor::load(state, req).await?;
+    let form = checked_form(&visitor, body).await?;
+    let lang = visitor.lang;
+    let say = |en: &str, zh: &str| if lang == Lang::Zh { zh.to_string() } else { en.to_string() };
+    let mut errors = Vec::new();
+    let address = form.get("email").unwrap_or_default().to_string();
+    if address.is_empty() {
+        errors.push(("email".into(), say("Enter your email address", "请输入您的电子邮箱")));
+    }
+    let kind = match form.get("kind").map(kind_of) {
+        Some(Ok(kind)) => Some(kind),
+        _ => {
+            errors.push(("kind".into(), say("Choose what you would like us to do", "请选择申请类型")));
+            None
+        }
+    };
+    let (Some(kind), true) = (kind, errors.is_empty()) else {
+        return Ok(visitor.page(state, "by_email", by_email_data(&form, &errors), StatusCode::UNPROCESSABLE_ENTITY));
+    };
+    state
+        .email_rate_limiter
+        .check(Some(crypto::sha256_hex(address.to_lowercase().as_bytes())))?;
+    let mut tx = state.db.begin().await?;
+    let filed = intake::file_by_email(
+        &mut tx,
+        &state.config,
+        &address,
+        Intake {
+            kind,
+            details: Details {
+                note: form.get("note").map(str::to_string),
+                ..Details::default()
+            },
+            locale: Some(lang.tag().into()),
+            jurisdiction: form.get("jurisdiction").map(str::to_string),
+        },
+        None,
+    )
+    .await;
+    let filed = match filed {
+        Ok(filed) => filed,
+        Err(RequestError::Invalid(list)) => {
+            let errors: Vec<(String, String)> = list
+                .iter()
+                .map(|e| {
+                    let message = if e.field == "email" {
+                        say("Enter an email address like name@example.com", "请输入有效的电子邮箱，例如 name@example.com")
+                    } else {
+                        e.message.clone()
+                    };
+                    (e.field.trim_start_matches("details.").to_string(), message)
+                })
+                .collect();
+            return Ok(visitor.page(state, "by_email", by_email_data(&form, &errors), StatusCode::UNPROCESSABLE_ENTITY));
+        }
+        Err(e) => return Err(ApiError::from(e).into()),
+    };
+    tx.commit().await?;
+    Ok(visitor.redirect(&format!("/portal/requests/{}/verify", filed.id)))
+}
+
+/// `GET /portal/requests/{id}/verify`: where the emailed code is entered.
+#[handler]
+pub async fn code_form(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let visitor = Visitor::load(state, req).await?;
+    let found = request::get(state.db.conn(), &id).await?;
+    if found.status != request::RequestStatus::Unverified {
+        return Ok(verified_page(state, visitor, &found, StatusCode::OK));
+    }
+    let data = json!({"id": id, "minutes": intake::CODE_LIFETIME.num_minutes(), "resent": query_param(req, "resent").is_some()});
+    Ok(visitor.page(state, "code", data, StatusCode::OK))
+}
+
+fn verified_page(state: &AppState, visitor: Visitor, found: &DsRequest, status: StatusCode) -> Response {
+    let data = json!({
+        "request": request_line(found),
+        "reference": reference(&found.id),
+        "closed": found.closed_at.is_some() && found.verified_at.is_none(),
+    });
+    visitor.page(state, "verified", data, status)
+}
+
+/// `POST /portal/requests/{id}/verify`: checks the code. A wrong code is counted even though
+/// the page answers with an error.
+#[handler]
+pub async fn verify(
+    req: &Request,
+    Path(id): Path<String>,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    state.rate_limiter.check(client_ip(req))?;
+    let visitor = Visitor::load(state, req).await?;
+    let form = checked_form(&visitor, body).await?;
+    let code = form.get("code").unwrap_or_default().replace(' ', "");
+    let mut tx = state.db.begin().await?;
+    let attempt = intake::verify(&mut tx, &state.config, &id, &code).await?;
+    tx.commit().await?;
+    let lang = visitor.lang;
+    let message = match attempt {
+        Ok(found) => return Ok(verified_page(state, visitor, &found, StatusCode::OK)),
+        Err(RequestError::WrongCode { left }) => match lang {
+            Lang::En => format!("That code is not right. You have {left} more tries."),
+            Lang::Zh => format!("验证码不正确，您还可以尝试 {left} 次。"),
+        },
+        Err(RequestError::CodeExpired) => match lang {
+            Lang::En => "That code has expired. Ask for a new one below.".to_string(),
+            Lang::Zh => "验证码已过期，请在下方重新获取。".to_string(),
+        },
+        Err(e) => return Err(ApiError::from(e).into()),
+    };
+    let data = json!({
+        "id": id,
+        "minutes": intake::CODE_LIFETIME.num_minutes(),
+        "errors": [{"field": "code", "message": message}],
+    });
+    Ok(visitor.page(state, "code", data, StatusCode::UNPROCESSABLE_ENTITY))
+}
+
+/// `POST /portal/requests/{id}/resend`: a new code (at most 3, a minute apart).
+#[handler]
+pub async fn resend(
+    req: &Request,
+    Path(id): Path<String>,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    state.rate_limiter.check(client_ip(req))?;
+    let visitor = Visitor::load(state, req).await?;
+    checked_form(&visitor, body).await?;
+    let mut tx = state.db.begin().await?;
+    intake::resend(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(visitor.redirect(&format!("/portal/requests/{id}/verify?resent=1")))
+}
+
+/// Whether downloading `found`'s package needs the person signed in as well as the emailed
+/// token: a request filed in the portal does, as its email says; one filed by email has only
+/// the token.
+fn needs_sign_in(found: &DsRequest) -> bool {
+    found.source == "portal"
+}
+
+/// Checks who may open `found`'s export and the token; the package row if both hold.
+async fn export_access(
+    state: &AppState,
+    visitor: &Visitor,
+    found: &DsRequest,
+    token: &str,
+) -> Result<request::model::exports::Model, ApiError> {
+    if needs_sign_in(found) {
+        let person = visitor
+            .signed_in()
+            .map_err(|_| ApiError::unauthorized("sign in, then open the link again").with_reason("sign_in_needed"))?;
+        if found.subject_id.as_deref() != Some(person.id.as_str()) {
+            return Err(RequestError::NotFound.into());
+        }
+    }
+    export::peek(state.db.conn(), &found.id, token)
+        .await
+        .map_err(|e| match e {
+            RequestError::ExportGone => ApiError::from(e).with_reason("export_gone"),
+            other => other.into(),
+        })
+}
+
+/// `GET /portal/requests/{id}/export?token=`: the page the "export ready" email links to.
+#[handler]
+pub async fn export_page(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    state.rate_limiter.check(client_ip(req))?;
+    let visitor = Visitor::load(state, req).await?;
+    let token = query_param(req, "token").unwrap_or_default();
+    let found = request::get(state.db.conn(), &id).await?;
+    let package = export_access(state, &visitor, &found, &token).await?;
+    let data = json!({
+        "request": request_line(&found),
+        "expires_at": package.expires_at.to_rfc3339(),
+        "size_kb": (package.size + 1023) / 1024,
+        "zip": package.media_type == "application/zip",
+        "file_url": format!("/portal/requests/{id}/export/file?token={}", super::home::urlencode(&token)),
+    });
+    Ok(visitor.page(state, "export", data, StatusCode::OK))
+}
+
+/// `GET /portal/requests/{id}/export/file?token=`: the package itself.
+#[handler]
+pub async fn export_file(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    state.rate_limiter.check(client_ip(req))?;
+    let visitor = Visitor::load(state, req).await?;
+    let token = query_param(req, "token").unwrap_or_default();
+    let found = request::get(state.db.conn(), &id).await?;
+    export_access(state, &visitor, &found, &token).await?;
+    let attachment = request::api::package(state, &found, &token).await?;
+    Ok(attachment.into_response())
+}
