@@ -184,8 +184,8 @@ impl App {
             pages,
             stylesheet,
         };
-        let acceptor =
-            TcpAcceptor::from_tokio(listener).map_err(|source| StartupError::Listen { addr, source })?;
+        let acceptor = TcpAcceptor::from_tokio(listener)
+            .map_err(|source| StartupError::Listen { addr, source })?;
         Ok(Self {
             state,
             acceptor,

@@ -124,10 +124,7 @@ pub async fn request(
         guardian_email,
         &language,
         &EmailContent::GuardianConsent {
-            confirm_url: format!(
-                "{}/guardian/confirm?token={token}",
-                config.portal_url()
-            ),
+            confirm_url: format!("{}/guardian/confirm?token={token}", config.portal_url()),
             expires_at,
             purposes,
         },

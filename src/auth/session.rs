@@ -88,7 +88,10 @@ pub async fn subject_of(
     }
     if now - session.last_seen_at > SEEN_RESOLUTION {
         entity::Entity::update_many()
-            .col_expr(entity::Column::LastSeenAt, sea_orm::prelude::Expr::value(now))
+            .col_expr(
+                entity::Column::LastSeenAt,
+                sea_orm::prelude::Expr::value(now),
+            )
             .filter(entity::Column::TokenHash.eq(hash))
             .exec(conn)
             .await?;

@@ -321,6 +321,16 @@ impl From<super::CheckResult> for CheckView {
     }
 }
 
+/// A one-click unsubscribe link and the two headers that carry it.
+#[derive(Object)]
+struct UnsubscribeLink {
+    url: String,
+    /// The value of the `List-Unsubscribe` header.
+    list_unsubscribe: String,
+    /// The value of the `List-Unsubscribe-Post` header.
+    list_unsubscribe_post: String,
+}
+
 /// One (subject, purpose) pair to check.
 #[derive(Object)]
 struct CheckPair {
@@ -584,6 +594,37 @@ impl ConsentApi {
         )
         .await?;
         Ok(Json(result.into()))
+    }
+
+    /// The one-click unsubscribe link for a person and a purpose
+    ///
+    /// For the `List-Unsubscribe` header of the main app's marketing emails (RFC 8058): send
+    /// `List-Unsubscribe: <url>` and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`, and
+    /// sign the email with DKIM covering both. A `POST` of `List-Unsubscribe=One-Click` to the
+    /// URL withdraws the purpose at once, with no login; opening it shows a page with one
+    /// button. The link does not expire.
+    #[oai(
+        path = "/v1/subjects/:external_id/consents/:purpose/unsubscribe",
+        method = "get",
+        tag = "ApiTags::Service"
+    )]
+    async fn unsubscribe_link(
+        &self,
+        auth: ApiKey,
+        #[oai(validator(max_length = 255))] external_id: Path<String>,
+        #[oai(validator(max_length = 64))] purpose: Path<String>,
+    ) -> Result<Json<UnsubscribeLink>, ApiError> {
+        auth.0.require(Role::Service)?;
+        let conn = self.state.db.conn();
+        let subject = ledger::subject(conn, &external_id.0).await?;
+        crate::purpose::get(conn, &purpose.0).await?;
+        let url = super::unsubscribe::url(&self.state.config, &subject.id, &purpose.0)
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok(Json(UnsubscribeLink {
+            list_unsubscribe: format!("<{url}>"),
+            list_unsubscribe_post: super::unsubscribe::ONE_CLICK_BODY.into(),
+            url,
+        }))
     }
 
     /// Record decisions captured by the main app

@@ -244,10 +244,6 @@ pub async fn record(
     Ok(results)
 }
 
-/// Deletes (or, dry, counts) the consent events and current states of people erased at or
-/// before `cutoff`, once the legal period for keeping proof has passed; the subject room then
-/// forgets their policy acceptances and resets their chains, so that what remains is an erased
-
 /// Where a withdrawal came from, for [`withdraw`].
 pub struct Withdrawal<'a> {
     /// `objection`, `unsubscribe:one-click`, `unsubscribe:page`.
@@ -304,6 +300,9 @@ pub async fn withdraw(
     Ok(recorded)
 }
 
+/// Deletes (or, dry, counts) the consent events and current states of people erased at or
+/// before `cutoff`, once the legal period for keeping proof has passed; the subject room then
+/// forgets their policy acceptances and resets their chains, so that what remains is an erased
 /// id with no history. Part of the purge of Consentry's own data; returns the events counted.
 pub async fn purge_proofs(tx: &mut Tx, cutoff: DateTime<Utc>, dry_run: bool) -> Result<u64, DbErr> {
     let erased = || subject::erased_before(cutoff);
@@ -420,11 +419,13 @@ fn check_purposes(
         if p.required && !d.granted {
             return Err(ConsentError::RequiredPurpose(p.key.clone()));
         }
-        if p.separate_consent && d.granted && req.decisions.len() > 1 {
+        // Separate consent is not bundled with other consents; refusals beside it bundle nothing.
+        if p.separate_consent && d.granted && req.decisions.iter().filter(|o| o.granted).count() > 1
+        {
             return Err(ConsentError::refused(
                 "separate_consent",
                 format!(
-                    "`{}` needs separate consent (PIPL {}): grant it in a request of its own",
+                    "`{}` needs separate consent (PIPL {}): grant it apart from other purposes",
                     p.key,
                     p.separate_consent_reason
                         .map(|r| r.to_value())

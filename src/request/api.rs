@@ -400,7 +400,11 @@ pub(crate) async fn package(
     let mut tx = state.db.begin().await?;
     let package = export::find(&mut tx, &request.id, token).await?;
     tx.commit().await?;
-    let path = state.config.data_dir.join("exports").join(&package.file_name);
+    let path = state
+        .config
+        .data_dir
+        .join("exports")
+        .join(&package.file_name);
     let body = package_body(state, path).await?;
     let extension = if package.media_type == "application/zip" {
         "zip"

@@ -1,7 +1,7 @@
 //! Page templates and the words on them.
 //!
-//! Pages are Handlebars files under `templates/<area>/` (`portal`, later `console`), each
-//! wrapped in `templates/partials/page.hbs`. Their words live in `templates/messages.json`, one
+//! Pages are Handlebars files under `templates/<area>/`, each wrapped in
+//! `templates/partials/page.hbs`; files named `_<name>.hbs` are partials used by the pages. Their words live in `templates/messages.json`, one
 //! entry per key with an English and a Simplified Chinese text, written as `{{t "key"}}` (with
 //! `{name}` placeholders filled from the helper's hash: `{{t "due" date=...}}`). Everything is
 //! loaded and checked at start-up: a missing translation stops the service, not a visitor.
@@ -10,7 +10,8 @@ use std::{collections::BTreeMap, path::Path};
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use handlebars::{
-    Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, handlebars_helper,
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson, handlebars_helper,
 };
 use poem::{Response, http::StatusCode};
 use serde_json::Value;
@@ -88,16 +89,21 @@ impl Pages {
         let mut registry = Handlebars::new();
         let messages = load_messages(&dir.join("messages.json"))?;
         registry.register_helper("t", Box::new(Translate { messages }));
-        registry.register_helper("term", Box::new(Term));
-        registry.register_helper("day", Box::new(Day));
-        registry.register_helper("when", Box::new(When));
+        registry.register_helper("term", Box::new(InLanguage(term)));
+        registry.register_helper("day", Box::new(InLanguage(day_of)));
+        registry.register_helper("when", Box::new(InLanguage(when)));
+        registry.register_helper("country", Box::new(InLanguage(country)));
+        registry.register_helper("period", Box::new(InLanguage(period_words)));
         registry.register_helper("eq", Box::new(eq));
-        registry.register_helper("country", Box::new(Country));
-        registry.register_helper("period", Box::new(PeriodWords));
+        registry.register_helper("concat", Box::new(concat));
         let layout = dir.join("partials").join("page.hbs");
         registry
             .register_partial("page", read(&layout)?)
             .map_err(|e| broken(&layout, e))?;
+        let errors = dir.join("partials").join("form_errors.hbs");
+        registry
+            .register_partial("form_errors", read(&errors)?)
+            .map_err(|e| broken(&errors, e))?;
         for area in areas {
             let folder = dir.join(area);
             let entries = std::fs::read_dir(&folder).map_err(|_| TemplateError::Missing {
@@ -112,16 +118,25 @@ impl Pages {
                 else {
                     continue;
                 };
-                registry
-                    .register_template_string(&format!("{area}/{name}"), read(&path)?)
-                    .map_err(|e| broken(&path, e))?;
+                let source = read(&path)?;
+                match name.strip_prefix('_') {
+                    Some(partial) => registry.register_partial(partial, source),
+                    None => registry.register_template_string(&format!("{area}/{name}"), source),
+                }
+                .map_err(|e| broken(&path, e))?;
             }
         }
         Ok(Self { registry })
     }
 
     /// Renders `template` (`portal/home`) in `lang` as an HTML response.
-    pub fn render(&self, template: &str, lang: Lang, mut data: Value, status: StatusCode) -> Response {
+    pub fn render(
+        &self,
+        template: &str,
+        lang: Lang,
+        mut data: Value,
+        status: StatusCode,
+    ) -> Response {
         if let Some(fields) = data.as_object_mut() {
             fields.insert(LANG_KEY.into(), lang.tag().into());
             fields.insert("_zh".into(), (lang == Lang::Zh).into());
@@ -156,15 +171,15 @@ fn load_messages(path: &Path) -> Result<Messages, TemplateError> {
     let raw: BTreeMap<String, BTreeMap<String, String>> =
         serde_json::from_str(&read(path)?).map_err(|e| broken(path, e))?;
     raw.into_iter()
-        .map(|(key, mut texts)| {
-            match (texts.remove("en"), texts.remove("zh-CN")) {
+        .map(
+            |(key, mut texts)| match (texts.remove("en"), texts.remove("zh-CN")) {
                 (Some(en), Some(zh)) if texts.is_empty() => Ok((key, (en, zh))),
                 _ => Err(broken(
                     path,
                     format!("`{key}` needs exactly an `en` and a `zh-CN` text"),
                 )),
-            }
-        })
+            },
+        )
         .collect()
 }
 
@@ -181,20 +196,21 @@ struct Translate {
 }
 
 impl HelperDef for Translate {
-    fn call<'reg: 'rc, 'rc>(
+    fn call_inner<'reg: 'rc, 'rc>(
         &self,
         h: &Helper<'rc>,
         _: &'reg Handlebars<'reg>,
         ctx: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let key = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let key = h
+            .param(0)
+            .and_then(|p| p.value().as_str())
+            .unwrap_or_default();
         let Some((en, zh)) = self.messages.get(key) else {
-            return Err(handlebars::RenderErrorReason::Other(format!(
-                "no message `{key}` in messages.json"
-            ))
-            .into());
+            return Err(
+                RenderErrorReason::Other(format!("no message `{key}` in messages.json")).into(),
+            );
         };
         let mut text = if lang_of(ctx) == Lang::Zh { zh } else { en }.clone();
         for (name, value) in h.hash() {
@@ -204,30 +220,59 @@ impl HelperDef for Translate {
             };
             text = text.replace(&format!("{{{name}}}"), &value);
         }
-        out.write(&handlebars::html_escape(&text))?;
-        Ok(())
+        Ok(ScopedJson::Derived(Value::String(text)))
     }
 }
 
-/// `{{term code}}`: the words for a service code (request type, status, law, legal basis).
-struct Term;
+/// A helper whose words depend on the page's language: `{{term code}}` (a service code such as
+/// a request type or status), `{{day value}}` (a date or instant: `14 December 2026`,
+/// `2026年12月14日`), `{{when value}}` (an instant to the minute, UTC), `{{country "US"}}`,
+/// `{{period "P3M"}}` (a retention period in words). Each also works as a subexpression.
+struct InLanguage(fn(&str, Lang) -> String);
 
-impl HelperDef for Term {
-    fn call<'reg: 'rc, 'rc>(
+impl HelperDef for InLanguage {
+    fn call_inner<'reg: 'rc, 'rc>(
         &self,
         h: &Helper<'rc>,
         _: &'reg Handlebars<'reg>,
         ctx: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let code = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
-        out.write(&handlebars::html_escape(crate::notify::terms::display(
-            code,
-            lang_of(ctx).tag(),
-        )))?;
-        Ok(())
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let value = h
+            .param(0)
+            .and_then(|p| p.value().as_str())
+            .unwrap_or_default();
+        Ok(ScopedJson::Derived(Value::String((self.0)(
+            value,
+            lang_of(ctx),
+        ))))
     }
+}
+
+fn term(code: &str, lang: Lang) -> String {
+    crate::notify::terms::display(code, lang.tag()).to_string()
+}
+
+fn day_of(value: &str, lang: Lang) -> String {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .or_else(|| parse_instant(value).map(|t| t.date_naive()))
+        .map_or_else(|| value.to_string(), |d| day(d, lang))
+}
+
+fn when(value: &str, lang: Lang) -> String {
+    parse_instant(value).map_or_else(
+        || value.to_string(),
+        |t| format!("{} {} UTC", day(t.date_naive(), lang), t.format("%H:%M")),
+    )
+}
+
+fn country(code: &str, lang: Lang) -> String {
+    COUNTRIES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map_or(code, |(_, en, zh)| if lang == Lang::Zh { zh } else { en })
+        .to_string()
 }
 
 /// A date in the reader's language: `14 December 2026` or `2026年12月14日`.
@@ -263,53 +308,8 @@ fn parse_instant(value: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// `{{day value}}`: a date (`2026-12-14`) or instant in the reader's language.
-struct Day;
-
-impl HelperDef for Day {
-    fn call<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let value = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
-        let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
-            .ok()
-            .or_else(|| parse_instant(value).map(|t| t.date_naive()));
-        out.write(&date.map_or_else(|| value.to_string(), |d| day(d, lang_of(ctx))))?;
-        Ok(())
-    }
-}
-
-/// `{{when value}}`: an instant, to the minute, in UTC, in the reader's language.
-struct When;
-
-impl HelperDef for When {
-    fn call<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let value = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
-        let text = parse_instant(value).map_or_else(
-            || value.to_string(),
-            |t| {
-                let lang = lang_of(ctx);
-                format!("{} {} UTC", day(t.date_naive(), lang), t.format("%H:%M"))
-            },
-        );
-        out.write(&text)?;
-        Ok(())
-    }
-}
-
 handlebars_helper!(eq: |a: Value, b: Value| a == b);
+handlebars_helper!(concat: |a: str, b: str| format!("{a}{b}"));
 
 /// Countries people choose from when filing without an account, and that recipients are
 /// named by: (ISO 3166-1 code, English, Simplified Chinese).
@@ -340,28 +340,6 @@ pub const COUNTRIES: &[(&str, &str, &str)] = &[
     ("AU", "Australia", "澳大利亚"),
     ("IN", "India", "印度"),
 ];
-
-/// `{{country "US"}}`: a country's name in the reader's language, or its code.
-struct Country;
-
-impl HelperDef for Country {
-    fn call<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let code = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
-        let name = COUNTRIES
-            .iter()
-            .find(|(c, _, _)| *c == code)
-            .map_or(code, |(_, en, zh)| if lang_of(ctx) == Lang::Zh { zh } else { en });
-        out.write(&handlebars::html_escape(name))?;
-        Ok(())
-    }
-}
 
 /// A retention period in words: `P30D` → `30 days` / `30天`.
 pub fn period_words(value: &str, lang: Lang) -> String {
@@ -394,24 +372,6 @@ pub fn period_words(value: &str, lang: Lang) -> String {
     }
 }
 
-/// `{{period "P3M"}}`: a retention period in words.
-struct PeriodWords;
-
-impl HelperDef for PeriodWords {
-    fn call<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let value = h.param(0).and_then(|p| p.value().as_str()).unwrap_or_default();
-        out.write(&handlebars::html_escape(&period_words(value, lang_of(ctx))))?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,10 +385,7 @@ mod tests {
             Lang::from_accept_language("de-DE, zh-CN;q=0.8, en;q=0.5"),
             Some(Lang::Zh)
         );
-        assert_eq!(
-            Lang::from_accept_language("zh;q=0, en-US"),
-            Some(Lang::En)
-        );
+        assert_eq!(Lang::from_accept_language("zh;q=0, en-US"), Some(Lang::En));
         assert_eq!(Lang::from_accept_language("fr"), None);
     }
 

@@ -267,6 +267,16 @@ async fn a_separate_consent_purpose_is_never_granted_with_another() {
     assert_eq!(p["reason"], "separate_consent");
     assert_eq!(event_count(&app).await, 0);
 
+    // A refusal beside it bundles nothing.
+    let beside_a_refusal = batch(json!([{"purpose": "cloud_training", "granted": true},
+                                        {"purpose": "analytics", "granted": false}]))
+    .await
+    .unwrap();
+    assert_eq!(
+        json(beside_a_refusal, StatusCode::OK).await[0]["status"],
+        "granted"
+    );
+
     let alone = batch(json!([{"purpose": "cloud_training", "granted": true}]))
         .await
         .unwrap();

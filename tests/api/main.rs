@@ -16,6 +16,7 @@ mod hooks;
 mod leases;
 mod notify;
 mod policies;
+mod portal;
 mod purge;
 mod races;
 mod requests;

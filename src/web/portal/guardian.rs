@@ -26,7 +26,12 @@ fn link_state(state: &AppState, visitor: Visitor, err: &GuardianError) -> Option
         GuardianError::Expired => ("expired", StatusCode::GONE),
         _ => return None,
     };
-    Some(visitor.page(state, "guardian_link", json!({"state": {which: true}}), status))
+    Some(visitor.page(
+        state,
+        "guardian_link",
+        json!({"state": {which: true}}),
+        status,
+    ))
 }
 
 /// What the form shows: each consent-based purpose with who receives the data and for how long,
@@ -65,6 +70,7 @@ async fn form_data(
                 "separate_reason": p.separate_consent_reason.map(|r| sea_orm::ActiveEnum::to_value(&r)),
                 "recipients": p.recipients.iter().map(|r| json!({"name": r.name, "country": r.country})).collect::<Vec<_>>(),
                 "retention": p.retention_period,
+                "error": errors.iter().find(|(f, _)| *f == format!("decision.{}", p.key)).map(|(_, m)| m),
                 "yes": answer == Some("yes"),
                 "no": answer == Some("no"),
             })
@@ -136,14 +142,23 @@ pub async fn confirm(
             _ => errors.push((
                 format!("decision.{key}"),
                 match lang {
-                    Lang::En => format!("Choose yes or no for “{}”", p["title"].as_str().unwrap_or(key)),
-                    Lang::Zh => format!("请为“{}”选择同意或不同意", p["title"].as_str().unwrap_or(key)),
+                    Lang::En => format!(
+                        "Choose yes or no for “{}”",
+                        p["title"].as_str().unwrap_or(key)
+                    ),
+                    Lang::Zh => format!(
+                        "请为“{}”选择同意或不同意",
+                        p["title"].as_str().unwrap_or(key)
+                    ),
                 },
             )),
         }
     }
     let policy = PolicyRef {
-        key: shown["policy"]["key"].as_str().unwrap_or_default().to_string(),
+        key: shown["policy"]["key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         version: shown["policy"]["version"].as_i64().unwrap_or_default() as i32,
         id: form.get("policy").map(str::to_string),
     };
@@ -176,7 +191,10 @@ pub async fn confirm(
                     .and_then(|p| p["title"].as_str())
                     .unwrap_or(&purpose)
                     .to_string();
-                errors.push((format!("decision.{purpose}"), refusal(lang, &title, reason.as_deref())));
+                errors.push((
+                    format!("decision.{purpose}"),
+                    refusal(lang, &title, reason.as_deref()),
+                ));
             }
             Err(e) => return link_state(state, visitor, &e).ok_or_else(|| e.into()),
         }
@@ -201,7 +219,9 @@ fn refusal(lang: Lang, title: &str, reason: Option<&str>) -> String {
         (Lang::Zh, Some("required_purpose")) => {
             format!("“{title}”是提供服务所必需的，不能拒绝。")
         }
-        (Lang::En, _) => format!("“{title}” could not be recorded. Nothing was recorded; try again."),
+        (Lang::En, _) => {
+            format!("“{title}” could not be recorded. Nothing was recorded; try again.")
+        }
         (Lang::Zh, _) => format!("“{title}”未能记录，所有选择均未保存，请重试。"),
     }
 }

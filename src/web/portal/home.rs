@@ -32,12 +32,16 @@ pub async fn sign_in(req: &Request, Data(state): Data<&AppState>) -> Result<Resp
     state.rate_limiter.check(client_ip(req))?;
     let mut visitor = Visitor::load(state, req).await?;
     let tokens = state.subject_tokens.as_ref().ok_or_else(|| {
-        ApiError::unauthorized("the portal's sign-in is not configured").with_reason("token_invalid")
+        ApiError::unauthorized("the portal's sign-in is not configured")
+            .with_reason("token_invalid")
     })?;
     let token = query_param(req, "token").unwrap_or_default();
     let external_id = tokens
         .verify(&token, clock::now().timestamp())
-        .map_err(|_| ApiError::unauthorized("the sign-in link is invalid or has expired").with_reason("token_invalid"))?;
+        .map_err(|_| {
+            ApiError::unauthorized("the sign-in link is invalid or has expired")
+                .with_reason("token_invalid")
+        })?;
     let mut tx = state.db.begin().await?;
     let person = subject::find_or_create_locked(&mut tx, &external_id.0).await?;
     let started = crate::auth::session::start(&tx, &person.id, lifetimes(state)).await?;
@@ -161,7 +165,11 @@ pub async fn show(req: &Request, Data(state): Data<&AppState>) -> Result<Respons
 }
 
 /// What the home page shows of one purpose.
-fn purpose_view(p: &Purpose, lang: Lang, current: Option<&consent::model::consents::Model>) -> Value {
+fn purpose_view(
+    p: &Purpose,
+    lang: Lang,
+    current: Option<&consent::model::consents::Model>,
+) -> Value {
     let text = p.text(lang.tag());
     json!({
         "key": p.key,
@@ -209,14 +217,23 @@ pub async fn decide(
     let granted = match form.get("granted") {
         Some("true") => true,
         Some("false") => false,
-        _ => return Err(ApiError::bad_request("choose to give or withdraw consent").into()),
+        _ => return Err(ApiError::bad_request("choose to give or withdraw consent")),
     };
     let conn = state.db.conn();
     let policy_id = form.get("policy").unwrap_or_default();
     let shown = policy::get(conn, policy_id)
         .await
         .map_err(|_| ApiError::bad_request("the policy shown is unknown; reload the page"))?;
-    record(state, req, &person, visitor.lang, &purpose_key, granted, &shown).await?;
+    record(
+        state,
+        req,
+        &person,
+        visitor.lang,
+        &purpose_key,
+        granted,
+        &shown,
+    )
+    .await?;
     Ok(visitor.redirect(&format!(
         "/portal?changed={}&granted={granted}",
         urlencode(&purpose_key)
@@ -308,15 +325,23 @@ pub async fn download_receipt(
 
     let visitor = Visitor::load(state, req).await?;
     let person = visitor.signed_in()?;
-    let receipt =
-        receipt::of_event(state.db.conn(), &state.config, &person.external_id, &event_id).await?;
+    let receipt = receipt::of_event(
+        state.db.conn(),
+        &state.config,
+        &person.external_id,
+        &event_id,
+    )
+    .await?;
     let body = serde_json::to_vec_pretty(&receipt.to_json().unwrap_or_default())
         .map_err(|e| ApiError::internal(&e))?;
     Ok(Response::builder()
         .content_type("application/json")
         .header(
             header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"consent-receipt-{}.json\"", receipt.receipt_id),
+            format!(
+                "attachment; filename=\"consent-receipt-{}.json\"",
+                receipt.receipt_id
+            ),
         )
         .body(body))
 }

@@ -22,11 +22,7 @@ use poem::{
 };
 use serde_json::{Value, json};
 
-use super::{
-    FormData, Lang, cookies,
-    cookies::Cookie,
-    csrf,
-};
+use super::{FormData, Lang, cookies, cookies::Cookie, csrf};
 use crate::{
     AppState,
     auth::session::{self, Lifetimes},
@@ -104,14 +100,14 @@ impl Visitor {
         let mut set_cookies = Vec::new();
         let session = cookies::get(req, SESSION_COOKIE);
         let subject = match &session {
-            Some(token) => match session::subject_of(state.db.conn(), token, lifetimes(state))
-                .await?
-            {
-                Some(id) => subject::by_id(state.db.conn(), &id)
-                    .await?
-                    .filter(|s| s.erased_at.is_none()),
-                None => None,
-            },
+            Some(token) => {
+                match session::subject_of(state.db.conn(), token, lifetimes(state)).await? {
+                    Some(id) => subject::by_id(state.db.conn(), &id)
+                        .await?
+                        .filter(|s| s.erased_at.is_none()),
+                    None => None,
+                }
+            }
             None => None,
         };
         let session = session.filter(|_| subject.is_some());
@@ -158,7 +154,7 @@ impl Visitor {
             }
         };
         let here = req
-            .uri()
+            .original_uri()
             .path_and_query()
             .map_or_else(|| "/portal".to_string(), |p| p.to_string());
         Ok(Self {
@@ -198,15 +194,38 @@ impl Visitor {
     }
 
     /// Renders `portal/<template>` inside the layout.
-    pub fn page(self, state: &AppState, template: &str, mut data: Value, status: StatusCode) -> Response {
+    pub fn page(
+        self,
+        state: &AppState,
+        template: &str,
+        mut data: Value,
+        status: StatusCode,
+    ) -> Response {
         let other = self.lang.other();
         if let Some(fields) = data.as_object_mut() {
+            // Each field's message again beside the field: `error.<field>`.
+            let beside: serde_json::Map<String, Value> = fields
+                .get("errors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| Some((e["field"].as_str()?.to_string(), e["message"].clone())))
+                .collect();
+            fields.insert("error".into(), Value::Object(beside));
             fields.insert("_csrf".into(), self.csrf().into());
             fields.insert("_signed_in".into(), self.subject.is_some().into());
-            fields.insert("_operator".into(), state.config.controller.name.clone().into());
+            fields.insert(
+                "_operator".into(),
+                state.config.controller.name.clone().into(),
+            );
             fields.insert(
                 "_logo".into(),
-                state.config.portal.logo_url.clone().map_or(Value::Null, Value::from),
+                state
+                    .config
+                    .portal
+                    .logo_url
+                    .clone()
+                    .map_or(Value::Null, Value::from),
             );
             fields.insert(
                 "_switch_url".into(),
@@ -245,10 +264,13 @@ impl Visitor {
     }
 
     fn set_cookie(&mut self, cookie: Cookie<'_>) {
-        self.set_cookies.push(Cookie {
-            secure: self.secure,
-            ..cookie
-        }.header());
+        self.set_cookies.push(
+            Cookie {
+                secure: self.secure,
+                ..cookie
+            }
+            .header(),
+        );
     }
 }
 
@@ -328,7 +350,13 @@ async fn pages_for_errors<E: Endpoint>(
     if status.is_server_error() {
         tracing::error!(status = status.as_u16(), error = %err, "a portal page failed");
     }
-    Ok(error_page(&state, lang, status, reason.as_deref(), detail.as_deref()))
+    Ok(error_page(
+        &state,
+        lang,
+        status,
+        reason.as_deref(),
+        detail.as_deref(),
+    ))
 }
 
 /// The error page: a title and a sentence for the status or reason, and what to do next.
@@ -375,7 +403,11 @@ mod tests {
     #[test]
     fn the_language_switch_keeps_the_rest_of_the_link() {
         assert_eq!(
-            with_query_param("/portal/guardian/confirm?token=abc&lang=en", "lang", "zh-CN"),
+            with_query_param(
+                "/portal/guardian/confirm?token=abc&lang=en",
+                "lang",
+                "zh-CN"
+            ),
             "/portal/guardian/confirm?token=abc&lang=zh-CN"
         );
         assert_eq!(with_query_param("/portal", "lang", "en"), "/portal?lang=en");

@@ -20,7 +20,12 @@ use crate::{
 fn jurisdiction(req: &Request, visitor: &Visitor) -> Option<String> {
     query_param(req, "jurisdiction")
         .filter(|j| j.len() <= 2)
-        .or_else(|| visitor.subject.as_ref().and_then(|s| s.jurisdiction.clone()))
+        .or_else(|| {
+            visitor
+                .subject
+                .as_ref()
+                .and_then(|s| s.jurisdiction.clone())
+        })
 }
 
 fn not_found(key: &str) -> ApiError {
@@ -88,9 +93,15 @@ async fn document_page(
         .filter(same_scope)
         .find(|d| d.version == doc.version && d.authoritative);
     // Links keep the jurisdiction the visitor reads: as the first parameter, or after another.
-    let first = j.as_ref().map(|j| format!("?jurisdiction={j}")).unwrap_or_default();
+    let first = j
+        .as_ref()
+        .map(|j| format!("?jurisdiction={j}"))
+        .unwrap_or_default();
     let query = j.map(|j| format!("&jurisdiction={j}")).unwrap_or_default();
-    let previous = versions.iter().find(|d| d.version < doc.version).map(|d| d.version);
+    let previous = versions
+        .iter()
+        .find(|d| d.version < doc.version)
+        .map(|d| d.version);
     let data = json!({
         "doc": summary(&doc),
         "body_html": markdown::to_html(&doc.body),
@@ -151,7 +162,10 @@ pub async fn changes(
         .await?
         .ok_or_else(|| not_found(&key))?;
     let lines = policy::diff::lines(&a.body, &b.body);
-    let changed = lines.iter().filter(|l| l.op != policy::diff::LineOp::Equal).count();
+    let changed = lines
+        .iter()
+        .filter(|l| l.op != policy::diff::LineOp::Equal)
+        .count();
     let data = json!({
         "from": summary(&a),
         "to": summary(&b),

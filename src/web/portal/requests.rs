@@ -16,14 +16,14 @@ use serde_json::{Value, json};
 
 use super::{Visitor, checked_form, home::request_line, query_param};
 use crate::{
-    AppState, crypto,
+    AppState,
     audit::Actor,
+    crypto,
     error::ApiError,
     http::client_ip,
     purpose,
     request::{
-        self, Request as DsRequest, RequestError, RequestType,
-        export,
+        self, Request as DsRequest, RequestError, RequestType, export,
         intake::{self, Details, Intake},
     },
     subject,
@@ -51,7 +51,12 @@ pub async fn index(req: &Request, Data(state): Data<&AppState>) -> Result<Respon
         .iter()
         .map(request_line)
         .collect();
-    Ok(visitor.page(state, "requests", json!({"requests": requests}), StatusCode::OK))
+    Ok(visitor.page(
+        state,
+        "requests",
+        json!({"requests": requests}),
+        StatusCode::OK,
+    ))
 }
 
 /// `GET /portal/requests/new`: which right the person wants to use.
@@ -59,7 +64,12 @@ pub async fn index(req: &Request, Data(state): Data<&AppState>) -> Result<Respon
 pub async fn choose(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
     let visitor = Visitor::load(state, req).await?;
     visitor.signed_in()?;
-    Ok(visitor.page(state, "request_new", json!({"kinds": KINDS}), StatusCode::OK))
+    Ok(visitor.page(
+        state,
+        "request_new",
+        json!({"kinds": KINDS}),
+        StatusCode::OK,
+    ))
 }
 
 /// `GET /portal/requests/new/{kind}`: the details of one type.
@@ -153,7 +163,11 @@ fn field_errors(err: &ApiError) -> Vec<(String, String)> {
 /// (the portal's sign-in counts as identity verification, as in the API) and shows the
 /// confirmation.
 #[handler]
-pub async fn file(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn file(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let visitor = Visitor::load(state, req).await?;
     let form = checked_form(&visitor, body).await?;
     let person = visitor.signed_in()?.clone();
@@ -164,7 +178,12 @@ pub async fn file(req: &Request, body: Body, Data(state): Data<&AppState>) -> Re
         let errors = check_details(kind, &details, visitor.lang);
         if !errors.is_empty() {
             let data = details_data(state, visitor.lang, &code, &form, &errors).await?;
-            return Ok(visitor.page(state, "request_details", data, StatusCode::UNPROCESSABLE_ENTITY));
+            return Ok(visitor.page(
+                state,
+                "request_details",
+                data,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ));
         }
         let purposes = purpose::list(state.db.conn(), false).await?;
         let objected: Vec<String> = details
@@ -213,9 +232,14 @@ pub async fn file(req: &Request, body: Body, Data(state): Data<&AppState>) -> Re
         Err(RequestError::Invalid(errors)) => {
             let err = ApiError::validation(errors);
             let data = details_data(state, visitor.lang, &code, &form, &field_errors(&err)).await?;
-            return Ok(visitor.page(state, "request_details", data, StatusCode::UNPROCESSABLE_ENTITY));
+            return Ok(visitor.page(
+                state,
+                "request_details",
+                data,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ));
         }
-        Err(e) => return Err(ApiError::from(e).into()),
+        Err(e) => return Err(ApiError::from(e)),
     };
     tx.commit().await?;
     Ok(visitor.redirect(&format!("/portal/requests/{}?filed=1", filed.id)))
@@ -223,19 +247,32 @@ pub async fn file(req: &Request, body: Body, Data(state): Data<&AppState>) -> Re
 
 /// What the portal checks before showing the answers back; the domain checks again on filing.
 fn check_details(kind: RequestType, details: &Details, lang: Lang) -> Vec<(String, String)> {
-    let say = |en: &str, zh: &str| if lang == Lang::Zh { zh.to_string() } else { en.to_string() };
+    let say = |en: &str, zh: &str| {
+        if lang == Lang::Zh {
+            zh.to_string()
+        } else {
+            en.to_string()
+        }
+    };
     let mut errors = Vec::new();
     match kind {
-        RequestType::Rectify if details.changes.as_ref().is_none_or(BTreeMap::is_empty) => {
-            errors.push((
+        RequestType::Rectify if details.changes.as_ref().is_none_or(BTreeMap::is_empty) => errors
+            .push((
                 "changes".into(),
-                say("Enter at least one corrected value", "请至少填写一项需要更正的内容"),
+                say(
+                    "Enter at least one corrected value",
+                    "请至少填写一项需要更正的内容",
+                ),
+            )),
+        RequestType::Object if details.purposes.as_ref().is_none_or(Vec::is_empty) => {
+            errors.push((
+                "purposes".into(),
+                say(
+                    "Choose at least one use of your data",
+                    "请至少选择一项处理目的",
+                ),
             ))
         }
-        RequestType::Object if details.purposes.as_ref().is_none_or(Vec::is_empty) => errors.push((
-            "purposes".into(),
-            say("Choose at least one use of your data", "请至少选择一项处理目的"),
-        )),
         _ => {}
     }
     errors
@@ -286,7 +323,10 @@ fn reference(id: &str) -> String {
 
 /// `GET /portal/requests/by-email`: filing without an account.
 #[handler]
-pub async fn by_email_form(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn by_email_form(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let visitor = Visitor::load(state, req).await?;
     let data = by_email_data(&FormData::default(), &[]);
     Ok(visitor.page(state, "by_email", data, StatusCode::OK))
@@ -309,26 +349,47 @@ fn by_email_data(form: &FormData, errors: &[(String, String)]) -> Value {
 /// `POST /portal/requests/by-email`: files the request and sends the code; the next page asks
 /// for it. The answer is the same whether or not the address is known.
 #[handler]
-pub async fn by_email(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn by_email(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     state.rate_limiter.check(client_ip(req))?;
     let visitor = Visitor::load(state, req).await?;
     let form = checked_form(&visitor, body).await?;
     let lang = visitor.lang;
-    let say = |en: &str, zh: &str| if lang == Lang::Zh { zh.to_string() } else { en.to_string() };
+    let say = |en: &str, zh: &str| {
+        if lang == Lang::Zh {
+            zh.to_string()
+        } else {
+            en.to_string()
+        }
+    };
     let mut errors = Vec::new();
     let address = form.get("email").unwrap_or_default().to_string();
     if address.is_empty() {
-        errors.push(("email".into(), say("Enter your email address", "请输入您的电子邮箱")));
+        errors.push((
+            "email".into(),
+            say("Enter your email address", "请输入您的电子邮箱"),
+        ));
     }
     let kind = match form.get("kind").map(kind_of) {
         Some(Ok(kind)) => Some(kind),
         _ => {
-            errors.push(("kind".into(), say("Choose what you would like us to do", "请选择申请类型")));
+            errors.push((
+                "kind".into(),
+                say("Choose what you would like us to do", "请选择申请类型"),
+            ));
             None
         }
     };
     let (Some(kind), true) = (kind, errors.is_empty()) else {
-        return Ok(visitor.page(state, "by_email", by_email_data(&form, &errors), StatusCode::UNPROCESSABLE_ENTITY));
+        return Ok(visitor.page(
+            state,
+            "by_email",
+            by_email_data(&form, &errors),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ));
     };
     state
         .email_rate_limiter
@@ -357,16 +418,24 @@ pub async fn by_email(req: &Request, body: Body, Data(state): Data<&AppState>) -
                 .iter()
                 .map(|e| {
                     let message = if e.field == "email" {
-                        say("Enter an email address like name@example.com", "请输入有效的电子邮箱，例如 name@example.com")
+                        say(
+                            "Enter an email address like name@example.com",
+                            "请输入有效的电子邮箱，例如 name@example.com",
+                        )
                     } else {
                         e.message.clone()
                     };
                     (e.field.trim_start_matches("details.").to_string(), message)
                 })
                 .collect();
-            return Ok(visitor.page(state, "by_email", by_email_data(&form, &errors), StatusCode::UNPROCESSABLE_ENTITY));
+            return Ok(visitor.page(
+                state,
+                "by_email",
+                by_email_data(&form, &errors),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ));
         }
-        Err(e) => return Err(ApiError::from(e).into()),
+        Err(e) => return Err(ApiError::from(e)),
     };
     tx.commit().await?;
     Ok(visitor.redirect(&format!("/portal/requests/{}/verify", filed.id)))
@@ -388,7 +457,12 @@ pub async fn code_form(
     Ok(visitor.page(state, "code", data, StatusCode::OK))
 }
 
-fn verified_page(state: &AppState, visitor: Visitor, found: &DsRequest, status: StatusCode) -> Response {
+fn verified_page(
+    state: &AppState,
+    visitor: Visitor,
+    found: &DsRequest,
+    status: StatusCode,
+) -> Response {
     let data = json!({
         "request": request_line(found),
         "reference": reference(&found.id),
@@ -424,7 +498,7 @@ pub async fn verify(
             Lang::En => "That code has expired. Ask for a new one below.".to_string(),
             Lang::Zh => "验证码已过期，请在下方重新获取。".to_string(),
         },
-        Err(e) => return Err(ApiError::from(e).into()),
+        Err(e) => return Err(ApiError::from(e)),
     };
     let data = json!({
         "id": id,
@@ -466,9 +540,10 @@ async fn export_access(
     token: &str,
 ) -> Result<request::model::exports::Model, ApiError> {
     if needs_sign_in(found) {
-        let person = visitor
-            .signed_in()
-            .map_err(|_| ApiError::unauthorized("sign in, then open the link again").with_reason("sign_in_needed"))?;
+        let person = visitor.signed_in().map_err(|_| {
+            ApiError::unauthorized("sign in, then open the link again")
+                .with_reason("sign_in_needed")
+        })?;
         if found.subject_id.as_deref() != Some(person.id.as_str()) {
             return Err(RequestError::NotFound.into());
         }

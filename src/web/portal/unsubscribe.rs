@@ -21,15 +21,21 @@ use crate::{
 };
 
 /// The person and purpose of the link, or a 404 page.
-async fn target(state: &AppState, req: &Request) -> Result<(Subject, purpose::Purpose, String), ApiError> {
+async fn target(
+    state: &AppState,
+    req: &Request,
+) -> Result<(Subject, purpose::Purpose, String), ApiError> {
     let token = query_param(req, "token").unwrap_or_default();
-    let invalid = || ApiError::not_found("this unsubscribe link is not valid").with_reason("token_invalid");
+    let invalid =
+        || ApiError::not_found("this unsubscribe link is not valid").with_reason("token_invalid");
     let (subject_id, purpose_key) = unsubscribe::open(&state.config, &token).ok_or_else(invalid)?;
     let person = subject::by_id(state.db.conn(), &subject_id)
         .await?
         .filter(|s| s.erased_at.is_none())
         .ok_or_else(invalid)?;
-    let purpose = purpose::get(state.db.conn(), &purpose_key).await.map_err(|_| invalid())?;
+    let purpose = purpose::get(state.db.conn(), &purpose_key)
+        .await
+        .map_err(|_| invalid())?;
     Ok((person, purpose, token))
 }
 
@@ -53,7 +59,11 @@ pub async fn show(req: &Request, Data(state): Data<&AppState>) -> Result<Respons
 
 /// `POST /portal/unsubscribe?token=`.
 #[handler]
-pub async fn confirm(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn confirm(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     state.rate_limiter.check(crate::http::client_ip(req))?;
     let visitor = Visitor::load(state, req).await?;
     let form = FormData::read(body).await?;
@@ -70,7 +80,11 @@ pub async fn confirm(req: &Request, body: Body, Data(state): Data<&AppState>) ->
         &person,
         std::slice::from_ref(&purpose.key),
         Withdrawal {
-            channel: if one_click { "unsubscribe:one-click" } else { "unsubscribe:page" },
+            channel: if one_click {
+                "unsubscribe:one-click"
+            } else {
+                "unsubscribe:page"
+            },
             language: Some(visitor.lang.tag().into()),
             user_agent,
             ip,
