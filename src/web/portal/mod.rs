@@ -201,7 +201,6 @@ impl Visitor {
         mut data: Value,
         status: StatusCode,
     ) -> Response {
-        let other = self.lang.other();
         if let Some(fields) = data.as_object_mut() {
             // Each field's message again beside the field: `error.<field>`.
             let beside: serde_json::Map<String, Value> = fields
@@ -214,32 +213,7 @@ impl Visitor {
             fields.insert("error".into(), Value::Object(beside));
             fields.insert("_csrf".into(), self.csrf().into());
             fields.insert("_signed_in".into(), self.subject.is_some().into());
-            fields.insert(
-                "_operator".into(),
-                state.config.controller.name.clone().into(),
-            );
-            fields.insert(
-                "_logo".into(),
-                state
-                    .config
-                    .portal
-                    .logo_url
-                    .clone()
-                    .map_or(Value::Null, Value::from),
-            );
-            fields.insert(
-                "_switch_url".into(),
-                with_query_param(&self.here, "lang", other.tag()).into(),
-            );
-            fields.insert("_switch_lang".into(), other.tag().into());
-            fields.insert(
-                "_switch_label".into(),
-                match other {
-                    Lang::En => "English",
-                    Lang::Zh => "中文",
-                }
-                .into(),
-            );
+            layout(fields, state, self.lang, &self.here);
         }
         let mut resp = state
             .pages
@@ -272,6 +246,38 @@ impl Visitor {
             .header(),
         );
     }
+}
+
+/// What the layout of every page needs: the operator's name and logo, and the language switch
+/// back to this page in the other language.
+fn layout(fields: &mut serde_json::Map<String, Value>, state: &AppState, lang: Lang, here: &str) {
+    let other = lang.other();
+    fields.insert(
+        "_operator".into(),
+        state.config.controller.name.clone().into(),
+    );
+    fields.insert(
+        "_logo".into(),
+        state
+            .config
+            .portal
+            .logo_url
+            .clone()
+            .map_or(Value::Null, Value::from),
+    );
+    fields.insert(
+        "_switch_url".into(),
+        with_query_param(here, "lang", other.tag()).into(),
+    );
+    fields.insert("_switch_lang".into(), other.tag().into());
+    fields.insert(
+        "_switch_label".into(),
+        match other {
+            Lang::En => "English",
+            Lang::Zh => "中文",
+        }
+        .into(),
+    );
 }
 
 fn lifetimes(state: &AppState) -> Lifetimes {
@@ -335,6 +341,7 @@ async fn pages_for_errors<E: Endpoint>(
         .or_else(|| cookies::get(&req, LANG_COOKIE).and_then(|l| Lang::parse(&l)))
         .or_else(|| accept_language(&req))
         .unwrap_or(Lang::En);
+    let here = req.original_uri().path().to_string();
     let err = match ep.call(req).await {
         Ok(resp) => return Ok(resp.into_response()),
         Err(err) => err,
@@ -353,6 +360,7 @@ async fn pages_for_errors<E: Endpoint>(
     Ok(error_page(
         &state,
         lang,
+        &here,
         status,
         reason.as_deref(),
         detail.as_deref(),
@@ -363,6 +371,7 @@ async fn pages_for_errors<E: Endpoint>(
 fn error_page(
     state: &AppState,
     lang: Lang,
+    here: &str,
     status: StatusCode,
     reason: Option<&str>,
     detail: Option<&str>,
@@ -372,10 +381,7 @@ fn error_page(
         _ => 500,
     };
     let reason = reason.filter(|r| EXPLAINED.contains(r));
-    state.pages.render(
-        "portal/error",
-        lang,
-        json!({
+    let mut data = json!({
             "status": shown,
             "title_key": format!("error.{shown}.title"),
             "text_key": reason.map_or_else(|| format!("error.{shown}.text"), |r| format!("reason.{r}")),
@@ -383,10 +389,11 @@ fn error_page(
             "detail": (shown != 500 && reason.is_none()).then_some(detail).flatten(),
             "signed_out": reason == Some("signed_out"),
             "sign_in_url": state.config.portal.sign_in_url,
-            "_operator": state.config.controller.name,
-        }),
-        status,
-    )
+    });
+    if let Some(fields) = data.as_object_mut() {
+        layout(fields, state, lang, here);
+    }
+    state.pages.render("portal/error", lang, data, status)
 }
 
 /// Reads a form and checks its CSRF token.

@@ -1,0 +1,408 @@
+// The rights portal in headless Chromium (Debian's package, driven by playwright-core): the
+// flows a person goes through, axe-core on every page, and a screenshot of each page under
+// target/browser/ for reviewers.
+//
+// Started by tests/browser/run, which builds the service and provides Chromium, Node packages
+// and an SMTP server. Everything else (the service, its database, a receiver for the main
+// app's webhooks) is started here and stopped at the end. BROWSER_DATABASE_URL, when set to a
+// PostgreSQL server, runs the service on a fresh database there instead of SQLite.
+
+import { spawn, execFileSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+import { chromium } from "playwright-core";
+
+const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "..", "..");
+const bin = process.env.BROWSER_SUITE_BIN || path.join(root, "target/debug/consentry");
+const shots = path.join(root, "target/browser");
+const python = process.env.BROWSER_SUITE_PYTHON || "python3";
+const axeSource = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+
+const TOKEN_SECRET = "browser-suite-subject-token-secret-0123456789";
+const WEBHOOK_SECRET = "whsec_" + Buffer.from("browser-suite-webhook-secret-012345").toString("base64");
+
+const failures = [];
+const children = [];
+let checks = 0;
+
+function check(name, ok, detail = "") {
+  checks += 1;
+  if (!ok) {
+    failures.push(`${name}${detail ? ": " + detail : ""}`);
+    console.log(`  FAIL ${name} ${detail}`);
+  } else {
+    console.log(`  ok   ${name}`);
+  }
+}
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(what, probe, seconds = 20) {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function b64url(data) {
+  return Buffer.from(data).toString("base64url");
+}
+
+/** An HS256 subject token, as the main app mints it. */
+function subjectToken(sub) {
+  const header = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
+  const payload = b64url(JSON.stringify({ sub, exp: Math.floor(Date.now() / 1000) + 600 }));
+  const signature = crypto.createHmac("sha256", TOKEN_SECRET).update(`${header}.${payload}`).digest("base64url");
+  return `${header}.${payload}.${signature}`;
+}
+
+/** The service's database: SQLite in the data folder, or a fresh PostgreSQL database. */
+function databaseUrl(dataDir) {
+  const server = process.env.BROWSER_DATABASE_URL;
+  if (!server) return `sqlite://${path.join(dataDir, "consentry.db")}?mode=rwc`;
+  const name = `browser_${crypto.randomBytes(6).toString("hex")}`;
+  execFileSync("psql", [server, "-q", "-c", `CREATE DATABASE ${name}`]);
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function main() {
+  fs.mkdirSync(shots, { recursive: true });
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "consentry-browser-"));
+  const dataDir = path.join(work, "data");
+  const [port, smtpPort, hookPort] = [await freePort(), await freePort(), await freePort()];
+  const base = `http://127.0.0.1:${port}`;
+
+  // The SMTP server every email goes to.
+  const mailbox = path.join(work, "box");
+  children.push(
+    spawn(python, ["-m", "aiosmtpd", "-n", "-l", `127.0.0.1:${smtpPort}`, "-c", "aiosmtpd.handlers.Mailbox", mailbox], {
+      stdio: "ignore",
+    }),
+  );
+  await waitFor("the SMTP server", () => new Promise((ok) => net.connect(smtpPort, "127.0.0.1").on("connect", () => ok(true)).on("error", () => ok(false))));
+
+  // The main app: receives the jobs Consentry sends it.
+  const jobs = [];
+  const hooks = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      try {
+        jobs.push(JSON.parse(body));
+      } catch {
+        // not JSON: ignore
+      }
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise((ok) => hooks.listen(hookPort, "127.0.0.1", ok));
+
+  const env = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    CONSENTRY_LISTEN: `127.0.0.1:${port}`,
+    CONSENTRY_DATA_DIR: dataDir,
+    DATABASE_URL: "",
+    CONSENTRY_SUBJECT_TOKEN_SECRET: TOKEN_SECRET,
+    CONSENTRY_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    CONSENTRY_WEBHOOKS__URL: `http://127.0.0.1:${hookPort}/hooks`,
+    CONSENTRY_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+    CONSENTRY_MAIL__TLS: "none",
+    CONSENTRY_CONTROLLER__NAME: "Lumora",
+    CONSENTRY_PORTAL__SIGN_IN_URL: "https://app.example.com/login",
+    CONSENTRY_OUTBOX__POLL_INTERVAL_MS: "100",
+    RUST_LOG: "warn",
+  };
+  fs.mkdirSync(dataDir, { recursive: true });
+  env.DATABASE_URL = databaseUrl(dataDir);
+  const cli = (...args) => execFileSync(bin, args, { env, cwd: root, encoding: "utf8" });
+  const admin = cli("keys", "create", "--name", "browser-admin", "--role", "admin").trim().split("\n").pop();
+  const service = cli("keys", "create", "--name", "browser-main-app", "--role", "service").trim().split("\n").pop();
+  const server = spawn(bin, ["serve"], { env, cwd: root, stdio: ["ignore", "inherit", "inherit"] });
+  children.push(server);
+  await waitFor("the service", async () => (await fetch(`${base}/health/ready`)).ok);
+
+  const api = async (method, url, key, body) => {
+    const resp = await fetch(base + url, {
+      method,
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await resp.text();
+    return { status: resp.status, body: text ? JSON.parse(text) : null };
+  };
+  const event = async (type, data) => {
+    const body = JSON.stringify({ type, occurred_at: new Date().toISOString(), data });
+    const id = `msg_${crypto.randomUUID()}`;
+    const ts = Math.floor(Date.now() / 1000).toString();
+    const key = Buffer.from(WEBHOOK_SECRET.slice("whsec_".length), "base64");
+    const signature = crypto.createHmac("sha256", key).update(`${id}.${ts}.${body}`).digest("base64");
+    const resp = await fetch(`${base}/v1/hooks/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": ts, "webhook-signature": `v1,${signature}` },
+      body,
+    });
+    if (!resp.ok) throw new Error(`event ${type}: ${resp.status} ${await resp.text()}`);
+  };
+  /** The text parts of every email the SMTP server received, newest last. */
+  const mails = () => {
+    const script = `
+import email, json, os, sys
+from email import policy
+box = os.path.join(sys.argv[1], "new")
+out = []
+for name in sorted(os.listdir(box)) if os.path.isdir(box) else []:
+    m = email.message_from_binary_file(open(os.path.join(box, name), "rb"), policy=policy.default)
+    text = "".join(p.get_content() for p in m.walk() if p.get_content_type() == "text/plain")
+    out.append({"to": m["To"], "subject": m["Subject"], "text": text, "at": os.path.getmtime(os.path.join(box, name))})
+out.sort(key=lambda m: m["at"])
+print(json.dumps(out))`;
+    return JSON.parse(execFileSync(python, ["-c", script, mailbox], { encoding: "utf8" }));
+  };
+  const linkTo = (to, part) =>
+    waitFor(`an email to ${to} with ${part}`, () => {
+      const found = mails().reverse().find((m) => m.to.includes(to) && m.text.includes(part));
+      return found && found.text.match(new RegExp(`https?://\\S*${part.replace(/[?]/g, "\\?")}\\S*`))[0];
+    });
+
+  // What the company has configured: purposes and the people the main app knows.
+  const purpose = (key, en, zh, extra = {}) => ({
+    key,
+    texts: { en: { title: en[0], description: en[1] }, "zh-CN": { title: zh[0], description: zh[1] } },
+    legal_basis: "consent",
+    recipients: [{ name: "Northwind Cloud Inc.", role: "processor", country: "US" }],
+    data_categories: ["photos"],
+    retention_period: "P1Y",
+    ...extra,
+  });
+  for (const body of [
+    purpose("photo_tagging", ["Tag people in your photos", "We suggest names for the faces in photos you upload."], ["照片人物标记", "我们会为您上传的照片中的人脸推荐姓名。"], { retention_period: "P30D" }),
+    purpose("marketing_email", ["News and offers by email", "Occasional emails about new features and offers."], ["邮件推送新闻和优惠", "不定期向您发送新功能和优惠信息。"], { direct_marketing: true, recipients: [] }),
+    purpose("cloud_backup", ["Back up photos abroad", "Your photos are backed up in our data centre in Singapore."], ["境外备份照片", "您的照片将备份在我们位于新加坡的数据中心。"], {
+      separate_consent: true,
+      separate_consent_reason: "cross_border_transfer",
+      recipients: [{ name: "Lumora Singapore Pte. Ltd.", role: "processor", country: "SG" }],
+      retention_period: "P6M",
+    }),
+    purpose("account", ["Your account", "Your sign-in, settings and the photos you keep with us."], ["您的账户", "您的登录信息、设置以及您保存的照片。"], { legal_basis: "contract", required: true }),
+  ]) {
+    const r = await api("POST", "/v1/admin/purposes", admin, body);
+    if (r.status !== 201) throw new Error(`purpose ${body.key}: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+  await event("subject.upserted", { external_id: "ann", email: "ann@example.com", locale: "en", jurisdiction: "DE" });
+  await event("subject.upserted", { external_id: "li", email: "li@example.com", locale: "zh-CN", jurisdiction: "CN" });
+
+  const browser = await chromium.launch({
+    executablePath: process.env.BROWSER_SUITE_CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  // A phone-sized window: the parent in the brief reads on a phone. axe needs its script in
+  // the page, which the portal's CSP rightly refuses; the test context bypasses it.
+  const newContext = (locale) =>
+    browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, locale, bypassCSP: true, acceptDownloads: true });
+
+  /** Runs axe-core on the page and saves a screenshot; serious or critical findings fail. */
+  const review = async (page, name) => {
+    await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+    await page.addScriptTag({ content: axeSource });
+    const result = await page.evaluate(async () => await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] } }));
+    const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+    check(`axe: ${name}`, bad.length === 0, bad.map((v) => `${v.id} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`).join("; "));
+  };
+
+  try {
+    // --- A person signed in by the main app, in English ---
+    console.log("portal, in English");
+    const ctx = await newContext("en-GB");
+    const page = await ctx.newPage();
+    await page.goto(`${base}/portal`);
+    await review(page, "01-signed-out");
+    await page.goto(`${base}/portal/session?token=${subjectToken("ann")}`);
+    check("the handoff lands at home", new URL(page.url()).pathname === "/portal");
+    const cookies = await ctx.cookies();
+    check("the session cookie is HttpOnly", cookies.some((c) => c.name === "consentry_portal" && c.httpOnly && c.sameSite === "Lax"));
+    await review(page, "02-home");
+
+    const marketing = page.locator("section", { has: page.getByRole("heading", { name: "News and offers by email" }) });
+    await marketing.getByRole("button", { name: /Give consent/ }).click();
+    await page.getByText("You gave consent to").waitFor();
+    check("the main app's check says allowed", (await api("GET", "/v1/subjects/ann/consents/marketing_email", service)).body.allowed === true);
+    await marketing.getByRole("button", { name: /Withdraw consent/ }).click();
+    await page.getByText("You withdrew consent").waitFor();
+    await review(page, "03-home-withdrawn");
+    const after = (await api("GET", "/v1/subjects/ann/consents/marketing_email", service)).body;
+    check("after withdrawing, the check says withdrawn", after.allowed === false && after.reason === "withdrawn", JSON.stringify(after));
+
+    await page.getByRole("link", { name: "History" }).click();
+    await page.getByText("Your record is intact.").waitFor();
+    await review(page, "04-history");
+    const [receipt] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: /Download/ }).first().click()]);
+    check("a receipt downloads", (await receipt.suggestedFilename()).startsWith("consent-receipt-"));
+
+    await page.getByRole("link", { name: "Privacy policy" }).click();
+    await review(page, "05-policy");
+    await page.getByRole("link", { name: /See every change/ }).click();
+    await page.getByText("What changed in the policy").first().waitFor();
+    await review(page, "06-policy-diff");
+
+    // File an export, approve it as the privacy team, fulfil it as the main app, download it.
+    await page.goto(`${base}/portal/requests/new`);
+    await review(page, "07-request-choose");
+    await page.getByRole("link", { name: /Get a copy of your data/ }).click();
+    await review(page, "08-request-details");
+    await page.getByRole("button", { name: "Continue" }).click();
+    await review(page, "09-request-check");
+    await page.getByRole("button", { name: "File the request" }).click();
+    await page.getByText("Request received").waitFor();
+    await review(page, "10-request-filed");
+    const requestId = new URL(page.url()).pathname.split("/").pop();
+    const approved = await api("POST", `/v1/admin/requests/${requestId}/approve`, admin, {});
+    check("the privacy team approves", approved.status === 200, JSON.stringify(approved.body));
+    const job = await waitFor("the export job", () => jobs.find((j) => j.type === "fulfilment.requested" && j.data.request_id === requestId));
+    const done = await api("POST", `/v1/fulfilments/${job.data.fulfilment_id}/complete`, service, { data: { photos: [{ id: "p1", caption: "beach" }] } });
+    check("the main app reports the data", done.status === 200, JSON.stringify(done.body));
+    const exportLink = await linkTo("ann@example.com", "/export?token=");
+    await page.goto(exportLink.replace(/^https?:\/\/[^/]+/, base));
+    await page.getByText("Your data is ready").waitFor();
+    await review(page, "11-export-ready");
+    const [pkg] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Download your data" }).click()]);
+    check("the export package downloads", (await pkg.suggestedFilename()) === `request-${requestId}.zip`, await pkg.suggestedFilename());
+    await page.goto(`${base}/portal/requests/${requestId}`);
+    await review(page, "12-request-detail");
+    await page.goto(`${base}/portal/requests`);
+    await review(page, "13-requests");
+    await ctx.close();
+
+    // --- A guardian follows the link in the email ---
+    console.log("guardian link");
+    const born = new Date(Date.now() - 10 * 365.25 * 86400e3).toISOString().slice(0, 10);
+    await event("subject.upserted", { external_id: "kid", email: "kid@example.com", locale: "en", jurisdiction: "FR", birth_date: born, guardian_email: "parent@example.com" });
+    const guardianLink = await linkTo("parent@example.com", "/guardian/confirm?token=");
+    const gctx = await newContext("en-GB");
+    const gpage = await gctx.newPage();
+    await gpage.goto(guardianLink.replace(/^https?:\/\/[^/]+/, base));
+    await review(gpage, "14-guardian");
+    check("nothing is chosen for the guardian", (await gpage.locator("input[type=radio]:checked").count()) === 0);
+    await gpage.getByRole("button", { name: "Record my decisions" }).click();
+    await gpage.getByText("There is a problem").waitFor();
+    await review(gpage, "15-guardian-errors");
+    await gpage.getByRole("group", { name: "Tag people in your photos" }).getByLabel("Yes, I agree").check();
+    await gpage.getByRole("group", { name: "News and offers by email" }).getByLabel("No").check();
+    await gpage.getByRole("group", { name: "Back up photos abroad" }).getByLabel("No").check();
+    await gpage.getByRole("button", { name: "Record my decisions" }).click();
+    await gpage.getByText("your decisions are recorded").waitFor();
+    await review(gpage, "16-guardian-done");
+    const kid = (await api("GET", "/v1/subjects/kid/consents/photo_tagging", service)).body;
+    check("the guardian's consent counts", kid.allowed === true, JSON.stringify(kid));
+    await gpage.goto(guardianLink.replace(/^https?:\/\/[^/]+/, base));
+    await review(gpage, "17-guardian-used");
+    await gctx.close();
+
+    // --- One-click unsubscribe from a marketing email ---
+    console.log("unsubscribe");
+    await api("PUT", "/v1/me/consents/marketing_email", subjectToken("ann"), { granted: true, policy_version: 2 });
+    const link = (await api("GET", "/v1/subjects/ann/consents/marketing_email/unsubscribe", service)).body;
+    const uctx = await newContext("en-GB");
+    const upage = await uctx.newPage();
+    await upage.goto(link.url.replace(/^https?:\/\/[^/]+/, base));
+    await review(upage, "18-unsubscribe");
+    await upage.getByRole("button", { name: "Unsubscribe" }).click();
+    await upage.getByText("You are unsubscribed").waitFor();
+    await review(upage, "19-unsubscribed");
+    check("unsubscribing withdraws", (await api("GET", "/v1/subjects/ann/consents/marketing_email", service)).body.reason === "withdrawn");
+    await api("PUT", "/v1/me/consents/marketing_email", subjectToken("ann"), { granted: true, policy_version: 2 });
+    const oneClick = await fetch(link.url.replace(/^https?:\/\/[^/]+/, base), { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: link.list_unsubscribe_post });
+    check("the provider's one-click POST works", oneClick.ok);
+    check("one click withdraws", (await api("GET", "/v1/subjects/ann/consents/marketing_email", service)).body.reason === "withdrawn");
+    await uctx.close();
+
+    // --- The Chinese pages, and a request without an account ---
+    console.log("portal, in Chinese");
+    const zctx = await newContext("zh-CN");
+    const zpage = await zctx.newPage();
+    await zpage.goto(`${base}/portal/session?token=${subjectToken("li")}`);
+    await zpage.getByText("您的隐私选择").first().waitFor();
+    check("the Chinese home page is in Chinese", (await zpage.locator("html").getAttribute("lang")) === "zh-CN");
+    await review(zpage, "20-zh-home");
+    await zpage.goto(`${base}/portal/policies/privacy-policy`);
+    await review(zpage, "21-zh-policy");
+    await zpage.goto(`${base}/portal/requests/new/object`);
+    await review(zpage, "22-zh-object");
+    await zpage.goto(`${base}/portal/no-such-page`);
+    await review(zpage, "23-zh-not-found");
+    await zctx.close();
+
+    const ectx = await newContext("zh-CN");
+    const epage = await ectx.newPage();
+    await epage.goto(`${base}/portal/requests/by-email`);
+    await review(epage, "24-zh-by-email");
+    await epage.getByLabel("电子邮箱").fill("wang@example.com");
+    await epage.getByLabel(/删除个人信息/).check();
+    await epage.getByLabel("您居住在哪里？").selectOption("CN");
+    await epage.getByRole("button", { name: "发送验证码" }).click();
+    await epage.getByText("请查收邮件").waitFor();
+    await review(epage, "25-zh-code");
+    const codeMail = await waitFor("the code email", () => mails().reverse().find((m) => m.to.includes("wang@example.com")));
+    const code = codeMail.text.match(/\b\d{6}\b/)[0];
+    await epage.getByLabel("邮件中的验证码").fill(code);
+    await epage.getByRole("button", { name: "确认申请" }).click();
+    await epage.getByText("申请已确认").waitFor();
+    await review(epage, "26-zh-verified");
+    await ectx.close();
+
+    // --- Keyboard only: the consent buttons are reachable and usable without a mouse ---
+    const kctx = await newContext("en-GB");
+    const kpage = await kctx.newPage();
+    await kpage.goto(`${base}/portal/session?token=${subjectToken("kim")}`);
+    let reached = false;
+    for (let i = 0; i < 40 && !reached; i++) {
+      await kpage.keyboard.press("Tab");
+      reached = await kpage.evaluate(() => document.activeElement?.textContent?.includes("Give consent"));
+    }
+    check("a consent button is reached with Tab", reached);
+    await kpage.keyboard.press("Enter");
+    await kpage.getByText("You gave consent to").waitFor();
+    check("and works with Enter", true);
+    await kctx.close();
+  } finally {
+    await browser.close();
+    hooks.close();
+  }
+}
+
+try {
+  await main();
+} catch (e) {
+  failures.push(`the suite stopped: ${e.stack || e}`);
+  console.log(e);
+} finally {
+  for (const child of children) child.kill();
+}
+for (const f of failures) console.log("FAIL:", f);
+console.log(`browser suite: ${checks - failures.length}/${checks} checks hold; screenshots in target/browser/`);
+process.exit(failures.length ? 1 : 0);
