@@ -409,5 +409,20 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
         let pages = Pages::load(&dir, &["portal"]).expect("the shipped pages load");
         assert!(pages.has("portal/home"));
+        // Every word a template names exists in both languages (a missing one fails the render).
+        let messages = load_messages(&dir.join("messages.json")).unwrap();
+        for folder in ["portal", "partials"] {
+            for entry in std::fs::read_dir(dir.join(folder)).unwrap().flatten() {
+                let source = std::fs::read_to_string(entry.path()).unwrap();
+                for piece in source.split("{{t \"").skip(1) {
+                    let key = piece.split('"').next().unwrap();
+                    assert!(
+                        messages.contains_key(key),
+                        "{}: no message `{key}`",
+                        entry.path().display()
+                    );
+                }
+            }
+        }
     }
 }

@@ -818,6 +818,12 @@ async fn every_link_in_every_email_lands_on_a_page() {
     )
     .await;
     f.drain().await;
+    // The home page asks for a new decision, with what changed and a link to the diff, in the
+    // language of the person's locale.
+    let home = browser.get("/portal").await;
+    home.shows("我们的政策已更新：请重新决定是否同意“目的 marketing_email”");
+    home.shows("新增境外提供说明");
+    home.shows("/portal/policies/privacy-policy/diff?from&#x3D;2&amp;to&#x3D;3");
     let mails = f.sink.wait_for(4).await;
     let mut followed = 0;
     for mail in &mails {

@@ -1,6 +1,6 @@
 // The rights portal in headless Chromium (Debian's package, driven by playwright-core): the
 // flows a person goes through, axe-core on every page, and a screenshot of each page under
-// target/browser/ for reviewers.
+// target/browser/ for reviewers (whole page; the first screen alone under first-screen/).
 //
 // Started by tests/browser/run, which builds the service and provides Chromium, Node packages
 // and an SMTP server. Everything else (the service, its database, a receiver for the main
@@ -91,7 +91,7 @@ function databaseUrl(dataDir) {
 }
 
 async function main() {
-  fs.mkdirSync(shots, { recursive: true });
+  fs.mkdirSync(path.join(shots, "first-screen"), { recursive: true });
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "consentry-browser-"));
   const dataDir = path.join(work, "data");
   const [port, smtpPort, hookPort] = [await freePort(), await freePort(), await freePort()];
@@ -229,6 +229,7 @@ print(json.dumps(out))`;
   /** Runs axe-core on the page and saves a screenshot; serious or critical findings fail. */
   const review = async (page, name) => {
     await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+    await page.screenshot({ path: path.join(shots, "first-screen", `${name}.png`) });
     await page.addScriptTag({ content: axeSource });
     const result = await page.evaluate(async () => await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] } }));
     const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");

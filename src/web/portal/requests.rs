@@ -316,9 +316,11 @@ async fn own(
     Ok(found)
 }
 
-/// The short reference people quote: the request id's first eight characters.
+/// The short reference people quote: the request id's last eight characters, which are random
+/// (its first ones are a timestamp, shared by requests filed in the same minute).
 fn reference(id: &str) -> String {
-    id.chars().take(8).collect::<String>().to_uppercase()
+    let tail: String = id.chars().rev().take(8).collect();
+    tail.chars().rev().collect::<String>().to_uppercase()
 }
 
 /// `GET /portal/requests/by-email`: filing without an account.
