@@ -1,4 +1,5 @@
-//! The command-line interface: `serve` (the default), `migrate`, `keys`, `mail` and `policies`.
+//! The command-line interface: `serve` (the default), `migrate`, `keys`, `users`, `mail`,
+//! `policies` and `purge`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -42,6 +43,9 @@ pub enum Command {
     /// Manage policy documents.
     #[command(subcommand)]
     Policies(PoliciesCommand),
+    /// Manage the console's staff accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Run the retention purge now and print its report as JSON.
     Purge {
         /// Report what a run would do; write nothing but the run record.
@@ -81,6 +85,24 @@ pub enum KeysCommand {
     Revoke { id: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create an account; prints a one-time setup link (valid 72 hours) where its owner chooses
+    /// a password and enrols a second factor.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: Role,
+    },
+    /// List accounts.
+    List,
+    /// Disable an account and end its sessions.
+    Disable { email: String },
+    /// Clear an account's password and second factor and print a new setup link.
+    Reset { email: String },
+}
+
 /// A failed command; configuration problems exit with 2, everything else with 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -96,6 +118,8 @@ pub enum CliError {
     Policies(#[from] crate::policy::PolicyError),
     #[error("purge: {0}")]
     Purge(#[from] crate::retention::RetentionError),
+    #[error("users: {0}")]
+    Users(#[from] crate::staff::StaffError),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -192,6 +216,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             tx.commit().await?;
             println!("revoked key {} ({})", key.id, key.name);
         }
+        Command::Users(command) => users(command, &config).await?,
         Command::Purge { dry_run } => {
             use crate::retention::purge;
             let db = open_database(&config).await?;
@@ -207,6 +232,70 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
                     "report": report,
                 })
             );
+        }
+    }
+    Ok(())
+}
+
+async fn users(command: UsersCommand, config: &Config) -> Result<(), CliError> {
+    use crate::staff;
+    let db = open_database(config).await?;
+    let setup_url = |token: &str| format!("{}/setup?token={token}", config.console_url());
+    match command {
+        UsersCommand::Create { email, role } => {
+            let tx = db.begin().await?;
+            let (user, link) = staff::create(&tx, &email, role, &Actor::Cli).await?;
+            tx.commit().await?;
+            println!(
+                "created {} account {}; send its owner this setup link (one use, until {}):",
+                user.role.as_str(),
+                user.email,
+                link.expires_at.format("%Y-%m-%d %H:%M UTC")
+            );
+            println!("{}", setup_url(&link.token));
+        }
+        UsersCommand::List => {
+            println!(
+                "{:<36}  {:<8}  {:<5}  {:<20}  {:<8}  email",
+                "id", "role", "totp", "last sign-in", "state"
+            );
+            for user in staff::list(db.conn()).await? {
+                let state = if user.disabled_at.is_some() {
+                    "disabled"
+                } else if user.password_hash.is_none() {
+                    "setup"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<36}  {:<8}  {:<5}  {:<20}  {:<8}  {}",
+                    user.id,
+                    user.role.as_str(),
+                    if user.totp_enabled_at.is_some() {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    user.last_sign_in_at
+                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    state,
+                    user.email
+                );
+            }
+        }
+        UsersCommand::Disable { email } => {
+            let tx = db.begin().await?;
+            let user = staff::disable(&tx, &email, &Actor::Cli).await?;
+            tx.commit().await?;
+            println!("disabled {} and ended its sessions", user.email);
+        }
+        UsersCommand::Reset { email } => {
+            let tx = db.begin().await?;
+            let link = staff::reset(&tx, &email, &Actor::Cli).await?;
+            tx.commit().await?;
+            println!("reset {email}; its new setup link (one use):");
+            println!("{}", setup_url(&link.token));
         }
     }
     Ok(())

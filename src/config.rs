@@ -68,6 +68,34 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The rights portal served under `/portal`.
     pub portal: PortalConfig,
+    /// The privacy team's console served under `/console`.
+    pub console: ConsoleConfig,
+}
+
+/// Staff sign-in to the console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Every account must enrol a TOTP second factor before it can use the console.
+    pub require_totp: bool,
+    /// Key sealing the TOTP seeds in the database: 32 bytes, base64. Without one, a key is
+    /// generated into `<data_dir>/console.key` on first use.
+    pub totp_key: Option<Secret>,
+    /// Minutes a console session lasts at most.
+    pub session_minutes: u32,
+    /// Minutes without a page view that end a console session.
+    pub idle_minutes: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            require_totp: true,
+            totp_key: None,
+            session_minutes: 8 * 60,
+            idle_minutes: 30,
+        }
+    }
 }
 
 /// The rights portal's sessions, sign-in and unsubscribe links.
@@ -433,6 +461,7 @@ impl Default for Config {
             requests: RequestsConfig::default(),
             retention: RetentionConfig::default(),
             portal: PortalConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -561,6 +590,15 @@ impl Config {
         }
     }
 
+    /// The console's base URL without a trailing slash: beside the portal when the portal is
+    /// this service's (`.../portal` → `.../console`), else this service's own `/console`.
+    pub fn console_url(&self) -> String {
+        match self.portal_url().strip_suffix("/portal") {
+            Some(base) => format!("{base}/console"),
+            None => format!("http://{}/console", self.listen),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database_kind()?;
         if let Some(secret) = &self.subject_token_secret
@@ -636,6 +674,12 @@ impl Config {
                     format!("not a URL: {e}"),
                 )
             })?;
+        }
+        if self.console.session_minutes == 0 || self.console.idle_minutes == 0 {
+            return Err(ConfigError::new(
+                "CONSENTRY_CONSOLE__SESSION_MINUTES",
+                "session and idle minutes must be at least 1",
+            ));
         }
         if self.portal.session_minutes == 0 || self.portal.idle_minutes == 0 {
             return Err(ConfigError::new(

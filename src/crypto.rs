@@ -76,6 +76,30 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Encrypts a small secret for storage (ChaCha20-Poly1305, random nonce): base64 of nonce and
+/// ciphertext. For secrets the service must read back, such as a TOTP seed.
+pub fn seal(key: &[u8; 32], plaintext: &[u8]) -> String {
+    use chacha20poly1305::{ChaCha20Poly1305, KeyInit, aead::Aead};
+    let nonce = random_bytes::<12>();
+    let sealed = ChaCha20Poly1305::new(key.into())
+        .encrypt((&nonce).into(), plaintext)
+        .expect("encrypting a short secret cannot fail");
+    STANDARD.encode([nonce.as_slice(), &sealed].concat())
+}
+
+/// Decrypts what [`seal`] wrote with the same key; `None` if it was changed or the key differs.
+pub fn open(key: &[u8; 32], sealed: &str) -> Option<Vec<u8>> {
+    use chacha20poly1305::{ChaCha20Poly1305, KeyInit, aead::Aead};
+    let bytes = STANDARD.decode(sealed).ok()?;
+    if bytes.len() < 12 {
+        return None;
+    }
+    let (nonce, ciphertext) = bytes.split_at(12);
+    ChaCha20Poly1305::new(key.into())
+        .decrypt(nonce.into(), ciphertext)
+        .ok()
+}
+
 /// 256 random bits as 43 base64url characters: session cookies, CSRF seeds, link tokens.
 pub fn random_token() -> String {
     use base64::Engine as _;
@@ -135,6 +159,15 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_secrets_open_only_with_their_key() {
+        let key = [7u8; 32];
+        let sealed = seal(&key, b"seed");
+        assert_eq!(open(&key, &sealed).as_deref(), Some(&b"seed"[..]));
+        assert_eq!(open(&[8u8; 32], &sealed), None);
+        assert_ne!(seal(&key, b"seed"), sealed, "a fresh nonce each time");
+    }
 
     #[test]
     fn digests_are_hex() {

@@ -18,6 +18,7 @@ mod m20261202_000009_law;
 mod m20261202_000010_category_titles;
 mod m20261202_000011_retention_choices;
 mod m20261202_000012_portal_sessions;
+mod m20261202_000013_staff;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_category_titles::Migration),
             Box::new(m20261202_000011_retention_choices::Migration),
             Box::new(m20261202_000012_portal_sessions::Migration),
+            Box::new(m20261202_000013_staff::Migration),
         ]
     }
 }

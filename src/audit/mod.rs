@@ -38,6 +38,8 @@ pub enum Actor {
     Subject,
     /// A minor's parent or guardian, through their emailed link.
     Guardian,
+    /// A member of staff signed in to the console, by account id.
+    Staff(String),
 }
 
 impl std::fmt::Display for Actor {
@@ -49,6 +51,7 @@ impl std::fmt::Display for Actor {
             Actor::MainApp => f.write_str("main_app"),
             Actor::Subject => f.write_str("subject"),
             Actor::Guardian => f.write_str("guardian"),
+            Actor::Staff(id) => write!(f, "staff:{id}"),
         }
     }
 }

@@ -1,0 +1,454 @@
+//! Staff accounts for the console: people, not machines (machines keep API keys).
+//!
+//! An account is created on the command line with a one-time setup link; its owner chooses a
+//! password (argon2id; short, common or guessable ones refused) and enrols a TOTP second factor
+//! (RFC 6238), required unless `console.require_totp` is off. Failed sign-ins back off: after
+//! [`FREE_ATTEMPTS`] the account locks for 15 minutes, doubling with each further failure up to
+//! a day, whether or not the password was right during the lock. Sessions live on the server, so
+//! staff can see and end them; disabling an account ends them all.
+//!
+//! Transactions: this room owns `staff_users` and `staff_sessions`; writers take the edge's
+//! [`crate::db::Tx`].
+
+pub mod password;
+pub mod sessions;
+pub mod totp;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    prelude::Expr,
+};
+
+use crate::{
+    audit::{self, Actor},
+    auth::Role,
+    clock,
+    config::Config,
+    crypto,
+    db::Tx,
+};
+
+/// The `staff_users` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    use crate::auth::Role;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "staff_users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub email: String,
+        pub role: Role,
+        /// argon2id, PHC string.
+        pub password_hash: Option<String>,
+        /// The TOTP seed, sealed with the console key (see [`crate::crypto::seal`]).
+        pub totp_secret: Option<String>,
+        pub totp_enabled_at: Option<DateTimeUtc>,
+        /// SHA-256 of the one-time setup link's token.
+        pub setup_token_hash: Option<String>,
+        pub setup_expires_at: Option<DateTimeUtc>,
+        pub failed_attempts: i32,
+        pub locked_until: Option<DateTimeUtc>,
+        pub last_sign_in_at: Option<DateTimeUtc>,
+        pub disabled_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use entity::Model as StaffUser;
+
+/// Failed sign-ins allowed before the account locks.
+pub const FREE_ATTEMPTS: i32 = 5;
+/// The first lock; each further failure doubles it.
+const FIRST_LOCK: TimeDelta = TimeDelta::minutes(15);
+const LONGEST_LOCK: TimeDelta = TimeDelta::days(1);
+/// How long a setup link works.
+pub const SETUP_LIFETIME: TimeDelta = TimeDelta::hours(72);
+
+/// What can go wrong with staff accounts.
+#[derive(Debug, thiserror::Error)]
+pub enum StaffError {
+    #[error("`{0}` is not an email address")]
+    InvalidEmail(String),
+    #[error("an account with this email exists")]
+    Exists,
+    #[error("staff accounts are viewer, reviewer or admin; machines use API keys")]
+    ServiceRole,
+    #[error("no such account")]
+    NotFound,
+    #[error("the email or password is not right")]
+    BadCredentials,
+    #[error("too many failed sign-ins; try again after {0}")]
+    Locked(DateTime<Utc>),
+    #[error("the code is not right")]
+    BadCode,
+    #[error("the setup link is not valid or has expired; ask an admin for a new one")]
+    BadSetupLink,
+    #[error("{0}")]
+    WeakPassword(&'static str),
+    #[error("console key: {0}")]
+    Key(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// A setup link's token and when it stops working.
+pub struct SetupLink {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The key that seals TOTP seeds.
+pub(crate) fn console_key(config: &Config) -> Result<[u8; 32], StaffError> {
+    crypto::key(
+        config.console.totp_key.as_ref(),
+        &config.data_dir.join("console.key"),
+    )
+    .map_err(StaffError::Key)
+}
+
+/// Creates an account and its one-time setup link.
+pub async fn create(
+    tx: &Tx,
+    email: &str,
+    role: Role,
+    actor: &Actor,
+) -> Result<(StaffUser, SetupLink), StaffError> {
+    use validator::ValidateEmail;
+    let email = email.trim().to_lowercase();
+    if !email.validate_email() {
+        return Err(StaffError::InvalidEmail(email));
+    }
+    if role == Role::Service {
+        return Err(StaffError::ServiceRole);
+    }
+    if by_email(tx, &email).await?.is_some() {
+        return Err(StaffError::Exists);
+    }
+    let now = clock::now();
+    let link = SetupLink {
+        token: crypto::random_token(),
+        expires_at: now + SETUP_LIFETIME,
+    };
+    let user = entity::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        email: Set(email),
+        role: Set(role),
+        password_hash: Set(None),
+        totp_secret: Set(None),
+        totp_enabled_at: Set(None),
+        setup_token_hash: Set(Some(crypto::sha256_hex(link.token.as_bytes()))),
+        setup_expires_at: Set(Some(link.expires_at)),
+        failed_attempts: Set(0),
+        locked_until: Set(None),
+        last_sign_in_at: Set(None),
+        disabled_at: Set(None),
+        created_at: Set(now),
+    };
+    let user = entity::Entity::insert(user).exec_with_returning(tx).await?;
+    audit::record(
+        tx,
+        actor,
+        "staff.created",
+        audit::Target::new("staff", &user.id),
+        serde_json::json!({"role": role.as_str()}),
+    )
+    .await?;
+    Ok((user, link))
+}
+
+/// A new setup link for an existing account (a forgotten password, a lost phone): the password
+/// and second factor are cleared and every session ends.
+pub async fn reset(tx: &Tx, email: &str, actor: &Actor) -> Result<SetupLink, StaffError> {
+    let user = by_email(tx, email).await?.ok_or(StaffError::NotFound)?;
+    let now = clock::now();
+    let link = SetupLink {
+        token: crypto::random_token(),
+        expires_at: now + SETUP_LIFETIME,
+    };
+    entity::Entity::update_many()
+        .col_expr(
+            entity::Column::PasswordHash,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            entity::Column::TotpSecret,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            entity::Column::TotpEnabledAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            entity::Column::SetupTokenHash,
+            Expr::value(crypto::sha256_hex(link.token.as_bytes())),
+        )
+        .col_expr(entity::Column::SetupExpiresAt, Expr::value(link.expires_at))
+        .col_expr(entity::Column::FailedAttempts, Expr::value(0))
+        .col_expr(
+            entity::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(entity::Column::Id.eq(&user.id))
+        .exec(tx)
+        .await?;
+    sessions::end_all(tx, &user.id).await?;
+    audit::record(
+        tx,
+        actor,
+        "staff.reset",
+        audit::Target::new("staff", &user.id),
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(link)
+}
+
+/// Every account, by email.
+pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<StaffUser>, DbErr> {
+    entity::Entity::find()
+        .order_by_asc(entity::Column::Email)
+        .all(conn)
+        .await
+}
+
+pub async fn by_email(
+    conn: &impl ConnectionTrait,
+    email: &str,
+) -> Result<Option<StaffUser>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::Email.eq(email.trim().to_lowercase()))
+        .one(conn)
+        .await
+}
+
+pub async fn by_id(conn: &impl ConnectionTrait, id: &str) -> Result<Option<StaffUser>, DbErr> {
+    entity::Entity::find_by_id(id.to_string()).one(conn).await
+}
+
+/// The account a live setup link belongs to.
+pub async fn by_setup_token(
+    conn: &impl ConnectionTrait,
+    token: &str,
+) -> Result<StaffUser, StaffError> {
+    entity::Entity::find()
+        .filter(entity::Column::SetupTokenHash.eq(crypto::sha256_hex(token.as_bytes())))
+        .one(conn)
+        .await?
+        .filter(|u| u.disabled_at.is_none() && u.setup_expires_at.is_some_and(|t| t > clock::now()))
+        .ok_or(StaffError::BadSetupLink)
+}
+
+/// Sets the password from a setup link; the link is used up.
+pub async fn set_password(tx: &Tx, token: &str, password: &str) -> Result<StaffUser, StaffError> {
+    let user = by_setup_token(tx, token).await?;
+    password::check_strength(password, &user.email)?;
+    let hash = password::hash(password);
+    let claimed = entity::Entity::update_many()
+        .col_expr(entity::Column::PasswordHash, Expr::value(hash))
+        .col_expr(
+            entity::Column::SetupTokenHash,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            entity::Column::SetupExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(entity::Column::Id.eq(&user.id))
+        .filter(entity::Column::SetupTokenHash.eq(crypto::sha256_hex(token.as_bytes())))
+        .exec(tx)
+        .await?;
+    if claimed.rows_affected == 0 {
+        return Err(StaffError::BadSetupLink);
+    }
+    audit::record(
+        tx,
+        &Actor::Staff(user.id.clone()),
+        "staff.password_set",
+        audit::Target::new("staff", &user.id),
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(user)
+}
+
+/// Checks an email and password, counting failures and locking as described above. The same
+/// error answers an unknown email and a wrong password, after the same work.
+pub async fn check_password(tx: &Tx, email: &str, password: &str) -> Result<StaffUser, StaffError> {
+    let now = clock::now();
+    let user = by_email(tx, email).await?;
+    let Some(user) = user.filter(|u| u.disabled_at.is_none() && u.password_hash.is_some()) else {
+        password::verify(password, password::DECOY);
+        return Err(StaffError::BadCredentials);
+    };
+    if let Some(until) = user.locked_until.filter(|t| *t > now) {
+        return Err(StaffError::Locked(until));
+    }
+    if password::verify(password, user.password_hash.as_deref().unwrap_or_default()) {
+        entity::Entity::update_many()
+            .col_expr(entity::Column::FailedAttempts, Expr::value(0))
+            .col_expr(
+                entity::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(entity::Column::Id.eq(&user.id))
+            .exec(tx)
+            .await?;
+        return Ok(user);
+    }
+    let failures = user.failed_attempts + 1;
+    let locked_until = (failures >= FREE_ATTEMPTS).then(|| now + lock_for(failures));
+    entity::Entity::update_many()
+        .col_expr(entity::Column::FailedAttempts, Expr::value(failures))
+        .col_expr(entity::Column::LockedUntil, Expr::value(locked_until))
+        .filter(entity::Column::Id.eq(&user.id))
+        .exec(tx)
+        .await?;
+    if let Some(until) = locked_until {
+        audit::record(
+            tx,
+            &Actor::System,
+            "staff.locked",
+            audit::Target::new("staff", &user.id),
+            serde_json::json!({"failures": failures, "until": until}),
+        )
+        .await?;
+        return Err(StaffError::Locked(until));
+    }
+    Err(StaffError::BadCredentials)
+}
+
+/// How long the `failures`-th failure locks an account.
+fn lock_for(failures: i32) -> TimeDelta {
+    let doublings = (failures - FREE_ATTEMPTS).clamp(0, 10) as u32;
+    (FIRST_LOCK * 2i32.pow(doublings)).min(LONGEST_LOCK)
+}
+
+/// Records a completed sign-in.
+pub async fn signed_in(tx: &Tx, user: &StaffUser) -> Result<(), DbErr> {
+    entity::Entity::update_many()
+        .col_expr(entity::Column::LastSignInAt, Expr::value(clock::now()))
+        .filter(entity::Column::Id.eq(&user.id))
+        .exec(tx)
+        .await?;
+    audit::record(
+        tx,
+        &Actor::Staff(user.id.clone()),
+        "staff.signed_in",
+        audit::Target::new("staff", &user.id),
+        serde_json::json!({}),
+    )
+    .await
+}
+
+/// Stores a new TOTP seed, not yet enabled (the person must show a code from it first).
+pub async fn start_totp(tx: &Tx, config: &Config, user: &StaffUser) -> Result<Vec<u8>, StaffError> {
+    let seed = crypto::random_bytes::<20>().to_vec();
+    let sealed = crypto::seal(&console_key(config)?, &seed);
+    entity::Entity::update_many()
+        .col_expr(entity::Column::TotpSecret, Expr::value(sealed))
+        .col_expr(
+            entity::Column::TotpEnabledAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(entity::Column::Id.eq(&user.id))
+        .exec(tx)
+        .await?;
+    Ok(seed)
+}
+
+/// The account's TOTP seed, if it has one.
+pub fn totp_seed(config: &Config, user: &StaffUser) -> Result<Option<Vec<u8>>, StaffError> {
+    let Some(sealed) = &user.totp_secret else {
+        return Ok(None);
+    };
+    crypto::open(&console_key(config)?, sealed)
+        .map(Some)
+        .ok_or_else(|| StaffError::Key("the TOTP seed does not open with the console key".into()))
+}
+
+/// Checks a TOTP code against the account's seed; a right code for a seed not yet enabled
+/// enables it. Wrong codes count towards the lock like wrong passwords.
+pub async fn check_code(
+    tx: &Tx,
+    config: &Config,
+    user: &StaffUser,
+    code: &str,
+) -> Result<(), StaffError> {
+    let now = clock::now();
+    if let Some(until) = user.locked_until.filter(|t| *t > now) {
+        return Err(StaffError::Locked(until));
+    }
+    let seed = totp_seed(config, user)?.ok_or(StaffError::BadCode)?;
+    if totp::check(&seed, code, now.timestamp() as u64) {
+        if user.totp_enabled_at.is_none() {
+            entity::Entity::update_many()
+                .col_expr(entity::Column::TotpEnabledAt, Expr::value(now))
+                .filter(entity::Column::Id.eq(&user.id))
+                .exec(tx)
+                .await?;
+            audit::record(
+                tx,
+                &Actor::Staff(user.id.clone()),
+                "staff.totp_enabled",
+                audit::Target::new("staff", &user.id),
+                serde_json::json!({}),
+            )
+            .await?;
+        }
+        return Ok(());
+    }
+    let failures = user.failed_attempts + 1;
+    let locked_until = (failures >= FREE_ATTEMPTS).then(|| now + lock_for(failures));
+    entity::Entity::update_many()
+        .col_expr(entity::Column::FailedAttempts, Expr::value(failures))
+        .col_expr(entity::Column::LockedUntil, Expr::value(locked_until))
+        .filter(entity::Column::Id.eq(&user.id))
+        .exec(tx)
+        .await?;
+    match locked_until {
+        Some(until) => Err(StaffError::Locked(until)),
+        None => Err(StaffError::BadCode),
+    }
+}
+
+/// Disables an account and ends its sessions.
+pub async fn disable(tx: &Tx, email: &str, actor: &Actor) -> Result<StaffUser, StaffError> {
+    let user = by_email(tx, email).await?.ok_or(StaffError::NotFound)?;
+    entity::Entity::update_many()
+        .col_expr(entity::Column::DisabledAt, Expr::value(clock::now()))
+        .filter(entity::Column::Id.eq(&user.id))
+        .exec(tx)
+        .await?;
+    sessions::end_all(tx, &user.id).await?;
+    audit::record(
+        tx,
+        actor,
+        "staff.disabled",
+        audit::Target::new("staff", &user.id),
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_grow_with_failures_up_to_a_day() {
+        assert_eq!(lock_for(5), TimeDelta::minutes(15));
+        assert_eq!(lock_for(6), TimeDelta::minutes(30));
+        assert_eq!(lock_for(8), TimeDelta::hours(2));
+        assert_eq!(lock_for(40), TimeDelta::days(1));
+    }
+}

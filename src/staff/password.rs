@@ -1,0 +1,144 @@
+//! Passwords: argon2id with the crate's defaults (19 MiB, 2 passes), and a strength check that
+//! refuses what a guesser tries first.
+
+use argon2::{
+    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
+    password_hash::{SaltString, rand_core::OsRng},
+};
+
+use super::StaffError;
+
+/// Fewest characters accepted (NIST SP 800-63B asks for at least 8; a privacy console holds
+/// everyone's requests, so 12).
+pub const MIN_LENGTH: usize = 12;
+const MAX_LENGTH: usize = 256;
+
+/// A hash of a random password: checked against when the email is unknown, so that the answer
+/// takes as long as for a known one.
+pub const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Ln8mKJgJ6S4T2mN7zL4Xo0fQ0JmOZ5wYkG0h6c2H9s";
+
+/// Passwords of twelve characters or more that lists of leaked passwords put first.
+const COMMON: &[&str] = &[
+    "password1234",
+    "password12345",
+    "password123456",
+    "123456789012",
+    "1234567890123",
+    "12345678901234",
+    "qwertyuiop12",
+    "qwertyuiop123",
+    "qwerty123456",
+    "iloveyou1234",
+    "administrator",
+    "admin1234567",
+    "letmein12345",
+    "welcome12345",
+    "changeme1234",
+    "passw0rd1234",
+    "p@ssw0rd1234",
+    "abc123456789",
+    "abcdefghijkl",
+    "qwertyuiopas",
+    "asdfghjkl123",
+    "1q2w3e4r5t6y",
+    "1qaz2wsx3edc",
+    "zaq12wsxcde3",
+    "trustno1trustno1",
+    "football1234",
+    "baseball1234",
+    "sunshine1234",
+    "princess1234",
+    "dragon123456",
+    "monkey123456",
+    "master123456",
+    "superman1234",
+    "starwars1234",
+    "whatever1234",
+    "consentry123",
+    "consentry1234",
+    "privacy12345",
+    "privacypolicy",
+];
+
+/// Refuses passwords that are short, long beyond reason, common, made of few characters, or
+/// built from the account's email.
+pub fn check_strength(password: &str, email: &str) -> Result<(), StaffError> {
+    let chars = password.chars().count();
+    if chars < MIN_LENGTH {
+        return Err(StaffError::WeakPassword("use at least 12 characters"));
+    }
+    if chars > MAX_LENGTH {
+        return Err(StaffError::WeakPassword("use at most 256 characters"));
+    }
+    let lower = password.to_lowercase();
+    if COMMON.contains(&lower.as_str()) {
+        return Err(StaffError::WeakPassword(
+            "this password is among the most common ones",
+        ));
+    }
+    let mut distinct: Vec<char> = lower.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 5 {
+        return Err(StaffError::WeakPassword("use more different characters"));
+    }
+    let local = email.split('@').next().unwrap_or_default().to_lowercase();
+    if local.len() >= 4 && lower.contains(&local) {
+        return Err(StaffError::WeakPassword(
+            "do not build the password from your email",
+        ));
+    }
+    Ok(())
+}
+
+/// The argon2id PHC string of a password, with a random salt.
+pub fn hash(password: &str) -> String {
+    Argon2::default()
+        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .expect("argon2 hashes any password with default parameters")
+        .to_string()
+}
+
+/// Whether `password` matches a PHC string (constant time inside argon2).
+pub fn verify(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_passwords_are_refused_with_a_reason() {
+        for weak in [
+            "short",
+            "password1234",
+            "aaaaaaaaaaaaaaaa",
+            "ababababababab",
+            "xx-officer-2026",
+        ] {
+            assert!(
+                check_strength(weak, "officer@example.com").is_err(),
+                "{weak}"
+            );
+        }
+        assert!(check_strength("correct horse battery staple", "officer@example.com").is_ok());
+    }
+
+    #[test]
+    fn hashes_verify_only_their_password() {
+        let phc = hash("correct horse battery staple");
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify("correct horse battery staple", &phc));
+        assert!(!verify("correct horse battery stapler", &phc));
+        assert!(!verify("anything", DECOY));
+        assert!(
+            PasswordHash::new(DECOY).is_ok(),
+            "the decoy costs as much as a real check"
+        );
+    }
+}
