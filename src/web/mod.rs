@@ -6,6 +6,7 @@
 //! refuses framing and is not cached; every form carries a CSRF token ([`csrf`]); every error
 //! is a page in the visitor's language.
 
+pub mod browser;
 pub mod cookies;
 pub mod csrf;
 mod form;

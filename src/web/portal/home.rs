@@ -8,7 +8,7 @@ use poem::{
 use sea_orm::ActiveEnum;
 use serde_json::{Value, json};
 
-use super::{COOKIE_PATH, SESSION_COOKIE, Visitor, checked_form, lifetimes, query_param};
+use super::{Visitor, checked_form, lifetimes, query_param};
 use crate::{
     AppState, clock,
     consent::{
@@ -21,7 +21,7 @@ use crate::{
     purpose::{LegalBasis, Purpose},
     request,
     subject::{self, Subject},
-    web::{Lang, cookies::Cookie},
+    web::Lang,
 };
 
 /// `GET /portal/session?token=`: the main app hands a signed-in person over with a subject
@@ -47,14 +47,7 @@ pub async fn sign_in(req: &Request, Data(state): Data<&AppState>) -> Result<Resp
     let started = crate::auth::session::start(&tx, &person.id, lifetimes(state)).await?;
     tx.commit().await?;
     let max_age = (started.expires_at - clock::now()).num_seconds();
-    visitor.set_cookie(Cookie {
-        name: SESSION_COOKIE,
-        value: &started.token,
-        path: COOKIE_PATH,
-        max_age: Some(max_age),
-        secure: false,
-        same_site: "Lax",
-    });
+    visitor.set_session(Some(&started.token), max_age);
     Ok(visitor.redirect("/portal"))
 }
 
@@ -72,14 +65,7 @@ pub async fn sign_out(
         crate::auth::session::end(&tx, token).await?;
         tx.commit().await?;
     }
-    visitor.set_cookie(Cookie {
-        name: SESSION_COOKIE,
-        value: "",
-        path: COOKIE_PATH,
-        max_age: Some(0),
-        secure: false,
-        same_site: "Lax",
-    });
+    visitor.set_session(None, 0);
     Ok(visitor.redirect("/portal?signed_out=1"))
 }
 
