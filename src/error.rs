@@ -361,6 +361,32 @@ impl From<ConsentError> for ApiError {
     }
 }
 
+impl From<crate::staff::StaffError> for ApiError {
+    fn from(err: crate::staff::StaffError) -> Self {
+        use crate::staff::StaffError;
+        match err {
+            StaffError::InvalidEmail(_) => {
+                Self::validation(vec![FieldError::new("email", err.to_string())])
+            }
+            StaffError::WeakPassword(_) => {
+                Self::validation(vec![FieldError::new("password", err.to_string())])
+            }
+            StaffError::ServiceRole => {
+                Self::validation(vec![FieldError::new("role", err.to_string())])
+            }
+            StaffError::Exists => Self::conflict(err.to_string()).with_reason("exists"),
+            StaffError::NotFound => Self::not_found(err.to_string()),
+            StaffError::BadCredentials | StaffError::BadCode => Self::unauthorized(err.to_string()),
+            StaffError::Locked(_) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, err.to_string()).with_reason("locked")
+            }
+            StaffError::BadSetupLink => Self::not_found(err.to_string()).with_reason("token_invalid"),
+            StaffError::Key(cause) => Self::internal(&cause),
+            StaffError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<GuardianError> for ApiError {
     fn from(err: GuardianError) -> Self {
         match err {

@@ -165,6 +165,17 @@ impl Dispatcher {
         }
     }
 
+    /// An email as it would be sent in `locale`, for a preview before the change that sends it.
+    pub fn preview(
+        &self,
+        content: &super::email::EmailContent,
+        locale: &str,
+    ) -> Result<super::templates::Rendered, super::templates::TemplateError> {
+        let payload = serde_json::to_value(content).unwrap_or_default();
+        self.templates
+            .render(content.template(), locale, &payload["data"])
+    }
+
     async fn send_email(&self, message: &OutboxMessage) -> Result<(), Failure> {
         let permanent = |detail: String| Failure {
             detail,

@@ -312,15 +312,7 @@ impl PoliciesApi {
         let b = body.0;
         let version = match b.version {
             Some(v) => v,
-            None => {
-                super::list_all(self.state.db.conn(), Some(&b.key))
-                    .await?
-                    .iter()
-                    .map(|p| p.version)
-                    .max()
-                    .unwrap_or(0)
-                    + 1
-            }
+            None => super::next_version(self.state.db.conn(), &b.key).await?,
         };
         let doc = Document {
             key: b.key,

@@ -122,6 +122,17 @@ pub async fn list_all(
         .await
 }
 
+/// One more than the highest version of `key`, drafts included: a new draft's default.
+pub async fn next_version(conn: &impl ConnectionTrait, key: &str) -> Result<i32, DbErr> {
+    Ok(list_all(conn, Some(key))
+        .await?
+        .iter()
+        .map(|p| p.version)
+        .max()
+        .unwrap_or(0)
+        + 1)
+}
+
 /// Published and retired documents of a policy: what the public may read.
 pub async fn list_public(conn: &impl ConnectionTrait, key: &str) -> Result<Vec<Policy>, DbErr> {
     model::Entity::find()

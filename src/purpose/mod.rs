@@ -7,6 +7,7 @@
 //! Transactions: this room owns `purposes`; its writers take the edge's [`Tx`].
 
 pub mod api;
+pub mod register;
 pub mod model;
 
 use std::collections::BTreeMap;

@@ -414,6 +414,33 @@ pub(crate) async fn package(
     Ok(Attachment::new(body).filename(format!("request-{}.{extension}", request.id)))
 }
 
+/// Approves a request in a transaction of its own. When the change the approval makes is
+/// refused (an objection naming a purpose necessary for the service, say), the approval rolls
+/// back and a second transaction records why in the request's history, where the reviewer
+/// decides what next. The console approves through it too.
+pub(crate) async fn approve(
+    state: &AppState,
+    id: &str,
+    actor: &Actor,
+    note: Option<&str>,
+) -> Result<Request, ApiError> {
+    let mut tx = state.db.begin().await?;
+    match review::approve(&mut tx, &state.config, id, actor, note).await {
+        Ok(request) => {
+            tx.commit().await?;
+            Ok(request)
+        }
+        Err(RequestError::Consent(refusal)) => {
+            drop(tx);
+            let mut tx = state.db.begin().await?;
+            review::note_refused_approval(&mut tx, id, actor, &refusal.to_string()).await?;
+            tx.commit().await?;
+            Err(RequestError::Consent(refusal).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Streams a package file, decrypting chunk by chunk.
 async fn package_body(state: &AppState, path: std::path::PathBuf) -> Result<Body, RequestError> {
     use tokio::io::AsyncReadExt;
@@ -769,25 +796,8 @@ impl RequestsApi {
         body: OptionalApproval,
     ) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        let actor = auth.0.actor();
-        let note = body.0.note;
-        let mut tx = self.state.db.begin().await?;
-        match review::approve(&mut tx, &self.state.config, &id.0, &actor, note.as_deref()).await {
-            Ok(request) => {
-                tx.commit().await?;
-                Ok(Json(request.into()))
-            }
-            Err(RequestError::Consent(refusal)) => {
-                // The approval rolled back; its reason goes in the request's history, where
-                // the reviewer decides what next.
-                drop(tx);
-                let mut tx = self.state.db.begin().await?;
-                review::note_refused_approval(&mut tx, &id.0, &actor, &refusal.to_string()).await?;
-                tx.commit().await?;
-                Err(RequestError::Consent(refusal).into())
-            }
-            Err(e) => Err(e.into()),
-        }
+        let request = approve(&self.state, &id.0, &auth.0.actor(), body.0.note.as_deref()).await?;
+        Ok(Json(request.into()))
     }
 
     /// Reject a request

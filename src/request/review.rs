@@ -53,6 +53,22 @@ pub async fn approve(
     fulfil::start(tx, config, request, actor, note).await
 }
 
+/// The email that tells the person their request was rejected: the reason, and the remedies of
+/// the request's law in their language. The console previews it before the reviewer rejects.
+pub fn rejection(request: &Request, reason: &str) -> EmailContent {
+    EmailContent::RequestRejected {
+        request_id: request.id.clone(),
+        request_type: request.kind.to_value(),
+        reason: reason.to_string(),
+        remedies: law::remedies(
+            request.law,
+            law::law_applies(request.jurisdiction.as_deref()),
+            language_for(request.locale.as_deref().unwrap_or("en")),
+        )
+        .to_string(),
+    }
+}
+
 /// Rejects a request with a reason; the email states it and the remedies of the request's law.
 pub async fn reject(
     tx: &mut Tx,
@@ -82,23 +98,7 @@ pub async fn reject(
         },
     )
     .await?;
-    email(
-        tx,
-        &request,
-        "rejected",
-        &EmailContent::RequestRejected {
-            request_id: request.id.clone(),
-            request_type: request.kind.to_value(),
-            reason: reason.to_string(),
-            remedies: law::remedies(
-                request.law,
-                law::law_applies(request.jurisdiction.as_deref()),
-                language_for(request.locale.as_deref().unwrap_or("en")),
-            )
-            .to_string(),
-        },
-    )
-    .await?;
+    email(tx, &request, "rejected", &rejection(&request, reason)).await?;
     let request = super::get(&*tx, id).await?;
     Ok(request)
 }

@@ -491,20 +491,13 @@ impl RetentionApi {
     #[oai(path = "/v1/admin/purge-runs", method = "post", tag = "ApiTags::Admin")]
     async fn start_run(&self, auth: ApiKey, body: Json<NewRun>) -> Result<Started, ApiError> {
         auth.0.require(Role::Admin)?;
-        let state = &self.state;
-        let run = purge::start(
-            &state.db,
-            &state.config,
+        let run = purge::launch(
+            &self.state.db,
+            &self.state.config,
             body.0.dry_run,
-            crate::clock::now(),
             &auth.0.actor(),
         )
         .await?;
-        let (db, config, started) = (state.db.clone(), state.config.clone(), run.clone());
-        tokio::spawn(async move {
-            // The outcome is recorded in the run.
-            let _ = purge::execute(&db, &config, started).await;
-        });
         Ok(Started::Accepted(Json(run.into())))
     }
 

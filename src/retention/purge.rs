@@ -153,6 +153,22 @@ pub async fn start(
     Ok(run)
 }
 
+/// Starts a run now and carries it out in the background; the outcome is recorded in the run.
+/// What an admin's "run now" does, from the API or the console.
+pub async fn launch(
+    db: &Db,
+    config: &std::sync::Arc<Config>,
+    dry_run: bool,
+    actor: &Actor,
+) -> Result<PurgeRun, RetentionError> {
+    let run = start(db, config, dry_run, clock::now(), actor).await?;
+    let (db, config, started) = (db.clone(), config.clone(), run.clone());
+    tokio::spawn(async move {
+        let _ = execute(&db, &config, started).await;
+    });
+    Ok(run)
+}
+
 /// What started a run, from who asked for it.
 fn trigger(actor: &Actor) -> RunTrigger {
     match actor {

@@ -63,6 +63,18 @@ pub async fn by_id(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Subje
     model::Entity::find_by_id(id.to_string()).one(conn).await
 }
 
+/// The people with this email address (compared without case), for staff looking someone up.
+pub async fn with_email(conn: &impl ConnectionTrait, email: &str) -> Result<Vec<Subject>, DbErr> {
+    use sea_orm::sea_query::{ExprTrait, Func};
+    model::Entity::find()
+        .filter(
+            Expr::expr(Func::lower(Expr::col(model::Column::Email)))
+                .eq(email.trim().to_lowercase()),
+        )
+        .all(conn)
+        .await
+}
+
 /// The subject with this external id, if known.
 pub async fn find(
     conn: &impl ConnectionTrait,

@@ -1,4 +1,5 @@
-//! Pages for people, served beside the JSON API: the rights portal under `/portal`.
+//! Pages for people, served beside the JSON API: the rights portal under `/portal` and the
+//! privacy team's console under `/console`.
 //!
 //! Rendered on the server with Handlebars (templates under `templates/`), one stylesheet, no
 //! script: every flow works with JavaScript off. Page handlers call the same domain functions as
@@ -7,6 +8,7 @@
 //! is a page in the visitor's language.
 
 pub mod browser;
+mod console;
 pub mod cookies;
 pub mod csrf;
 mod form;
@@ -28,9 +30,10 @@ pub use page::{Lang, Pages};
 use crate::AppState;
 
 /// The page areas with templates of their own.
-pub const AREAS: &[&str] = &["portal"];
+pub const AREAS: &[&str] = &["portal", "console"];
 
-/// Adds `/portal`, the stylesheet and `/` (which sends people to the portal) to `route`, each
+/// Adds `/portal`, `/console`, the stylesheet and `/` (which sends people to the portal) to
+/// `route`, each
 /// with the browser protections.
 pub fn mount(route: Route, state: &AppState) -> Route {
     let policy: Arc<str> = content_security_policy(state).into();
@@ -40,8 +43,14 @@ pub fn mount(route: Route, state: &AppState) -> Route {
     };
     route
         .nest("/portal", protected(portal::routes(state.clone()).boxed()))
+        .nest("/console", protected(console::routes(state.clone()).boxed()))
         .at("/assets/consentry.css", protected(get(stylesheet).boxed()))
         .at("/", get(to_portal))
+}
+
+/// A value for a URL's path segment or query.
+pub fn urlencode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 #[handler]

@@ -222,7 +222,7 @@ pub async fn decide(
     .await?;
     Ok(visitor.redirect(&format!(
         "/portal?changed={}&granted={granted}",
-        urlencode(&purpose_key)
+        crate::web::urlencode(&purpose_key)
     )))
 }
 
@@ -330,8 +330,4 @@ pub async fn download_receipt(
             ),
         )
         .body(body))
-}
-
-pub(super) fn urlencode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }

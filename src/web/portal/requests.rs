@@ -575,7 +575,7 @@ pub async fn export_page(
         "expires_at": package.expires_at.to_rfc3339(),
         "size_kb": (package.size + 1023) / 1024,
         "zip": package.media_type == "application/zip",
-        "file_url": format!("/portal/requests/{id}/export/file?token={}", super::home::urlencode(&token)),
+        "file_url": format!("/portal/requests/{id}/export/file?token={}", crate::web::urlencode(&token)),
     });
     Ok(visitor.page(state, "export", data, StatusCode::OK))
 }

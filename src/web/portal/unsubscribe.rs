@@ -52,7 +52,7 @@ pub async fn show(req: &Request, Data(state): Data<&AppState>) -> Result<Respons
     let data = json!({
         "title": purpose.text(visitor.lang.tag()).map(|t| t.title.clone()).unwrap_or_else(|| purpose.key.clone()),
         "granted": granted,
-        "action": format!("/portal/unsubscribe?token={}", super::home::urlencode(&token)),
+        "action": format!("/portal/unsubscribe?token={}", crate::web::urlencode(&token)),
     });
     Ok(visitor.page(state, "unsubscribe", data, StatusCode::OK))
 }

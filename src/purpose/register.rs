@@ -1,0 +1,129 @@
+//! The record of processing activities (GDPR Art 30, PIPL Art 55's assessment record) generated
+//! from the purposes and the retention rules: the first document a regulator asks for.
+
+use crate::{
+    law::{self, Regime},
+    purpose::{LegalBasis, Purpose},
+    retention::Rule,
+};
+
+/// One line of the register: one purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub purpose: String,
+    pub title: String,
+    pub legal_basis: LegalBasis,
+    pub data_categories: Vec<String>,
+    /// `name (role, country)`.
+    pub recipients: Vec<String>,
+    /// The purpose's own period, then each category's rule.
+    pub retention: Vec<String>,
+    pub separate_consent_reason: Option<String>,
+    /// Countries data goes to outside the EU/EEA (a GDPR Chapter V transfer).
+    pub outside_eea: Vec<String>,
+    /// Countries data goes to outside mainland China (PIPL Art 38-39).
+    pub outside_china: Vec<String>,
+    pub archived: bool,
+}
+
+/// The register, one line per purpose, in the language asked for where texts exist.
+pub fn lines(purposes: &[Purpose], rules: &[Rule], language: &str) -> Vec<Line> {
+    purposes
+        .iter()
+        .map(|p| {
+            let countries = |keep: &dyn Fn(&str) -> bool| {
+                let mut list: Vec<String> = p
+                    .recipients
+                    .iter()
+                    .map(|r| r.country.clone())
+                    .filter(|c| keep(c))
+                    .collect();
+                list.sort();
+                list.dedup();
+                list
+            };
+            let mut retention: Vec<String> = p
+                .retention_period
+                .iter()
+                .map(|period| format!("purpose: {period}"))
+                .collect();
+            retention.extend(p.data_categories.iter().filter_map(|c| {
+                rules
+                    .iter()
+                    .find(|r| &r.category == c)
+                    .map(|r| format!("{c}: {} from {}", r.period, r.clock_start))
+            }));
+            Line {
+                purpose: p.key.clone(),
+                title: p.text(language).map(|t| t.title.clone()).unwrap_or_default(),
+                legal_basis: p.legal_basis,
+                data_categories: p.data_categories.clone(),
+                recipients: p
+                    .recipients
+                    .iter()
+                    .map(|r| format!("{} ({}, {})", r.name, r.role, r.country))
+                    .collect(),
+                retention,
+                separate_consent_reason: p
+                    .separate_consent_reason
+                    .map(|r| sea_orm::ActiveEnum::to_value(&r)),
+                outside_eea: countries(&|c| law::regime(Some(c)) != Regime::Gdpr),
+                outside_china: countries(&|c| c != "CN"),
+                archived: p.archived_at.is_some(),
+            }
+        })
+        .collect()
+}
+
+/// The register as CSV. Cells that a spreadsheet would read as a formula (`=`, `+`, `-`, `@`)
+/// are prefixed with `'`, since purposes and recipients are typed by people.
+pub fn csv(lines: &[Line]) -> Result<Vec<u8>, csv::Error> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        "purpose",
+        "title",
+        "legal_basis",
+        "data_categories",
+        "recipients",
+        "retention",
+        "separate_consent_reason",
+        "transfers_outside_eea",
+        "transfers_outside_china",
+        "archived",
+    ])?;
+    for l in lines {
+        let cells = [
+            l.purpose.clone(),
+            l.title.clone(),
+            sea_orm::ActiveEnum::to_value(&l.legal_basis),
+            l.data_categories.join("; "),
+            l.recipients.join("; "),
+            l.retention.join("; "),
+            l.separate_consent_reason.clone().unwrap_or_default(),
+            l.outside_eea.join("; "),
+            l.outside_china.join("; "),
+            l.archived.to_string(),
+        ];
+        out.write_record(cells.iter().map(|c| neutralise(c)))?;
+    }
+    out.into_inner().map_err(|e| e.into_error().into())
+}
+
+fn neutralise(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_not_left_for_a_spreadsheet_to_run() {
+        assert_eq!(neutralise("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(neutralise("Northwind"), "Northwind");
+    }
+}

@@ -1,0 +1,394 @@
+//! The overview (what is due, what failed, what the purge did, consents over the last weeks),
+//! the request queue, and a request's decision page with its actions.
+
+use chrono::{Datelike, NaiveDate, TimeDelta};
+use poem::{
+    Body, Request, Response, handler,
+    http::StatusCode,
+    web::{Data, Path},
+};
+use sea_orm::ActiveEnum;
+use serde_json::{Value, json};
+
+use super::Staff;
+use crate::{
+    AppState,
+    auth::Role,
+    clock,
+    consent::ledger,
+    error::{ApiError, FieldError},
+    law,
+    notify::outbox,
+    request::{
+        self, Filter, Law, Outcome, Request as DsRequest, RequestStatus, RequestType, review,
+    },
+    retention::{items, purge},
+    subject,
+    web::{Lang, browser::query_param},
+};
+
+/// Requests due within this many days get a "due soon" label.
+const DUE_SOON_DAYS: i64 = 3;
+/// Weeks shown in the consent chart.
+const CHART_WEEKS: i64 = 8;
+
+/// What a queue row shows of a request: its deadline in words as well as colour.
+fn row(r: &DsRequest, who: &str, today: NaiveDate) -> Value {
+    let days_left = r.due_date.map(|d| (d - today).num_days());
+    let running = request::is_open(r) && r.status != RequestStatus::Unverified;
+    json!({
+        "id": r.id,
+        "reference": r.id.chars().rev().take(8).collect::<String>().chars().rev().collect::<String>().to_uppercase(),
+        "kind": r.kind.to_value(),
+        "status": r.status.to_value(),
+        "law": r.law.to_value(),
+        "who": who,
+        "due_date": r.due_date.map(|d| d.to_string()),
+        "overdue": running && days_left.is_some_and(|d| d < 0),
+        "days_overdue": days_left.map(|d| -d),
+        "due_soon": running && days_left.is_some_and(|d| (0..=DUE_SOON_DAYS).contains(&d)),
+        "days_left": days_left,
+        "reviewer": r.reviewer,
+        "received_at": r.received_at.to_rfc3339(),
+    })
+}
+
+async fn rows(state: &AppState, list: &[DsRequest], today: NaiveDate) -> Result<Vec<Value>, ApiError> {
+    let who = request::requesters(state.db.conn(), &state.config, list).await?;
+    Ok(list
+        .iter()
+        .zip(who)
+        .map(|(r, w)| row(r, w.external_id.as_deref().or(w.email.as_deref()).unwrap_or("—"), today))
+        .collect())
+}
+
+/// `GET /console`: the overview.
+#[handler]
+pub async fn overview(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+    let staff = Staff::load(state, req).await?;
+    let conn = state.db.conn();
+    let today = clock::now().date_naive();
+    let overdue = Filter {
+        overdue: true,
+        limit: 20,
+        ..Filter::default()
+    };
+    let (late, late_total) = request::list(conn, &overdue, today).await?;
+    let soon = Filter {
+        due_by: Some(today + TimeDelta::days(DUE_SOON_DAYS)),
+        limit: 40,
+        ..Filter::default()
+    };
+    let (due, _) = request::list(conn, &soon, today).await?;
+    let due: Vec<DsRequest> = due
+        .into_iter()
+        .filter(|r| r.due_date.is_some_and(|d| d >= today))
+        .collect();
+    let dead = outbox::counts(conn)
+        .await?
+        .iter()
+        .filter(|(status, _, _)| *status == outbox::Status::Dead)
+        .map(|(_, _, n)| n)
+        .sum::<i64>();
+    let last_run = purge::list(conn, 1).await?.into_iter().next();
+    let chart = consent_chart(state, staff.lang).await?;
+    let data = json!({
+        "section": "overview",
+        "overdue": rows(state, &late, today).await?,
+        "overdue_total": late_total,
+        "due": rows(state, &due, today).await?,
+        "due_total": due.len(),
+        "dead_letters": dead,
+        "last_run": last_run.map(|r| json!({
+            "id": r.id,
+            "status": r.status.to_value(),
+            "dry_run": r.dry_run,
+            "started_at": r.started_at.to_rfc3339(),
+        })),
+        "chart": chart,
+    });
+    Ok(staff.page(state, "overview", data, StatusCode::OK))
+}
+
+/// Current consents per purpose, and grants and withdrawals per week for the last weeks: a table
+/// and, beside it, a small inline SVG of the same numbers.
+async fn consent_chart(state: &AppState, lang: Lang) -> Result<Value, ApiError> {
+    let conn = state.db.conn();
+    let now = clock::now();
+    let monday = now.date_naive() - TimeDelta::days(now.weekday().num_days_from_monday().into());
+    let first = monday - TimeDelta::weeks(CHART_WEEKS - 1);
+    let weekly = ledger::weekly(conn, first).await?;
+    let current = ledger::stats(conn).await?;
+    let mut purposes: Vec<String> = current.iter().map(|s| s.purpose.clone()).collect();
+    purposes.extend(weekly.iter().map(|w| w.purpose.clone()));
+    purposes.sort();
+    purposes.dedup();
+    let weeks: Vec<NaiveDate> = (0..CHART_WEEKS).map(|i| first + TimeDelta::weeks(i)).collect();
+    let lines: Vec<Value> = purposes
+        .iter()
+        .map(|p| {
+            let granted: i64 = current
+                .iter()
+                .filter(|s| &s.purpose == p && s.status == crate::consent::ConsentStatus::Granted)
+                .map(|s| s.count)
+                .sum();
+            let per_week: Vec<(i64, i64)> = weeks
+                .iter()
+                .map(|w| {
+                    weekly
+                        .iter()
+                        .find(|x| &x.purpose == p && x.week == *w)
+                        .map_or((0, 0), |x| (x.grants, x.withdrawals))
+                })
+                .collect();
+            json!({
+                "purpose": p,
+                "granted": granted,
+                "weeks": per_week.iter().map(|(g, w)| json!({"grants": g, "withdrawals": w})).collect::<Vec<_>>(),
+                "svg": bars(&per_week, lang),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "weeks": weeks.iter().map(|w| crate::web::page::day(*w, lang)).collect::<Vec<_>>(),
+        "lines": lines,
+    }))
+}
+
+/// Grants (up) and withdrawals (down) per week as bars, with a text alternative.
+fn bars(weeks: &[(i64, i64)], lang: Lang) -> String {
+    let peak = weeks
+        .iter()
+        .map(|(g, w)| (*g).max(*w))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let (width, half, bar) = (16 * weeks.len(), 24.0, 10);
+    let mut svg = String::new();
+    for (i, (g, w)) in weeks.iter().enumerate() {
+        let x = i * 16 + 3;
+        let up = (*g as f64 / peak * half).round();
+        let down = (*w as f64 / peak * half).round();
+        svg.push_str(&format!(
+            r##"<rect x="{x}" y="{}" width="{bar}" height="{up}" fill="#1a7f37"/><rect x="{x}" y="{half}" width="{bar}" height="{down}" fill="#b3261e"/>"##,
+            half - up
+        ));
+    }
+    let grants: i64 = weeks.iter().map(|(g, _)| g).sum();
+    let withdrawals: i64 = weeks.iter().map(|(_, w)| w).sum();
+    let label = match lang {
+        Lang::En => format!("{grants} grants and {withdrawals} withdrawals over {} weeks", weeks.len()),
+        Lang::Zh => format!("{} 周内同意 {grants} 次，撤回 {withdrawals} 次", weeks.len()),
+    };
+    format!(
+        r##"<svg role="img" aria-label="{label}" width="{width}" height="48" viewBox="0 0 {width} 48"><line x1="0" y1="{half}" x2="{width}" y2="{half}" stroke="#59636e"/>{svg}</svg>"##
+    )
+}
+
+/// `GET /console/requests`: the queue, soonest deadline first, with filters kept in the URL.
+#[handler]
+pub async fn queue(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+    const PAGE: u64 = 50;
+    let staff = Staff::load(state, req).await?;
+    let today = clock::now().date_naive();
+    let parse = |name: &str| query_param(req, name).filter(|v| !v.is_empty());
+    let page: u64 = parse("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let filter = Filter {
+        status: parse("status").and_then(|s| RequestStatus::try_from_value(&s).ok()),
+        kind: parse("type").and_then(|s| RequestType::try_from_value(&s).ok()),
+        law: parse("law").and_then(|s| Law::try_from_value(&s).ok()),
+        overdue: parse("overdue").is_some(),
+        due_by: parse("due_within")
+            .and_then(|d| d.parse::<i64>().ok())
+            .map(|d| today + TimeDelta::days(d)),
+        limit: PAGE,
+        offset: page * PAGE,
+    };
+    let (list, total) = request::list(state.db.conn(), &filter, today).await?;
+    let option = |values: &[&str], chosen: Option<String>| -> Vec<Value> {
+        values
+            .iter()
+            .map(|v| json!({"value": v, "selected": chosen.as_deref() == Some(*v)}))
+            .collect()
+    };
+    let data = json!({
+        "section": "requests",
+        "requests": rows(state, &list, today).await?,
+        "total": total,
+        "statuses": option(&["unverified", "verified", "in_review", "approved", "fulfilling", "completed", "rejected", "cancelled"], parse("status")),
+        "types": option(&["access", "export", "rectify", "erase", "restrict", "object"], parse("type")),
+        "laws": option(&["gdpr", "pipl"], parse("law")),
+        "overdue": filter.overdue,
+        "next": ((page + 1) * PAGE < total).then(|| page + 1),
+    });
+    Ok(staff.page(state, "queue", data, StatusCode::OK))
+}
+
+/// `GET /console/requests/{id}`: everything needed to decide on one screen.
+#[handler]
+pub async fn detail(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let staff = Staff::load(state, req).await?;
+    let data = detail_data(state, &id, &[]).await?;
+    Ok(staff.page(state, "request", data, StatusCode::OK))
+}
+
+async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Result<Value, ApiError> {
+    let conn = state.db.conn();
+    let today = clock::now().date_naive();
+    let r = request::get(conn, id).await?;
+    let history = request::history(conn, &r.id).await?;
+    let who = request::requesters(conn, &state.config, std::slice::from_ref(&r))
+        .await?
+        .remove(0);
+    let person = match &r.subject_id {
+        Some(subject_id) => subject::by_id(conn, subject_id).await?,
+        None => None,
+    };
+    let (consents, items) = match &person {
+        Some(p) => (
+            ledger::current(conn, &p.id).await?,
+            items::of_subject(conn, &p.id).await?,
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut categories: Vec<(String, usize)> = Vec::new();
+    for item in items.iter().filter(|i| i.erased_at.is_none()) {
+        match categories.iter_mut().find(|(c, _)| *c == item.category) {
+            Some((_, n)) => *n += 1,
+            None => categories.push((item.category.clone(), 1)),
+        }
+    }
+    let limit = law::extended_due_date(&state.config.requests, r.law, r.received_at.date_naive(), today, 2);
+    let open = request::is_open(&r);
+    Ok(json!({
+        "section": "requests",
+        "request": row(&r, who.external_id.as_deref().or(who.email.as_deref()).unwrap_or("—"), today),
+        "details": serde_json::from_str::<Value>(&r.details).unwrap_or_default(),
+        "email": who.email,
+        "external_id": who.external_id,
+        "on_behalf_of": r.on_behalf_of.map(|o| o.to_value()),
+        "locale": r.locale,
+        "jurisdiction": r.jurisdiction,
+        "decision_reason": r.decision_reason,
+        "extension_reason": r.extension_reason,
+        "outcome": r.outcome.map(|o| o.to_value()),
+        "person": person.as_ref().map(|p| json!({
+            "external_id": p.external_id,
+            "age_status": p.age_status.to_value(),
+            "restricted": p.restricted,
+            "jurisdiction": p.jurisdiction,
+        })),
+        "consents": consents.iter().map(|c| json!({"purpose": c.purpose_key, "status": c.status.to_value(), "needs_reconsent": c.needs_reconsent})).collect::<Vec<_>>(),
+        "categories": categories.iter().map(|(c, n)| json!({"category": c, "items": n})).collect::<Vec<_>>(),
+        "history": history.iter().map(|e| json!({
+            "status": e.to_status.to_value(),
+            "actor": e.actor,
+            "note": e.note,
+            "at": e.occurred_at.to_rfc3339(),
+        })).collect::<Vec<_>>(),
+        "can_take": open && matches!(r.status, RequestStatus::Verified),
+        "can_decide": matches!(r.status, RequestStatus::Verified | RequestStatus::InReview),
+        "can_reject": matches!(r.status, RequestStatus::Verified | RequestStatus::InReview | RequestStatus::Approved),
+        "can_complete": r.status == RequestStatus::Fulfilling,
+        "can_extend": open && r.extended_at.is_none() && r.law == Law::Gdpr && r.due_date.is_some(),
+        "extension_limit": limit.as_ref().ok().map(|d| d.to_string()),
+        "extension_refused": limit.err().map(|e| e.to_string()),
+        "errors": errors.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>(),
+    }))
+}
+
+/// `POST /console/requests/{id}/{action}`: take, approve, reject (previewed first), extend,
+/// complete. Each needs the reviewer role and is audited with the member of staff as actor.
+#[handler]
+pub async fn act(
+    req: &Request,
+    Path((id, action)): Path<(String, String)>,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let staff = Staff::load(state, req).await?;
+    let form = staff.form(Role::Reviewer, body).await?;
+    let actor = staff.actor();
+    let reason = form.get("reason").map(str::to_string);
+    let missing_reason = || vec![FieldError::new("reason", "write the reason; the person will read it")];
+    let result: Result<(), ApiError> = match action.as_str() {
+        "take" => {
+            let mut tx = state.db.begin().await?;
+            review::take(&mut tx, &id, &actor).await?;
+            tx.commit().await.map_err(Into::into)
+        }
+        "approve" => crate::request::api::approve(state, &id, &actor, form.get("note"))
+            .await
+            .map(|_| ()),
+        "reject" => {
+            let Some(reason) = reason else {
+                let data = detail_data(state, &id, &missing_reason()).await?;
+                return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
+            };
+            if form.get("confirm").is_none() {
+                return preview_rejection(state, staff, &id, &reason).await;
+            }
+            let mut tx = state.db.begin().await?;
+            review::reject(&mut tx, &id, &reason, &actor).await?;
+            tx.commit().await.map_err(Into::into)
+        }
+        "extend" => {
+            let Some(reason) = reason else {
+                let data = detail_data(state, &id, &missing_reason()).await?;
+                return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
+            };
+            let months = form.get("months").and_then(|m| m.parse().ok()).unwrap_or(1);
+            let mut tx = state.db.begin().await?;
+            review::extend(&mut tx, &state.config, &id, months, &reason, &actor).await?;
+            tx.commit().await.map_err(Into::into)
+        }
+        "complete" => {
+            let outcome = match form.get("outcome") {
+                Some("restricted") => Outcome::Restricted,
+                _ => Outcome::Completed,
+            };
+            if outcome == Outcome::Restricted && form.get("note").is_none() {
+                let errors = vec![FieldError::new("note", "say why the request ends restricted")];
+                let data = detail_data(state, &id, &errors).await?;
+                return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
+            }
+            let mut tx = state.db.begin().await?;
+            review::complete(&mut tx, &state.config, &id, outcome, form.get("note").map(str::to_string), &actor)
+                .await?;
+            tx.commit().await.map_err(Into::into)
+        }
+        _ => return Err(ApiError::not_found(format!("no action `{action}`"))),
+    };
+    result?;
+    Ok(staff.redirect(&format!("/console/requests/{id}")))
+}
+
+/// The rejection email as the person will read it, in their language with their law's
+/// remedies, and the button that sends it.
+async fn preview_rejection(
+    state: &AppState,
+    staff: Staff,
+    id: &str,
+    reason: &str,
+) -> Result<Response, ApiError> {
+    let r = request::get(state.db.conn(), id).await?;
+    let locale = r.locale.clone().unwrap_or_else(|| "en".into());
+    let email = state
+        .dispatcher
+        .preview(&review::rejection(&r, reason), &locale)
+        .map_err(|e| ApiError::internal(&e))?;
+    let data = json!({
+        "section": "requests",
+        "id": id,
+        "reason": reason,
+        "to": r.email,
+        "language": crate::notify::templates::language_for(&locale),
+        "subject": email.subject,
+        "text": email.text,
+    });
+    Ok(staff.page(state, "reject_preview", data, StatusCode::OK))
+}
