@@ -96,6 +96,7 @@ impl Pages {
         registry.register_helper("period", Box::new(InLanguage(period_words)));
         registry.register_helper("eq", Box::new(eq));
         registry.register_helper("concat", Box::new(concat));
+        registry.register_helper("json", Box::new(pretty_json));
         let layout = dir.join("partials").join("page.hbs");
         registry
             .register_partial("page", read(&layout)?)
@@ -310,6 +311,7 @@ fn parse_instant(value: &str) -> Option<DateTime<Utc>> {
 
 handlebars_helper!(eq: |a: Value, b: Value| a == b);
 handlebars_helper!(concat: |a: str, b: str| format!("{a}{b}"));
+handlebars_helper!(pretty_json: |v: Value| serde_json::to_string_pretty(&v).unwrap_or_default());
 
 /// Countries people choose from when filing without an account, and that recipients are
 /// named by: (ISO 3166-1 code, English, Simplified Chinese).
@@ -407,11 +409,11 @@ mod tests {
     #[test]
     fn the_shipped_pages_load_with_every_word_translated() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-        let pages = Pages::load(&dir, &["portal"]).expect("the shipped pages load");
+        let pages = Pages::load(&dir, &["portal", "console"]).expect("the shipped pages load");
         assert!(pages.has("portal/home"));
         // Every word a template names exists in both languages (a missing one fails the render).
         let messages = load_messages(&dir.join("messages.json")).unwrap();
-        for folder in ["portal", "partials"] {
+        for folder in ["portal", "console", "partials"] {
             for entry in std::fs::read_dir(dir.join(folder)).unwrap().flatten() {
                 let source = std::fs::read_to_string(entry.path()).unwrap();
                 for piece in source.split("{{t \"").skip(1) {
