@@ -380,7 +380,9 @@ impl From<crate::staff::StaffError> for ApiError {
             StaffError::Locked(_) => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, err.to_string()).with_reason("locked")
             }
-            StaffError::BadSetupLink => Self::not_found(err.to_string()).with_reason("token_invalid"),
+            StaffError::BadSetupLink => {
+                Self::not_found(err.to_string()).with_reason("token_invalid")
+            }
             StaffError::Key(cause) => Self::internal(&cause),
             StaffError::Db(e) => e.into(),
         }

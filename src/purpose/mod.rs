@@ -7,8 +7,8 @@
 //! Transactions: this room owns `purposes`; its writers take the edge's [`Tx`].
 
 pub mod api;
-pub mod register;
 pub mod model;
+pub mod register;
 
 use std::collections::BTreeMap;
 

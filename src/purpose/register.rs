@@ -55,7 +55,10 @@ pub fn lines(purposes: &[Purpose], rules: &[Rule], language: &str) -> Vec<Line> 
             }));
             Line {
                 purpose: p.key.clone(),
-                title: p.text(language).map(|t| t.title.clone()).unwrap_or_default(),
+                title: p
+                    .text(language)
+                    .map(|t| t.title.clone())
+                    .unwrap_or_default(),
                 legal_basis: p.legal_basis,
                 data_categories: p.data_categories.clone(),
                 recipients: p

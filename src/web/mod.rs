@@ -43,7 +43,10 @@ pub fn mount(route: Route, state: &AppState) -> Route {
     };
     route
         .nest("/portal", protected(portal::routes(state.clone()).boxed()))
-        .nest("/console", protected(console::routes(state.clone()).boxed()))
+        .nest(
+            "/console",
+            protected(console::routes(state.clone()).boxed()),
+        )
         .at("/assets/consentry.css", protected(get(stylesheet).boxed()))
         .at("/", get(to_portal))
 }

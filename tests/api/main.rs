@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod cli;
 mod consent;
+mod console;
 mod errors;
 mod hooks;
 mod leases;

@@ -35,7 +35,10 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     let state = Arc::new(state);
     Route::new()
         .at("/", get(requests::overview))
-        .at("/signin", get(signin::sign_in_form).post(signin::check_password))
+        .at(
+            "/signin",
+            get(signin::sign_in_form).post(signin::check_password),
+        )
         .at("/signin/code", get(signin::code_form).post(signin::code))
         .at("/signin/enrol", get(signin::enrol_form).post(signin::code))
         .at("/setup", get(signin::setup_form).post(signin::setup))
@@ -56,12 +59,18 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/policies/new", get(records::new_draft))
         .at("/policies/:id", get(records::policy_page))
         .at("/policies/:id/:action", post(records::policy_action))
-        .at("/purges", get(operations::purge_runs).post(operations::run_purge))
+        .at(
+            "/purges",
+            get(operations::purge_runs).post(operations::run_purge),
+        )
         .at("/purges/:id", get(operations::purge_run))
         .at("/outbox", get(operations::dead_letters))
         .at("/outbox/:id/retry", post(operations::retry))
         .at("/audit", get(operations::audit_log))
-        .at("/keys", get(operations::api_keys).post(operations::create_key))
+        .at(
+            "/keys",
+            get(operations::api_keys).post(operations::create_key),
+        )
         .at("/keys/:id/revoke", post(operations::revoke_key))
         .around(move |ep, req| pages_for_errors(ep, req, state.clone(), &CONSOLE))
 }
@@ -100,11 +109,10 @@ impl Staff {
         if self.user.role.allows(required) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "this needs the `{}` role",
-                required.as_str()
-            ))
-            .with_reason("forbidden_role"))
+            Err(
+                ApiError::forbidden(format!("this needs the `{}` role", required.as_str()))
+                    .with_reason("forbidden_role"),
+            )
         }
     }
 
@@ -120,12 +128,24 @@ impl Staff {
 
     /// Renders `console/<template>`; every page learns what the account may do, so that a
     /// viewer sees no writing buttons.
-    pub fn page(self, state: &AppState, template: &str, mut data: Value, status: StatusCode) -> Response {
+    pub fn page(
+        self,
+        state: &AppState,
+        template: &str,
+        mut data: Value,
+        status: StatusCode,
+    ) -> Response {
         if let Some(fields) = data.as_object_mut() {
             fields.insert("_email".into(), self.user.email.clone().into());
             fields.insert("_role".into(), self.user.role.as_str().into());
-            fields.insert("_can_review".into(), self.user.role.allows(Role::Reviewer).into());
-            fields.insert("_can_admin".into(), self.user.role.allows(Role::Admin).into());
+            fields.insert(
+                "_can_review".into(),
+                self.user.role.allows(Role::Reviewer).into(),
+            );
+            fields.insert(
+                "_can_admin".into(),
+                self.user.role.allows(Role::Admin).into(),
+            );
         }
         self.browser.render(state, template, data, status, true)
     }

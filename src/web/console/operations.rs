@@ -37,10 +37,20 @@ pub async fn purge_runs(req: &Request, Data(state): Data<&AppState>) -> Result<R
 
 /// `POST /console/purges`: run now, for real or as a dry run.
 #[handler]
-pub async fn run_purge(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn run_purge(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let form = staff.form(Role::Admin, body).await?;
-    let run = purge::launch(&state.db, &state.config, form.get("dry_run").is_some(), &staff.actor()).await?;
+    let run = purge::launch(
+        &state.db,
+        &state.config,
+        form.get("dry_run").is_some(),
+        &staff.actor(),
+    )
+    .await?;
     Ok(staff.redirect(&format!("/console/purges/{}", run.id)))
 }
 
@@ -82,7 +92,10 @@ pub async fn purge_run(
 /// `GET /console/outbox`: dead letters with their last error (never a recipient), then the
 /// counts of everything else.
 #[handler]
-pub async fn dead_letters(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn dead_letters(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let conn = state.db.conn();
     let filter = outbox::Filter {
@@ -180,7 +193,11 @@ async fn keys_data(state: &AppState, issued: Option<Value>) -> Result<Value, Api
 
 /// `POST /console/keys`: a new key, shown once on the page that answers.
 #[handler]
-pub async fn create_key(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn create_key(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let form = staff.form(Role::Admin, body).await?;
     let role: Role = form
@@ -192,7 +209,8 @@ pub async fn create_key(req: &Request, body: Body, Data(state): Data<&AppState>)
     let mut tx = state.db.begin().await?;
     let issued = keys::create(&mut tx, role, name, &staff.actor()).await?;
     tx.commit().await?;
-    let shown = json!({"id": issued.record.id, "role": role.as_str(), "secret": issued.secret.expose()});
+    let shown =
+        json!({"id": issued.record.id, "role": role.as_str(), "secret": issued.secret.expose()});
     let data = keys_data(state, Some(shown)).await?;
     Ok(staff.page(state, "keys", data, StatusCode::CREATED))
 }

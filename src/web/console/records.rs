@@ -24,7 +24,10 @@ use crate::{
 
 /// `GET /console/register`: the record of processing activities.
 #[handler]
-pub async fn register_page(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn register_page(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let lines = register_lines(state, staff.lang.tag()).await?;
     let data = json!({
@@ -48,7 +51,10 @@ async fn register_lines(state: &AppState, language: &str) -> Result<Vec<register
 
 /// `GET /console/register.csv`.
 #[handler]
-pub async fn register_csv(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn register_csv(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let lines = register_lines(state, staff.lang.tag()).await?;
     let body = register::csv(&lines).map_err(|e| ApiError::internal(&e))?;
@@ -66,7 +72,10 @@ pub async fn register_csv(req: &Request, Data(state): Data<&AppState>) -> Result
 
 /// `GET /console/purposes`.
 #[handler]
-pub async fn purpose_list(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn purpose_list(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let lang = staff.lang.tag();
     let list = purpose::list(state.db.conn(), true).await?;
@@ -91,7 +100,10 @@ pub async fn purpose_list(req: &Request, Data(state): Data<&AppState>) -> Result
 /// `GET /console/retention`: the rules, and the categories data is held or promised under
 /// without one.
 #[handler]
-pub async fn retention_rules(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn retention_rules(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let conn = state.db.conn();
     let rules = retention::list(conn).await?;
@@ -112,7 +124,10 @@ pub async fn retention_rules(req: &Request, Data(state): Data<&AppState>) -> Res
 
 /// `GET /console/policies`: every document, drafts included, newest version first.
 #[handler]
-pub async fn policy_list(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn policy_list(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let docs = policy::list_all(state.db.conn(), None).await?;
     let data = json!({
@@ -170,7 +185,11 @@ fn instant(value: Option<&str>) -> Option<DateTime<Utc>> {
 /// `POST /console/policies`: `preview` renders the Markdown beside the editor; `create` saves the
 /// draft.
 #[handler]
-pub async fn draft(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn draft(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let form = staff.form(Role::Admin, body).await?;
     let body_text = form.get("body").unwrap_or_default().to_string();
@@ -182,10 +201,17 @@ pub async fn draft(req: &Request, body: Body, Data(state): Data<&AppState>) -> R
     }
     let effective_at = instant(form.get("effective_at"));
     if effective_at.is_none() {
-        errors.push(FieldError::new("effective_at", "a date and time, e.g. 2027-01-01T00:00"));
+        errors.push(FieldError::new(
+            "effective_at",
+            "a date and time, e.g. 2027-01-01T00:00",
+        ));
     }
     if form.get("step") == Some("preview") || !errors.is_empty() {
-        let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+        let status = if errors.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
         let mut data = editor(&form, Some(markdown::to_html(&body_text)), &errors);
         data["section"] = "policies".into();
         return Ok(staff.page(state, "policy_new", data, status));
@@ -271,20 +297,22 @@ pub async fn policy_action(
     let actor = staff.actor();
     let mut tx = state.db.begin().await?;
     let outcome = match action.as_str() {
-        "save" => policy::update_draft(
-            &mut tx,
-            &id,
-            DraftChanges {
-                authoritative: Some(form.get("authoritative").is_some()),
-                title: form.get("title").map(str::to_string),
-                body: form.get("body").map(str::to_string),
-                effective_at: instant(form.get("effective_at")).map(clock::truncate),
-                material: Some(form.get("material").is_some()),
-                change_summary: Some(form.get("change_summary").map(str::to_string)),
-            },
-            &actor,
-        )
-        .await,
+        "save" => {
+            policy::update_draft(
+                &mut tx,
+                &id,
+                DraftChanges {
+                    authoritative: Some(form.get("authoritative").is_some()),
+                    title: form.get("title").map(str::to_string),
+                    body: form.get("body").map(str::to_string),
+                    effective_at: instant(form.get("effective_at")).map(clock::truncate),
+                    material: Some(form.get("material").is_some()),
+                    change_summary: Some(form.get("change_summary").map(str::to_string)),
+                },
+                &actor,
+            )
+            .await
+        }
         "publish" => policy::publish(&mut tx, &id, &actor).await,
         "retire" => policy::retire(&mut tx, &id, &actor).await,
         _ => return Err(ApiError::not_found(format!("no action `{action}`"))),

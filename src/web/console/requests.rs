@@ -53,12 +53,25 @@ fn row(r: &DsRequest, who: &str, today: NaiveDate) -> Value {
     })
 }
 
-async fn rows(state: &AppState, list: &[DsRequest], today: NaiveDate) -> Result<Vec<Value>, ApiError> {
+async fn rows(
+    state: &AppState,
+    list: &[DsRequest],
+    today: NaiveDate,
+) -> Result<Vec<Value>, ApiError> {
     let who = request::requesters(state.db.conn(), &state.config, list).await?;
     Ok(list
         .iter()
         .zip(who)
-        .map(|(r, w)| row(r, w.external_id.as_deref().or(w.email.as_deref()).unwrap_or("—"), today))
+        .map(|(r, w)| {
+            row(
+                r,
+                w.external_id
+                    .as_deref()
+                    .or(w.email.as_deref())
+                    .unwrap_or("—"),
+                today,
+            )
+        })
         .collect())
 }
 
@@ -123,7 +136,9 @@ async fn consent_chart(state: &AppState, lang: Lang) -> Result<Value, ApiError> 
     purposes.extend(weekly.iter().map(|w| w.purpose.clone()));
     purposes.sort();
     purposes.dedup();
-    let weeks: Vec<NaiveDate> = (0..CHART_WEEKS).map(|i| first + TimeDelta::weeks(i)).collect();
+    let weeks: Vec<NaiveDate> = (0..CHART_WEEKS)
+        .map(|i| first + TimeDelta::weeks(i))
+        .collect();
     let lines: Vec<Value> = purposes
         .iter()
         .map(|p| {
@@ -177,8 +192,14 @@ fn bars(weeks: &[(i64, i64)], lang: Lang) -> String {
     let grants: i64 = weeks.iter().map(|(g, _)| g).sum();
     let withdrawals: i64 = weeks.iter().map(|(_, w)| w).sum();
     let label = match lang {
-        Lang::En => format!("{grants} grants and {withdrawals} withdrawals over {} weeks", weeks.len()),
-        Lang::Zh => format!("{} 周内同意 {grants} 次，撤回 {withdrawals} 次", weeks.len()),
+        Lang::En => format!(
+            "{grants} grants and {withdrawals} withdrawals over {} weeks",
+            weeks.len()
+        ),
+        Lang::Zh => format!(
+            "{} 周内同意 {grants} 次，撤回 {withdrawals} 次",
+            weeks.len()
+        ),
     };
     format!(
         r##"<svg role="img" aria-label="{label}" width="{width}" height="48" viewBox="0 0 {width} 48"><line x1="0" y1="{half}" x2="{width}" y2="{half}" stroke="#59636e"/>{svg}</svg>"##
@@ -262,7 +283,13 @@ async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Resul
             None => categories.push((item.category.clone(), 1)),
         }
     }
-    let limit = law::extended_due_date(&state.config.requests, r.law, r.received_at.date_naive(), today, 2);
+    let limit = law::extended_due_date(
+        &state.config.requests,
+        r.law,
+        r.received_at.date_naive(),
+        today,
+        2,
+    );
     let open = request::is_open(&r);
     Ok(json!({
         "section": "requests",
@@ -314,7 +341,12 @@ pub async fn act(
     let form = staff.form(Role::Reviewer, body).await?;
     let actor = staff.actor();
     let reason = form.get("reason").map(str::to_string);
-    let missing_reason = || vec![FieldError::new("reason", "write the reason; the person will read it")];
+    let missing_reason = || {
+        vec![FieldError::new(
+            "reason",
+            "write the reason; the person will read it",
+        )]
+    };
     let result: Result<(), ApiError> = match action.as_str() {
         "take" => {
             let mut tx = state.db.begin().await?;
@@ -352,13 +384,23 @@ pub async fn act(
                 _ => Outcome::Completed,
             };
             if outcome == Outcome::Restricted && form.get("note").is_none() {
-                let errors = vec![FieldError::new("note", "say why the request ends restricted")];
+                let errors = vec![FieldError::new(
+                    "note",
+                    "say why the request ends restricted",
+                )];
                 let data = detail_data(state, &id, &errors).await?;
                 return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
             }
             let mut tx = state.db.begin().await?;
-            review::complete(&mut tx, &state.config, &id, outcome, form.get("note").map(str::to_string), &actor)
-                .await?;
+            review::complete(
+                &mut tx,
+                &state.config,
+                &id,
+                outcome,
+                form.get("note").map(str::to_string),
+                &actor,
+            )
+            .await?;
             tx.commit().await.map_err(Into::into)
         }
         _ => return Err(ApiError::not_found(format!("no action `{action}`"))),

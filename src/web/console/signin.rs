@@ -29,7 +29,10 @@ fn say(lang: Lang, en: &str, zh: &str) -> String {
 
 /// `GET /console/signin`.
 #[handler]
-pub async fn sign_in_form(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn sign_in_form(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     if let Ok(staff) = Staff::load(state, req).await {
         return Ok(staff.redirect("/console"));
     }
@@ -51,13 +54,15 @@ pub async fn check_password(
     let form = browser.form(body).await?;
     let email = form.get("email").unwrap_or_default().to_string();
     let tx = state.db.begin().await?;
-    let checked = staff::check_password(&tx, &email, form.get("password").unwrap_or_default()).await;
+    let checked =
+        staff::check_password(&tx, &email, form.get("password").unwrap_or_default()).await;
     let user = match checked {
         Ok(user) => user,
         Err(e) => {
             tx.commit().await?;
             let message = refusal(browser.lang, &e)?;
-            let data = json!({"email": email, "errors": [{"field": "password", "message": message}]});
+            let data =
+                json!({"email": email, "errors": [{"field": "password", "message": message}]});
             return Ok(browser.render(state, "signin", data, StatusCode::UNAUTHORIZED, false));
         }
     };
@@ -98,7 +103,10 @@ fn refusal(lang: Lang, e: &StaffError) -> Result<String, ApiError> {
                 "Too many failed attempts. Try again after {} UTC.",
                 until.format("%H:%M")
             ),
-            Lang::Zh => format!("失败次数过多，请在 UTC {} 之后重试。", until.format("%H:%M")),
+            Lang::Zh => format!(
+                "失败次数过多，请在 UTC {} 之后重试。",
+                until.format("%H:%M")
+            ),
         },
         other => return Err(ApiError::internal(other)),
     })
@@ -110,7 +118,10 @@ fn user_agent(req: &Request) -> Option<String> {
 
 /// The account waiting for its second factor, with its browser; `None` sends it back to the
 /// password.
-async fn pending(state: &AppState, req: &Request) -> Result<Option<(StaffUser, Browser)>, ApiError> {
+async fn pending(
+    state: &AppState,
+    req: &Request,
+) -> Result<Option<(StaffUser, Browser)>, ApiError> {
     Ok(match session_user(state, req).await? {
         Some(((user, false), token)) => {
             let browser = Browser::new(state, req, &CONSOLE, Some(token), None);
@@ -137,7 +148,13 @@ pub async fn enrol_form(req: &Request, Data(state): Data<&AppState>) -> Result<R
         return Ok(to_sign_in());
     };
     let seed = enrolment_seed(state, &user).await?;
-    Ok(browser.render(state, "enrol", enrol_data(state, &user, &seed, &[]), StatusCode::OK, false))
+    Ok(browser.render(
+        state,
+        "enrol",
+        enrol_data(state, &user, &seed, &[]),
+        StatusCode::OK,
+        false,
+    ))
 }
 
 async fn enrolment_seed(state: &AppState, user: &StaffUser) -> Result<Vec<u8>, ApiError> {
@@ -152,7 +169,12 @@ async fn enrolment_seed(state: &AppState, user: &StaffUser) -> Result<Vec<u8>, A
     Ok(seed)
 }
 
-fn enrol_data(state: &AppState, user: &StaffUser, seed: &[u8], errors: &[String]) -> serde_json::Value {
+fn enrol_data(
+    state: &AppState,
+    user: &StaffUser,
+    seed: &[u8],
+    errors: &[String],
+) -> serde_json::Value {
     let issuer = format!("{} Consentry", state.config.controller.name);
     json!({
         "secret": totp::base32(seed),
@@ -164,14 +186,24 @@ fn enrol_data(state: &AppState, user: &StaffUser, seed: &[u8], errors: &[String]
 /// `POST /console/signin/code` and `/enrol`: the code; a right one replaces the pending session
 /// with a complete one.
 #[handler]
-pub async fn code(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn code(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     state.rate_limiter.check(crate::http::client_ip(req))?;
     let Some((user, mut browser)) = pending(state, req).await? else {
         return Ok(to_sign_in());
     };
     let form = browser.form(body).await?;
     let tx = state.db.begin().await?;
-    let checked = staff::check_code(&tx, &state.config, &user, form.get("code").unwrap_or_default()).await;
+    let checked = staff::check_code(
+        &tx,
+        &state.config,
+        &user,
+        form.get("code").unwrap_or_default(),
+    )
+    .await;
     if let Err(e) = checked {
         tx.commit().await?;
         let message = refusal(browser.lang, &e)?;
@@ -188,8 +220,14 @@ pub async fn code(req: &Request, body: Body, Data(state): Data<&AppState>) -> Re
     if let Some(old) = browser.session.clone() {
         sessions::end(&tx, &old).await?;
     }
-    let (token, expires_at) =
-        sessions::start(&tx, &user.id, true, session_lifetime(state), user_agent(req).as_deref()).await?;
+    let (token, expires_at) = sessions::start(
+        &tx,
+        &user.id,
+        true,
+        session_lifetime(state),
+        user_agent(req).as_deref(),
+    )
+    .await?;
     staff::signed_in(&tx, &user).await?;
     tx.commit().await?;
     browser.set_session(Some(&token), (expires_at - clock::now()).num_seconds());
@@ -208,19 +246,31 @@ pub async fn setup_form(req: &Request, Data(state): Data<&AppState>) -> Result<R
 
 /// `POST /console/setup`.
 #[handler]
-pub async fn setup(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn setup(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     state.rate_limiter.check(crate::http::client_ip(req))?;
     let browser = Browser::new(state, req, &CONSOLE, None, None);
     let form = browser.form(body).await?;
     let token = form.get("token").unwrap_or_default().to_string();
     let user = staff::by_setup_token(state.db.conn(), &token).await?;
     let password = form.get("password").unwrap_or_default();
-    let refused = |message: String| {
-        json!({"token": token, "email": user.email, "errors": [{"field": "password", "message": message}]})
-    };
+    let refused = |message: String| json!({"token": token, "email": user.email, "errors": [{"field": "password", "message": message}]});
     if Some(password) != form.get("confirm") {
-        let data = refused(say(browser.lang, "The two passwords differ.", "两次输入的密码不一致。"));
-        return Ok(browser.render(state, "setup", data, StatusCode::UNPROCESSABLE_ENTITY, false));
+        let data = refused(say(
+            browser.lang,
+            "The two passwords differ.",
+            "两次输入的密码不一致。",
+        ));
+        return Ok(browser.render(
+            state,
+            "setup",
+            data,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            false,
+        ));
     }
     let tx = state.db.begin().await?;
     match staff::set_password(&tx, &token, password).await {
@@ -230,7 +280,13 @@ pub async fn setup(req: &Request, body: Body, Data(state): Data<&AppState>) -> R
                 Lang::En => format!("Choose a stronger password: {why}."),
                 Lang::Zh => format!("请设置更安全的密码（{}）。", weak_in_chinese(why)),
             };
-            return Ok(browser.render(state, "setup", refused(message), StatusCode::UNPROCESSABLE_ENTITY, false));
+            return Ok(browser.render(
+                state,
+                "setup",
+                refused(message),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                false,
+            ));
         }
         Err(e) => return Err(e.into()),
     }
@@ -249,7 +305,11 @@ fn weak_in_chinese(why: &str) -> &'static str {
 
 /// `POST /console/signout`.
 #[handler]
-pub async fn sign_out(req: &Request, body: Body, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+pub async fn sign_out(
+    req: &Request,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let mut browser = match session_user(state, req).await? {
         Some((_, token)) => Browser::new(state, req, &CONSOLE, Some(token), None),
         None => Browser::new(state, req, &CONSOLE, None, None),

@@ -40,7 +40,10 @@ pub async fn search(req: &Request, Data(state): Data<&AppState>) -> Result<Respo
     }
     found.retain(|s| s.erased_at.is_none());
     if let [one] = found.as_slice() {
-        return Ok(staff.redirect(&format!("/console/subjects/{}", urlencode(&one.external_id))));
+        return Ok(staff.redirect(&format!(
+            "/console/subjects/{}",
+            urlencode(&one.external_id)
+        )));
     }
     let data = json!({
         "section": "subjects",
@@ -59,7 +62,9 @@ pub async fn profile(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
-    let page = query_param(req, "page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(0);
+    let page = query_param(req, "page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(0);
     let data = profile_data(state, &external_id, page, &[]).await?;
     Ok(staff.page(state, "subject", data, StatusCode::OK))
 }
@@ -79,7 +84,11 @@ async fn profile_data(
     let events = ledger::history(conn, &person.id, None, 20).await?;
     let requests = request::of_subject(conn, &person.id).await?;
     let all_items = items::of_subject(conn, &person.id).await?;
-    let shown: Vec<&items::DataItem> = all_items.iter().skip(page * ITEMS_PAGE).take(ITEMS_PAGE).collect();
+    let shown: Vec<&items::DataItem> = all_items
+        .iter()
+        .skip(page * ITEMS_PAGE)
+        .take(ITEMS_PAGE)
+        .collect();
     Ok(json!({
         "section": "subjects",
         "person": {
@@ -130,7 +139,10 @@ pub async fn hold(
     let staff = Staff::load(state, req).await?;
     let form = staff.form(Role::Admin, body).await?;
     let Some(reason) = form.get("reason") else {
-        let errors = [FieldError::new("reason", "write why; the audit log keeps it")];
+        let errors = [FieldError::new(
+            "reason",
+            "write why; the audit log keeps it",
+        )];
         let data = profile_data(state, &external_id, 0, &errors).await?;
         return Ok(staff.page(state, "subject", data, StatusCode::UNPROCESSABLE_ENTITY));
     };
