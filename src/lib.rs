@@ -164,6 +164,13 @@ impl App {
             })?;
         // Port 0 picks a free port; links to the portal use the one actually bound.
         config.listen = addr;
+        if !config.console.require_totp && !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "the console is reachable beyond this machine and accepts a password alone; \
+                 set console.require_totp = true"
+            );
+        }
         let subject_tokens = config.subject_token_secret.clone().map(SubjectTokens::new);
         let dispatcher = Arc::new(Dispatcher::new(&config, db.clone())?);
         let key_cache = Arc::new(KeyCache::new(Duration::from_secs(config.key_cache_seconds)));

@@ -1,6 +1,7 @@
-// The rights portal in headless Chromium (Debian's package, driven by playwright-core): the
-// flows a person goes through, axe-core on every page, and a screenshot of each page under
-// target/browser/ for reviewers (whole page; the first screen alone under first-screen/).
+// The rights portal and the privacy console in headless Chromium (Debian's package, driven by
+// playwright-core): the flows a person and a privacy officer go through, axe-core on every page,
+// and a screenshot of each page under target/browser/ for reviewers (whole page; the first
+// screen alone under first-screen/).
 //
 // Started by tests/browser/run, which builds the service and provides Chromium, Node packages
 // and an SMTP server. Everything else (the service, its database, a receiver for the main
@@ -71,6 +72,19 @@ function b64url(data) {
   return Buffer.from(data).toString("base64url");
 }
 
+/** The current RFC 6238 code (HMAC-SHA1, 6 digits, 30 s) of a base32 seed: the officer's phone. */
+function totp(base32) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of base32.replace(/=+$/, "")) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const seed = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30)));
+  const mac = crypto.createHmac("sha1", seed).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  return ((mac.readUInt32BE(offset) & 0x7fffffff) % 1e6).toString().padStart(6, "0");
+}
+
 /** An HS256 subject token, as the main app mints it. */
 function subjectToken(sub) {
   const header = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
@@ -108,6 +122,7 @@ async function main() {
 
   // The main app: receives the jobs Consentry sends it.
   const jobs = [];
+  let hooksFail = false;
   const hooks = http.createServer((req, res) => {
     let body = "";
     req.on("data", (c) => (body += c));
@@ -117,7 +132,7 @@ async function main() {
       } catch {
         // not JSON: ignore
       }
-      res.writeHead(200).end();
+      res.writeHead(hooksFail ? 500 : 200).end();
     });
   });
   await new Promise((ok) => hooks.listen(hookPort, "127.0.0.1", ok));
@@ -136,6 +151,8 @@ async function main() {
     CONSENTRY_CONTROLLER__NAME: "Lumora",
     CONSENTRY_PORTAL__SIGN_IN_URL: "https://app.example.com/login",
     CONSENTRY_OUTBOX__POLL_INTERVAL_MS: "100",
+    // One attempt: a failed delivery is a dead letter at once, for the console's retry.
+    CONSENTRY_OUTBOX__MAX_ATTEMPTS: "1",
     RUST_LOG: "warn",
   };
   fs.mkdirSync(dataDir, { recursive: true });
@@ -390,6 +407,97 @@ print(json.dumps(out))`;
     await kpage.getByText("You gave consent to").waitFor();
     check("and works with Enter", true);
     await kctx.close();
+
+    // --- The privacy team's console ---
+    console.log("console");
+    const created = cli("users", "create", "--email", "officer@example.com", "--role", "admin").trim().split("\n").pop();
+    const cctx = await newContext("en-GB");
+    cctx.setDefaultTimeout(15000);
+    const cpage = await cctx.newPage();
+    await cpage.setViewportSize({ width: 1280, height: 900 });
+    await cpage.goto(created.replace(/^https?:\/\/[^/]+/, base));
+    await review(cpage, "30-console-setup");
+    await cpage.getByLabel("New password").fill("correct horse battery staple");
+    await cpage.getByLabel("The same password again").fill("correct horse battery staple");
+    await cpage.getByRole("button", { name: "Set the password" }).click();
+    await review(cpage, "31-console-sign-in");
+    await cpage.getByLabel("Email").fill("officer@example.com");
+    await cpage.getByLabel("Password").fill("correct horse battery staple");
+    await cpage.getByRole("button", { name: "Sign in" }).click();
+    await cpage.getByText("Set up your second factor").waitFor();
+    await review(cpage, "32-console-enrol");
+    const secret = (await cpage.locator("#totp-secret").textContent()).trim();
+    await cpage.getByLabel("6-digit code").fill(totp(secret));
+    await cpage.getByRole("button", { name: "Turn on the second factor" }).click();
+    await cpage.getByRole("heading", { name: "Overview" }).waitFor();
+    check("signed in with password and TOTP", new URL(cpage.url()).pathname === "/console");
+
+    // Requests to decide: an export to approve, an erasure to reject.
+    await api("PUT", "/v1/me/consents/photo_tagging", subjectToken("li"), { granted: true, policy_version: 2 });
+    const exportReq = (await api("POST", "/v1/me/requests", subjectToken("li"), { type: "export" })).body.id;
+    const eraseReq = (await api("POST", "/v1/me/requests", subjectToken("li"), { type: "erase", locale: "zh-CN" })).body.id;
+    await cpage.goto(`${base}/console`);
+    await review(cpage, "33-console-overview");
+    await cpage.goto(`${base}/console/requests`);
+    await review(cpage, "34-console-queue");
+    await cpage.goto(`${base}/console/requests/${exportReq}`);
+    await cpage.getByRole("button", { name: "Take this request" }).click();
+    await review(cpage, "35-console-request");
+    await cpage.getByRole("button", { name: "Approve", exact: true }).click();
+    await cpage.getByText("being carried out").first().waitFor();
+    check("approved from the console", (await api("GET", `/v1/admin/requests/${exportReq}`, admin)).body.request?.status === "fulfilling" ||
+      (await api("GET", `/v1/admin/requests/${exportReq}`, admin)).body.status === "fulfilling");
+    await cpage.goto(`${base}/console/requests/${eraseReq}`);
+    await cpage.getByLabel("Reason (required)").first().fill("该账户存在未结清的订单，需保留至结清。");
+    await cpage.getByRole("button", { name: "Preview the email" }).click();
+    await cpage.getByText("Check the rejection email").waitFor();
+    await review(cpage, "36-console-reject-preview");
+    await cpage.getByRole("button", { name: "Reject and send the email" }).click();
+    await waitFor("the rejection email", () => mails().find((m) => m.to.includes("li@example.com") && m.text.includes("未结清的订单")));
+    check("the rejection email reached the SMTP server", true);
+
+    // A material policy change, drafted, previewed and published in the console.
+    await cpage.goto(`${base}/console/policies/new`);
+    await cpage.getByLabel("Title").fill("Lumora Privacy Policy");
+    await cpage.getByLabel(/In force from/).fill(new Date(Date.now() - 60000).toISOString().slice(0, 16));
+    await cpage.getByLabel(/Material change/).check();
+    await cpage.getByLabel("What changed").fill("Photos are now also backed up in Singapore.");
+    await cpage.getByLabel("Text (Markdown)").fill("# Lumora Privacy Policy\n\nVersion 3.\n\n## Backups\n\nPhotos are backed up in Singapore.\n");
+    await cpage.getByLabel("This language version prevails").check();
+    await cpage.getByRole("button", { name: "Preview" }).click();
+    await review(cpage, "37-console-policy-draft");
+    await cpage.getByRole("button", { name: "Save the draft" }).click();
+    await cpage.getByRole("button", { name: "Publish" }).click();
+    await cpage.getByText("Published").first().waitFor();
+    await review(cpage, "38-console-policy");
+    await waitFor("a policy-changed email", () => mails().find((m) => m.text.includes("/diff?from=2&to=3")));
+    check("publishing a material version emails the people who consented", true);
+
+    // A dry-run purge, and a dead letter retried.
+    await cpage.goto(`${base}/console/purges`);
+    await cpage.getByRole("button", { name: "Dry run" }).click();
+    await cpage.getByText("Purge run").first().waitFor();
+    await waitFor("the dry run to finish", async () => { await cpage.reload(); return (await cpage.textContent("main")).includes("completed"); });
+    await review(cpage, "39-console-purge");
+    hooksFail = true;
+    await api("PUT", "/v1/me/consents/photo_tagging", subjectToken("li"), { granted: false, policy_version: 3 });
+    await waitFor("a dead letter", async () => (await api("GET", "/v1/admin/outbox?status=dead", admin)).body.items?.length > 0);
+    hooksFail = false;
+    await cpage.goto(`${base}/console/outbox`);
+    await review(cpage, "40-console-outbox");
+    const before = jobs.filter((j) => j.type === "consent.withdrawn").length;
+    await cpage.getByRole("button", { name: "Retry" }).first().click();
+    await waitFor("the retried webhook", () => jobs.filter((j) => j.type === "consent.withdrawn").length > before);
+    check("a retried dead letter is delivered", true);
+
+    for (const [path, name] of [["/console/subjects?q=li@example.com", "41-console-subject"], ["/console/register", "42-console-register"],
+      ["/console/purposes", "43-console-purposes"], ["/console/retention", "44-console-retention"], ["/console/audit", "45-console-audit"],
+      ["/console/keys", "46-console-keys"], ["/console/account", "47-console-account"], ["/console/policies", "48-console-policies"],
+      ["/console?lang=zh-CN", "49-console-overview-zh"]]) {
+      await cpage.goto(base + path);
+      await review(cpage, name);
+    }
+    await cctx.close();
   } finally {
     await browser.close();
     hooks.close();
