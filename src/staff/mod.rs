@@ -220,6 +220,18 @@ pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<StaffUser>, DbErr> 
         .await
 }
 
+/// Staff emails by the actor name the audit log and requests record (`staff:<id>`), so that
+/// pages can say who did something.
+pub async fn names(
+    conn: &impl ConnectionTrait,
+) -> Result<std::collections::HashMap<String, String>, DbErr> {
+    Ok(list(conn)
+        .await?
+        .into_iter()
+        .map(|u| (Actor::Staff(u.id).to_string(), u.email))
+        .collect())
+}
+
 pub async fn by_email(
     conn: &impl ConnectionTrait,
     email: &str,

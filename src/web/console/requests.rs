@@ -1,6 +1,8 @@
 //! The overview (what is due, what failed, what the purge did, consents over the last weeks),
 //! the request queue, and a request's decision page with its actions.
 
+use std::collections::HashMap;
+
 use chrono::{Datelike, NaiveDate, TimeDelta};
 use poem::{
     Body, Request, Response, handler,
@@ -23,7 +25,7 @@ use crate::{
         self, Filter, Law, Outcome, Request as DsRequest, RequestStatus, RequestType, review,
     },
     retention::{items, purge},
-    subject,
+    staff, subject,
     web::{Lang, browser::query_param},
 };
 
@@ -33,7 +35,7 @@ const DUE_SOON_DAYS: i64 = 3;
 const CHART_WEEKS: i64 = 8;
 
 /// What a queue row shows of a request: its deadline in words as well as colour.
-fn row(r: &DsRequest, who: &str, today: NaiveDate) -> Value {
+fn row(r: &DsRequest, who: &str, today: NaiveDate, names: &HashMap<String, String>) -> Value {
     let days_left = r.due_date.map(|d| (d - today).num_days());
     let running = request::is_open(r) && r.status != RequestStatus::Unverified;
     json!({
@@ -48,7 +50,7 @@ fn row(r: &DsRequest, who: &str, today: NaiveDate) -> Value {
         "days_overdue": days_left.map(|d| -d),
         "due_soon": running && days_left.is_some_and(|d| (0..=DUE_SOON_DAYS).contains(&d)),
         "days_left": days_left,
-        "reviewer": r.reviewer,
+        "reviewer": r.reviewer.as_ref().map(|actor| names.get(actor).unwrap_or(actor)),
         "received_at": r.received_at.to_rfc3339(),
     })
 }
@@ -59,18 +61,17 @@ async fn rows(
     today: NaiveDate,
 ) -> Result<Vec<Value>, ApiError> {
     let who = request::requesters(state.db.conn(), &state.config, list).await?;
+    let names = staff::names(state.db.conn()).await?;
     Ok(list
         .iter()
         .zip(who)
         .map(|(r, w)| {
-            row(
-                r,
-                w.external_id
-                    .as_deref()
-                    .or(w.email.as_deref())
-                    .unwrap_or("—"),
-                today,
-            )
+            let person = w
+                .external_id
+                .as_deref()
+                .or(w.email.as_deref())
+                .unwrap_or("—");
+            row(r, person, today, &names)
         })
         .collect())
 }
@@ -283,6 +284,7 @@ async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Resul
             None => categories.push((item.category.clone(), 1)),
         }
     }
+    let names = staff::names(conn).await?;
     let limit = law::extended_due_date(
         &state.config.requests,
         r.law,
@@ -293,7 +295,7 @@ async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Resul
     let open = request::is_open(&r);
     Ok(json!({
         "section": "requests",
-        "request": row(&r, who.external_id.as_deref().or(who.email.as_deref()).unwrap_or("—"), today),
+        "request": row(&r, who.external_id.as_deref().or(who.email.as_deref()).unwrap_or("—"), today, &names),
         "details": serde_json::from_str::<Value>(&r.details).unwrap_or_default(),
         "email": who.email,
         "external_id": who.external_id,
@@ -313,7 +315,7 @@ async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Resul
         "categories": categories.iter().map(|(c, n)| json!({"category": c, "items": n})).collect::<Vec<_>>(),
         "history": history.iter().map(|e| json!({
             "status": e.to_status.to_value(),
-            "actor": e.actor,
+            "actor": names.get(&e.actor).unwrap_or(&e.actor),
             "note": e.note,
             "at": e.occurred_at.to_rfc3339(),
         })).collect::<Vec<_>>(),
