@@ -478,3 +478,74 @@ async fn a_subject_is_found_by_email_and_an_item_held_with_a_reason() {
     assert_eq!(held.status, StatusCode::SEE_OTHER);
     admin.get("/console/subjects/ola").await.shows(">Held<");
 }
+
+#[tokio::test]
+async fn purposes_and_retention_rules_are_declared_in_the_console() {
+    let (f, _) = portal_fixture().await;
+    let admin = staff_browser(&f.app, "decl@example.com", Role::Admin).await;
+    let form = admin.get("/console/purposes/new").await;
+    let fields = |recipients: &'static str| {
+        vec![
+            ("key", "face_search"),
+            ("title_en", "Find faces"),
+            ("description_en", "Search your photos by face."),
+            ("title_zh", "人脸搜索"),
+            ("legal_basis", "consent"),
+            ("separate_consent_reason", "sensitive_data"),
+            ("recipients", recipients),
+            ("categories", "photos, face_vectors"),
+            ("retention_period", "P6M"),
+        ]
+    };
+    let refused = admin
+        .submit(&form, "/console/purposes", &fields("just a name"))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    refused.shows("write name | role | country code");
+    let saved = admin
+        .submit(
+            &form,
+            "/console/purposes",
+            &fields("Lumora Vision | processor | sg"),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let p = consentry::purpose::get(f.app.state.db.conn(), "face_search")
+        .await
+        .unwrap();
+    assert!(p.separate_consent);
+    assert_eq!(p.recipients[0].country, "SG");
+    assert_eq!(p.texts["zh-CN"].title, "人脸搜索");
+
+    let rules = admin.get("/console/retention").await;
+    rules.shows("face_vectors");
+    let new_rule = admin.get("/console/retention/new").await;
+    let bad = admin
+        .submit(
+            &new_rule,
+            "/console/retention",
+            &[("category", "face_vectors"), ("period", "soon")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let good = admin
+        .submit(
+            &new_rule,
+            "/console/retention",
+            &[
+                ("category", "face_vectors"),
+                ("period", "P90D"),
+                ("action", "delete"),
+                ("title_en", "Face vectors"),
+            ],
+        )
+        .await;
+    assert_eq!(good.status, StatusCode::SEE_OTHER, "{}", good.body);
+    let viewer = staff_browser(&f.app, "v3@example.com", Role::Viewer).await;
+    assert_eq!(
+        viewer.get("/console/purposes/new").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let page = viewer.get("/console/purposes").await;
+    assert!(!page.body.contains("/console/purposes/face_search/edit"));
+}

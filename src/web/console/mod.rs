@@ -8,6 +8,7 @@
 mod operations;
 mod records;
 mod requests;
+mod settings;
 mod signin;
 mod subjects;
 
@@ -51,10 +52,24 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/subjects", get(subjects::search))
         .at("/subjects/:external_id", get(subjects::profile))
         .at("/subjects/:external_id/holds", post(subjects::hold))
+        .at("/subjects/:external_id/lift", post(subjects::lift))
         .at("/register", get(records::register_page))
         .at("/register.csv", get(records::register_csv))
-        .at("/purposes", get(records::purpose_list))
-        .at("/retention", get(records::retention_rules))
+        .at(
+            "/purposes",
+            get(records::purpose_list).post(settings::save_purpose),
+        )
+        .at("/purposes/new", get(settings::purpose_editor))
+        .at("/purposes/:key/edit", get(settings::purpose_editor))
+        .at("/purposes/:key", post(settings::save_purpose))
+        .at("/purposes/:key/archive", post(settings::archive_purpose))
+        .at(
+            "/retention",
+            get(records::retention_rules).post(settings::save_rule),
+        )
+        .at("/retention/new", get(settings::rule_editor))
+        .at("/retention/:category/edit", get(settings::rule_editor))
+        .at("/retention/:category", post(settings::save_rule))
         .at("/policies", get(records::policy_list).post(records::draft))
         .at("/policies/new", get(records::new_draft))
         .at("/policies/:id", get(records::policy_page))

@@ -153,3 +153,26 @@ pub async fn hold(
     tx.commit().await?;
     Ok(staff.redirect(&format!("/console/subjects/{}", urlencode(&external_id))))
 }
+
+/// `POST /console/subjects/{external_id}/lift`: lifts a restriction of processing, after the
+/// person is told (GDPR Art 18(3)).
+#[handler]
+pub async fn lift(
+    req: &Request,
+    Path(external_id): Path<String>,
+    body: Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let staff = Staff::load(state, req).await?;
+    let form = staff.form(Role::Reviewer, body).await?;
+    let Some(reason) = form.get("reason") else {
+        let errors = [FieldError::new("reason", "write why; the person is told")];
+        let data = profile_data(state, &external_id, 0, &errors).await?;
+        return Ok(staff.page(state, "subject", data, StatusCode::UNPROCESSABLE_ENTITY));
+    };
+    let mut tx = state.db.begin().await?;
+    request::review::lift_restriction(&mut tx, &state.config, &external_id, reason, &staff.actor())
+        .await?;
+    tx.commit().await?;
+    Ok(staff.redirect(&format!("/console/subjects/{}", urlencode(&external_id))))
+}
