@@ -48,6 +48,23 @@ pub struct Lifetimes {
 /// How stale `last_seen_at` may get before a lookup refreshes it.
 const SEEN_RESOLUTION: TimeDelta = TimeDelta::seconds(60);
 
+/// Whether a session (the portal's or the console's) is still live at `now`: before its
+/// absolute expiry and used within `idle`.
+pub fn is_live(
+    expires_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    idle: TimeDelta,
+    now: DateTime<Utc>,
+) -> bool {
+    expires_at > now && last_seen_at + idle > now
+}
+
+/// Whether a lookup should refresh `last_seen_at`: at most once a minute, so that reading pages
+/// does not write on every request.
+pub fn needs_touch(last_seen_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - last_seen_at > SEEN_RESOLUTION
+}
+
 /// A session just started; `token` is the only copy of the cookie's value.
 pub struct Started {
     pub token: String,
@@ -83,10 +100,15 @@ pub async fn subject_of(
     let Some(session) = entity::Entity::find_by_id(hash.clone()).one(conn).await? else {
         return Ok(None);
     };
-    if session.expires_at <= now || session.last_seen_at + lifetimes.idle <= now {
+    if !is_live(
+        session.expires_at,
+        session.last_seen_at,
+        lifetimes.idle,
+        now,
+    ) {
         return Ok(None);
     }
-    if now - session.last_seen_at > SEEN_RESOLUTION {
+    if needs_touch(session.last_seen_at, now) {
         entity::Entity::update_many()
             .col_expr(
                 entity::Column::LastSeenAt,

@@ -200,16 +200,21 @@ pub async fn reset(tx: &Tx, email: &str, actor: &Actor) -> Result<SetupLink, Sta
         .filter(entity::Column::Id.eq(&user.id))
         .exec(tx)
         .await?;
+    end_sessions(tx, &user, actor, "staff.reset").await?;
+    Ok(link)
+}
+
+/// Ends every session of an account whose credentials changed, and audits why.
+async fn end_sessions(tx: &Tx, user: &StaffUser, actor: &Actor, action: &str) -> Result<(), DbErr> {
     sessions::end_all(tx, &user.id).await?;
     audit::record(
         tx,
         actor,
-        "staff.reset",
+        action,
         audit::Target::new("staff", &user.id),
         serde_json::json!({}),
     )
-    .await?;
-    Ok(link)
+    .await
 }
 
 /// Every account, by email.
@@ -281,14 +286,7 @@ pub async fn set_password(tx: &Tx, token: &str, password: &str) -> Result<StaffU
     if claimed.rows_affected == 0 {
         return Err(StaffError::BadSetupLink);
     }
-    audit::record(
-        tx,
-        &Actor::Staff(user.id.clone()),
-        "staff.password_set",
-        audit::Target::new("staff", &user.id),
-        serde_json::json!({}),
-    )
-    .await?;
+    audit_own(tx, &user, "staff.password_set").await?;
     Ok(user)
 }
 
@@ -316,6 +314,19 @@ pub async fn check_password(tx: &Tx, email: &str, password: &str) -> Result<Staf
             .await?;
         return Ok(user);
     }
+    match count_failure(tx, &user, now).await? {
+        Some(until) => Err(StaffError::Locked(until)),
+        None => Err(StaffError::BadCredentials),
+    }
+}
+
+/// Counts a failed password or code; returns when the account is locked until, if this
+/// failure locks it.
+async fn count_failure(
+    tx: &Tx,
+    user: &StaffUser,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
     let failures = user.failed_attempts + 1;
     let locked_until = (failures >= FREE_ATTEMPTS).then(|| now + lock_for(failures));
     entity::Entity::update_many()
@@ -333,15 +344,26 @@ pub async fn check_password(tx: &Tx, email: &str, password: &str) -> Result<Staf
             serde_json::json!({"failures": failures, "until": until}),
         )
         .await?;
-        return Err(StaffError::Locked(until));
     }
-    Err(StaffError::BadCredentials)
+    Ok(locked_until)
 }
 
 /// How long the `failures`-th failure locks an account.
 fn lock_for(failures: i32) -> TimeDelta {
     let doublings = (failures - FREE_ATTEMPTS).clamp(0, 10) as u32;
     (FIRST_LOCK * 2i32.pow(doublings)).min(LONGEST_LOCK)
+}
+
+/// Audits something the account's owner did to their own account.
+async fn audit_own(tx: &Tx, user: &StaffUser, action: &str) -> Result<(), DbErr> {
+    audit::record(
+        tx,
+        &Actor::Staff(user.id.clone()),
+        action,
+        audit::Target::new("staff", &user.id),
+        serde_json::json!({}),
+    )
+    .await
 }
 
 /// Records a completed sign-in.
@@ -351,14 +373,7 @@ pub async fn signed_in(tx: &Tx, user: &StaffUser) -> Result<(), DbErr> {
         .filter(entity::Column::Id.eq(&user.id))
         .exec(tx)
         .await?;
-    audit::record(
-        tx,
-        &Actor::Staff(user.id.clone()),
-        "staff.signed_in",
-        audit::Target::new("staff", &user.id),
-        serde_json::json!({}),
-    )
-    .await
+    audit_own(tx, user, "staff.signed_in").await
 }
 
 /// Stores a new TOTP seed, not yet enabled (the person must show a code from it first).
@@ -407,26 +422,11 @@ pub async fn check_code(
                 .filter(entity::Column::Id.eq(&user.id))
                 .exec(tx)
                 .await?;
-            audit::record(
-                tx,
-                &Actor::Staff(user.id.clone()),
-                "staff.totp_enabled",
-                audit::Target::new("staff", &user.id),
-                serde_json::json!({}),
-            )
-            .await?;
+            audit_own(tx, user, "staff.totp_enabled").await?;
         }
         return Ok(());
     }
-    let failures = user.failed_attempts + 1;
-    let locked_until = (failures >= FREE_ATTEMPTS).then(|| now + lock_for(failures));
-    entity::Entity::update_many()
-        .col_expr(entity::Column::FailedAttempts, Expr::value(failures))
-        .col_expr(entity::Column::LockedUntil, Expr::value(locked_until))
-        .filter(entity::Column::Id.eq(&user.id))
-        .exec(tx)
-        .await?;
-    match locked_until {
+    match count_failure(tx, user, now).await? {
         Some(until) => Err(StaffError::Locked(until)),
         None => Err(StaffError::BadCode),
     }
@@ -440,15 +440,7 @@ pub async fn disable(tx: &Tx, email: &str, actor: &Actor) -> Result<StaffUser, S
         .filter(entity::Column::Id.eq(&user.id))
         .exec(tx)
         .await?;
-    sessions::end_all(tx, &user.id).await?;
-    audit::record(
-        tx,
-        actor,
-        "staff.disabled",
-        audit::Target::new("staff", &user.id),
-        serde_json::json!({}),
-    )
-    .await?;
+    end_sessions(tx, &user, actor, "staff.disabled").await?;
     Ok(user)
 }
 

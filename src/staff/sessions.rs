@@ -9,7 +9,11 @@ use sea_orm::{
     prelude::Expr,
 };
 
-use crate::{clock, crypto, db::Tx};
+use crate::{
+    auth::session::{is_live, needs_touch},
+    clock, crypto,
+    db::Tx,
+};
 
 /// The `staff_sessions` table.
 pub mod entity {
@@ -41,7 +45,6 @@ pub use entity::Model as StaffSession;
 
 /// How long a password-only session may wait for its second factor.
 pub const PENDING_LIFETIME: TimeDelta = TimeDelta::minutes(5);
-const SEEN_RESOLUTION: TimeDelta = TimeDelta::seconds(60);
 
 /// Starts a session; returns the cookie's value, the only copy of it.
 pub async fn start(
@@ -69,8 +72,7 @@ pub async fn start(
     Ok((token, expires_at))
 }
 
-/// A live session (not expired, not idle longer than `idle`), refreshing `last_seen_at` at most
-/// once a minute.
+/// A live session (see [`is_live`]), refreshing `last_seen_at` as [`needs_touch`] says.
 pub async fn find(
     conn: &impl ConnectionTrait,
     token: &str,
@@ -81,10 +83,10 @@ pub async fn find(
     let Some(session) = entity::Entity::find_by_id(hash.clone()).one(conn).await? else {
         return Ok(None);
     };
-    if session.expires_at <= now || session.last_seen_at + idle <= now {
+    if !is_live(session.expires_at, session.last_seen_at, idle, now) {
         return Ok(None);
     }
-    if now - session.last_seen_at > SEEN_RESOLUTION {
+    if needs_touch(session.last_seen_at, now) {
         entity::Entity::update_many()
             .col_expr(entity::Column::LastSeenAt, Expr::value(now))
             .filter(entity::Column::TokenHash.eq(hash))

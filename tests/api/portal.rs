@@ -43,6 +43,12 @@ impl Page {
             .expect("a redirect")
     }
 
+    /// The request id a filing redirected to (`/portal/requests/{id}?filed=1`).
+    pub(crate) fn request_id(&self) -> String {
+        let rest = self.location().trim_start_matches("/portal/requests/");
+        rest.split('?').next().unwrap().to_string()
+    }
+
     pub(crate) fn is_html(&self) -> bool {
         self.headers
             .get(header::CONTENT_TYPE)
@@ -171,6 +177,36 @@ pub(crate) async fn portal_fixture() -> (Fixture, String) {
         .create_purposes(&admin, &[purpose_body("marketing_email"), abroad, account])
         .await;
     (f, admin)
+}
+
+/// Files a request of `kind` with no details through the portal's forms; returns its id.
+async fn file_in_portal(browser: &Browser<'_>, kind: &str) -> String {
+    let form = browser.get(&format!("/portal/requests/new/{kind}")).await;
+    let filed = browser
+        .submit(
+            &form,
+            "/portal/requests",
+            &[("kind", kind), ("step", "file")],
+        )
+        .await;
+    filed.request_id()
+}
+
+/// A reviewer approves the request and the main app reports its job done with `report`.
+async fn approve_and_fulfil(f: &Fixture, id: &str, report: Value) {
+    json(
+        f.decide(&f.reviewer, id, "approve", json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    f.drain().await;
+    let job = f.job_for(id);
+    json(
+        f.complete_job(job["fulfilment_id"].as_str().unwrap(), report)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
 }
 
 fn form_with(page: &Page, action: &str) -> bool {
@@ -459,13 +495,7 @@ async fn a_request_is_checked_before_it_is_filed_and_its_errors_show_on_the_form
     let confirmation = browser.get(filed.location()).await;
     confirmation.shows("Request received");
     confirmation.shows("the GDPR");
-    let id = filed
-        .location()
-        .trim_start_matches("/portal/requests/")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let id = filed.request_id();
     let request = f.admin_request(&id).await;
     assert_eq!(request["type"], "rectify");
     assert_eq!(request["details"]["changes"]["name"], "Gustav Berg");
@@ -742,37 +772,8 @@ async fn every_link_in_every_email_lands_on_a_page() {
             &[("granted", "true"), ("policy", &policy)],
         )
         .await;
-    let form = browser.get("/portal/requests/new/export").await;
-    let filed = browser
-        .submit(
-            &form,
-            "/portal/requests",
-            &[("kind", "export"), ("step", "file")],
-        )
-        .await;
-    let id = filed
-        .location()
-        .trim_start_matches("/portal/requests/")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
-    json(
-        f.decide(&f.reviewer, &id, "approve", json!({})).await,
-        StatusCode::OK,
-    )
-    .await;
-    f.drain().await;
-    let job = f.job_for(&id);
-    json(
-        f.complete_job(
-            job["fulfilment_id"].as_str().unwrap(),
-            json!({"data": {"photos": []}}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let id = file_in_portal(&browser, "export").await;
+    approve_and_fulfil(&f, &id, json!({"data": {"photos": []}})).await;
     // A guardian's link.
     json(
         f.app
@@ -878,34 +879,8 @@ async fn an_erasure_ends_the_persons_sessions() {
         .await;
     let browser = Browser::new(&f.app);
     browser.sign_in("kim").await;
-    let form = browser.get("/portal/requests/new/erase").await;
-    let filed = browser
-        .submit(
-            &form,
-            "/portal/requests",
-            &[("kind", "erase"), ("step", "file")],
-        )
-        .await;
-    let id = filed
-        .location()
-        .trim_start_matches("/portal/requests/")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
-    json(
-        f.decide(&f.reviewer, &id, "approve", json!({})).await,
-        StatusCode::OK,
-    )
-    .await;
-    f.drain().await;
-    let job = f.job_for(&id);
-    json(
-        f.complete_job(job["fulfilment_id"].as_str().unwrap(), json!({}))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let id = file_in_portal(&browser, "erase").await;
+    approve_and_fulfil(&f, &id, json!({})).await;
     let after = browser.get("/portal/requests").await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
     after.shows("Your session has ended");

@@ -558,6 +558,29 @@ async fn export_access(
         })
 }
 
+/// What an export link opens: the visitor, the request, the link's token and the package, once
+/// [`export_access`] allows it.
+struct OpenedExport {
+    visitor: Visitor,
+    request: DsRequest,
+    token: String,
+    package: request::model::exports::Model,
+}
+
+async fn open_export(state: &AppState, req: &Request, id: &str) -> Result<OpenedExport, ApiError> {
+    state.rate_limiter.check(client_ip(req))?;
+    let visitor = Visitor::load(state, req).await?;
+    let token = query_param(req, "token").unwrap_or_default();
+    let request = request::get(state.db.conn(), id).await?;
+    let package = export_access(state, &visitor, &request, &token).await?;
+    Ok(OpenedExport {
+        visitor,
+        request,
+        token,
+        package,
+    })
+}
+
 /// `GET /portal/requests/{id}/export?token=`: the page the "export ready" email links to.
 #[handler]
 pub async fn export_page(
@@ -565,11 +588,12 @@ pub async fn export_page(
     Path(id): Path<String>,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
-    state.rate_limiter.check(client_ip(req))?;
-    let visitor = Visitor::load(state, req).await?;
-    let token = query_param(req, "token").unwrap_or_default();
-    let found = request::get(state.db.conn(), &id).await?;
-    let package = export_access(state, &visitor, &found, &token).await?;
+    let OpenedExport {
+        visitor,
+        request: found,
+        token,
+        package,
+    } = open_export(state, req, &id).await?;
     let data = json!({
         "request": request_line(&found),
         "expires_at": package.expires_at.to_rfc3339(),
@@ -587,11 +611,7 @@ pub async fn export_file(
     Path(id): Path<String>,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
-    state.rate_limiter.check(client_ip(req))?;
-    let visitor = Visitor::load(state, req).await?;
-    let token = query_param(req, "token").unwrap_or_default();
-    let found = request::get(state.db.conn(), &id).await?;
-    export_access(state, &visitor, &found, &token).await?;
-    let attachment = request::api::package(state, &found, &token).await?;
+    let opened = open_export(state, req, &id).await?;
+    let attachment = request::api::package(state, &opened.request, &opened.token).await?;
     Ok(attachment.into_response())
 }
