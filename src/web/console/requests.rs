@@ -241,7 +241,10 @@ pub async fn queue(req: &Request, Data(state): Data<&AppState>) -> Result<Respon
         "types": option(&["access", "export", "rectify", "erase", "restrict", "object"], parse("type")),
         "laws": option(&["gdpr", "pipl"], parse("law")),
         "overdue": filter.overdue,
-        "next": ((page + 1) * PAGE < total).then(|| page + 1),
+        "next": ((page + 1) * PAGE < total).then(|| {
+            let here = req.original_uri().path_and_query().map_or("/console/requests", |p| p.as_str());
+            crate::web::browser::with_query_param(here, "page", &(page + 1).to_string())
+        }),
     });
     Ok(staff.page(state, "queue", data, StatusCode::OK))
 }
