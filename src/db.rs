@@ -120,8 +120,10 @@ impl Db {
             .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
+                // FULL: a commit is on disk before it is answered. The ledger is proof, and
+                // WAL with NORMAL can lose the last commits on power loss.
                 o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(5))
                     .create_if_missing(true)

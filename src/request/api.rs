@@ -632,6 +632,8 @@ impl RequestsApi {
     /// Download an export package without a login
     ///
     /// For requests filed by email: the token from the "export ready" email is the credential.
+    /// A package requested in the portal is refused here (401 `sign_in_needed`): it needs the
+    /// portal's sign-in as well.
     #[oai(
         path = "/v1/requests/:id/export",
         method = "get",
@@ -646,6 +648,13 @@ impl RequestsApi {
     ) -> Result<Download, ApiError> {
         self.state.rate_limiter.check(client_ip(req))?;
         let request = super::get(self.state.db.conn(), &id.0).await?;
+        if export::needs_sign_in(&request) {
+            return Err(ApiError::unauthorized(
+                "this package was requested in the portal: download it signed in, with \
+                 GET /v1/me/requests/{id}/export and the emailed token",
+            )
+            .with_reason("sign_in_needed"));
+        }
         self.download(&request, &token.0).await
     }
 

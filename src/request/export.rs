@@ -487,6 +487,13 @@ fn csv_field(value: &str) -> String {
     }
 }
 
+/// Whether downloading a request's package needs the person signed in as well as the emailed
+/// token: a request filed in the portal does (its email says so, and a leaked email alone must
+/// not be enough); one filed by email has only the token.
+pub fn needs_sign_in(request: &Request) -> bool {
+    request.source == "portal"
+}
+
 /// The stored package of a request, if `token` opens it and it has not expired. The token is
 /// looked up by its SHA-256; it carries 256 random bits, so the lookup's timing reveals nothing
 /// about other tokens.

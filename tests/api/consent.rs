@@ -710,3 +710,28 @@ async fn stats_count_current_consents_per_purpose_and_version() {
     assert_eq!(count("granted"), Some(2));
     assert_eq!(count("withdrawn"), Some(1));
 }
+
+/// The ledger is proof: a commit is durable before it is answered, on either database.
+#[tokio::test]
+async fn commits_reach_the_disk_before_they_are_answered() {
+    use consentry::config::DatabaseKind;
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = crate::helpers::spawn_app().await;
+    let conn = app.state.db.conn();
+    let backend = conn.get_database_backend();
+    let (query, expected) = match app.state.db.kind() {
+        DatabaseKind::Sqlite => ("PRAGMA synchronous", "2"),
+        DatabaseKind::Postgres => ("SHOW synchronous_commit", "on"),
+    };
+    let row = conn
+        .query_one_raw(Statement::from_string(backend, query))
+        .await
+        .unwrap()
+        .unwrap();
+    let value = row
+        .try_get_by_index::<i32>(0)
+        .map(|v| v.to_string())
+        .or_else(|_| row.try_get_by_index::<String>(0))
+        .unwrap();
+    assert_eq!(value, expected, "{query}");
+}

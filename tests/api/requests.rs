@@ -283,6 +283,19 @@ async fn an_access_request_runs_from_the_portal_to_the_download() {
     .unwrap();
     assert!(!String::from_utf8_lossy(&stored).contains("ann@example.com"));
 
+    // Without the login, the emailed token alone is not enough for a package asked for in
+    // the portal: a leaked email must not open it.
+    let leaked = problem(
+        f.app
+            .get(&format!("/v1/requests/{id}/export?token={token}"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(leaked["reason"], "sign_in_needed");
+
     // Another person, a wrong token, no login: nothing.
     problem(
         f.app

@@ -527,13 +527,6 @@ pub async fn resend(
     Ok(visitor.redirect(&format!("/portal/requests/{id}/verify?resent=1")))
 }
 
-/// Whether downloading `found`'s package needs the person signed in as well as the emailed
-/// token: a request filed in the portal does, as its email says; one filed by email has only
-/// the token.
-fn needs_sign_in(found: &DsRequest) -> bool {
-    found.source == "portal"
-}
-
 /// Checks who may open `found`'s export and the token; the package row if both hold.
 async fn export_access(
     state: &AppState,
@@ -541,7 +534,7 @@ async fn export_access(
     found: &DsRequest,
     token: &str,
 ) -> Result<request::model::exports::Model, ApiError> {
-    if needs_sign_in(found) {
+    if export::needs_sign_in(found) {
         let person = visitor.signed_in().map_err(|_| {
             ApiError::unauthorized("sign in, then open the link again")
                 .with_reason("sign_in_needed")
