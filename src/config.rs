@@ -627,12 +627,18 @@ impl Config {
             .iter()
             .chain(self.webhooks.routes.values())
         {
-            let parsed = url::Url::parse(url)
-                .map_err(|e| ConfigError::new("CONSENTRY_WEBHOOKS__URL", format!("{url}: {e}")))?;
+            // Never echo the URL whole: its query or user part may hold a token.
+            let parsed = url::Url::parse(url).map_err(|e| {
+                ConfigError::new("CONSENTRY_WEBHOOKS__URL", format!("not a URL: {e}"))
+            })?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(ConfigError::new(
                     "CONSENTRY_WEBHOOKS__URL",
-                    format!("{url}: expected an http:// or https:// URL"),
+                    format!(
+                        "{}://{}: expected an http:// or https:// URL",
+                        parsed.scheme(),
+                        parsed.host_str().unwrap_or_default()
+                    ),
                 ));
             }
         }
@@ -846,6 +852,23 @@ mod tests {
         };
         let err = config.database_kind().unwrap_err();
         assert_eq!(err.setting, "DATABASE_URL");
+    }
+
+    #[test]
+    fn a_refused_webhook_url_is_not_echoed_with_its_token() {
+        for url in [
+            "ftp://hooks.example.com/in?token=s3cr3t",
+            "https//user:s3cr3t@x",
+        ] {
+            let mut config = Config {
+                webhook_secret: Some(Secret::new("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3")),
+                ..Config::default()
+            };
+            config.webhooks.url = Some(url.into());
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.setting, "CONSENTRY_WEBHOOKS__URL");
+            assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        }
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub mod purpose;
 pub mod ratelimit;
 pub mod request;
 pub mod retention;
+pub mod spreadsheet;
 pub mod staff;
 pub mod subject;
 pub mod telemetry;

@@ -78,8 +78,7 @@ pub fn lines(purposes: &[Purpose], rules: &[Rule], language: &str) -> Vec<Line> 
         .collect()
 }
 
-/// The register as CSV. Cells that a spreadsheet would read as a formula (`=`, `+`, `-`, `@`)
-/// are prefixed with `'`, since purposes and recipients are typed by people.
+/// The register as CSV, safe to open in a spreadsheet (see [`crate::spreadsheet`]).
 pub fn csv(lines: &[Line]) -> Result<Vec<u8>, csv::Error> {
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record([
@@ -107,26 +106,11 @@ pub fn csv(lines: &[Line]) -> Result<Vec<u8>, csv::Error> {
             l.outside_china.join("; "),
             l.archived.to_string(),
         ];
-        out.write_record(cells.iter().map(|c| neutralise(c)))?;
+        out.write_record(
+            cells
+                .iter()
+                .map(|c| crate::spreadsheet::safe(c).into_owned()),
+        )?;
     }
     out.into_inner().map_err(|e| e.into_error().into())
-}
-
-fn neutralise(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@']) {
-        format!("'{cell}")
-    } else {
-        cell.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formulas_are_not_left_for_a_spreadsheet_to_run() {
-        assert_eq!(neutralise("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(neutralise("Northwind"), "Northwind");
-    }
 }

@@ -406,7 +406,9 @@ async fn an_export_is_a_zip_of_json_and_csv_files() {
             f.app
                 .send_event(
                     "data.recorded",
-                    json!({"external_id": "eve", "item_ref": format!("img-{n}"), "category": "photos"}),
+                    // The last one is named like a spreadsheet formula.
+                    json!({"external_id": "eve", "category": "photos",
+                           "item_ref": if n < 2 { format!("img-{n}") } else { "=HYPERLINK(\"http://evil\")".into() }}),
                 )
                 .await,
             StatusCode::OK,
@@ -476,6 +478,11 @@ async fn an_export_is_a_zip_of_json_and_csv_files() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "a header and three items: {csv}");
     assert!(lines[0].contains("external_ref") && lines[0].contains("category"));
+    assert!(
+        csv.contains("'=HYPERLINK"),
+        "the formula is shown, not run: {csv}"
+    );
+    assert!(!csv.contains(",=") && !csv.contains(",\"="), "{csv}");
     let mut doc = String::new();
     zip.by_name("package.json")
         .unwrap()
