@@ -92,7 +92,9 @@ pub fn app(state: AppState) -> impl Endpoint<Output = Response> + 'static {
 }
 
 /// Refuses bodies over the limit with 413 before any handler reads them: by the declared length
-/// when there is one, and by counting when the body is chunked.
+/// when there is one, and by counting when the body is chunked. Every body within the limit is
+/// read here, before the handler, so that a handler refusing a request early (a 401 before the
+/// body) leaves the connection clean for a keep-alive client's next request.
 async fn limit_body<E: Endpoint>(
     ep: Arc<E>,
     mut req: Request,
@@ -104,26 +106,26 @@ async fn limit_body<E: Endpoint>(
             "the request body is too large",
         )
     };
-    match req
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        Some(len) if len > max as u64 => return Err(too_large().into()),
-        Some(_) => {}
-        None if req.method() == Method::GET || req.method() == Method::HEAD => {}
-        None => {
-            let body = req
-                .take_body()
-                .into_bytes_limit(max)
-                .await
-                .map_err(|e| match e {
-                    poem::error::ReadBodyError::PayloadTooLarge => too_large(),
-                    other => ApiError::bad_request(format!("could not read the body: {other}")),
-                })?;
-            req.set_body(body);
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large().into());
+    }
+    let bodiless = declared == Some(0)
+        || (declared.is_none() && (req.method() == Method::GET || req.method() == Method::HEAD));
+    if !bodiless {
+        let body = req
+            .take_body()
+            .into_bytes_limit(max)
+            .await
+            .map_err(|e| match e {
+                poem::error::ReadBodyError::PayloadTooLarge => too_large(),
+                other => ApiError::bad_request(format!("could not read the body: {other}")),
+            })?;
+        req.set_body(body);
     }
     Ok(ep.call(req).await?.into_response())
 }

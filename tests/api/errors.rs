@@ -192,3 +192,32 @@ async fn the_openapi_document_and_the_docs_are_served() {
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.unwrap().to_lowercase().contains("<html"));
 }
+
+/// A POST refused before its handler needs the body (a wrong key) leaves the connection usable:
+/// a keep-alive client's next request on it is answered.
+#[tokio::test]
+async fn a_connection_stays_usable_after_an_early_refusal() {
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = "x".repeat(64 * 1024);
+    let refused = format!(
+        "POST /v1/consents/check HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer csk_wrong_key\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let next = format!("GET /health/live HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    stream.write_all(refused.as_bytes()).await.unwrap();
+    stream.write_all(next.as_bytes()).await.unwrap();
+    let mut answers = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_string(&mut answers),
+    )
+    .await
+    .expect("the server answers both")
+    .unwrap();
+    assert!(answers.starts_with("HTTP/1.1 401"), "{answers}");
+    assert_eq!(answers.matches("HTTP/1.1 ").count(), 2, "{answers}");
+    assert!(answers.contains("HTTP/1.1 200"), "{answers}");
+}
