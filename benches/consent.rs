@@ -413,7 +413,7 @@ async fn main() {
     );
 
     // 2. Writes: 64 clients toggle consents of 10,000 subjects through the portal.
-    let tokens = SubjectTokens::new(Secret::new(TOKEN_SECRET));
+    let tokens = SubjectTokens::new(Secret::new(TOKEN_SECRET), None, None);
     let exp = chrono::Utc::now().timestamp() + 3600;
     let pool = n.min(10_000);
     let minted: Arc<Vec<String>> = Arc::new(

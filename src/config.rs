@@ -41,6 +41,11 @@ pub struct Config {
     /// HMAC key for the subject tokens that the main app mints for the portal
     /// (`CONSENTRY_SUBJECT_TOKEN_SECRET`). Without it, portal endpoints answer 401.
     pub subject_token_secret: Option<Secret>,
+    /// The `aud` every subject token must carry (`CONSENTRY_SUBJECT_TOKEN_AUDIENCE`), e.g.
+    /// `consentry-portal`; set it, so that no other token signed with the secret opens the portal.
+    pub subject_token_audience: Option<String>,
+    /// The `iss` every subject token must carry (`CONSENTRY_SUBJECT_TOKEN_ISSUER`).
+    pub subject_token_issuer: Option<String>,
     /// Standard Webhooks secrets (`whsec_...`, comma-separated so that a secret can be rotated)
     /// for webhooks in both directions (`CONSENTRY_WEBHOOK_SECRET`). Outgoing webhooks are
     /// signed with the first.
@@ -449,6 +454,8 @@ impl Default for Config {
             key_cache_seconds: 5,
             log: LogConfig::default(),
             subject_token_secret: None,
+            subject_token_audience: None,
+            subject_token_issuer: None,
             webhook_secret: None,
             smtp_url: None,
             mail: MailConfig::default(),

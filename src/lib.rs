@@ -172,7 +172,13 @@ impl App {
                  set console.require_totp = true"
             );
         }
-        let subject_tokens = config.subject_token_secret.clone().map(SubjectTokens::new);
+        let subject_tokens = config.subject_token_secret.clone().map(|secret| {
+            SubjectTokens::new(
+                secret,
+                config.subject_token_audience.clone(),
+                config.subject_token_issuer.clone(),
+            )
+        });
         let dispatcher = Arc::new(Dispatcher::new(&config, db.clone())?);
         let key_cache = Arc::new(KeyCache::new(Duration::from_secs(config.key_cache_seconds)));
         let rate_limiter = Arc::new(ratelimit::RateLimiter::new(config.rate_limit.per_minute));

@@ -132,7 +132,7 @@ async fn check_subject_token(req: &Request, bearer: Bearer) -> poem::Result<toke
     let verifier = state.subject_tokens.as_ref().ok_or_else(|| {
         ApiError::unauthorized("subject tokens are not configured on this server")
     })?;
-    Ok(verifier.verify(&bearer.token, chrono::Utc::now().timestamp())?)
+    Ok(verifier.verify(&bearer.token)?)
 }
 
 fn app_state(req: &Request) -> Result<&AppState, ApiError> {

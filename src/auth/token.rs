@@ -1,27 +1,32 @@
-//! Subject tokens: compact JWTs signed with HS256 by the main app.
+//! Subject tokens: compact JWTs signed with HS256 by the main app, checked with the
+//! `jsonwebtoken` crate.
 //!
-//! Only HS256 is accepted (never `none`, never an algorithm named by the token itself beyond
-//! that check); the signature is checked in constant time before the claims are read; `exp` is
-//! required and a 60-second leeway absorbs clock skew between the two services.
+//! Only HS256 is accepted (the algorithm is pinned, never taken from the token); `sub` and `exp`
+//! are required, with 60 seconds of leeway for clock skew between the two services; `nbf` is
+//! honoured when present. With `subject_token_audience` and `subject_token_issuer` set, `aud` and
+//! `iss` are required and must match, so that no other token the main app signs with the same
+//! secret (its own session tokens, say) opens the portal.
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac};
-use serde::Deserialize;
-use sha2::Sha256;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
 
 use crate::{config::Secret, error::ApiError};
 
 /// Clock skew tolerated on `exp` and `nbf`.
-pub const LEEWAY_SECONDS: i64 = 60;
+pub const LEEWAY_SECONDS: u64 = 60;
 
 /// The external id of the person a token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubjectId(pub String);
 
-/// Verifies subject tokens with the configured secret.
+/// Verifies subject tokens with the configured secret and claims.
 #[derive(Clone)]
 pub struct SubjectTokens {
-    key: Secret,
+    decoding: DecodingKey,
+    encoding: EncodingKey,
+    validation: Validation,
+    audience: Option<String>,
+    issuer: Option<String>,
 }
 
 /// Why a token was refused. The client sees only that it is invalid or expired.
@@ -37,6 +42,8 @@ pub enum TokenError {
     Expired,
     #[error("the subject token is not valid yet")]
     NotYetValid,
+    #[error("the subject token is not meant for this service (audience or issuer)")]
+    WrongAudience,
 }
 
 impl From<TokenError> for ApiError {
@@ -51,153 +58,165 @@ impl From<TokenError> for poem::Error {
     }
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-}
-
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Claims {
     sub: String,
     exp: i64,
-    nbf: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
 }
 
 impl SubjectTokens {
-    pub fn new(key: Secret) -> Self {
-        Self { key }
+    /// Tokens signed with `key`, carrying `aud` and `iss` when they are given.
+    pub fn new(key: Secret, audience: Option<String>, issuer: Option<String>) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        match &audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        Self {
+            decoding: DecodingKey::from_secret(key.expose().as_bytes()),
+            encoding: EncodingKey::from_secret(key.expose().as_bytes()),
+            validation,
+            audience,
+            issuer,
+        }
     }
 
-    /// Checks signature, algorithm and validity window at `now` (Unix seconds).
-    pub fn verify(&self, token: &str, now: i64) -> Result<SubjectId, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        let header: Header = decode_json(header)?;
-        if header.alg != "HS256" {
-            return Err(TokenError::WrongAlgorithm);
-        }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(&token.as_bytes()[..header_and_payload_len(token)]);
-        mac.verify_slice(&signature)
-            .map_err(|_| TokenError::BadSignature)?;
-
-        let claims: Claims = decode_json(payload)?;
-        if claims.sub.is_empty() || claims.sub.len() > 255 {
+    /// Checks signature, algorithm, claims and validity window against the current time.
+    pub fn verify(&self, token: &str) -> Result<SubjectId, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => TokenError::WrongAudience,
+                _ => TokenError::Malformed,
+            })?;
+        let sub = data.claims.sub;
+        if sub.is_empty() || sub.len() > 255 {
             return Err(TokenError::Malformed);
         }
-        if now > claims.exp.saturating_add(LEEWAY_SECONDS) {
-            return Err(TokenError::Expired);
-        }
-        if claims
-            .nbf
-            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECONDS))
-        {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(SubjectId(claims.sub))
+        Ok(SubjectId(sub))
     }
 
-    /// Mints a token, as the main app would; used by the CLI and the tests.
+    /// Mints a token, as the main app would, with this service's audience and issuer; used by
+    /// the tests.
     pub fn mint(&self, sub: &str, exp: i64) -> String {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims = serde_json::json!({ "sub": sub, "exp": exp });
-        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-        let signing_input = format!("{header}.{payload}");
-        let mut mac = self.mac();
-        mac.update(signing_input.as_bytes());
-        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        format!("{signing_input}.{signature}")
+        let claims = Claims {
+            sub: sub.to_string(),
+            exp,
+            aud: self.audience.clone(),
+            iss: self.issuer.clone(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signs any claims")
     }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(self.key.expose().as_bytes())
-            .expect("HMAC accepts keys of any length")
-    }
-}
-
-/// Length of `header.payload`, the signed part of a token that has exactly two dots.
-fn header_and_payload_len(token: &str) -> usize {
-    token.rfind('.').unwrap_or(token.len())
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+
     use super::*;
 
-    const NOW: i64 = 1_800_000_000;
-
     fn tokens(secret: &str) -> SubjectTokens {
-        SubjectTokens::new(Secret::new(secret))
+        SubjectTokens::new(Secret::new(secret), None, None)
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
     }
 
     #[test]
     fn a_minted_token_verifies() {
         let t = tokens("k".repeat(32).as_str());
-        let token = t.mint("user-1", NOW + 600);
-        assert_eq!(t.verify(&token, NOW), Ok(SubjectId("user-1".into())));
+        let token = t.mint("user-1", now() + 600);
+        assert_eq!(t.verify(&token), Ok(SubjectId("user-1".into())));
     }
 
     #[test]
     fn expiry_has_sixty_seconds_of_leeway() {
         let t = tokens("k".repeat(32).as_str());
-        let token = t.mint("user-1", NOW);
-        assert!(t.verify(&token, NOW + 60).is_ok());
-        assert_eq!(t.verify(&token, NOW + 61), Err(TokenError::Expired));
+        assert!(t.verify(&t.mint("user-1", now() - 30)).is_ok());
+        assert_eq!(
+            t.verify(&t.mint("user-1", now() - 120)),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]
     fn another_secret_is_refused() {
-        let token = tokens("a".repeat(32).as_str()).mint("user-1", NOW + 600);
+        let token = tokens("a".repeat(32).as_str()).mint("user-1", now() + 600);
         assert_eq!(
-            tokens("b".repeat(32).as_str()).verify(&token, NOW),
+            tokens("b".repeat(32).as_str()).verify(&token),
             Err(TokenError::BadSignature)
         );
     }
 
     #[test]
-    fn unsigned_tokens_are_refused() {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+    fn unsigned_and_other_algorithms_are_refused() {
         let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"x","exp":9999999999}"#);
-        let token = format!("{header}.{payload}.");
-        assert_eq!(
-            tokens("k".repeat(32).as_str()).verify(&token, NOW),
-            Err(TokenError::WrongAlgorithm)
-        );
+        let t = tokens("k".repeat(32).as_str());
+        for header in [br#"{"alg":"none"}"#.as_slice(), br#"{"alg":"HS512"}"#] {
+            let token = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(header));
+            assert!(t.verify(&token).is_err());
+        }
     }
 
     #[test]
     fn tokens_without_exp_are_refused() {
         let t = tokens("k".repeat(32).as_str());
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"x"}"#);
-        let input = format!("{header}.{payload}");
-        let mut mac = t.mac();
-        mac.update(input.as_bytes());
-        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "x"}),
+            &EncodingKey::from_secret("k".repeat(32).as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(t.verify(&token), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn audience_and_issuer_are_required_when_configured() {
+        let secret = "k".repeat(32);
+        let portal = SubjectTokens::new(
+            Secret::new(&secret),
+            Some("consentry-portal".into()),
+            Some("https://app.example.com".into()),
+        );
+        assert!(portal.verify(&portal.mint("user-1", now() + 600)).is_ok());
+        // The main app's own session token, signed with the same secret, opens nothing here.
+        let session = tokens(&secret).mint("user-1", now() + 600);
+        assert_eq!(portal.verify(&session), Err(TokenError::Malformed));
+        let elsewhere = SubjectTokens::new(
+            Secret::new(&secret),
+            Some("billing".into()),
+            Some("https://app.example.com".into()),
+        );
         assert_eq!(
-            t.verify(&format!("{input}.{sig}"), NOW),
-            Err(TokenError::Malformed)
+            portal.verify(&elsewhere.mint("user-1", now() + 600)),
+            Err(TokenError::WrongAudience)
         );
     }
 
     #[test]
     fn garbage_is_malformed() {
         let t = tokens("k".repeat(32).as_str());
-        assert_eq!(t.verify("abc", NOW), Err(TokenError::Malformed));
-        assert_eq!(t.verify("a.b.c.d", NOW), Err(TokenError::Malformed));
+        assert_eq!(t.verify("abc"), Err(TokenError::Malformed));
+        assert_eq!(t.verify("a.b.c.d"), Err(TokenError::Malformed));
     }
 }

@@ -223,3 +223,32 @@ async fn keys_are_stored_only_as_hashes() {
     assert!(!stored[0].secret_hash.contains(secret));
     assert_eq!(stored[0].secret_hash.len(), 64);
 }
+
+/// With an audience and issuer configured, only tokens minted for this service open the
+/// portal's API: the main app's other tokens, signed with the same secret, do not.
+#[tokio::test]
+async fn subject_tokens_must_name_this_service_when_it_says_so() {
+    use consentry::{auth::token::SubjectTokens, config::Secret};
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.subject_token_audience = Some("consentry-portal".into());
+        c.subject_token_issuer = Some("https://app.example.com".into());
+    })
+    .await;
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let me = |token: String| app.get("/v1/me").bearer_auth(token).send();
+    let session_token = crate::helpers::subject_token("ann");
+    assert_eq!(
+        me(session_token).await.unwrap().status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    let portal_token = SubjectTokens::new(
+        Secret::new(crate::helpers::TOKEN_SECRET),
+        Some("consentry-portal".into()),
+        Some("https://app.example.com".into()),
+    )
+    .mint("ann", exp);
+    assert_eq!(
+        me(portal_token).await.unwrap().status(),
+        reqwest::StatusCode::OK
+    );
+}

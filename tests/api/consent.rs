@@ -459,9 +459,11 @@ async fn portal_calls_need_a_valid_unexpired_subject_token() {
     problem(call(None).await.unwrap(), StatusCode::UNAUTHORIZED).await;
     let expired = subject_token_expiring("u-8", chrono::Utc::now().timestamp() - 120);
     problem(call(Some(expired)).await.unwrap(), StatusCode::UNAUTHORIZED).await;
-    let forged = consentry::auth::token::SubjectTokens::new(consentry::config::Secret::new(
-        "another-secret-of-enough-length-0123456789",
-    ))
+    let forged = consentry::auth::token::SubjectTokens::new(
+        consentry::config::Secret::new("another-secret-of-enough-length-0123456789"),
+        None,
+        None,
+    )
     .mint("u-8", chrono::Utc::now().timestamp() + 600);
     problem(call(Some(forged)).await.unwrap(), StatusCode::UNAUTHORIZED).await;
     problem(

@@ -187,7 +187,8 @@ pub fn subject_token(external_id: &str) -> String {
 
 /// A subject token for `external_id` that expires at `exp` (Unix seconds).
 pub fn subject_token_expiring(external_id: &str, exp: i64) -> String {
-    consentry::auth::token::SubjectTokens::new(Secret::new(TOKEN_SECRET)).mint(external_id, exp)
+    consentry::auth::token::SubjectTokens::new(Secret::new(TOKEN_SECRET), None, None)
+        .mint(external_id, exp)
 }
 
 /// A purpose body for `POST /v1/admin/purposes`; tests override fields as they need.

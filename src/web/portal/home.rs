@@ -36,12 +36,10 @@ pub async fn sign_in(req: &Request, Data(state): Data<&AppState>) -> Result<Resp
             .with_reason("token_invalid")
     })?;
     let token = query_param(req, "token").unwrap_or_default();
-    let external_id = tokens
-        .verify(&token, clock::now().timestamp())
-        .map_err(|_| {
-            ApiError::unauthorized("the sign-in link is invalid or has expired")
-                .with_reason("token_invalid")
-        })?;
+    let external_id = tokens.verify(&token).map_err(|_| {
+        ApiError::unauthorized("the sign-in link is invalid or has expired")
+            .with_reason("token_invalid")
+    })?;
     let mut tx = state.db.begin().await?;
     let person = subject::find_or_create_locked(&mut tx, &external_id.0).await?;
     let started = crate::auth::session::start(&tx, &person.id, lifetimes(state)).await?;
