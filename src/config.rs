@@ -38,6 +38,10 @@ pub struct Config {
     pub key_cache_seconds: u64,
     /// Logging format and filter.
     pub log: LogConfig,
+    /// Networks of the reverse proxies in front of the service, e.g. `["10.0.0.0/8"]`: only
+    /// their `Forwarded` / `X-Forwarded-For` headers name the client (rate limits, consent
+    /// evidence). Empty: the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// HMAC key for the subject tokens that the main app mints for the portal
     /// (`CONSENTRY_SUBJECT_TOKEN_SECRET`). Without it, portal endpoints answer 401.
     pub subject_token_secret: Option<Secret>,
@@ -453,6 +457,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             key_cache_seconds: 5,
             log: LogConfig::default(),
+            trusted_proxies: Vec::new(),
             subject_token_secret: None,
             subject_token_audience: None,
             subject_token_issuer: None,

@@ -1,7 +1,7 @@
 //! The HTTP edge: the OpenAPI service, the documentation routes and the middleware every request
 //! passes through (request id, body limit, panic guard, problem+json for every error).
 
-use std::{sync::Arc, time::Instant};
+use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
@@ -27,13 +27,81 @@ pub fn current_request_id() -> Option<String> {
     CURRENT_REQUEST_ID.try_with(|id| id.to_string()).ok()
 }
 
-/// The client's IP address, for rate limits and consent evidence.
-pub fn client_ip(req: &poem::Request) -> Option<std::net::IpAddr> {
-    req.remote_addr().as_socket_addr().map(|a| a.ip())
+/// The client's IP address, for rate limits and consent evidence: the peer's, unless the peer
+/// is one of `trusted_proxies`; then the nearest address in `Forwarded` (or `X-Forwarded-For`)
+/// that is not a trusted proxy. Headers from anyone else are ignored: a client cannot choose its
+/// own address.
+pub fn client_ip(req: &poem::Request) -> Option<IpAddr> {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
+    let trusted = req
+        .data::<AppState>()
+        .map(|s| s.config.trusted_proxies.as_slice())
+        .unwrap_or_default();
+    Some(forwarded_client(peer, trusted, req.headers()))
+}
+
+fn forwarded_client(
+    peer: IpAddr,
+    trusted: &[ipnet::IpNet],
+    headers: &poem::http::HeaderMap,
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops = forwarded_hops(headers);
+    hops.iter()
+        .rev()
+        .find(|hop| !is_trusted(hop))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+/// The client addresses a proxy chain reports, farthest first: `Forwarded`'s `for=` (RFC 7239)
+/// when present, else `X-Forwarded-For`. Unparseable entries are skipped.
+fn forwarded_hops(headers: &poem::http::HeaderMap) -> Vec<IpAddr> {
+    let all = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    let forwarded = all("forwarded");
+    if !forwarded.is_empty() {
+        return forwarded
+            .iter()
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    k.eq_ignore_ascii_case("for").then(|| parse_node(v))?
+                })
+            })
+            .collect();
+    }
+    all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| parse_node(v))
+        .collect()
+}
+
+/// An address as proxies write it: `192.0.2.1`, `192.0.2.1:4711`, `"[2001:db8::1]:4711"`.
+fn parse_node(value: &str) -> Option<IpAddr> {
+    let v = value.trim().trim_matches('"');
+    if let Ok(ip) = v.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    v.rsplit_once(':').and_then(|(host, _)| host.parse().ok())
 }
 
 /// The user agent and IP address of a request, kept as evidence of a consent decision.
-pub fn client_evidence(req: &Request) -> (Option<String>, Option<std::net::IpAddr>) {
+pub fn client_evidence(req: &Request) -> (Option<String>, Option<IpAddr>) {
     let user_agent = req
         .headers()
         .get(poem::http::header::USER_AGENT)
@@ -178,6 +246,30 @@ fn is_plausible_request_id(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.7".parse().unwrap();
+        let mut headers = poem::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9, 10.9.9.9".parse().unwrap());
+        assert_eq!(
+            forwarded_client(proxy, &trusted, &headers),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(forwarded_client(stranger, &trusted, &headers), stranger);
+        headers.insert(
+            "forwarded",
+            r#"for="[2001:db8::7]:4711";proto=https, for=10.2.2.2"#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            forwarded_client(proxy, &trusted, &headers),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
+    }
 
     #[test]
     fn request_ids_from_callers_are_checked() {

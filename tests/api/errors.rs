@@ -221,3 +221,44 @@ async fn a_connection_stays_usable_after_an_early_refusal() {
     assert_eq!(answers.matches("HTTP/1.1 ").count(), 2, "{answers}");
     assert!(answers.contains("HTTP/1.1 200"), "{answers}");
 }
+
+/// Behind a trusted proxy, each client has its own rate-limit bucket, named by the proxy's
+/// `X-Forwarded-For`; the header counts for nothing from anyone else.
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_are_counted_apart() {
+    let app = spawn_app_with(|c| {
+        c.rate_limit.per_minute = 2;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let ask = |client: &'static str| {
+        app.post("/v1/age-gate/check")
+            .header("x-forwarded-for", client)
+            .json(&json!({"birth_date": "1990-01-01", "country": "DE"}))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(ask("203.0.113.1").await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        ask("203.0.113.1").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(ask("203.0.113.2").await.unwrap().status(), StatusCode::OK);
+
+    // Without the setting, the header is ignored and everyone shares the peer's bucket.
+    let direct = spawn_app_with(|c| c.rate_limit.per_minute = 2).await;
+    let ask = |client: &'static str| {
+        direct
+            .post("/v1/age-gate/check")
+            .header("x-forwarded-for", client)
+            .json(&json!({"birth_date": "1990-01-01", "country": "DE"}))
+            .send()
+    };
+    ask("203.0.113.1").await.unwrap();
+    ask("203.0.113.2").await.unwrap();
+    assert_eq!(
+        ask("203.0.113.3").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
