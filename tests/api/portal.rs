@@ -192,23 +192,6 @@ async fn file_in_portal(browser: &Browser<'_>, kind: &str) -> String {
     filed.request_id()
 }
 
-/// A reviewer approves the request and the main app reports its job done with `report`.
-async fn approve_and_fulfil(f: &Fixture, id: &str, report: Value) {
-    json(
-        f.decide(&f.reviewer, id, "approve", json!({})).await,
-        StatusCode::OK,
-    )
-    .await;
-    f.drain().await;
-    let job = f.job_for(id);
-    json(
-        f.complete_job(job["fulfilment_id"].as_str().unwrap(), report)
-            .await,
-        StatusCode::OK,
-    )
-    .await;
-}
-
 fn form_with(page: &Page, action: &str) -> bool {
     page.body.contains(&format!("action=\"{action}\""))
 }
@@ -773,7 +756,8 @@ async fn every_link_in_every_email_lands_on_a_page() {
         )
         .await;
     let id = file_in_portal(&browser, "export").await;
-    approve_and_fulfil(&f, &id, json!({"data": {"photos": []}})).await;
+    f.approve_and_fulfil(&id, json!({"data": {"photos": []}}))
+        .await;
     // A guardian's link.
     json(
         f.app
@@ -880,7 +864,7 @@ async fn an_erasure_ends_the_persons_sessions() {
     let browser = Browser::new(&f.app);
     browser.sign_in("kim").await;
     let id = file_in_portal(&browser, "erase").await;
-    approve_and_fulfil(&f, &id, json!({})).await;
+    f.approve_and_fulfil(&id, json!({})).await;
     let after = browser.get("/portal/requests").await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
     after.shows("Your session has ended");

@@ -150,6 +150,23 @@ impl Fixture {
             .unwrap()
     }
 
+    /// A reviewer approves the request and the main app reports its job done with `report`.
+    pub(crate) async fn approve_and_fulfil(&self, id: &str, report: Value) {
+        json(
+            self.decide(&self.reviewer, id, "approve", json!({})).await,
+            StatusCode::OK,
+        )
+        .await;
+        self.drain().await;
+        let job = self.job_for(id);
+        json(
+            self.complete_job(job["fulfilment_id"].as_str().unwrap(), report)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+    }
+
     /// The `fulfilment.requested` job the main app received for a request.
     pub(crate) fn job_for(&self, request_id: &str) -> Value {
         self.main_app
@@ -422,19 +439,7 @@ async fn an_export_is_a_zip_of_json_and_csv_files() {
     .await;
     let id = filed["id"].as_str().unwrap();
     assert_eq!(filed["law"], "pipl");
-    json(
-        f.decide(&f.reviewer, id, "approve", json!({})).await,
-        StatusCode::OK,
-    )
-    .await;
-    f.drain().await;
-    let job = f.job_for(id);
-    json(
-        f.complete_job(job["fulfilment_id"].as_str().unwrap(), json!({}))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    f.approve_and_fulfil(id, json!({})).await;
     f.drain().await;
     let mails = f.mail_to("eve@example.com", 2).await;
     let ready = mails.iter().find(|m| m.text.contains("token=")).unwrap();

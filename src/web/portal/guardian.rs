@@ -5,7 +5,7 @@
 use poem::{Body, Request, Response, handler, http::StatusCode, web::Data};
 use serde_json::{Value, json};
 
-use super::{Visitor, checked_form, query_param};
+use super::{Visitor, query_param};
 use crate::{
     AppState,
     age::guardian::{self, GuardianError},
@@ -118,7 +118,7 @@ pub async fn confirm(
 ) -> Result<Response, ApiError> {
     state.rate_limiter.check(crate::http::client_ip(req))?;
     let visitor = Visitor::load(state, req).await?;
-    let form = checked_form(&visitor, body).await?;
+    let form = visitor.form(body).await?;
     let token = form.get("token").unwrap_or_default().to_string();
     let (link, minor) = match guardian::peek(state.db.conn(), &token).await {
         Ok(found) => found,

@@ -8,7 +8,7 @@ use poem::{
 use sea_orm::ActiveEnum;
 use serde_json::{Value, json};
 
-use super::{Visitor, checked_form, lifetimes, query_param};
+use super::{Visitor, lifetimes, query_param};
 use crate::{
     AppState, clock,
     consent::{
@@ -57,7 +57,7 @@ pub async fn sign_out(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     let mut visitor = Visitor::load(state, req).await?;
-    checked_form(&visitor, body).await?;
+    visitor.form(body).await?;
     if let Some(token) = &visitor.session {
         let tx = state.db.begin().await?;
         crate::auth::session::end(&tx, token).await?;
@@ -196,7 +196,7 @@ pub async fn decide(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     let visitor = Visitor::load(state, req).await?;
-    let form = checked_form(&visitor, body).await?;
+    let form = visitor.form(body).await?;
     let person = visitor.signed_in()?.clone();
     let granted = match form.get("granted") {
         Some("true") => true,

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 pub use super::browser::query_param;
 use super::{
-    FormData, Lang,
+    Lang,
     browser::{Browser, PORTAL, pages_for_errors},
 };
 use crate::{
@@ -146,9 +146,4 @@ fn lifetimes(state: &AppState) -> Lifetimes {
         absolute: TimeDelta::minutes(state.config.portal.session_minutes.into()),
         idle: TimeDelta::minutes(state.config.portal.idle_minutes.into()),
     }
-}
-
-/// Reads a form and checks its CSRF token.
-pub async fn checked_form(visitor: &Visitor, body: poem::Body) -> Result<FormData, ApiError> {
-    visitor.form(body).await
 }

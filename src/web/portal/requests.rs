@@ -14,7 +14,7 @@ use poem::{
 use sea_orm::ActiveEnum;
 use serde_json::{Value, json};
 
-use super::{Visitor, checked_form, home::request_line, query_param};
+use super::{Visitor, home::request_line, query_param};
 use crate::{
     AppState,
     audit::Actor,
@@ -169,7 +169,7 @@ pub async fn file(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     let visitor = Visitor::load(state, req).await?;
-    let form = checked_form(&visitor, body).await?;
+    let form = visitor.form(body).await?;
     let person = visitor.signed_in()?.clone();
     let code = form.get("kind").unwrap_or_default().to_string();
     let kind = kind_of(&code)?;
@@ -358,7 +358,7 @@ pub async fn by_email(
 ) -> Result<Response, ApiError> {
     state.rate_limiter.check(client_ip(req))?;
     let visitor = Visitor::load(state, req).await?;
-    let form = checked_form(&visitor, body).await?;
+    let form = visitor.form(body).await?;
     let lang = visitor.lang;
     let say = |en: &str, zh: &str| {
         if lang == Lang::Zh {
@@ -484,7 +484,7 @@ pub async fn verify(
 ) -> Result<Response, ApiError> {
     state.rate_limiter.check(client_ip(req))?;
     let visitor = Visitor::load(state, req).await?;
-    let form = checked_form(&visitor, body).await?;
+    let form = visitor.form(body).await?;
     let code = form.get("code").unwrap_or_default().replace(' ', "");
     let mut tx = state.db.begin().await?;
     let attempt = intake::verify(&mut tx, &state.config, &id, &code).await?;
@@ -520,7 +520,7 @@ pub async fn resend(
 ) -> Result<Response, ApiError> {
     state.rate_limiter.check(client_ip(req))?;
     let visitor = Visitor::load(state, req).await?;
-    checked_form(&visitor, body).await?;
+    visitor.form(body).await?;
     let mut tx = state.db.begin().await?;
     intake::resend(&mut tx, &id).await?;
     tx.commit().await?;
