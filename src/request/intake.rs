@@ -96,8 +96,9 @@ pub struct Intake {
     pub jurisdiction: Option<String>,
 }
 
-/// Checks the details each type needs.
-async fn validate(conn: &impl ConnectionTrait, intake: &Intake) -> Result<(), RequestError> {
+/// Checks the details each type needs; filing runs it, and the portal runs it before it shows
+/// a person's answers back.
+pub async fn validate(conn: &impl ConnectionTrait, intake: &Intake) -> Result<(), RequestError> {
     let mut errors = Vec::new();
     match intake.kind {
         RequestType::Rectify => match &intake.details.changes {

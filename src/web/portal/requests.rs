@@ -19,7 +19,7 @@ use crate::{
     AppState,
     audit::Actor,
     crypto,
-    error::ApiError,
+    error::{ApiError, FieldError},
     http::client_ip,
     purpose,
     request::{
@@ -148,13 +148,26 @@ fn details_from(kind: RequestType, form: &FormData) -> Details {
     filed
 }
 
-/// Field errors of a refused filing, for the form's error summary.
-fn field_errors(err: &ApiError) -> Vec<(String, String)> {
-    err.field_errors()
+/// The intake's refusals as the form shows them: a missing list in words the person can act
+/// on, in their language; anything else as the intake says it.
+fn field_errors(errors: &[FieldError], lang: Lang) -> Vec<(String, String)> {
+    let say = |en: &str, zh: &str| if lang == Lang::Zh { zh } else { en }.to_string();
+    errors
         .iter()
         .map(|e| {
             let field = e.field.trim_start_matches("details.").to_string();
-            (field, e.message.clone())
+            let message = match field.as_str() {
+                "changes" => say(
+                    "Enter at least one corrected value",
+                    "请至少填写一项需要更正的内容",
+                ),
+                "purposes" if e.message.starts_with("an objection") => say(
+                    "Choose at least one use of your data",
+                    "请至少选择一项处理目的",
+                ),
+                _ => e.message.clone(),
+            };
+            (field, message)
         })
         .collect()
 }
@@ -173,10 +186,18 @@ pub async fn file(
     let person = visitor.signed_in()?.clone();
     let code = form.get("kind").unwrap_or_default().to_string();
     let kind = kind_of(&code)?;
-    let details = details_from(kind, &form);
+    let intake = Intake {
+        kind,
+        details: details_from(kind, &form),
+        locale: Some(visitor.lang.tag().into()),
+        jurisdiction: None,
+    };
     if form.get("step") != Some("file") {
-        let errors = check_details(kind, &details, visitor.lang);
-        if !errors.is_empty() {
+        if let Err(e) = intake::validate(state.db.conn(), &intake).await {
+            let RequestError::Invalid(list) = e else {
+                return Err(e.into());
+            };
+            let errors = field_errors(&list, visitor.lang);
             let data = details_data(state, visitor.lang, &code, &form, &errors).await?;
             return Ok(visitor.page(
                 state,
@@ -185,6 +206,7 @@ pub async fn file(
                 StatusCode::UNPROCESSABLE_ENTITY,
             ));
         }
+        let details = &intake.details;
         let purposes = purpose::list(state.db.conn(), false).await?;
         let objected: Vec<String> = details
             .purposes
@@ -217,12 +239,7 @@ pub async fn file(
         &mut tx,
         &state.config,
         &subject,
-        Intake {
-            kind,
-            details,
-            locale: Some(visitor.lang.tag().into()),
-            jurisdiction: None,
-        },
+        intake,
         "portal",
         &Actor::Subject,
     )
@@ -230,8 +247,8 @@ pub async fn file(
     let filed = match filed {
         Ok(filed) => filed,
         Err(RequestError::Invalid(errors)) => {
-            let err = ApiError::validation(errors);
-            let data = details_data(state, visitor.lang, &code, &form, &field_errors(&err)).await?;
+            let errors = field_errors(&errors, visitor.lang);
+            let data = details_data(state, visitor.lang, &code, &form, &errors).await?;
             return Ok(visitor.page(
                 state,
                 "request_details",
@@ -243,39 +260,6 @@ pub async fn file(
     };
     tx.commit().await?;
     Ok(visitor.redirect(&format!("/portal/requests/{}?filed=1", filed.id)))
-}
-
-/// What the portal checks before showing the answers back; the domain checks again on filing.
-fn check_details(kind: RequestType, details: &Details, lang: Lang) -> Vec<(String, String)> {
-    let say = |en: &str, zh: &str| {
-        if lang == Lang::Zh {
-            zh.to_string()
-        } else {
-            en.to_string()
-        }
-    };
-    let mut errors = Vec::new();
-    match kind {
-        RequestType::Rectify if details.changes.as_ref().is_none_or(BTreeMap::is_empty) => errors
-            .push((
-                "changes".into(),
-                say(
-                    "Enter at least one corrected value",
-                    "请至少填写一项需要更正的内容",
-                ),
-            )),
-        RequestType::Object if details.purposes.as_ref().is_none_or(Vec::is_empty) => {
-            errors.push((
-                "purposes".into(),
-                say(
-                    "Choose at least one use of your data",
-                    "请至少选择一项处理目的",
-                ),
-            ))
-        }
-        _ => {}
-    }
-    errors
 }
 
 /// `GET /portal/requests/{id}`: one of the person's requests with its history.
