@@ -32,6 +32,8 @@ const WEBHOOK_SECRET = "whsec_" + Buffer.from("browser-suite-webhook-secret-0123
 
 const failures = [];
 const children = [];
+/** Work undone when the suite ends, after the children stop: the PostgreSQL database it made. */
+const cleanups = [];
 let checks = 0;
 
 function check(name, ok, detail = "") {
@@ -99,6 +101,7 @@ function databaseUrl(dataDir) {
   if (!server) return `sqlite://${path.join(dataDir, "consentry.db")}?mode=rwc`;
   const name = `browser_${crypto.randomBytes(6).toString("hex")}`;
   execFileSync("psql", [server, "-q", "-c", `CREATE DATABASE ${name}`]);
+  cleanups.push(() => execFileSync("psql", [server, "-q", "-c", `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`]));
   const url = new URL(server);
   url.pathname = `/${name}`;
   return url.toString();
@@ -511,6 +514,13 @@ try {
   console.log(e);
 } finally {
   for (const child of children) child.kill();
+  for (const cleanup of cleanups) {
+    try {
+      cleanup();
+    } catch (e) {
+      console.log(`cleanup failed: ${e}`);
+    }
+  }
 }
 for (const f of failures) console.log("FAIL:", f);
 console.log(`browser suite: ${checks - failures.length}/${checks} checks hold; screenshots in target/browser/`);
