@@ -2,25 +2,26 @@
 //! digest identifies a document's content.
 //!
 //! ```text
-//! ---
-//! key: privacy-policy
-//! version: 2
-//! jurisdiction: CN
-//! language: zh-CN
-//! authoritative: true
-//! title: 隐私政策
-//! effective_at: 2026-12-01T00:00:00Z
-//! material: true
-//! change_summary: "..."
-//! ---
+//! +++
+//! key = "privacy-policy"
+//! version = 2
+//! jurisdiction = "CN"
+//! language = "zh-CN"
+//! authoritative = true
+//! title = "隐私政策"
+//! effective_at = 2026-12-01T00:00:00Z
+//! material = true
+//! change_summary = "..."
+//! +++
 //! # Markdown body
 //! ```
 //!
-//! The front matter is flat `name: value` lines; a value may be wrapped in double quotes (with
-//! `\"` and `\\` escapes) to keep leading or trailing spaces or a `#`. Unknown names are errors,
-//! so that a typo cannot silently drop a field.
+//! The front matter is TOML between `+++` lines (the convention of Hugo and Zola), read by the
+//! `toml` crate into a struct that refuses unknown fields, so that a typo cannot silently drop a
+//! field.
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 use crate::{crypto, error::FieldError};
 
@@ -127,112 +128,80 @@ pub fn is_language(s: &str) -> bool {
         && s.as_bytes()[0].is_ascii_lowercase()
 }
 
-/// Parses a Markdown file with front matter.
+/// The front matter as written, before the rules of [`Document::validate`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrontMatter {
+    key: String,
+    version: i32,
+    #[serde(default = "everywhere")]
+    jurisdiction: String,
+    language: String,
+    #[serde(default)]
+    authoritative: bool,
+    title: String,
+    effective_at: toml::value::Datetime,
+    #[serde(default)]
+    material: bool,
+    change_summary: Option<String>,
+}
+
+fn everywhere() -> String {
+    "*".into()
+}
+
+const FENCE: &str = "+++";
+
+/// Parses a Markdown file with TOML front matter between `+++` lines.
 pub fn parse(text: &str) -> Result<Document, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let rest = text
-        .strip_prefix("---\n")
-        .or_else(|| text.strip_prefix("---\r\n"))
-        .ok_or("the file must start with a `---` front matter line")?;
-    let (front, body) = split_front_matter(rest).ok_or("the front matter has no closing `---`")?;
-
-    let mut fields = std::collections::BTreeMap::new();
-    for (n, line) in front.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("front matter line {}: expected `name: value`", n + 2))?;
-        let value = unquote(value.trim()).map_err(|e| format!("front matter `{name}`: {e}"))?;
-        if fields.insert(name.trim().to_string(), value).is_some() {
-            return Err(format!("front matter `{}` is given twice", name.trim()));
-        }
+    let mut lines = text.split_inclusive('\n');
+    let opening = lines.next().unwrap_or_default().trim_end();
+    if opening != FENCE {
+        return Err(if opening == "---" {
+            "the front matter is TOML between `+++` lines, not `---`".into()
+        } else {
+            "the file must start with a `+++` front matter line".into()
+        });
     }
-    let mut take = |name: &str| fields.remove(name);
-    let required = |value: Option<String>, name: &str| {
-        value.ok_or_else(|| format!("front matter `{name}` is missing"))
-    };
-    let flag = |value: Option<String>, name: &str| match value.as_deref() {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(format!(
-            "front matter `{name}`: `{other}` is not true or false"
-        )),
-    };
-    let key = required(take("key"), "key")?;
-    let version = required(take("version"), "version")?
-        .parse::<i32>()
-        .map_err(|_| "front matter `version` must be a whole number".to_string())?;
-    let jurisdiction = take("jurisdiction").unwrap_or_else(|| "*".into());
-    let language = required(take("language"), "language")?;
-    let authoritative = flag(take("authoritative"), "authoritative")?;
-    let title = required(take("title"), "title")?;
-    let effective_at = required(take("effective_at"), "effective_at")?;
-    let effective_at = DateTime::parse_from_rfc3339(&effective_at)
-        .map_err(|e| format!("front matter `effective_at` is not an RFC 3339 time: {e}"))?
-        .with_timezone(&Utc);
-    let material = flag(take("material"), "material")?;
-    let change_summary = take("change_summary").filter(|s| !s.is_empty());
-    if let Some(unknown) = fields.keys().next() {
-        return Err(format!("front matter `{unknown}` is not a known field"));
-    }
-    Ok(Document {
-        key,
-        version,
-        jurisdiction,
-        language,
-        authoritative,
-        title,
-        effective_at: crate::clock::truncate(effective_at),
-        material,
-        change_summary,
-        body: body.trim_start_matches(['\r', '\n']).to_string(),
-    })
-}
-
-/// Splits at the first line that is exactly `---`.
-fn split_front_matter(rest: &str) -> Option<(&str, &str)> {
-    let mut offset = 0;
-    for line in rest.split_inclusive('\n') {
-        if line.trim_end_matches(['\r', '\n']) == "---" {
-            return Some((&rest[..offset], &rest[offset + line.len()..]));
+    let front_start = text.find('\n').map_or(text.len(), |n| n + 1);
+    let mut offset = front_start;
+    let (front, body) = loop {
+        let line = lines
+            .next()
+            .ok_or("the front matter has no closing `+++`")?;
+        if line.trim_end() == FENCE {
+            break (&text[front_start..offset], &text[offset + line.len()..]);
         }
         offset += line.len();
-    }
-    None
-}
-
-fn unquote(value: &str) -> Result<String, String> {
-    let Some(inner) = value.strip_prefix('"') else {
-        return Ok(value.to_string());
     };
-    let inner = inner
-        .strip_suffix('"')
-        .ok_or("an opening quote is never closed")?;
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('"') => out.push('"'),
-                Some('\\') => out.push('\\'),
-                Some('n') => out.push('\n'),
-                other => return Err(format!("unknown escape `\\{}`", other.unwrap_or(' '))),
-            },
-            '"' => return Err("a quote inside a quoted value must be escaped".into()),
-            c => out.push(c),
-        }
-    }
-    Ok(out)
+    let front: FrontMatter =
+        toml::from_str(front).map_err(|e| format!("front matter: {}", e.message()))?;
+    let effective_at = DateTime::parse_from_rfc3339(&front.effective_at.to_string())
+        .map_err(|_| {
+            "front matter `effective_at` needs a date, a time and an offset, e.g. 2026-10-01T00:00:00Z"
+                .to_string()
+        })?
+        .with_timezone(&Utc);
+    Ok(Document {
+        key: front.key,
+        version: front.version,
+        jurisdiction: front.jurisdiction,
+        language: front.language,
+        authoritative: front.authoritative,
+        title: front.title,
+        effective_at: crate::clock::truncate(effective_at),
+        material: front.material,
+        change_summary: front.change_summary.filter(|s| !s.is_empty()),
+        body: body.trim_start_matches(['\r', '\n']).to_string(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "---\nkey: privacy-policy\nversion: 2\njurisdiction: CN\nlanguage: zh-CN\nauthoritative: true\ntitle: \"隐私政策: 第二版\"\neffective_at: 2026-12-01T00:00:00Z\nmaterial: true\nchange_summary: 新增云端训练\n---\n\n# 隐私政策\n\n正文。\n";
+    const SAMPLE: &str = "+++\nkey = \"privacy-policy\"\nversion = 2\njurisdiction = \"CN\" # mainland China\nlanguage = \"zh-CN\"\nauthoritative = true\ntitle = \"隐私政策: 第二版\"\neffective_at = 2026-12-01T00:00:00Z\nmaterial = true\nchange_summary = \"新增云端训练\"\n+++\n\n# 隐私政策\n\n正文。\n";
 
     #[test]
     fn front_matter_and_body_are_read() {
@@ -263,12 +232,32 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        let err = parse(&SAMPLE.replace("material: true", "materail: true")).unwrap_err();
+        let err = parse(&SAMPLE.replace("material = true", "materail = true")).unwrap_err();
         assert!(err.contains("materail"), "{err}");
-        let err = parse(&SAMPLE.replace("version: 2", "version: two")).unwrap_err();
-        assert!(err.contains("version"), "{err}");
+        let err = parse(&SAMPLE.replace("version = 2", "version = \"two\"")).unwrap_err();
+        assert!(err.contains("i32") || err.contains("integer"), "{err}");
+        let err = parse(&SAMPLE.replace("T00:00:00Z", "")).unwrap_err();
+        assert!(err.contains("effective_at"), "{err}");
+        let err = parse(&SAMPLE.replace("+++", "---")).unwrap_err();
+        assert!(err.contains("`+++`"), "{err}");
         assert!(parse("# no front matter").is_err());
-        let doc = parse(&SAMPLE.replace("change_summary: 新增云端训练\n", "")).unwrap();
+        assert!(parse("+++\nkey = \"a\"\n").unwrap_err().contains("closing"));
+        let doc = parse(&SAMPLE.replace("change_summary = \"新增云端训练\"\n", "")).unwrap();
         assert_eq!(doc.validate().unwrap_err()[0].field, "change_summary");
+    }
+
+    /// The example a reader copies from the README parses as it stands, comments and all.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```markdown\n+++")
+            .expect("the README shows a policy document");
+        let block = &readme[start + "```markdown\n".len()..];
+        let block = &block[..block.find("```").expect("the example ends")];
+        let doc = parse(block).unwrap();
+        assert_eq!((doc.key.as_str(), doc.version), ("privacy-policy", 2));
+        assert!(doc.material && doc.authoritative);
+        assert!(doc.validate().is_ok(), "{:?}", doc.validate());
     }
 }

@@ -145,10 +145,11 @@ async fn import_is_idempotent_and_refuses_to_change_a_published_version() {
     let mixed = tempfile::tempdir().unwrap();
     std::fs::write(
         mixed.path().join("a.md"),
-        text.replace("version: 2", "version: 3"),
+        text.replace("version = 2", "version = 3"),
     )
     .unwrap();
     std::fs::write(mixed.path().join("b.md"), "no front matter").unwrap();
+    assert!(text.contains("version = 2"));
     assert!(
         import_dir(db, config, mixed.path(), &Actor::Cli)
             .await
