@@ -261,6 +261,10 @@ pub struct RateLimitConfig {
     pub per_minute: u32,
     /// Requests filed per minute for one email address.
     pub per_email_per_minute: u32,
+    /// Requests filed without a login per UTC day for one email address, across replicas.
+    pub filings_per_email_per_day: u32,
+    /// Wrong verification codes per UTC day for one email address, across all its requests.
+    pub failed_codes_per_email_per_day: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -268,6 +272,8 @@ impl Default for RateLimitConfig {
         Self {
             per_minute: 60,
             per_email_per_minute: 3,
+            filings_per_email_per_day: 10,
+            failed_codes_per_email_per_day: 10,
         }
     }
 }

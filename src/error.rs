@@ -439,6 +439,10 @@ impl From<RequestError> for ApiError {
                 retry_after: Some(retry_after),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, detail)
             },
+            RequestError::BudgetSpent { retry_after } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, detail).with_reason("budget_spent")
+            },
             RequestError::AlreadyExtended => Self::conflict(detail).with_reason("already_extended"),
             RequestError::NotRestricted => Self::conflict(detail).with_reason("not_restricted"),
             RequestError::NextOfKinNotCovered => unprocessable("next_of_kin_not_covered"),

@@ -13,8 +13,8 @@ use poem_openapi::{
 use serde_json::Value;
 
 use super::{
-    Filter, Law, OnBehalfOf, Outcome, Request, RequestError, RequestStatus, RequestType, export,
-    fulfil,
+    Filter, Law, OnBehalfOf, Outcome, Request, RequestError, RequestStatus, RequestType, budget,
+    export, fulfil,
     intake::{self, Details, Intake},
     review,
 };
@@ -23,7 +23,7 @@ use crate::{
     api_tags::ApiTags,
     audit::Actor,
     auth::{ApiKey, Role, SubjectToken},
-    clock, crypto,
+    clock,
     error::{ApiError, FieldError},
     http::client_ip,
     period::Period,
@@ -567,7 +567,7 @@ impl RequestsApi {
         let address = body.0.email.trim().to_string();
         self.state
             .email_rate_limiter
-            .check(Some(crypto::sha256_hex(address.to_lowercase().as_bytes())))?;
+            .check(Some(budget::address_key(&address)))?;
         let mut tx = self.state.db.begin().await?;
         let request = intake::file_by_email(
             &mut tx,

@@ -2,8 +2,9 @@
 //!
 //! A person without a login files with an email address and receives a 6-digit code (stored as
 //! a digest, valid 15 minutes, 5 attempts, then the request is closed; at most 3 codes, a
-//! minute apart). The answer is the same whether or not the address belongs to a known
-//! subject; the request is linked to a subject only once the code proves the address.
+//! minute apart). Across requests, each address has a daily budget of filings and of wrong codes
+//! ([`budget`]). The answer is the same whether or not the address belongs to a known subject;
+//! the request is linked to a subject only once the code proves the address.
 
 use std::collections::BTreeMap;
 
@@ -17,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use validator::ValidateEmail;
 
 use super::{
-    Law, OnBehalfOf, Request, RequestError, RequestStatus, RequestType, email, model, open_of_kind,
-    received_email, record_event,
+    Law, OnBehalfOf, Request, RequestError, RequestStatus, RequestType,
+    budget::{self, Spend},
+    email, model, open_of_kind, received_email, record_event,
 };
 use crate::{
     audit::{self, Actor},
@@ -333,6 +335,7 @@ pub async fn file_by_email(
         check_next_of_kin(law, &intake)?;
     }
     validate(&*tx, &intake).await?;
+    budget::spend(tx, &config.rate_limit, address, Spend::Filing).await?;
     let now = clock::now();
     let mut row = new_row(&intake, "email", law, now);
     row.on_behalf_of = Set(on_behalf_of);
@@ -513,12 +516,15 @@ pub async fn verify(
         .await?;
     let request = pending(&*tx, id).await?;
     let stored = stored.ok_or(RequestError::Closed)?;
+    let address = request.email.clone().unwrap_or_default();
+    budget::check(&*tx, &config.rate_limit, &address, Spend::FailedCode).await?;
     let now = clock::now();
     let right = crypto::constant_time_eq(
         code_hash(id, code.trim()).as_bytes(),
         stored.code_hash.as_bytes(),
     );
     if !right {
+        budget::spend(tx, &config.rate_limit, &address, Spend::FailedCode).await?;
         let attempts = stored.attempts + 1;
         if attempts >= MAX_ATTEMPTS {
             model::codes::Entity::delete_by_id(id).exec(&*tx).await?;

@@ -15,6 +15,7 @@
 //! anything a client may repeat (a code, a decision, a job's report) is claimed inside it.
 
 pub mod api;
+pub mod budget;
 pub mod digest;
 pub mod export;
 pub mod fulfil;
@@ -72,6 +73,8 @@ pub enum RequestError {
     Closed,
     #[error("no more codes can be sent for this request now")]
     ResendLimited { retry_after: u64 },
+    #[error("this email address has used today's requests and code attempts; try again tomorrow")]
+    BudgetSpent { retry_after: u64 },
     #[error("a request can be extended only once")]
     AlreadyExtended,
     #[error(transparent)]

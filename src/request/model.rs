@@ -178,6 +178,27 @@ pub mod codes {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// The `address_budgets` table: what an email address (by digest) spent on one UTC day.
+pub mod budgets {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "address_budgets")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub address_hash: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub day: Date,
+        pub filings: i32,
+        pub failed_codes: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Where a job for the main app stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]

@@ -14,7 +14,7 @@ use crate::{
     db::Db,
     notify::outbox,
     period::Period,
-    request::{export, intake},
+    request::{budget, export, intake},
 };
 
 /// How long after its code expired an unverified request may still ask for a new one; after
@@ -47,6 +47,7 @@ pub async fn purge(
     let counts = OwnData {
         export_packages,
         verification_codes: intake::purge_codes(&mut tx, as_of - CODE_GRACE, dry_run).await?,
+        address_budgets: budget::purge(&mut tx, as_of.date_naive(), dry_run).await?,
         guardian_tokens: guardian::purge_expired(&mut tx, as_of, dry_run).await?,
         portal_sessions: session::purge_expired(&tx, as_of, dry_run).await?,
         outbox_messages: outbox::purge_delivered(

@@ -94,6 +94,9 @@ pub struct OwnData {
     pub export_packages: u64,
     /// Verification codes of abandoned requests.
     pub verification_codes: u64,
+    /// Per-address daily budgets of days gone by.
+    #[serde(default)]
+    pub address_budgets: u64,
     /// Guardian-consent links past their expiry, used or not.
     pub guardian_tokens: u64,
     /// Portal sessions past their expiry.

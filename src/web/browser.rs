@@ -291,6 +291,7 @@ const EXPLAINED: &[&str] = &[
     "separate_consent",
     "required_purpose",
     "rate_limited",
+    "budget_spent",
     "token_invalid",
     "export_gone",
     "sign_in_needed",

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::{
     age::years_ago,
     helpers::{TestApp, json, purpose_body, subject_token},
-    requests::{Fixture, code_in, fixture},
+    requests::{Fixture, code_in, fixture, fixture_with},
 };
 
 /// A page as the browser got it.
@@ -551,6 +551,23 @@ async fn a_request_by_email_goes_through_the_code_page() {
     assert_eq!(verified.status, StatusCode::OK);
     verified.shows("申请已确认");
     verified.shows("《个人信息保护法》");
+}
+
+#[tokio::test]
+async fn an_address_past_its_daily_budget_gets_a_page_saying_to_come_back_tomorrow() {
+    let f = fixture_with(|c| c.rate_limit.filings_per_email_per_day = 1).await;
+    let browser = Browser::speaking(&f.app, "zh-CN");
+    let form = browser.get("/portal/requests/by-email").await;
+    let fields = [("email", "li@example.com"), ("kind", "access")];
+    let filed = browser
+        .submit(&form, "/portal/requests/by-email", &fields)
+        .await;
+    assert_eq!(filed.status, StatusCode::SEE_OTHER);
+    let again = browser
+        .submit(&form, "/portal/requests/by-email", &fields)
+        .await;
+    assert_eq!(again.status, StatusCode::TOO_MANY_REQUESTS);
+    again.shows("今天的申请和验证码尝试次数已用完");
 }
 
 #[tokio::test]

@@ -642,6 +642,74 @@ async fn a_request_filed_by_email_is_verified_with_the_emailed_code() {
     .await;
 }
 
+/// Each address has a daily budget of filings and wrong codes that holds across its requests,
+/// so that filing request after request buys no fresh guesses and no stream of code emails.
+#[tokio::test]
+async fn an_address_has_a_daily_budget_of_filings_and_wrong_codes_across_requests() {
+    let f = fixture_with(|c| {
+        c.rate_limit.per_email_per_minute = 100;
+        c.rate_limit.filings_per_email_per_day = 3;
+        c.rate_limit.failed_codes_per_email_per_day = 4;
+    })
+    .await;
+    let file = |email: &'static str| f.file_by_email(json!({"email": email, "type": "access"}));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let filed = json(file("ana@example.com").await, StatusCode::ACCEPTED).await;
+        ids.push(filed["id"].as_str().unwrap().to_string());
+    }
+    // The fourth filing, in any spelling of the address, is refused and queues no code.
+    let spent = file(" Ana@Example.COM").await;
+    let wait: u64 = spent.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=86_400).contains(&wait), "{wait}");
+    let p = problem(spent, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(p["reason"], "budget_spent");
+    json(file("bo@example.com").await, StatusCode::ACCEPTED).await;
+    f.drain().await;
+    let codes: Vec<String> = f
+        .mail_to("ana@example.com", 4)
+        .await
+        .iter()
+        .map(code_in)
+        .collect();
+    assert_eq!(codes.len(), 3, "one code email per accepted filing");
+
+    // Wrong codes are counted per address, whichever request they are entered on.
+    let verify = |id: String, code: String| {
+        f.app
+            .post(&format!("/v1/requests/{id}/verify"))
+            .json(&json!({"code": code}))
+            .send()
+    };
+    for (id, _) in ids.iter().zip(0..2) {
+        for _ in 0..2 {
+            let wrong = if codes.contains(&"000000".to_string()) {
+                "000001"
+            } else {
+                "000000"
+            };
+            let p = problem(
+                verify(id.clone(), wrong.to_string()).await.unwrap(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+            assert_eq!(p["reason"], "code_invalid");
+        }
+    }
+    // The budget is spent: not even the right code of the third request is looked at today.
+    for code in codes {
+        let refused = verify(ids[2].clone(), code).await.unwrap();
+        let p = problem(refused, StatusCode::TOO_MANY_REQUESTS).await;
+        assert_eq!(p["reason"], "budget_spent");
+    }
+    let status = f.admin_request(&ids[2]).await;
+    assert_eq!(status["status"], "unverified", "nothing changed");
+}
+
 #[tokio::test]
 async fn an_erasure_waits_for_the_main_app_which_is_retried_until_it_answers() {
     let f = fixture().await;

@@ -18,12 +18,11 @@ use super::{Visitor, home::request_line, query_param};
 use crate::{
     AppState,
     audit::Actor,
-    crypto,
     error::{ApiError, FieldError},
     http::client_ip,
     purpose,
     request::{
-        self, Request as DsRequest, RequestError, RequestType, export,
+        self, Request as DsRequest, RequestError, RequestType, budget, export,
         intake::{self, Details, Intake},
     },
     subject,
@@ -379,7 +378,7 @@ pub async fn by_email(
     };
     state
         .email_rate_limiter
-        .check(Some(crypto::sha256_hex(address.to_lowercase().as_bytes())))?;
+        .check(Some(budget::address_key(&address)))?;
     let mut tx = state.db.begin().await?;
     let filed = intake::file_by_email(
         &mut tx,
