@@ -262,6 +262,7 @@ impl PoliciesApi {
     /// What changed between two versions
     ///
     /// A line diff of the bodies of the two documents chosen for the jurisdiction and language.
+    /// Rate-limited per client like the other public routes that do work.
     #[oai(
         path = "/v1/policies/:key/diff",
         method = "get",
@@ -269,19 +270,21 @@ impl PoliciesApi {
     )]
     async fn diff(
         &self,
+        req: &poem::Request,
         #[oai(validator(max_length = 64))] key: Path<String>,
         from: Query<i32>,
         to: Query<i32>,
         #[oai(validator(max_length = 2))] jurisdiction: Query<Option<String>>,
         #[oai(validator(max_length = 16))] lang: Query<Option<String>>,
     ) -> Result<Json<PolicyDiff>, ApiError> {
+        self.state.rate_limiter.check(crate::http::client_ip(req))?;
         let sel = Selection {
             jurisdiction: jurisdiction.0,
             lang: lang.0,
         };
         let a = self.document_of_version(&key.0, from.0, &sel).await?;
         let b = self.document_of_version(&key.0, to.0, &sel).await?;
-        let lines = diff::lines(&a.body, &b.body);
+        let lines = diff::lines(&a.body, &b.body).await;
         Ok(Json(PolicyDiff {
             from: a.into(),
             to: b.into(),

@@ -1,10 +1,14 @@
 //! Line diff between two policy versions, so that people can see the changed part (PIPL Art 17).
 //!
-//! A longest-common-subsequence diff after trimming the common head and tail; policies are a few
-//! hundred lines, so the quadratic table stays small. Bodies too large for it are compared as
-//! one replaced block rather than refused.
+//! The `similar` crate's Myers diff with a deadline: a pair of texts that would take long to
+//! compare exactly gets a coarser diff (more lines marked changed, never a wrong one) once the
+//! deadline passes. Bodies are bounded by [`super::document::MAX_BODY_BYTES`], and the public
+//! routes that diff are rate-limited, so one caller cannot tie up the service.
+
+use std::time::{Duration, Instant};
 
 use poem_openapi::{Enum, Object};
+use similar::{Algorithm, ChangeTag, TextDiff};
 
 /// What happened to a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -22,76 +26,33 @@ pub struct DiffLine {
     pub text: String,
 }
 
-/// Largest table (lines × lines) computed exactly.
-const MAX_CELLS: usize = 16_000_000;
+/// The longest an exact comparison may take before the diff settles for a coarser answer.
+const DEADLINE: Duration = Duration::from_millis(100);
 
-/// The lines of `from` and `to`, each marked equal, deleted or inserted.
-pub fn lines(from: &str, to: &str) -> Vec<DiffLine> {
-    let a: Vec<&str> = from.lines().collect();
-    let b: Vec<&str> = to.lines().collect();
-    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let tail = a[head..]
-        .iter()
-        .rev()
-        .zip(b[head..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let (mid_a, mid_b) = (&a[head..a.len() - tail], &b[head..b.len() - tail]);
-
-    let line = |op, text: &&str| DiffLine {
-        op,
-        text: text.to_string(),
-    };
-    let mut out: Vec<DiffLine> = a[..head].iter().map(|t| line(LineOp::Equal, t)).collect();
-    if mid_a.len().saturating_mul(mid_b.len()) > MAX_CELLS {
-        out.extend(mid_a.iter().map(|t| line(LineOp::Delete, t)));
-        out.extend(mid_b.iter().map(|t| line(LineOp::Insert, t)));
-    } else {
-        out.extend(lcs_diff(mid_a, mid_b));
-    }
-    out.extend(a[a.len() - tail..].iter().map(|t| line(LineOp::Equal, t)));
-    out
+/// The lines of `from` and `to`, each marked equal, deleted or inserted. The work runs on the
+/// blocking pool, off the threads that serve requests.
+pub async fn lines(from: &str, to: &str) -> Vec<DiffLine> {
+    let (from, to) = (from.to_string(), to.to_string());
+    tokio::task::spawn_blocking(move || compare(&from, &to, DEADLINE))
+        .await
+        .expect("the diff does not panic")
 }
 
-fn lcs_diff(a: &[&str], b: &[&str]) -> Vec<DiffLine> {
-    let (n, m) = (a.len(), b.len());
-    // suffix[i][j] = length of the LCS of a[i..] and b[j..]
-    let mut suffix = vec![0u32; (n + 1) * (m + 1)];
-    let at = |i: usize, j: usize| i * (m + 1) + j;
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            suffix[at(i, j)] = if a[i] == b[j] {
-                suffix[at(i + 1, j + 1)] + 1
-            } else {
-                suffix[at(i + 1, j)].max(suffix[at(i, j + 1)])
-            };
-        }
-    }
-    let mut out = Vec::with_capacity(n + m);
-    let (mut i, mut j) = (0, 0);
-    while i < n || j < m {
-        if i < n && j < m && a[i] == b[j] {
-            out.push(DiffLine {
-                op: LineOp::Equal,
-                text: a[i].to_string(),
-            });
-            i += 1;
-            j += 1;
-        } else if j < m && (i == n || suffix[at(i, j + 1)] >= suffix[at(i + 1, j)]) {
-            out.push(DiffLine {
-                op: LineOp::Insert,
-                text: b[j].to_string(),
-            });
-            j += 1;
-        } else {
-            out.push(DiffLine {
-                op: LineOp::Delete,
-                text: a[i].to_string(),
-            });
-            i += 1;
-        }
-    }
-    out
+fn compare(from: &str, to: &str, deadline: Duration) -> Vec<DiffLine> {
+    let diff = TextDiff::configure()
+        .algorithm(Algorithm::Myers)
+        .deadline(Instant::now() + deadline)
+        .diff_lines(from, to);
+    diff.iter_all_changes()
+        .map(|change| DiffLine {
+            op: match change.tag() {
+                ChangeTag::Equal => LineOp::Equal,
+                ChangeTag::Delete => LineOp::Delete,
+                ChangeTag::Insert => LineOp::Insert,
+            },
+            text: change.value().trim_end_matches(['\n', '\r']).to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -108,6 +69,18 @@ mod tests {
                 };
                 format!("{sign}{}\n", l.text)
             })
+            .collect()
+    }
+
+    fn lines(from: &str, to: &str) -> Vec<DiffLine> {
+        compare(from, to, DEADLINE)
+    }
+
+    /// The side a diff describes: the lines it keeps, and the deleted or the inserted ones.
+    fn side(diff: &[DiffLine], other: LineOp) -> Vec<&str> {
+        diff.iter()
+            .filter(|l| l.op != other)
+            .map(|l| l.text.as_str())
             .collect()
     }
 
@@ -128,5 +101,24 @@ mod tests {
     fn empty_sides_are_pure_inserts_or_deletes() {
         assert_eq!(render(&lines("", "x\ny")), "+x\n+y\n");
         assert_eq!(render(&lines("x", "")), "-x\n");
+    }
+
+    /// Past its deadline the diff is coarser but still describes both texts exactly.
+    #[test]
+    fn a_diff_cut_short_by_its_deadline_is_still_right() {
+        let from: String = (0..20_000)
+            .map(|i| format!("line {}\n", i * 7 % 1_000))
+            .collect();
+        let to: String = (0..20_000)
+            .map(|i| format!("line {}\n", i * 11 % 1_000))
+            .collect();
+        for deadline in [Duration::ZERO, DEADLINE] {
+            let diff = compare(&from, &to, deadline);
+            assert_eq!(
+                side(&diff, LineOp::Insert),
+                from.lines().collect::<Vec<_>>()
+            );
+            assert_eq!(side(&diff, LineOp::Delete), to.lines().collect::<Vec<_>>());
+        }
     }
 }

@@ -25,6 +25,10 @@ use serde::Deserialize;
 
 use crate::{crypto, error::FieldError};
 
+/// The largest body a document may have: ten times a long privacy policy, and a bound on what a
+/// diff of two versions may cost.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
 /// The fields of a document, however it arrived (file, admin API).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
@@ -88,6 +92,8 @@ impl Document {
         }
         if self.body.trim().is_empty() {
             errors.push(FieldError::new("body", "must not be empty"));
+        } else if self.body.len() > MAX_BODY_BYTES {
+            errors.push(FieldError::new("body", "at most 256 KiB"));
         }
         if self.material
             && self

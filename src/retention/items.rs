@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    prelude::Expr, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, prelude::Expr, sea_query::OnConflict,
 };
 
 use crate::db::Tx;
@@ -247,14 +247,52 @@ fn scope(subject_id: &str, categories: &[String], item_refs: &[String]) -> sea_o
         )
 }
 
-/// A subject's items, oldest first.
-pub async fn of_subject(
+/// One page of a person's items in the order they were recorded (ids are UUIDv7), after the
+/// item `after`, and the cursor of the next page: a person may have millions of items.
+pub async fn page_of_subject(
     conn: &impl ConnectionTrait,
     subject_id: &str,
-) -> Result<Vec<DataItem>, DbErr> {
+    after: Option<&str>,
+    limit: u64,
+) -> Result<(Vec<DataItem>, Option<String>), DbErr> {
+    let mut query = entity::Entity::find()
+        .filter(entity::Column::SubjectId.eq(subject_id))
+        .order_by_asc(entity::Column::Id);
+    if let Some(after) = after {
+        query = query.filter(entity::Column::Id.gt(after));
+    }
+    let mut rows = query.limit(limit + 1).all(conn).await?;
+    let next = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// How many items, not yet erased, a person has in each category, by category.
+pub async fn held_by_category(
+    conn: &impl ConnectionTrait,
+    subject_id: &str,
+) -> Result<Vec<(String, i64)>, DbErr> {
+    entity::Entity::find()
+        .select_only()
+        .column(entity::Column::Category)
+        .column_as(entity::Column::Id.count(), "items")
+        .filter(entity::Column::SubjectId.eq(subject_id))
+        .filter(entity::Column::ErasedAt.is_null())
+        .group_by(entity::Column::Category)
+        .order_by_asc(entity::Column::Category)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// How many items a person has.
+pub async fn count_of_subject(conn: &impl ConnectionTrait, subject_id: &str) -> Result<u64, DbErr> {
     entity::Entity::find()
         .filter(entity::Column::SubjectId.eq(subject_id))
-        .order_by_asc(entity::Column::CreatedAt)
-        .all(conn)
+        .count(conn)
         .await
 }

@@ -5,7 +5,11 @@
 //! subject token) and staff with the viewer role ever see them.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use poem_openapi::{Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
 
 use super::{AgeStatus, Subject};
 use crate::retention::items::{self, DataItem};
@@ -134,7 +138,27 @@ struct SubjectRecord {
     profile: ProfileView,
     consents: Vec<ConsentView>,
     requests: Vec<request::api::RequestView>,
+    /// The first page of the person's data items, oldest first.
     data_items: Vec<DataItemView>,
+    /// How many data items the person has.
+    data_items_total: u64,
+    /// The cursor of the next page, for `GET /v1/admin/subjects/{external_id}/items`.
+    data_items_next_cursor: Option<String>,
+}
+
+/// One page of a person's data items.
+#[derive(Object)]
+struct DataItemPage {
+    items: Vec<DataItemView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    next_cursor: Option<String>,
+}
+
+/// Items on a page unless the caller asks for fewer.
+const ITEMS_PAGE: u64 = 100;
+
+fn default_items_page() -> u64 {
+    ITEMS_PAGE
 }
 
 #[OpenApi]
@@ -175,12 +199,47 @@ impl SubjectApi {
             .ok_or_else(|| ApiError::not_found("no subject with this external id"))?;
         let consents = ledger::current(conn, &subject.id).await?;
         let requests = request::of_subject(conn, &subject.id).await?;
-        let items = items::of_subject(conn, &subject.id).await?;
+        let (items, next) = items::page_of_subject(conn, &subject.id, None, ITEMS_PAGE).await?;
+        let total = items::count_of_subject(conn, &subject.id).await?;
         Ok(Json(SubjectRecord {
             profile: ProfileView::of(&self.state, subject),
             consents: consents.into_iter().map(Into::into).collect(),
             requests: requests.into_iter().map(Into::into).collect(),
             data_items: items.into_iter().map(Into::into).collect(),
+            data_items_total: total,
+            data_items_next_cursor: next,
+        }))
+    }
+
+    /// A person's data items, page by page
+    ///
+    /// Oldest first; `cursor` is the previous page's `next_cursor`.
+    #[oai(
+        path = "/v1/admin/subjects/:external_id/items",
+        method = "get",
+        tag = "ApiTags::Admin"
+    )]
+    async fn admin_subject_items(
+        &self,
+        auth: ApiKey,
+        #[oai(validator(min_length = 1, max_length = 255))] external_id: Path<String>,
+        #[oai(validator(max_length = 36))] cursor: Query<Option<String>>,
+        #[oai(
+            default = "default_items_page",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u64>,
+    ) -> Result<Json<DataItemPage>, ApiError> {
+        auth.0.require(Role::Viewer)?;
+        let conn = self.state.db.conn();
+        let subject = super::find(conn, &external_id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no subject with this external id"))?;
+        let (items, next_cursor) =
+            items::page_of_subject(conn, &subject.id, cursor.0.as_deref(), limit.0).await?;
+        Ok(Json(DataItemPage {
+            items: items.into_iter().map(Into::into).collect(),
+            next_cursor,
         }))
     }
 }

@@ -190,6 +190,18 @@ async fn drafts_are_edited_published_once_and_retired() {
         .unwrap();
     let p = problem(invalid, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(p["errors"][0]["field"], "change_summary");
+    // A body past the size that keeps a diff of two versions cheap is refused.
+    let mut huge = new_draft.clone();
+    huge["body"] = json!("a line of a very long policy\n".repeat(10_000));
+    let refused = app
+        .post("/v1/admin/policies")
+        .bearer_auth(&admin)
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["field"], "body");
 
     let draft = app
         .post("/v1/admin/policies")
@@ -650,4 +662,24 @@ async fn purposes_are_validated_listed_archived_and_only_deleted_when_unused() {
         json(updated, StatusCode::OK).await["retention_period"],
         "P13M"
     );
+}
+
+/// The public diff does real work per call, so it counts against the per-client limit, on the
+/// API and in the portal alike.
+#[tokio::test]
+async fn the_public_diff_is_rate_limited_per_client() {
+    let app = spawn_app_with(|c| c.rate_limit.per_minute = 3).await;
+    let path = "/v1/policies/privacy-policy/diff?from=1&to=2";
+    for _ in 0..3 {
+        get_json(&app, path).await;
+    }
+    let limited = app.get(path).send().await.unwrap();
+    assert!(limited.headers().contains_key("retry-after"));
+    problem(limited, StatusCode::TOO_MANY_REQUESTS).await;
+    let page = app
+        .get("/portal/policies/privacy-policy/diff?from=1&to=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
 }

@@ -273,20 +273,13 @@ async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Resul
         Some(subject_id) => subject::by_id(conn, subject_id).await?,
         None => None,
     };
-    let (consents, items) = match &person {
+    let (consents, categories) = match &person {
         Some(p) => (
             ledger::current(conn, &p.id).await?,
-            items::of_subject(conn, &p.id).await?,
+            items::held_by_category(conn, &p.id).await?,
         ),
         None => (Vec::new(), Vec::new()),
     };
-    let mut categories: Vec<(String, usize)> = Vec::new();
-    for item in items.iter().filter(|i| i.erased_at.is_none()) {
-        match categories.iter_mut().find(|(c, _)| *c == item.category) {
-            Some((_, n)) => *n += 1,
-            None => categories.push((item.category.clone(), 1)),
-        }
-    }
     let names = staff::names(conn).await?;
     let limit = law::extended_due_date(
         &state.config.requests,

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// Items shown per page.
-const ITEMS_PAGE: usize = 50;
+const ITEMS_PAGE: u64 = 50;
 
 /// `GET /console/subjects?q=`: one match opens the profile; several are listed.
 #[handler]
@@ -62,17 +62,15 @@ pub async fn profile(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
-    let page = query_param(req, "page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(0);
-    let data = profile_data(state, &external_id, page, &[]).await?;
+    let after = query_param(req, "after");
+    let data = profile_data(state, &external_id, after.as_deref(), &[]).await?;
     Ok(staff.page(state, "subject", data, StatusCode::OK))
 }
 
 async fn profile_data(
     state: &AppState,
     external_id: &str,
-    page: usize,
+    after: Option<&str>,
     errors: &[FieldError],
 ) -> Result<serde_json::Value, ApiError> {
     let conn = state.db.conn();
@@ -83,12 +81,8 @@ async fn profile_data(
     let chain = ledger::verify(conn, &person).await?;
     let events = ledger::history(conn, &person.id, None, 20).await?;
     let requests = request::of_subject(conn, &person.id).await?;
-    let all_items = items::of_subject(conn, &person.id).await?;
-    let shown: Vec<&items::DataItem> = all_items
-        .iter()
-        .skip(page * ITEMS_PAGE)
-        .take(ITEMS_PAGE)
-        .collect();
+    let (shown, next) = items::page_of_subject(conn, &person.id, after, ITEMS_PAGE).await?;
+    let total = items::count_of_subject(conn, &person.id).await?;
     Ok(json!({
         "section": "subjects",
         "person": {
@@ -121,8 +115,8 @@ async fn profile_data(
             "purge_after": i.purge_after.map(|t| t.to_rfc3339()),
             "erased": i.erased_at.is_some(),
         })).collect::<Vec<_>>(),
-        "items_total": all_items.len(),
-        "next_page": ((page + 1) * ITEMS_PAGE < all_items.len()).then_some(page + 1),
+        "items_total": total,
+        "next_after": next,
         "errors": errors.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>(),
     }))
 }
@@ -143,7 +137,7 @@ pub async fn hold(
             "reason",
             "write why; the audit log keeps it",
         )];
-        let data = profile_data(state, &external_id, 0, &errors).await?;
+        let data = profile_data(state, &external_id, None, &errors).await?;
         return Ok(staff.page(state, "subject", data, StatusCode::UNPROCESSABLE_ENTITY));
     };
     let item = form.get("item").unwrap_or_default();
@@ -167,7 +161,7 @@ pub async fn lift(
     let form = staff.form(Role::Reviewer, body).await?;
     let Some(reason) = form.get("reason") else {
         let errors = [FieldError::new("reason", "write why; the person is told")];
-        let data = profile_data(state, &external_id, 0, &errors).await?;
+        let data = profile_data(state, &external_id, None, &errors).await?;
         return Ok(staff.page(state, "subject", data, StatusCode::UNPROCESSABLE_ENTITY));
     };
     let mut tx = state.db.begin().await?;

@@ -145,6 +145,7 @@ pub async fn changes(
     Path(key): Path<String>,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
+    state.rate_limiter.check(crate::http::client_ip(req))?;
     let visitor = Visitor::load(state, req).await?;
     let j = jurisdiction(req, &visitor);
     let number = |name: &str| {
@@ -161,7 +162,7 @@ pub async fn changes(
     let b = policy::of_version(conn, &key, to, j.as_deref(), lang)
         .await?
         .ok_or_else(|| not_found(&key))?;
-    let lines = policy::diff::lines(&a.body, &b.body);
+    let lines = policy::diff::lines(&a.body, &b.body).await;
     let changed = lines
         .iter()
         .filter(|l| l.op != policy::diff::LineOp::Equal)
