@@ -194,6 +194,8 @@ pub struct RequestsConfig {
     /// Key that encrypts export packages at rest: 32 bytes, base64. Without one, a key is
     /// generated into `<data_dir>/export.key` on first use.
     pub export_key: Option<Secret>,
+    /// Earlier export keys, kept to open the packages they sealed until those expire.
+    pub export_previous_keys: Vec<Secret>,
     /// Key of the pseudonym that replaces an erased person's id: 32 bytes, base64. Without one,
     /// a key is generated into `<data_dir>/pseudonym.key` on first use. Keep it: with it, and
     /// only with it, the kept proof of an erased person's consent is found from their old id.
@@ -220,6 +222,7 @@ impl Default for RequestsConfig {
             restriction_lift_schedule: "0 */10 * * * *".into(),
             export_days: 7,
             export_key: None,
+            export_previous_keys: Vec::new(),
             pseudonym_key: None,
             digest_to: Vec::new(),
             digest_schedule: "0 0 7 * * *".into(),
@@ -749,6 +752,10 @@ impl Config {
         if let Some(key) = &self.requests.export_key {
             crate::crypto::parse_key(key.expose())
                 .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__EXPORT_KEY", m))?;
+        }
+        for key in &self.requests.export_previous_keys {
+            crate::crypto::parse_key(key.expose())
+                .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__EXPORT_PREVIOUS_KEYS", m))?;
         }
         if let Some(key) = &self.requests.pseudonym_key {
             crate::crypto::parse_key(key.expose())

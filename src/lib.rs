@@ -172,6 +172,12 @@ impl App {
                  set console.require_totp = true"
             );
         }
+        if config.requests.export_key.is_none() {
+            tracing::warn!(
+                "export packages are encrypted with a key generated into the data folder, beside \
+                 the packages it protects; set requests.export_key from a secret store"
+            );
+        }
         let subject_tokens = config.subject_token_secret.clone().map(|secret| {
             SubjectTokens::new(
                 secret,

@@ -448,8 +448,12 @@ async fn package_body(state: &AppState, path: std::path::PathBuf) -> Result<Body
     let mut file = tokio::fs::File::open(&path)
         .await
         .map_err(|_| RequestError::ExportGone)?;
-    let mut header = [0u8; export::Opener::HEADER];
+    let mut header = vec![0u8; 4];
     file.read_exact(&mut header)
+        .await
+        .map_err(|e| RequestError::Export(e.to_string()))?;
+    header.resize(export::Opener::header_len(&header)?, 0);
+    file.read_exact(&mut header[4..])
         .await
         .map_err(|e| RequestError::Export(e.to_string()))?;
     let opener = export::Opener::new(&state.config, &header)?;

@@ -3,15 +3,24 @@
 //! and CSV tables (export, GDPR Art 20, PIPL Art 45(3)).
 //!
 //! A package is written page by page from the database straight into an encrypted file under
-//! `<data_dir>/exports/`, so memory stays flat however much a person has. Encryption is
-//! ChaCha20-Poly1305 in 64 KiB chunks (the STREAM construction: a random 7-byte prefix, a
-//! chunk counter and a last-chunk flag form each nonce, so chunks cannot be reordered,
-//! dropped or truncated unnoticed). The download token is random, stored as a digest, and
-//! expires with the package.
+//! `<data_dir>/exports/`, so memory stays flat however much a person has. Encryption is the
+//! STREAM construction of the `chacha20poly1305` crate (ChaCha20-Poly1305 in 64 KiB chunks; a
+//! random 7-byte prefix, a chunk counter and a last-chunk flag form each nonce, so chunks cannot
+//! be reordered, dropped or truncated unnoticed). The file header names the key by its id and is
+//! bound to every chunk as associated data. Packages are sealed with the current key and opened
+//! with whichever configured key sealed them, so a key can be rotated while packages made with
+//! the old one are still waiting to be downloaded. The download token is random, stored as a
+//! digest, and expires with the package.
 
 use std::io::{self, Write};
 
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, aead::Aead};
+use chacha20poly1305::{
+    ChaCha20Poly1305,
+    aead::{
+        Payload,
+        stream::{DecryptorBE32, EncryptorBE32},
+    },
+};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
@@ -32,81 +41,103 @@ use crate::{
 const CHUNK: usize = 64 * 1024;
 /// Encryption adds a 16-byte tag to each chunk.
 const SEALED_CHUNK: usize = CHUNK + 16;
-/// File header: magic and version, then the 7-byte nonce prefix.
-const MAGIC: &[u8; 4] = b"CSX1";
+/// Header of packages sealed before keys had ids: magic, then the nonce prefix. Such a package
+/// was sealed with the only key there was, which is taken to be the current one.
+const MAGIC_V1: &[u8; 4] = b"CSX1";
+/// Header: magic, the key id, the nonce prefix.
+const MAGIC: &[u8; 4] = b"CSX2";
+const KEY_ID: usize = 8;
+const PREFIX: usize = 7;
 /// Rows read from the database at a time.
 const PAGE: u64 = 1000;
 
-/// The key from config, or the one generated into `<data_dir>/export.key`.
-fn key(config: &Config) -> Result<[u8; 32], RequestError> {
-    crypto::key(
+/// The keys of export packages: the current one seals, each one opens what it sealed.
+struct Keys {
+    current: (KeyId, [u8; 32]),
+    previous: Vec<(KeyId, [u8; 32])>,
+}
+
+type KeyId = [u8; KEY_ID];
+
+/// A key's id: the start of a digest of the key, so it names the key without revealing it.
+fn key_id(key: &[u8; 32]) -> KeyId {
+    let digest = crypto::sha256_hex(&[b"consentry export key id:".as_slice(), key].concat());
+    let mut id = [0u8; KEY_ID];
+    id.copy_from_slice(&digest.as_bytes()[..KEY_ID]);
+    id
+}
+
+/// The current key from config, or the one generated into `<data_dir>/export.key`, and the
+/// previous keys that still open older packages.
+fn keys(config: &Config) -> Result<Keys, RequestError> {
+    let current = crypto::key(
         config.requests.export_key.as_ref(),
         &config.data_dir.join("export.key"),
     )
-    .map_err(RequestError::Export)
+    .map_err(RequestError::Export)?;
+    let previous = config
+        .requests
+        .export_previous_keys
+        .iter()
+        .map(|k| crypto::parse_key(k.expose()).map(|key| (key_id(&key), key)))
+        .collect::<Result<_, _>>()
+        .map_err(RequestError::Export)?;
+    Ok(Keys {
+        current: (key_id(&current), current),
+        previous,
+    })
+}
+
+impl Keys {
+    fn by_id(&self, id: &KeyId) -> Option<&[u8; 32]> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|(known, _)| crypto::constant_time_eq(known, id))
+            .map(|(_, key)| key)
+    }
 }
 
 fn export_err(e: impl std::fmt::Display) -> RequestError {
     RequestError::Export(e.to_string())
 }
 
-fn nonce(prefix: &[u8; 7], counter: u32, last: bool) -> chacha20poly1305::Nonce {
-    let mut n = [0u8; 12];
-    n[..7].copy_from_slice(prefix);
-    n[7..11].copy_from_slice(&counter.to_be_bytes());
-    n[11] = u8::from(last);
-    n.into()
-}
-
 /// Encrypts everything written to it, chunk by chunk.
 struct SealingWriter<W: Write> {
     inner: W,
-    cipher: ChaCha20Poly1305,
-    prefix: [u8; 7],
-    counter: u32,
+    header: Vec<u8>,
+    encryptor: EncryptorBE32<ChaCha20Poly1305>,
     buf: Vec<u8>,
     written: u64,
 }
 
 impl<W: Write> SealingWriter<W> {
-    fn new(mut inner: W, key: &[u8; 32]) -> io::Result<Self> {
-        let prefix = crypto::random_bytes::<7>();
-        inner.write_all(MAGIC)?;
-        inner.write_all(&prefix)?;
+    fn new(mut inner: W, (id, key): &(KeyId, [u8; 32])) -> io::Result<Self> {
+        let prefix = crypto::random_bytes::<PREFIX>();
+        let header = [MAGIC.as_slice(), id, &prefix].concat();
+        inner.write_all(&header)?;
         Ok(Self {
             inner,
-            cipher: ChaCha20Poly1305::new(key.into()),
-            prefix,
-            counter: 0,
+            written: header.len() as u64,
+            header,
+            encryptor: EncryptorBE32::new(key.into(), (&prefix).into()),
             buf: Vec::with_capacity(CHUNK),
-            written: (MAGIC.len() + 7) as u64,
         })
-    }
-
-    fn seal(&mut self, last: bool) -> io::Result<()> {
-        let sealed = self
-            .cipher
-            .encrypt(
-                &nonce(&self.prefix, self.counter, last),
-                self.buf.as_slice(),
-            )
-            .map_err(|_| io::Error::other("encryption failed"))?;
-        self.inner.write_all(&sealed)?;
-        self.written += sealed.len() as u64;
-        self.counter = self
-            .counter
-            .checked_add(1)
-            .ok_or_else(|| io::Error::other("package too large"))?;
-        self.buf.clear();
-        Ok(())
     }
 
     /// Seals the last chunk (always shorter than a full one, possibly empty) and returns the
     /// file's size.
     fn finish(mut self) -> io::Result<u64> {
-        self.seal(true)?;
+        let payload = Payload {
+            msg: &self.buf,
+            aad: &self.header,
+        };
+        let sealed = self
+            .encryptor
+            .encrypt_last(payload)
+            .map_err(|_| io::Error::other("encryption failed"))?;
+        self.inner.write_all(&sealed)?;
         self.inner.flush()?;
-        Ok(self.written)
+        Ok(self.written + sealed.len() as u64)
     }
 }
 
@@ -115,7 +146,17 @@ impl<W: Write> Write for SealingWriter<W> {
         let take = data.len().min(CHUNK - self.buf.len());
         self.buf.extend_from_slice(&data[..take]);
         if self.buf.len() == CHUNK {
-            self.seal(false)?;
+            let payload = Payload {
+                msg: &self.buf,
+                aad: &self.header,
+            };
+            let sealed = self
+                .encryptor
+                .encrypt_next(payload)
+                .map_err(|_| io::Error::other("the package is too large"))?;
+            self.inner.write_all(&sealed)?;
+            self.written += sealed.len() as u64;
+            self.buf.clear();
         }
         Ok(take)
     }
@@ -127,51 +168,82 @@ impl<W: Write> Write for SealingWriter<W> {
 
 /// Decrypts a package file chunk by chunk.
 pub struct Opener {
-    cipher: ChaCha20Poly1305,
-    prefix: [u8; 7],
-    counter: u32,
-    done: bool,
+    header: Vec<u8>,
+    /// `None` once the last chunk is opened.
+    decryptor: Option<DecryptorBE32<ChaCha20Poly1305>>,
 }
 
 impl Opener {
-    /// Reads the header of a package file.
-    pub fn new(config: &Config, header: &[u8]) -> Result<Self, RequestError> {
-        if header.len() != MAGIC.len() + 7 || &header[..4] != MAGIC {
-            return Err(RequestError::Export("not a package file".into()));
-        }
-        let mut prefix = [0u8; 7];
-        prefix.copy_from_slice(&header[4..]);
-        Ok(Self {
-            cipher: ChaCha20Poly1305::new((&key(config)?).into()),
-            prefix,
-            counter: 0,
-            done: false,
-        })
-    }
-
     /// Bytes of header before the first chunk.
-    pub const HEADER: usize = MAGIC.len() + 7;
+    pub const HEADER: usize = MAGIC.len() + KEY_ID + PREFIX;
+    /// Bytes of the header of a package sealed before keys had ids.
+    const HEADER_V1: usize = MAGIC_V1.len() + PREFIX;
     /// Bytes of a full sealed chunk.
     pub const CHUNK: usize = SEALED_CHUNK;
+
+    /// How many bytes of header a file starting with `magic` has.
+    pub fn header_len(magic: &[u8]) -> Result<usize, RequestError> {
+        match magic {
+            m if m == MAGIC => Ok(Self::HEADER),
+            m if m == MAGIC_V1 => Ok(Self::HEADER_V1),
+            _ => Err(RequestError::Export("not a package file".into())),
+        }
+    }
+
+    /// Reads the header of a package file and finds the key that sealed it. A package whose
+    /// key is no longer configured is gone, as far as anyone can tell.
+    pub fn new(config: &Config, header: &[u8]) -> Result<Self, RequestError> {
+        let keys = keys(config)?;
+        let magic = header.get(..MAGIC.len()).unwrap_or_default();
+        if header.len() != Self::header_len(magic)? {
+            return Err(RequestError::Export("not a package file".into()));
+        }
+        let (key, aad, prefix) = if magic == MAGIC_V1 {
+            (&keys.current.1, Vec::new(), &header[MAGIC_V1.len()..])
+        } else {
+            let id: KeyId = header[MAGIC.len()..MAGIC.len() + KEY_ID]
+                .try_into()
+                .expect("the header has a key id");
+            let key = keys.by_id(&id).ok_or_else(|| {
+                tracing::warn!(
+                    key_id = %String::from_utf8_lossy(&id),
+                    "an export package was sealed with a key that is no longer configured"
+                );
+                RequestError::ExportGone
+            })?;
+            (key, header.to_vec(), &header[MAGIC.len() + KEY_ID..])
+        };
+        Ok(Self {
+            header: aad,
+            decryptor: Some(DecryptorBE32::new(key.into(), prefix.into())),
+        })
+    }
 
     /// Decrypts the next chunk; a chunk shorter than a full one is the last. A file cut short
     /// fails here because its last chunk is missing.
     pub fn open(&mut self, sealed: &[u8]) -> io::Result<Vec<u8>> {
-        if self.done {
-            return Err(io::Error::other("data after the last chunk"));
+        let damaged = || io::Error::other("the package is damaged or was tampered with");
+        let payload = Payload {
+            msg: sealed,
+            aad: &self.header,
+        };
+        if sealed.len() < SEALED_CHUNK {
+            let decryptor = self
+                .decryptor
+                .take()
+                .ok_or_else(|| io::Error::other("data after the last chunk"))?;
+            decryptor.decrypt_last(payload).map_err(|_| damaged())
+        } else {
+            self.decryptor
+                .as_mut()
+                .ok_or_else(|| io::Error::other("data after the last chunk"))?
+                .decrypt_next(payload)
+                .map_err(|_| damaged())
         }
-        let last = sealed.len() < SEALED_CHUNK;
-        let plain = self
-            .cipher
-            .decrypt(&nonce(&self.prefix, self.counter, last), sealed)
-            .map_err(|_| io::Error::other("the package is damaged or was tampered with"))?;
-        self.counter += 1;
-        self.done = last;
-        Ok(plain)
     }
 
     pub fn is_done(&self) -> bool {
-        self.done
+        self.decryptor.is_none()
     }
 }
 
@@ -227,12 +299,13 @@ pub async fn build(
     request: &Request,
     main_app: Option<&Value>,
 ) -> Result<Package, RequestError> {
-    let key = key(config)?;
+    let keys = keys(config)?;
     let dir = config.data_dir.join("exports");
     std::fs::create_dir_all(&dir).map_err(export_err)?;
     let file_name = format!("{}.pkg", request.id);
     let file = std::fs::File::create(dir.join(&file_name)).map_err(export_err)?;
-    let mut sealed = SealingWriter::new(io::BufWriter::new(file), &key).map_err(export_err)?;
+    let mut sealed =
+        SealingWriter::new(io::BufWriter::new(file), &keys.current).map_err(export_err)?;
     let media_type = if request.kind == RequestType::Export {
         let mut zip = zip::ZipWriter::new_stream(sealed);
         let options = zip::write::SimpleFileOptions::default()
@@ -575,38 +648,84 @@ pub async fn count_expired(
 mod tests {
     use super::*;
 
+    fn config_with(current: [u8; 32], previous: &[[u8; 32]]) -> Config {
+        use base64::Engine as _;
+        let encode = |k: &[u8; 32]| {
+            crate::config::Secret::new(base64::engine::general_purpose::STANDARD.encode(k))
+        };
+        let mut config = Config::default();
+        config.requests.export_key = Some(encode(&current));
+        config.requests.export_previous_keys = previous.iter().map(encode).collect();
+        config
+    }
+
+    fn seal(config: &Config, data: &[u8]) -> Vec<u8> {
+        let mut file = Vec::new();
+        let mut w = SealingWriter::new(&mut file, &keys(config).unwrap().current).unwrap();
+        w.write_all(data).unwrap();
+        w.finish().unwrap();
+        file
+    }
+
+    fn open(config: &Config, file: &[u8]) -> Result<Vec<u8>, RequestError> {
+        let header = Opener::header_len(&file[..4])?;
+        let mut opener = Opener::new(config, &file[..header])?;
+        let mut plain = Vec::new();
+        for chunk in file[header..].chunks(SEALED_CHUNK) {
+            plain.extend(opener.open(chunk).map_err(export_err)?);
+        }
+        if !opener.is_done() {
+            return Err(RequestError::Export("truncated".into()));
+        }
+        Ok(plain)
+    }
+
     #[test]
     fn sealed_chunks_open_in_order_and_tampering_is_caught() {
-        let key = [7u8; 32];
-        let mut file = Vec::new();
-        let mut w = SealingWriter::new(&mut file, &key).unwrap();
+        let config = config_with([7; 32], &[]);
         let data: Vec<u8> = (0..(CHUNK * 2 + 10)).map(|i| (i % 251) as u8).collect();
-        w.write_all(&data).unwrap();
-        w.finish().unwrap();
-        let open = |file: &[u8]| -> io::Result<Vec<u8>> {
-            let mut prefix = [0u8; 7];
-            prefix.copy_from_slice(&file[4..11]);
-            let mut opener = Opener {
-                cipher: ChaCha20Poly1305::new((&key).into()),
-                prefix,
-                counter: 0,
-                done: false,
-            };
-            let mut plain = Vec::new();
-            for chunk in file[Opener::HEADER..].chunks(SEALED_CHUNK) {
-                plain.extend(opener.open(chunk)?);
-            }
-            if !opener.is_done() {
-                return Err(io::Error::other("truncated"));
-            }
-            Ok(plain)
-        };
-        assert_eq!(open(&file).unwrap(), data);
+        let file = seal(&config, &data);
+        assert_eq!(open(&config, &file).unwrap(), data);
         let mut flipped = file.clone();
         flipped[100] ^= 1;
-        assert!(open(&flipped).is_err());
+        assert!(open(&config, &flipped).is_err());
+        // The header is bound to the chunks: a changed key id or prefix does not open.
+        let mut relabelled = file.clone();
+        relabelled[Opener::HEADER - 1] ^= 1;
+        assert!(open(&config, &relabelled).is_err());
         // Dropping the last chunk leaves a file whose end is missing.
         let cut = &file[..Opener::HEADER + 2 * SEALED_CHUNK];
-        assert!(open(cut).is_err());
+        assert!(open(&config, cut).is_err());
+    }
+
+    #[test]
+    fn a_rotated_key_still_opens_what_it_sealed_and_a_dropped_one_is_gone() {
+        let old = config_with([1; 32], &[]);
+        let file = seal(&old, b"made before the rotation");
+        let rotated = config_with([2; 32], &[[1; 32]]);
+        assert_eq!(open(&rotated, &file).unwrap(), b"made before the rotation");
+        let new = seal(&rotated, b"made after");
+        assert_eq!(&new[4..4 + KEY_ID], &key_id(&[2; 32]));
+        let dropped = config_with([2; 32], &[]);
+        assert!(matches!(
+            open(&dropped, &file),
+            Err(RequestError::ExportGone)
+        ));
+    }
+
+    /// Packages sealed before keys had ids (the same STREAM nonces, no associated data) still
+    /// open with the current key.
+    #[test]
+    fn packages_sealed_before_key_ids_still_open() {
+        let key = [9u8; 32];
+        let prefix = [3u8; PREFIX];
+        let mut encryptor = EncryptorBE32::<ChaCha20Poly1305>::new((&key).into(), (&prefix).into());
+        let full = vec![5u8; CHUNK];
+        let mut file = [MAGIC_V1.as_slice(), &prefix].concat();
+        file.extend(encryptor.encrypt_next(full.as_slice()).unwrap());
+        file.extend(encryptor.encrypt_last(b"tail".as_slice()).unwrap());
+        let plain = open(&config_with(key, &[]), &file).unwrap();
+        assert_eq!(plain.len(), CHUNK + 4);
+        assert!(plain.ends_with(b"tail"));
     }
 }

@@ -78,6 +78,7 @@ async fn a_bare_start_creates_the_sqlite_file_serves_and_stops_on_sigterm() {
             let _ = tx.send(line);
         }
     });
+    let mut start_up = Vec::new();
     let address = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
@@ -85,7 +86,14 @@ async fn a_bare_start_creates_the_sqlite_file_serves_and_stops_on_sigterm() {
         if let Some(rest) = line.split("listening on http://").nth(1) {
             break rest.split(';').next().unwrap().to_string();
         }
+        start_up.push(line);
     };
+    assert!(
+        start_up
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("set requests.export_key")),
+        "a key beside the packages it protects is worth a warning: {start_up:?}"
+    );
     let resp = reqwest::get(format!("http://{address}/health/ready"))
         .await
         .unwrap();

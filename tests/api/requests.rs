@@ -412,6 +412,63 @@ async fn an_access_request_runs_from_the_portal_to_the_download() {
     assert!(detail["history"][1].get("actor").is_none());
 }
 
+/// Rotating the export key: packages sealed with the old key still download while the old key
+/// is listed among the previous ones, and are gone (410, not a server error) once it is not.
+#[tokio::test]
+async fn export_packages_survive_a_key_rotation_while_the_old_key_is_kept() {
+    use base64::Engine as _;
+    let key = |byte: u8| {
+        consentry::config::Secret::new(base64::engine::general_purpose::STANDARD.encode([byte; 32]))
+    };
+    let f = fixture_with(|c| c.requests.export_key = Some(key(1))).await;
+    f.app
+        .set_subject("rot", Some("rot@example.com"), Some("en"), Some("DE"))
+        .await;
+    let filed = json(
+        f.file("rot", json!({"type": "access"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = filed["id"].as_str().unwrap();
+    f.approve_and_fulfil(id, json!({})).await;
+    f.drain().await;
+    let mails = f.mail_to("rot@example.com", 2).await;
+    let ready = mails.iter().find(|m| m.text.contains("token=")).unwrap();
+    let path = format!("/v1/me/requests/{id}/export?token={}", token_in(ready));
+
+    // The same database and data folder, served by a replica with the new key.
+    let restarted = |previous: Vec<consentry::config::Secret>| {
+        let (database, data) = (
+            f.app.state.config.database_url(),
+            f.app.state.config.data_dir.clone(),
+        );
+        spawn_app_with(move |c| {
+            c.database_url = Some(database);
+            c.data_dir = data;
+            c.requests.export_key = Some(key(2));
+            c.requests.export_previous_keys = previous;
+        })
+    };
+    let rotated = restarted(vec![key(1)]).await;
+    let download = rotated
+        .get(&path)
+        .bearer_auth(subject_token("rot"))
+        .send()
+        .await
+        .unwrap();
+    let package = json(download, StatusCode::OK).await;
+    assert_eq!(package["request"]["id"], id);
+    drop(rotated);
+    let dropped = restarted(Vec::new()).await;
+    let gone = dropped
+        .get(&path)
+        .bearer_auth(subject_token("rot"))
+        .send()
+        .await
+        .unwrap();
+    problem(gone, StatusCode::GONE).await;
+}
+
 #[tokio::test]
 async fn an_export_is_a_zip_of_json_and_csv_files() {
     let f = fixture().await;
