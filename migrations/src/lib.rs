@@ -20,6 +20,7 @@ mod m20261202_000011_retention_choices;
 mod m20261202_000012_portal_sessions;
 mod m20261202_000013_staff;
 mod m20261202_000014_address_budgets;
+mod m20261202_000015_outbox_priority;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_portal_sessions::Migration),
             Box::new(m20261202_000013_staff::Migration),
             Box::new(m20261202_000014_address_budgets::Migration),
+            Box::new(m20261202_000015_outbox_priority::Migration),
         ]
     }
 }

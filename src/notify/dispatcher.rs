@@ -1,11 +1,14 @@
-//! The dispatcher: claims due outbox rows in batches, delivers them after the claim commits,
-//! and marks each delivered, scheduled for a retry, or dead. A failing delivery is recorded on
-//! its row and never stops the loop.
+//! The dispatcher: claims due outbox rows in batches, most urgent first, and delivers them after
+//! the claim commits, up to `concurrency` at once. Each delivery frees its slot as it finishes,
+//! so one slow SMTP answer holds one slot rather than a batch; outcomes are recorded a few at a
+//! time (delivered, scheduled for a retry, or dead). A commit that queues a message wakes the
+//! loop at once, and a message more urgent than all those waiting their turn is claimed ahead of
+//! them. A failing delivery is recorded on its row and never stops the loop.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::{StreamExt, stream};
+use futures_util::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use sea_orm::DbErr;
 use tokio::sync::watch;
 
@@ -73,79 +76,20 @@ impl Dispatcher {
         })
     }
 
-    /// Delivers everything due at `now`, batch after batch, until nothing due is left. Tests
-    /// call it directly with the instant they want to simulate.
+    /// Delivers everything due at `now` until nothing due is left. Tests call it directly with
+    /// the instant they want to simulate.
     pub async fn drain_once(&self, now: DateTime<Utc>) -> Result<DrainReport, DbErr> {
-        let mut report = DrainReport::default();
-        let lease = TimeDelta::seconds(self.config.claim_timeout_seconds as i64);
+        let mut pipeline = Pipeline::new(self);
         loop {
-            let mut tx = self.db.begin().await?;
-            let batch = outbox::claim(&mut tx, now, self.config.batch_size, lease).await?;
-            tx.commit().await?;
-            if batch.is_empty() {
-                return Ok(report);
+            pipeline.turn(now, false).await?;
+            if pipeline.is_idle() {
+                return Ok(pipeline.report);
             }
-            let batch_report = self.deliver_claimed(batch, now).await?;
-            report.delivered += batch_report.delivered;
-            report.retrying += batch_report.retrying;
-            report.dead += batch_report.dead;
+            pipeline.settle().await;
         }
     }
 
-    /// Delivers rows already claimed, and marks each.
-    pub async fn deliver_claimed(
-        &self,
-        batch: Vec<OutboxMessage>,
-        now: DateTime<Utc>,
-    ) -> Result<DrainReport, DbErr> {
-        let outcomes: Vec<_> = stream::iter(batch)
-            .map(|message| async move {
-                let outcome = self.deliver(&message).await;
-                (message, outcome)
-            })
-            .buffer_unordered(self.config.concurrency)
-            .collect()
-            .await;
-        let mut report = DrainReport::default();
-        let mut delivered = Vec::new();
-        for (message, outcome) in outcomes {
-            match outcome {
-                Ok(()) => delivered.push(message.id),
-                Err(failure) => {
-                    tracing::warn!(
-                        outbox_id = %message.id,
-                        topic = %message.topic,
-                        attempt = message.attempts,
-                        error = %failure.detail,
-                        "delivery failed"
-                    );
-                    let mut tx = self.db.begin().await?;
-                    let status = outbox::mark_failed(
-                        &mut tx,
-                        &message,
-                        &failure.detail,
-                        failure.permanent,
-                        now,
-                        &self.config,
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    match status {
-                        Status::Dead => report.dead += 1,
-                        _ => report.retrying += 1,
-                    }
-                }
-            }
-        }
-        report.delivered = delivered.len() as u64;
-        let mut tx = self.db.begin().await?;
-        outbox::mark_delivered(&mut tx, delivered, now).await?;
-        tx.commit().await?;
-        Ok(report)
-    }
-
-    /// Sends one claimed message without recording the outcome; [`Self::deliver_claimed`]
-    /// records it. A crash between the two is what the claim's lease protects against.
+    /// Sends one claimed message without recording the outcome; the pipeline records it. A crash between the two is what the claim's lease protects against.
     pub async fn deliver(&self, message: &OutboxMessage) -> Result<(), Failure> {
         match message.kind {
             Kind::Email => self.send_email(message).await,
@@ -206,14 +150,27 @@ impl Dispatcher {
             })
     }
 
-    /// The background loop: drain, wait until a committed transaction queues something or a poll
-    /// interval passes (retries fall due without a commit), or until shutdown; repeat. Errors
-    /// are logged and the loop goes on.
+    /// The background loop: keeps deliveries flowing while anything is due, and when idle waits
+    /// until a committed transaction queues something or a poll interval passes (retries fall
+    /// due without a commit), or until shutdown. Errors are logged and the loop goes on. On
+    /// shutdown the deliveries in flight finish and are recorded, and messages claimed but not
+    /// started are given back.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let pause = Duration::from_millis(self.config.poll_interval_ms);
+        let mut pipeline = Pipeline::new(&self);
+        let mut woken = false;
         loop {
-            match self.drain_once(clock::now()).await {
-                Ok(report) if report != DrainReport::default() => {
+            if let Err(e) = pipeline.turn(clock::now(), woken).await {
+                tracing::error!(error = %e, "outbox pass failed; trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => break,
+                }
+            }
+            woken = false;
+            if pipeline.is_idle() {
+                let report = std::mem::take(&mut pipeline.report);
+                if report != DrainReport::default() {
                     tracing::info!(
                         delivered = report.delivered,
                         retrying = report.retrying,
@@ -221,14 +178,145 @@ impl Dispatcher {
                         "outbox drained"
                     );
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "outbox pass failed; trying again"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = self.db.outbox_ready() => {}
-                _ = shutdown.changed() => return,
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = self.db.outbox_ready() => woken = true,
+                    _ = shutdown.changed() => break,
+                }
+            } else {
+                tokio::select! {
+                    () = pipeline.settle() => {}
+                    () = self.db.outbox_ready() => woken = true,
+                    _ = shutdown.changed() => break,
+                }
             }
         }
+        if let Err(e) = pipeline.stop(clock::now()).await {
+            tracing::warn!(error = %e, "recording the last deliveries failed");
+        }
+    }
+}
+
+/// A delivery and its outcome.
+type Outcome = (OutboxMessage, Result<(), Failure>);
+
+/// Messages claimed and waiting their turn, deliveries in flight, and outcomes not yet recorded.
+struct Pipeline<'a> {
+    dispatcher: &'a Dispatcher,
+    waiting: VecDeque<OutboxMessage>,
+    in_flight: FuturesUnordered<BoxFuture<'a, Outcome>>,
+    finished: Vec<Outcome>,
+    report: DrainReport,
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(dispatcher: &'a Dispatcher) -> Self {
+        Self {
+            dispatcher,
+            waiting: VecDeque::new(),
+            in_flight: FuturesUnordered::new(),
+            finished: Vec::new(),
+            report: DrainReport::default(),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.in_flight.is_empty()
+    }
+
+    /// Records what finished (once enough has, or nothing is in flight), claims more when few
+    /// are left waiting (or, when `woken`, anything more urgent than what waits), and starts
+    /// deliveries into the free slots.
+    async fn turn(&mut self, now: DateTime<Utc>, woken: bool) -> Result<(), DbErr> {
+        let config = &self.dispatcher.config;
+        if self.finished.len() >= config.concurrency || self.in_flight.is_empty() {
+            self.record(now).await?;
+        }
+        let lease = TimeDelta::seconds(config.claim_timeout_seconds as i64);
+        if self.waiting.len() < config.concurrency {
+            let mut tx = self.dispatcher.db.begin().await?;
+            let batch = outbox::claim(&mut tx, now, config.batch_size, lease, None).await?;
+            tx.commit().await?;
+            self.waiting.extend(batch);
+        } else if woken {
+            let least_urgent = self.waiting.iter().map(|m| m.priority).min();
+            let mut tx = self.dispatcher.db.begin().await?;
+            let batch = outbox::claim(&mut tx, now, config.batch_size, lease, least_urgent).await?;
+            tx.commit().await?;
+            for message in batch.into_iter().rev() {
+                self.waiting.push_front(message);
+            }
+        }
+        let dispatcher = self.dispatcher;
+        while self.in_flight.len() < config.concurrency {
+            let Some(message) = self.waiting.pop_front() else {
+                break;
+            };
+            self.in_flight.push(Box::pin(async move {
+                let outcome = dispatcher.deliver(&message).await;
+                (message, outcome)
+            }));
+        }
+        Ok(())
+    }
+
+    /// Waits for one delivery to finish, and takes every other one that has finished too.
+    async fn settle(&mut self) {
+        if let Some(outcome) = self.in_flight.next().await {
+            self.finished.push(outcome);
+        }
+        while let Some(Some(outcome)) = self.in_flight.next().now_or_never() {
+            self.finished.push(outcome);
+        }
+    }
+
+    /// Marks what finished: the delivered together, each failure with its next attempt.
+    async fn record(&mut self, now: DateTime<Utc>) -> Result<(), DbErr> {
+        let db = &self.dispatcher.db;
+        let mut delivered = Vec::new();
+        for (message, outcome) in std::mem::take(&mut self.finished) {
+            let Err(failure) = outcome else {
+                delivered.push(message.id);
+                continue;
+            };
+            tracing::warn!(
+                outbox_id = %message.id,
+                topic = %message.topic,
+                attempt = message.attempts,
+                error = %failure.detail,
+                "delivery failed"
+            );
+            let mut tx = db.begin().await?;
+            let status = outbox::mark_failed(
+                &mut tx,
+                &message,
+                &failure.detail,
+                failure.permanent,
+                now,
+                &self.dispatcher.config,
+            )
+            .await?;
+            tx.commit().await?;
+            match status {
+                Status::Dead => self.report.dead += 1,
+                _ => self.report.retrying += 1,
+            }
+        }
+        self.report.delivered += delivered.len() as u64;
+        let mut tx = db.begin().await?;
+        outbox::mark_delivered(&mut tx, delivered, now).await?;
+        tx.commit().await
+    }
+
+    /// Lets the deliveries in flight finish, records them, and gives back what never started.
+    async fn stop(mut self, now: DateTime<Utc>) -> Result<(), DbErr> {
+        while !self.in_flight.is_empty() {
+            self.settle().await;
+        }
+        self.record(now).await?;
+        let unstarted = self.waiting.drain(..).map(|m| m.id).collect();
+        let mut tx = self.dispatcher.db.begin().await?;
+        outbox::release(&mut tx, unstarted, now).await?;
+        tx.commit().await
     }
 }

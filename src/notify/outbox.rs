@@ -1,6 +1,8 @@
 //! The outbox table: what must be said, written in the caller's transaction; then claimed,
 //! delivered and marked by the dispatcher.
 //!
+//! Rows are claimed by priority, then by when they fall due: a verification code, a guardian's
+//! link or a webhook the main app waits for goes before a notice to thousands queued earlier.
 //! A row is claimed by pushing its `next_attempt_at` past a lease and counting the attempt, in a
 //! short transaction of its own (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so that replicas take
 //! different rows). Delivery happens after that transaction commits. If the claimer dies before
@@ -50,6 +52,8 @@ pub mod entity {
         pub last_error: Option<String>,
         pub created_at: DateTimeUtc,
         pub delivered_at: Option<DateTimeUtc>,
+        /// Lower goes first; see [`super::Priority`].
+        pub priority: i16,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -97,6 +101,33 @@ pub enum Status {
     Dead,
 }
 
+/// How soon a message should go, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Someone is waiting for it now: a code, a guardian's link, a webhook.
+    Urgent = 0,
+    /// About one person's request.
+    Normal = 1,
+    /// Sent to many at once: policy changes, retention notices, digests.
+    Bulk = 2,
+}
+
+impl Priority {
+    /// The priority of an email by its content.
+    pub fn of(content: &EmailContent) -> Self {
+        match content {
+            EmailContent::VerificationCode { .. } | EmailContent::GuardianConsent { .. } => {
+                Self::Urgent
+            }
+            EmailContent::PolicyChanged { .. }
+            | EmailContent::RetentionNotice { .. }
+            | EmailContent::RetentionPurged { .. }
+            | EmailContent::AdminDigest { .. } => Self::Bulk,
+            _ => Self::Normal,
+        }
+    }
+}
+
 /// Queues an email. Returns false when a message with the same dedupe key already exists.
 pub async fn enqueue_email(
     tx: &mut Tx,
@@ -107,16 +138,16 @@ pub async fn enqueue_email(
 ) -> Result<bool, DbErr> {
     let payload =
         serde_json::to_value(content).map_err(|e| DbErr::Custom(format!("email content: {e}")))?;
-    insert(
-        tx,
+    let row = row(
         Kind::Email,
         content.template(),
         dedupe_key,
         Some(to),
         Some(locale),
         payload["data"].to_string(),
-    )
-    .await
+        Priority::of(content),
+    );
+    insert(tx, row).await
 }
 
 /// Queues a webhook to the main app with the body `{type, occurred_at, data}`. Returns false
@@ -132,28 +163,19 @@ pub async fn enqueue_webhook(
         "occurred_at": clock::canonical(clock::now()),
         "data": data,
     });
-    insert(
-        tx,
+    let row = row(
         Kind::Webhook,
         event_type,
         dedupe_key,
         None,
         None,
         body.to_string(),
-    )
-    .await
+        Priority::Urgent,
+    );
+    insert(tx, row).await
 }
 
-async fn insert(
-    tx: &mut Tx,
-    kind: Kind,
-    topic: &str,
-    dedupe_key: &str,
-    recipient: Option<&str>,
-    locale: Option<&str>,
-    payload: String,
-) -> Result<bool, DbErr> {
-    let row = row(kind, topic, dedupe_key, recipient, locale, payload);
+async fn insert(tx: &mut Tx, row: entity::ActiveModel) -> Result<bool, DbErr> {
     let result = entity::Entity::insert(row)
         .on_conflict_do_nothing_on([entity::Column::DedupeKey])
         .exec_without_returning(&*tx)
@@ -188,6 +210,7 @@ pub async fn enqueue_emails(tx: &mut Tx, emails: Vec<QueuedEmail>) -> Result<(),
             Some(&email.to),
             Some(&email.locale),
             payload["data"].to_string(),
+            Priority::of(&email.content),
         ));
         if rows.len() == ROWS || emails.peek().is_none() {
             entity::Entity::insert_many(std::mem::take(&mut rows))
@@ -207,6 +230,7 @@ fn row(
     recipient: Option<&str>,
     locale: Option<&str>,
     payload: String,
+    priority: Priority,
 ) -> entity::ActiveModel {
     let now = clock::now();
     entity::ActiveModel {
@@ -223,21 +247,29 @@ fn row(
         last_error: Set(None),
         created_at: Set(now),
         delivered_at: Set(None),
+        priority: Set(priority as i16),
     }
 }
 
-/// Claims up to `limit` due messages for delivery; the caller commits the claim before it
-/// delivers anything.
+/// Claims up to `limit` due messages for delivery, most urgent first; with `above`, only
+/// messages more urgent than that priority. The caller commits the claim before it delivers
+/// anything.
 pub async fn claim(
     tx: &mut Tx,
     now: DateTime<Utc>,
     limit: u64,
     lease: TimeDelta,
+    above: Option<i16>,
 ) -> Result<Vec<OutboxMessage>, DbErr> {
     use entity::Column;
-    let mut rows = entity::Entity::find()
+    let mut query = entity::Entity::find()
         .filter(Column::Status.eq(Status::Pending))
-        .filter(Column::NextAttemptAt.lte(now))
+        .filter(Column::NextAttemptAt.lte(now));
+    if let Some(priority) = above {
+        query = query.filter(Column::Priority.lt(priority));
+    }
+    let mut rows = query
+        .order_by_asc(Column::Priority)
         .order_by_asc(Column::NextAttemptAt)
         .limit(limit)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
@@ -259,6 +291,23 @@ pub async fn claim(
         row.next_attempt_at = lease_until;
     }
     Ok(rows)
+}
+
+/// Gives back claimed messages that were never attempted (the dispatcher is stopping), so that
+/// they fall due at once rather than when their lease runs out.
+pub async fn release(tx: &mut Tx, ids: Vec<String>, now: DateTime<Utc>) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    use entity::Column;
+    entity::Entity::update_many()
+        .col_expr(Column::NextAttemptAt, Expr::value(now))
+        .col_expr(Column::Attempts, Expr::col(Column::Attempts).sub(1))
+        .filter(Column::Id.is_in(ids))
+        .filter(Column::Status.eq(Status::Pending))
+        .exec(&*tx)
+        .await?;
+    Ok(())
 }
 
 /// Marks messages delivered.

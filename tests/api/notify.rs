@@ -283,7 +283,7 @@ async fn a_crash_between_claim_and_mark_sends_again_under_the_same_id() {
     let now = Utc::now();
     let lease = TimeDelta::seconds(300);
     let mut txn = app.state.db.begin().await.unwrap();
-    let claimed = outbox::claim(&mut txn, now, 10, lease).await.unwrap();
+    let claimed = outbox::claim(&mut txn, now, 10, lease, None).await.unwrap();
     txn.commit().await.unwrap();
     assert_eq!(claimed.len(), 1);
     app.state.dispatcher.deliver(&claimed[0]).await.unwrap();
@@ -445,4 +445,44 @@ async fn ten_thousand_queued_emails_drain_to_smtp() {
         .await
         .unwrap();
     assert_eq!(rows, 10_000);
+}
+
+/// A code someone is waiting for, and a webhook, are claimed before bulk notices queued earlier.
+#[tokio::test]
+async fn urgent_messages_are_claimed_before_bulk_ones_queued_earlier() {
+    let app = spawn_app().await;
+    let digest = EmailContent::AdminDigest {
+        generated_at: Utc::now(),
+        overdue: Vec::new(),
+        due_soon: Vec::new(),
+        dead_letters: 0,
+        purge_summary: None,
+    };
+    for n in 0..50 {
+        queue_email(
+            &app,
+            &format!("digest:{n}"),
+            "dpo@example.com",
+            "en",
+            &digest,
+        )
+        .await;
+    }
+    queue_webhook(&app, "withdrawn:urgent").await;
+    queue_email(&app, "code:urgent", "person@example.com", "en", &code(1)).await;
+
+    let mut txn = app.state.db.begin().await.unwrap();
+    let lease = TimeDelta::seconds(300);
+    let first = outbox::claim(&mut txn, Utc::now(), 2, lease, None)
+        .await
+        .unwrap();
+    let mut topics: Vec<&str> = first.iter().map(|m| m.topic.as_str()).collect();
+    topics.sort();
+    assert_eq!(topics, ["consent.withdrawn", "verification_code"]);
+    // Nothing more urgent than a digest is left.
+    let above = outbox::claim(&mut txn, Utc::now(), 10, lease, Some(2))
+        .await
+        .unwrap();
+    assert!(above.is_empty(), "{above:?}");
+    txn.commit().await.unwrap();
 }
