@@ -36,6 +36,8 @@ pub struct Config {
     /// revoked through this process stops working at once; through another replica, within
     /// this time. Zero reads the database on every request.
     pub key_cache_seconds: u64,
+    /// Consent checks answered from memory.
+    pub consent_cache: ConsentCacheConfig,
     /// Logging format and filter.
     pub log: LogConfig,
     /// Networks of the reverse proxies in front of the service, e.g. `["10.0.0.0/8"]`: only
@@ -257,6 +259,28 @@ impl Default for AgeConfig {
     }
 }
 
+/// The consent check's memory: facts of recent checks, dropped by any write this process
+/// commits, and expiring after `ttl_ms` so that writes by other processes are seen within it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsentCacheConfig {
+    pub enabled: bool,
+    /// Entries (person and purpose) kept at most.
+    pub capacity: u64,
+    /// How long another replica's write may go unseen here, in milliseconds.
+    pub ttl_ms: u64,
+}
+
+impl Default for ConsentCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            capacity: 100_000,
+            ttl_ms: 500,
+        }
+    }
+}
+
 /// Requests per minute that one IP address may make to an unauthenticated endpoint.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -465,6 +489,7 @@ impl Default for Config {
             templates_dir: PathBuf::from("templates"),
             max_body_bytes: 1024 * 1024,
             key_cache_seconds: 5,
+            consent_cache: ConsentCacheConfig::default(),
             log: LogConfig::default(),
             trusted_proxies: Vec::new(),
             subject_token_secret: None,

@@ -14,8 +14,17 @@
 //! `BEGIN IMMEDIATE`, which takes the write lock up front and waits (busy timeout) for writers in
 //! other processes, such as a CLI command. Readers stay concurrent under WAL. On PostgreSQL it is
 //! a plain transaction and row locks do the work, so several replicas can share one database.
+//!
+//! Each committed transaction that ran anything but a `SELECT` moves a counter ([`Db::writes`]);
+//! in-process caches use it to drop what a write made here may have changed.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -34,6 +43,8 @@ pub struct Db {
     kind: DatabaseKind,
     sqlite_writer: Arc<Mutex<()>>,
     outbox_ready: Arc<Notify>,
+    /// Write transactions committed by this process; see [`Db::writes`].
+    writes: Arc<AtomicU64>,
 }
 
 /// Something to do once a transaction has committed, and never if it rolls back.
@@ -51,6 +62,9 @@ pub struct Tx {
     _writer: Option<OwnedMutexGuard<()>>,
     outbox_ready: Arc<Notify>,
     after_commit: Vec<AfterCommit>,
+    /// Set by the first statement that is not a `SELECT`.
+    wrote: AtomicBool,
+    writes: Arc<AtomicU64>,
 }
 
 impl Tx {
@@ -60,9 +74,14 @@ impl Tx {
             txn,
             _writer,
             after_commit,
+            wrote,
+            writes,
             ..
         } = self;
         txn.commit().await?;
+        if wrote.into_inner() {
+            writes.fetch_add(1, Ordering::AcqRel);
+        }
         drop(_writer);
         for effect in after_commit {
             effect();
@@ -81,6 +100,14 @@ impl Tx {
         let ready = self.outbox_ready.clone();
         self.after_commit(move || ready.notify_one());
     }
+
+    /// Notes a statement that may write: anything but a `SELECT` (row locks included).
+    fn note(&self, sql: &str) {
+        let head = sql.trim_start().get(..6).unwrap_or_default();
+        if !head.eq_ignore_ascii_case("select") {
+            self.wrote.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -90,18 +117,22 @@ impl ConnectionTrait for Tx {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.note(&stmt.sql);
         self.txn.execute_raw(stmt).await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.note(sql);
         self.txn.execute_unprepared(sql).await
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.note(&stmt.sql);
         self.txn.query_one_raw(stmt).await
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.note(&stmt.sql);
         self.txn.query_all_raw(stmt).await
     }
 }
@@ -134,6 +165,7 @@ impl Db {
             kind,
             sqlite_writer: Arc::new(Mutex::new(())),
             outbox_ready: Arc::new(Notify::new()),
+            writes: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -168,7 +200,15 @@ impl Db {
             _writer: writer,
             outbox_ready: self.outbox_ready.clone(),
             after_commit: Vec::new(),
+            wrote: AtomicBool::new(false),
+            writes: self.writes.clone(),
         })
+    }
+
+    /// How many write transactions this process has committed: anything read before the
+    /// number moved may be out of date. Caches key their entries by it.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Acquire)
     }
 
     /// Completes when a committed transaction has queued outbox messages.

@@ -94,6 +94,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// API keys verified recently.
     pub key_cache: Arc<KeyCache>,
+    /// Consent checks answered from memory while their facts are current.
+    pub checks: Arc<consent::check::Checks>,
     /// Requests per client on the endpoints that need no credentials.
     pub rate_limiter: Arc<ratelimit::RateLimiter>,
     /// Requests filed per email address (by digest) without credentials.
@@ -194,12 +196,14 @@ impl App {
         let pages = Arc::new(web::Pages::load(&config.templates_dir, web::AREAS)?);
         let css = config.templates_dir.join("assets").join("consentry.css");
         let stylesheet = Arc::from(notify::templates::read(&css)?);
+        let checks = Arc::new(consent::check::Checks::new(&config.consent_cache));
         let state = AppState {
             config: Arc::new(config),
             db,
             subject_tokens,
             dispatcher,
             key_cache,
+            checks,
             rate_limiter,
             email_rate_limiter,
             pages,

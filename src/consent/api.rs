@@ -586,13 +586,11 @@ impl ConsentApi {
         #[oai(validator(max_length = 64))] purpose: Path<String>,
     ) -> Result<Json<CheckView>, ApiError> {
         auth.0.require(Role::Service)?;
-        let result = super::check(
-            self.state.db.conn(),
-            &external_id.0,
-            &purpose.0,
-            clock::now(),
-        )
-        .await?;
+        let result = self
+            .state
+            .checks
+            .check(&self.state.db, &external_id.0, &purpose.0, clock::now())
+            .await?;
         Ok(Json(result.into()))
     }
 

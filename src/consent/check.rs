@@ -1,7 +1,8 @@
 //! "May we process this person's data for this purpose?" — the main app's hot path.
 //!
 //! The answer comes from the current-state rows alone: one indexed query for a single check,
-//! three set queries for a batch, whatever its size.
+//! three set queries for a batch, whatever its size. Single checks are answered from memory
+//! when the same question was read recently ([`Checks`]).
 
 use std::collections::BTreeMap;
 
@@ -35,7 +36,7 @@ pub struct CheckResult {
 
 /// What the answer depends on.
 #[derive(Debug, Clone, Default)]
-struct Facts {
+pub struct Facts {
     purpose: Option<(LegalBasis, bool)>,
     subject: Option<(bool, AgeStatus)>,
     consent: Option<(ConsentStatus, i32, bool, Option<DateTime<Utc>>)>,
@@ -88,6 +89,64 @@ pub async fn check(
     purpose_key: &str,
     now: DateTime<Utc>,
 ) -> Result<CheckResult, DbErr> {
+    Ok(evaluate(&facts(conn, external_id, purpose_key).await?, now))
+}
+
+/// Single checks answered from the facts read for the same person and purpose, while they are
+/// current. An entry is used only while no write transaction has committed in this process
+/// since it was read ([`crate::db::Db::writes`]), so a withdrawal is never answered from memory
+/// by the replica that recorded it; entries also expire after `consent_cache.ttl_ms`, which
+/// bounds how long a write by another process (a replica, a CLI command) can go unseen. The
+/// answer is evaluated at each call, so a re-consent deadline passing is seen at once.
+pub struct Checks {
+    cache: Option<moka::sync::Cache<(String, String), (u64, Facts)>>,
+}
+
+impl Checks {
+    pub fn new(config: &crate::config::ConsentCacheConfig) -> Self {
+        Self {
+            cache: config.enabled.then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(config.capacity)
+                    .time_to_live(std::time::Duration::from_millis(config.ttl_ms))
+                    .build()
+            }),
+        }
+    }
+
+    /// [`check`], from memory when the facts are current.
+    pub async fn check(
+        &self,
+        db: &crate::db::Db,
+        external_id: &str,
+        purpose_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<CheckResult, DbErr> {
+        let Some(cache) = &self.cache else {
+            return check(db.conn(), external_id, purpose_key, now).await;
+        };
+        let key = (external_id.to_string(), purpose_key.to_string());
+        // Read before the database, so that a write committing meanwhile leaves the entry
+        // filed under a count that is already past.
+        let writes = db.writes();
+        if let Some((read_at, facts)) = cache.get(&key)
+            && read_at == writes
+        {
+            return Ok(evaluate(&facts, now));
+        }
+        let facts = facts(db.conn(), external_id, purpose_key).await?;
+        let answer = evaluate(&facts, now);
+        cache.insert(key, (writes, facts));
+        Ok(answer)
+    }
+}
+
+/// The facts of one check, in one query.
+async fn facts(
+    conn: &impl ConnectionTrait,
+    external_id: &str,
+    purpose_key: &str,
+) -> Result<Facts, DbErr> {
     let (p, s, c) = (Alias::new("p"), Alias::new("s"), Alias::new("c"));
     let query = Query::select()
         .expr_as(
@@ -142,11 +201,10 @@ pub async fn check(
         )
         .and_where(Expr::col((p, purposes::Column::Key)).eq(purpose_key))
         .to_owned();
-    let facts = match conn.query_one(&query).await? {
-        None => Facts::default(),
-        Some(row) => facts_from_row(&row)?,
-    };
-    Ok(evaluate(&facts, now))
+    match conn.query_one(&query).await? {
+        None => Ok(Facts::default()),
+        Some(row) => facts_from_row(&row),
+    }
 }
 
 fn facts_from_row(row: &QueryResult) -> Result<Facts, DbErr> {

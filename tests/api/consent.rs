@@ -11,7 +11,8 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, prelude::Ex
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, json, problem, purpose_body, spawn_app, subject_token, subject_token_expiring,
+    TestApp, json, problem, purpose_body, spawn_app, spawn_app_with, subject_token,
+    subject_token_expiring,
 };
 
 /// An app with the shipped policies and four purposes: `analytics` and `marketing_email`
@@ -128,6 +129,55 @@ async fn a_grant_allows_processing_and_a_withdrawal_stops_it_and_tells_the_main_
     assert_eq!(contract["reason"], "not_consent_based");
     let unknown = check(&app, &service, "u-1", "nope").await;
     assert_eq!(unknown["reason"], "unknown_purpose");
+}
+
+/// Checks are answered from memory, but never past a write this replica committed, and past a
+/// write by another replica for at most the cache's lifetime; with the cache off, at once.
+#[tokio::test]
+async fn a_remembered_check_never_outlives_a_write_here_and_another_replicas_only_briefly() {
+    let (here, _) = app_with_purposes().await;
+    let service = here.key(Role::Service).await;
+    json(
+        put_consent(&here, "u-9", "analytics", true).await,
+        StatusCode::OK,
+    )
+    .await;
+    let replica = |cache: bool| {
+        let database = here.state.config.database_url();
+        spawn_app_with(move |c| {
+            c.database_url = Some(database);
+            c.consent_cache.enabled = cache;
+            c.consent_cache.ttl_ms = 300;
+        })
+    };
+    let (there, uncached) = (replica(true).await, replica(false).await);
+    for app in [&here, &there, &uncached] {
+        assert_eq!(
+            check(app, &service, "u-9", "analytics").await["allowed"],
+            true
+        );
+    }
+
+    json(
+        put_consent(&here, "u-9", "analytics", false).await,
+        StatusCode::OK,
+    )
+    .await;
+    let reason = |v: Value| v["reason"].as_str().unwrap().to_string();
+    assert_eq!(
+        reason(check(&here, &service, "u-9", "analytics").await),
+        "withdrawn"
+    );
+    assert_eq!(
+        reason(check(&uncached, &service, "u-9", "analytics").await),
+        "withdrawn"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(
+        reason(check(&there, &service, "u-9", "analytics").await),
+        "withdrawn",
+        "seen by the other replica once its entry expired"
+    );
 }
 
 #[tokio::test]
