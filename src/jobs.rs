@@ -122,6 +122,22 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
         },
     )
     .await?;
+    // Re-consent after a material policy change: what publishing started, or a crash left
+    // unfinished, on whichever replica holds the lease.
+    add(
+        &scheduler,
+        crate::policy::ROLLOUT_LEASE,
+        "30 * * * * *",
+        state.clone(),
+        |s| {
+            Box::pin(async move {
+                crate::policy::roll_out(&s.db, &s.config)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        },
+    )
+    .await?;
     scheduler.start().await?;
     Ok(scheduler)
 }

@@ -238,14 +238,7 @@ impl App {
             .outbox
             .dispatch
             .then(|| tokio::spawn(self.state.dispatcher.clone().run(jobs_stopped)));
-        let resume = tokio::spawn({
-            let state = self.state.clone();
-            async move {
-                if let Err(e) = policy::resume_reconsent(&state.db, &state.config).await {
-                    tracing::error!(error = %e, "resuming re-consent after a policy change failed");
-                }
-            }
-        });
+        policy::start_roll_out(self.state.db.clone(), self.state.config.clone());
         let scheduler = match jobs::start(self.state.clone()).await {
             Ok(s) => Some(s),
             Err(e) => {
@@ -262,7 +255,6 @@ impl App {
             .run_with_graceful_shutdown(endpoint, shutdown, Some(SHUTDOWN_GRACE))
             .await;
         let _ = stop_jobs.send(true);
-        resume.abort();
         if let Some(mut scheduler) = scheduler
             && let Err(e) = scheduler.shutdown().await
         {

@@ -8,7 +8,9 @@
 //! it stopped, and two runs at once do no harm: marking is idempotent and each email has a
 //! dedupe key per person and version.
 
-use sea_orm::{DbErr, EntityTrait, QueryFilter, QuerySelect, prelude::*};
+use sea_orm::{
+    ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, prelude::*,
+};
 
 use super::model::{ConsentStatus, consents};
 use crate::{
@@ -19,6 +21,22 @@ use crate::{
     subject::model as subjects,
 };
 
+/// The grants `policy` has still to mark: given under an older version of the same policy and
+/// jurisdiction, and not yet marked.
+fn affected(policy: &Policy) -> sea_orm::Select<consents::Entity> {
+    consents::Entity::find()
+        .filter(consents::Column::PolicyKey.eq(&policy.key))
+        .filter(consents::Column::PolicyJurisdiction.eq(&policy.jurisdiction))
+        .filter(consents::Column::NeedsReconsent.eq(false))
+        .filter(consents::Column::PolicyVersion.lt(policy.version))
+        .filter(consents::Column::Status.eq(ConsentStatus::Granted))
+}
+
+/// How many grants the rollout of `policy` has still to mark: its progress, for admins.
+pub async fn remaining(conn: &impl ConnectionTrait, policy: &Policy) -> Result<u64, DbErr> {
+    affected(policy).count(conn).await
+}
+
 /// Marks and notifies everyone affected by `policy`; returns how many consents were marked.
 #[tracing::instrument(skip_all, fields(policy = %policy.id, version = policy.version), err)]
 pub async fn run(db: &Db, config: &Config, policy: &Policy) -> Result<u64, DbErr> {
@@ -28,14 +46,7 @@ pub async fn run(db: &Db, config: &Config, policy: &Policy) -> Result<u64, DbErr
         .filter(policy::model::Column::Status.ne(PolicyStatus::Draft))
         .all(db.conn())
         .await?;
-    let affected = || {
-        consents::Entity::find()
-            .filter(consents::Column::PolicyKey.eq(&policy.key))
-            .filter(consents::Column::PolicyJurisdiction.eq(&policy.jurisdiction))
-            .filter(consents::Column::NeedsReconsent.eq(false))
-            .filter(consents::Column::PolicyVersion.lt(policy.version))
-            .filter(consents::Column::Status.eq(ConsentStatus::Granted))
-    };
+    let affected = || affected(policy);
     let mut marked = 0;
     loop {
         let mut txn = db.begin().await?;

@@ -68,6 +68,10 @@ struct PolicyView {
     /// When re-consent marking and emails for a material version finished.
     #[oai(skip_serializing_if_is_none)]
     reconsent_done_at: Option<DateTime<Utc>>,
+    /// While the re-consent rollout of a published material version runs: the grants it has
+    /// still to mark (admin view only).
+    #[oai(skip_serializing_if_is_none)]
+    reconsent_remaining: Option<u64>,
 }
 
 impl From<Policy> for PolicySummary {
@@ -99,6 +103,7 @@ impl From<Policy> for PolicyView {
             summary: p.into(),
             body,
             reconsent_done_at,
+            reconsent_remaining: None,
         }
     }
 }
@@ -347,7 +352,18 @@ impl PoliciesApi {
         #[oai(validator(max_length = 36))] id: Path<String>,
     ) -> Result<Json<PolicyView>, ApiError> {
         auth.0.require(Role::Viewer)?;
-        Ok(Json(super::get(self.state.db.conn(), &id.0).await?.into()))
+        let conn = self.state.db.conn();
+        let policy = super::get(conn, &id.0).await?;
+        let rolling_out = policy.material
+            && policy.status != super::PolicyStatus::Draft
+            && policy.reconsent_done_at.is_none();
+        let remaining = match rolling_out {
+            true => Some(crate::consent::reconsent::remaining(conn, &policy).await?),
+            false => None,
+        };
+        let mut view = PolicyView::from(policy);
+        view.reconsent_remaining = remaining;
+        Ok(Json(view))
     }
 
     /// Edit a draft
@@ -387,8 +403,10 @@ impl PoliciesApi {
     /// Publish a draft
     ///
     /// The document becomes public and immutable; `effective_at` may lie in the future. For a
-    /// material version, consents given under older versions are marked `needs_reconsent` and
-    /// each person affected is emailed the change summary, before this call returns.
+    /// material version, consents given under older versions are then marked `needs_reconsent`
+    /// and each person affected is emailed the change summary, in the background: the answer
+    /// comes at once, and `reconsent_done_at` is set when the rollout has finished (a crash
+    /// resumes it on any replica within a minute).
     #[oai(
         path = "/v1/admin/policies/:id/publish",
         method = "post",
@@ -403,10 +421,8 @@ impl PoliciesApi {
         let mut tx = self.state.db.begin().await?;
         let policy = super::publish(&mut tx, &id.0, &auth.0.actor()).await?;
         tx.commit().await?;
-        super::finish_publication(&self.state.db, &self.state.config, &policy).await?;
-        Ok(Json(
-            super::get(self.state.db.conn(), &policy.id).await?.into(),
-        ))
+        super::start_roll_out(self.state.db.clone(), self.state.config.clone());
+        Ok(Json(policy.into()))
     }
 
     /// Retire a published document

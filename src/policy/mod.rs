@@ -16,6 +16,8 @@ pub mod document;
 pub mod import;
 pub mod model;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
@@ -321,9 +323,8 @@ pub async fn publish(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Policy, Pol
 }
 
 /// Runs the re-consent of a newly published version to the end, or records that none is
-/// needed. A job of its own, in batches that each commit (see [`consent::reconsent`]): the
-/// edge that published calls it after the publication committed.
-pub async fn finish_publication(db: &Db, config: &Config, policy: &Policy) -> Result<(), DbErr> {
+/// needed. In batches that each commit (see [`consent::reconsent`]).
+async fn finish_publication(db: &Db, config: &Config, policy: &Policy) -> Result<(), DbErr> {
     if policy.material {
         consent::reconsent::run(db, config, policy).await?;
     }
@@ -336,10 +337,14 @@ pub async fn finish_publication(db: &Db, config: &Config, policy: &Policy) -> Re
     tx.commit().await
 }
 
-/// Finishes the re-consent of material versions whose run was interrupted (a crash, a
-/// restart). Safe to run on several replicas at once: marking is idempotent and emails are
-/// deduplicated.
-pub async fn resume_reconsent(db: &Db, config: &Config) -> Result<usize, DbErr> {
+/// The lease under which one replica at a time rolls re-consent out.
+pub const ROLLOUT_LEASE: &str = "reconsent";
+
+/// Finishes the re-consent of every published version whose rollout is not done (just
+/// published, or interrupted by a crash or a restart); returns how many versions it finished.
+/// Safe to run on several replicas at once: marking is idempotent and emails are deduplicated;
+/// the lease keeps them from doing the same work twice.
+pub async fn roll_out(db: &Db, config: &Config) -> Result<u64, DbErr> {
     let pending = model::Entity::find()
         .filter(model::Column::Status.ne(PolicyStatus::Draft))
         .filter(model::Column::ReconsentDoneAt.is_null())
@@ -348,8 +353,31 @@ pub async fn resume_reconsent(db: &Db, config: &Config) -> Result<usize, DbErr> 
     for policy in &pending {
         finish_publication(db, config, policy).await?;
     }
-    Ok(pending.len())
+    Ok(pending.len() as u64)
 }
+
+/// Starts the rollout in the background, so that publishing answers at once, unless another
+/// replica holds the lease (it then rolls out on its next run of the job, within a minute).
+pub fn start_roll_out(db: Db, config: Arc<Config>) {
+    tokio::spawn(async move {
+        let holder = crate::lease::holder();
+        match crate::lease::acquire(&db, ROLLOUT_LEASE, holder, ROLLOUT_LEASE_TTL).await {
+            Ok(true) => {
+                if let Err(e) = roll_out(&db, &config).await {
+                    tracing::error!(error = %e, "re-consent rollout failed; the job resumes it");
+                }
+                if let Err(e) = crate::lease::release(&db, ROLLOUT_LEASE, holder).await {
+                    tracing::warn!(error = %e, "the re-consent lease could not be released");
+                }
+            }
+            Ok(false) => tracing::debug!("another replica rolls re-consent out"),
+            Err(e) => tracing::warn!(error = %e, "the re-consent lease could not be taken"),
+        }
+    });
+}
+
+/// Longer than a rollout of a million consents takes.
+const ROLLOUT_LEASE_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// Retires a published document: it stays readable as proof, but no new consent may cite it.
 pub async fn retire(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Policy, PolicyError> {

@@ -133,6 +133,27 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Waits (up to 10 s) until the re-consent rollout of a published policy has finished, and
+    /// returns the policy as admins see it.
+    pub async fn rolled_out(&self, admin: &str, policy_id: &str) -> Value {
+        for _ in 0..400 {
+            let policy = self
+                .get(&format!("/v1/admin/policies/{policy_id}"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap();
+            let policy = json(policy, StatusCode::OK).await;
+            if policy["reconsent_done_at"].is_string() {
+                return policy;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the re-consent rollout of {policy_id} did not finish");
+    }
+}
+
 /// The id part of an API key (`csk_<id>_<secret>`).
 pub fn key_id(key: &str) -> &str {
     key.split('_').nth(1).expect("csk_<id>_<secret>")

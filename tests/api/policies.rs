@@ -383,7 +383,9 @@ async fn a_material_version_asks_everyone_affected_to_consent_again_in_their_lan
         .await
         .unwrap();
     let published = json(published, StatusCode::OK).await;
-    assert!(published["reconsent_done_at"].is_string());
+    assert_eq!(published["status"], "published", "answered at once");
+    let done = app.rolled_out(&admin, id).await;
+    assert!(done["reconsent_done_at"].is_string());
 
     // Four people consented under the `*` version 2; the one in China under the CN version.
     let marked = consents::Entity::find()
@@ -682,4 +684,72 @@ async fn the_public_diff_is_rate_limited_per_client() {
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A rollout that stopped (the process died right after the publication committed) shows its
+/// progress to admins and is finished by the job that any replica runs.
+#[tokio::test]
+async fn an_interrupted_rollout_shows_its_progress_and_the_job_finishes_it() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    app.create_purposes(&admin, &[purpose_body("analytics")])
+        .await;
+    consenting_subjects(&app, &[("r-1", "en", "DE"), ("r-2", "zh-CN", "FR")]).await;
+    let draft = json!({"key": "privacy-policy", "jurisdiction": "*", "language": "en", "authoritative": true,
+                       "title": "Lumora Privacy Policy", "body": "Version three.\n", "material": true,
+                       "change_summary": "Logs are kept six months.",
+                       "effective_at": "2026-11-01T00:00:00Z"});
+    let draft = json(
+        app.post("/v1/admin/policies")
+            .bearer_auth(&admin)
+            .json(&draft)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = draft["id"].as_str().unwrap();
+    // Published by a replica that then died holding the rollout's lease: no job here takes it
+    // over until the lease runs out.
+    let taken = consentry::lease::acquire(
+        &app.state.db,
+        policy::ROLLOUT_LEASE,
+        "a-replica-that-died",
+        chrono::TimeDelta::minutes(10),
+    )
+    .await
+    .unwrap();
+    assert!(taken);
+    let mut tx = app.state.db.begin().await.unwrap();
+    policy::publish(&mut tx, id, &Actor::Cli).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let view = |app: &TestApp| {
+        let request = app
+            .get(&format!("/v1/admin/policies/{id}"))
+            .bearer_auth(&admin);
+        async move { json(request.send().await.unwrap(), StatusCode::OK).await }
+    };
+    let stalled = view(&app).await;
+    assert_eq!(stalled["reconsent_remaining"], 2, "{stalled}");
+    assert!(stalled.get("reconsent_done_at").is_none());
+    assert!(policy_change_emails(&app).await.is_empty());
+
+    // What the job runs once the lease is free.
+    let finished = policy::roll_out(&app.state.db, &app.state.config)
+        .await
+        .unwrap();
+    assert_eq!(finished, 1);
+    let done = view(&app).await;
+    assert!(done["reconsent_done_at"].is_string());
+    assert!(done.get("reconsent_remaining").is_none());
+    assert_eq!(policy_change_emails(&app).await.len(), 2);
+    // Nothing is left for the next run.
+    assert_eq!(
+        policy::roll_out(&app.state.db, &app.state.config)
+            .await
+            .unwrap(),
+        0
+    );
 }

@@ -819,6 +819,9 @@ async fn every_link_in_every_email_lands_on_a_page() {
         StatusCode::OK,
     )
     .await;
+    f.app
+        .rolled_out(&admin, draft["id"].as_str().unwrap())
+        .await;
     f.drain().await;
     // The home page asks for a new decision, with what changed and a link to the diff, in the
     // language of the person's locale.

@@ -262,7 +262,18 @@ pub async fn policy_page(
 
 async fn policy_data(state: &AppState, id: &str, errors: &[FieldError]) -> Result<Value, ApiError> {
     let d = policy::get(state.db.conn(), id).await?;
+    let rollout = match (
+        d.material && d.status != PolicyStatus::Draft,
+        d.reconsent_done_at,
+    ) {
+        (false, _) => Value::Null,
+        (true, Some(done)) => json!({"done_at": done.to_rfc3339()}),
+        (true, None) => json!({
+            "remaining": crate::consent::reconsent::remaining(state.db.conn(), &d).await?,
+        }),
+    };
     Ok(json!({
+        "rollout": rollout,
         "section": "policies",
         "doc": {
             "id": d.id, "key": d.key, "version": d.version, "jurisdiction": d.jurisdiction,
@@ -317,22 +328,19 @@ pub async fn policy_action(
         "retire" => policy::retire(&mut tx, &id, &actor).await,
         _ => return Err(ApiError::not_found(format!("no action `{action}`"))),
     };
-    let doc = match outcome {
-        Ok(doc) => doc,
-        Err(e) => {
-            drop(tx);
-            let err = ApiError::from(e);
-            if err.status().is_server_error() {
-                return Err(err);
-            }
-            let errors = [FieldError::new("body", err.detail().unwrap_or("refused"))];
-            let data = policy_data(state, &id, &errors).await?;
-            return Ok(staff.page(state, "policy", data, StatusCode::UNPROCESSABLE_ENTITY));
+    if let Err(e) = outcome {
+        drop(tx);
+        let err = ApiError::from(e);
+        if err.status().is_server_error() {
+            return Err(err);
         }
-    };
+        let errors = [FieldError::new("body", err.detail().unwrap_or("refused"))];
+        let data = policy_data(state, &id, &errors).await?;
+        return Ok(staff.page(state, "policy", data, StatusCode::UNPROCESSABLE_ENTITY));
+    }
     tx.commit().await?;
     if action == "publish" {
-        policy::finish_publication(&state.db, &state.config, &doc).await?;
+        policy::start_roll_out(state.db.clone(), state.config.clone());
     }
     Ok(staff.redirect(&format!("/console/policies/{id}")))
 }
