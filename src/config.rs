@@ -260,15 +260,20 @@ impl Default for AgeConfig {
 }
 
 /// The consent check's memory: facts of recent checks, dropped by any write this process
-/// commits, and expiring after `ttl_ms` so that writes by other processes are seen within it.
+/// commits and by any write another process commits (seen by `NOTIFY` on PostgreSQL, by polling
+/// SQLite's `data_version` every `watch_interval_ms`), and expiring after `ttl_ms` whatever
+/// happens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsentCacheConfig {
     pub enabled: bool,
     /// Entries (person and purpose) kept at most.
     pub capacity: u64,
-    /// How long another replica's write may go unseen here, in milliseconds.
+    /// The longest an entry lives, in milliseconds.
     pub ttl_ms: u64,
+    /// SQLite: how often another process's commits are looked for; PostgreSQL: how long to
+    /// wait before listening again after the connection was lost. Milliseconds.
+    pub watch_interval_ms: u64,
 }
 
 impl Default for ConsentCacheConfig {
@@ -276,7 +281,8 @@ impl Default for ConsentCacheConfig {
         Self {
             enabled: true,
             capacity: 100_000,
-            ttl_ms: 500,
+            ttl_ms: 60_000,
+            watch_interval_ms: 50,
         }
     }
 }

@@ -40,6 +40,8 @@ use crate::config::{Config, DatabaseKind};
 #[derive(Clone)]
 pub struct Db {
     conn: DatabaseConnection,
+    /// For the connection that watches for other writers.
+    url: Arc<str>,
     kind: DatabaseKind,
     sqlite_writer: Arc<Mutex<()>>,
     outbox_ready: Arc<Notify>,
@@ -78,8 +80,14 @@ impl Tx {
             writes,
             ..
         } = self;
+        let wrote = wrote.into_inner();
+        if wrote && txn.get_database_backend() == DbBackend::Postgres {
+            // Delivered to listeners only if the transaction commits.
+            txn.execute_unprepared(&format!("NOTIFY {CHANGES_CHANNEL}"))
+                .await?;
+        }
         txn.commit().await?;
-        if wrote.into_inner() {
+        if wrote {
             writes.fetch_add(1, Ordering::AcqRel);
         }
         drop(_writer);
@@ -162,6 +170,7 @@ impl Db {
         let conn = Database::connect(options).await?;
         Ok(Self {
             conn,
+            url: Arc::from(config.database_url().expose()),
             kind,
             sqlite_writer: Arc::new(Mutex::new(())),
             outbox_ready: Arc::new(Notify::new()),
@@ -205,10 +214,28 @@ impl Db {
         })
     }
 
-    /// How many write transactions this process has committed: anything read before the
-    /// number moved may be out of date. Caches key their entries by it.
+    /// Moves whenever the database may have changed: a write transaction this process
+    /// committed, or (once [`Db::watch_other_writers`] runs) one committed by another process.
+    /// Anything read before the number moved may be out of date; caches key entries by it.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Acquire)
+    }
+
+    /// Moves [`Db::writes`] when another process commits: on PostgreSQL every write transaction
+    /// sends `NOTIFY` on commit and this listens (a lost connection counts as a change, since
+    /// notifications may have been missed meanwhile); on SQLite a connection of its own polls
+    /// `PRAGMA data_version`, which moves when any other connection commits, every
+    /// `interval`. Runs until the process ends.
+    pub fn watch_other_writers(&self, interval: Duration) {
+        let url = self.url.clone();
+        let writes = self.writes.clone();
+        let changed = move || {
+            writes.fetch_add(1, Ordering::AcqRel);
+        };
+        match self.kind {
+            DatabaseKind::Postgres => tokio::spawn(listen_for_writes(url, changed, interval)),
+            DatabaseKind::Sqlite => tokio::spawn(poll_data_version(url, changed, interval)),
+        };
     }
 
     /// Completes when a committed transaction has queued outbox messages.
@@ -230,5 +257,58 @@ impl Db {
     /// Closes the pool, waiting for connections in use to come back.
     pub async fn close(self) -> Result<(), DbErr> {
         self.conn.close().await
+    }
+}
+
+/// The channel every write transaction notifies on PostgreSQL.
+const CHANGES_CHANNEL: &str = "consentry_writes";
+
+async fn listen_for_writes(url: Arc<str>, changed: impl Fn(), retry: Duration) {
+    use sea_orm::sqlx::postgres::PgListener;
+    loop {
+        let listener = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(CHANGES_CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(mut listener) => {
+                // Whatever happened while no one listened is unknown: start afresh.
+                changed();
+                while let Ok(Some(_)) = listener.try_recv().await {
+                    changed();
+                }
+                tracing::warn!("the database change listener lost its connection; reconnecting");
+            }
+            Err(e) => tracing::warn!(error = %e, "the database change listener cannot connect"),
+        }
+        changed();
+        tokio::time::sleep(retry).await;
+    }
+}
+
+async fn poll_data_version(url: Arc<str>, changed: impl Fn(), interval: Duration) {
+    use sea_orm::sqlx::{Connection, SqliteConnection};
+    let mut seen: Option<i64> = None;
+    let mut connection: Option<SqliteConnection> = None;
+    loop {
+        if connection.is_none() {
+            connection = SqliteConnection::connect(&url).await.ok();
+        }
+        let version = match connection.as_mut() {
+            Some(c) => sea_orm::sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+                .fetch_one(c)
+                .await
+                .ok(),
+            None => None,
+        };
+        if version.is_none() || version != seen {
+            if version.is_none() {
+                connection = None;
+            }
+            changed();
+            seen = version;
+        }
+        tokio::time::sleep(interval).await;
     }
 }

@@ -93,11 +93,13 @@ pub async fn check(
 }
 
 /// Single checks answered from the facts read for the same person and purpose, while they are
-/// current. An entry is used only while no write transaction has committed in this process
-/// since it was read ([`crate::db::Db::writes`]), so a withdrawal is never answered from memory
-/// by the replica that recorded it; entries also expire after `consent_cache.ttl_ms`, which
-/// bounds how long a write by another process (a replica, a CLI command) can go unseen. The
-/// answer is evaluated at each call, so a re-consent deadline passing is seen at once.
+/// current. An entry is used only while the database's change count ([`crate::db::Db::writes`])
+/// has not moved since it was read: it moves when this process commits a write, so a
+/// withdrawal is never answered from memory by the replica that recorded it, and when another
+/// process commits one (`NOTIFY` on PostgreSQL, `data_version` polled on SQLite), so other
+/// replicas and CLI commands are seen within milliseconds. Entries also expire after
+/// `consent_cache.ttl_ms` whatever happens. The answer is evaluated at each call, so a
+/// re-consent deadline passing is seen at once.
 pub struct Checks {
     cache: Option<moka::sync::Cache<(String, String), (u64, Facts)>>,
 }
