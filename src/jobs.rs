@@ -122,16 +122,17 @@ pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
         },
     )
     .await?;
-    // Re-consent after a material policy change: what publishing started, or a crash left
-    // unfinished, on whichever replica holds the lease.
+    // Re-consent after a material policy change that publishing could not finish (a crash, a
+    // restart, a failure). The rollout takes a lease of its own, released when it is done, so
+    // a rollout started at publication is never kept waiting by this job's lease.
     add(
         &scheduler,
-        crate::policy::ROLLOUT_LEASE,
+        "reconsent_resume",
         "30 * * * * *",
         state.clone(),
         |s| {
             Box::pin(async move {
-                crate::policy::roll_out(&s.db, &s.config)
+                crate::policy::roll_out_exclusively(&s.db, &s.config)
                     .await
                     .map_err(|e| e.to_string())
             })

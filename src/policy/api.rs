@@ -406,7 +406,7 @@ impl PoliciesApi {
     /// material version, consents given under older versions are then marked `needs_reconsent`
     /// and each person affected is emailed the change summary, in the background: the answer
     /// comes at once, and `reconsent_done_at` is set when the rollout has finished (a crash
-    /// resumes it on any replica within a minute).
+    /// resumes it on any replica once the rollout's lease is free).
     #[oai(
         path = "/v1/admin/policies/:id/publish",
         method = "post",

@@ -356,22 +356,25 @@ pub async fn roll_out(db: &Db, config: &Config) -> Result<u64, DbErr> {
     Ok(pending.len() as u64)
 }
 
-/// Starts the rollout in the background, so that publishing answers at once, unless another
-/// replica holds the lease (it then rolls out on its next run of the job, within a minute).
+/// [`roll_out`] under the rollout lease, released when done; skipped while another replica
+/// holds it. A replica that dies mid-rollout keeps the lease until it runs out.
+pub async fn roll_out_exclusively(db: &Db, config: &Config) -> Result<u64, DbErr> {
+    let holder = crate::lease::holder();
+    if !crate::lease::acquire(db, ROLLOUT_LEASE, holder, ROLLOUT_LEASE_TTL).await? {
+        tracing::debug!("another replica rolls re-consent out");
+        return Ok(0);
+    }
+    let done = roll_out(db, config).await;
+    crate::lease::release(db, ROLLOUT_LEASE, holder).await?;
+    done
+}
+
+/// Starts the rollout in the background, so that publishing answers at once. If it fails or
+/// another replica holds the lease, the job that every replica runs each minute finishes it.
 pub fn start_roll_out(db: Db, config: Arc<Config>) {
     tokio::spawn(async move {
-        let holder = crate::lease::holder();
-        match crate::lease::acquire(&db, ROLLOUT_LEASE, holder, ROLLOUT_LEASE_TTL).await {
-            Ok(true) => {
-                if let Err(e) = roll_out(&db, &config).await {
-                    tracing::error!(error = %e, "re-consent rollout failed; the job resumes it");
-                }
-                if let Err(e) = crate::lease::release(&db, ROLLOUT_LEASE, holder).await {
-                    tracing::warn!(error = %e, "the re-consent lease could not be released");
-                }
-            }
-            Ok(false) => tracing::debug!("another replica rolls re-consent out"),
-            Err(e) => tracing::warn!(error = %e, "the re-consent lease could not be taken"),
+        if let Err(e) = roll_out_exclusively(&db, &config).await {
+            tracing::error!(error = %e, "re-consent rollout failed; the job resumes it");
         }
     });
 }
