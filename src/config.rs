@@ -18,6 +18,10 @@ use serde::Deserialize;
 pub struct Config {
     /// Address and port to listen on (`CONSENTRY_LISTEN`).
     pub listen: SocketAddr,
+    /// `CONSENTRY_*` environment variables that are not settings, with why they were ignored:
+    /// for the service to log once its logging is up.
+    #[serde(skip)]
+    pub ignored_variables: Vec<String>,
     /// Folder for the SQLite file, mail written to disk and export packages
     /// (`CONSENTRY_DATA_DIR`).
     pub data_dir: PathBuf,
@@ -488,6 +492,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ignored_variables: Vec::new(),
             data_dir: PathBuf::from("./data"),
             database_url: None,
             database_max_connections: 10,
@@ -532,7 +537,9 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             format: LogFormat::Human,
-            level: "info".into(),
+            // Consentry's own lines at info; libraries (the scheduler, the database driver, the
+            // HTTP server) only when they warn.
+            level: "warn,consentry=info,migration=info".into(),
         }
     }
 }
@@ -615,20 +622,41 @@ impl Config {
             }
             None => {}
         }
-        let figment = figment.merge(Env::raw().only(&["DATABASE_URL"])).merge(
-            Env::prefixed("CONSENTRY_")
-                // The test suite's own settings share the prefix but are not ours.
-                .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+        let figment = figment.merge(Env::raw().only(&["DATABASE_URL"]));
+        // Unknown names in the file are the user's own typo and stop the service; unknown
+        // `CONSENTRY_*` variables are often the platform's (Kubernetes sets `CONSENTRY_PORT`
+        // for a Service named `consentry`) or a script's, so they are ignored with a warning.
+        let mut ignored: Vec<String> = Vec::new();
+        let mut notes = Vec::new();
+        loop {
+            let skip = ignored.clone();
+            let env = Env::prefixed("CONSENTRY_")
+                .filter(move |key| {
+                    let key = key.as_str().to_ascii_lowercase();
+                    // The test suite's own variables share the prefix but are not ours.
+                    !key.starts_with("test_") && !skip.contains(&key)
+                })
                 // `CONSENTRY_CONFIG` names the file and is read by the command line.
                 .ignore(&["config"])
-                .split("__"),
-        );
-        let config: Config = figment.extract().map_err(|e| {
-            let setting = setting_name(&e.path);
-            ConfigError::new(setting, e.kind.to_string())
-        })?;
-        config.validate()?;
-        Ok(config)
+                .split("__");
+            match figment.clone().merge(env).extract::<Config>() {
+                Ok(mut config) => {
+                    config.validate()?;
+                    config.ignored_variables = notes;
+                    return Ok(config);
+                }
+                Err(e) => match unknown_variable(&e) {
+                    Some((key, note)) if !ignored.contains(&key) => {
+                        ignored.push(key);
+                        notes.push(note);
+                    }
+                    _ => {
+                        let setting = setting_name(&e.path);
+                        return Err(ConfigError::new(setting, e.kind.to_string()));
+                    }
+                },
+            }
+        }
     }
 
     /// Checks what serde cannot: URL schemes, secret formats and lengths.
@@ -851,6 +879,45 @@ impl Config {
 }
 
 /// `["log", "format"]` becomes `CONSENTRY_LOG__FORMAT`, the name an operator would set.
+/// For an unknown field that came from a `CONSENTRY_*` variable: the variable's key as the
+/// provider sees it (lower case, after the prefix), and a note naming it and, when one is
+/// close, the setting it was probably meant to be.
+fn unknown_variable(e: &figment::Error) -> Option<(String, String)> {
+    let figment::error::Kind::UnknownField(field, expected) = &e.kind else {
+        return None;
+    };
+    let from_env = e
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("CONSENTRY_"));
+    if !from_env {
+        return None;
+    }
+    let mut path = e.path.clone();
+    if path.last() != Some(field) {
+        path.push(field.clone());
+    }
+    let variable = setting_name(&path);
+    let key = path.join("__").to_ascii_lowercase();
+    let closest = expected
+        .iter()
+        .map(|name| (strsim::levenshtein(field, name), name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min();
+    let note = match closest {
+        Some((_, name)) => {
+            let mut meant = path.clone();
+            *meant.last_mut().expect("a field") = name.to_string();
+            format!(
+                "{variable} is not a setting and was ignored; did you mean {}?",
+                setting_name(&meant)
+            )
+        }
+        None => format!("{variable} is not a setting and was ignored"),
+    };
+    Some((key, note))
+}
+
 fn setting_name(path: &[String]) -> String {
     match path {
         [] => "configuration".into(),

@@ -10,6 +10,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use chrono::TimeDelta;
 
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -29,118 +30,154 @@ pub fn check_schedule(expression: &str) -> Result<(), String> {
 }
 
 /// Starts the scheduler with every job; shut it down with [`JobScheduler::shutdown`].
-pub async fn start(state: AppState) -> Result<JobScheduler, JobSchedulerError> {
+pub async fn start(state: AppState) -> Result<Scheduled, JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
+    let mut jobs = Vec::new();
     let state = Arc::new(state);
     // Opens erasure requests for minors still without a guardian after the grace period.
-    add(
-        &scheduler,
-        "minor_sweep",
-        &state.config.age.sweep_schedule,
-        state.clone(),
-        |s| {
-            Box::pin(async move {
-                let grace = TimeDelta::days(i64::from(s.config.age.guardian_grace_days));
-                subject::sweep_unverified_minors(&s.db, &s.config, grace)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        },
-    )
-    .await?;
-    // Emails reviewers the day's overdue and soon-due requests.
-    add(
-        &scheduler,
-        "request_digest",
-        &state.config.requests.digest_schedule,
-        state.clone(),
-        |s| {
-            Box::pin(async move {
-                let today = crate::clock::now().date_naive();
-                let mut tx = s.db.begin().await.map_err(|e| e.to_string())?;
-                let queued = request::digest::queue(&mut tx, &s.config, today)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tx.commit().await.map_err(|e| e.to_string())?;
-                Ok(queued)
-            })
-        },
-    )
-    .await?;
-    // Ends restrictions whose lift was announced and whose notice period has passed.
-    add(
-        &scheduler,
-        "restriction_lifts",
-        &state.config.requests.restriction_lift_schedule,
-        state.clone(),
-        |s| {
-            Box::pin(async move {
-                request::review::lift_due_restrictions(&s.db, crate::clock::now())
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        },
-    )
-    .await?;
-    // Deletes export packages past their download period.
-    add(
-        &scheduler,
-        "export_purge",
-        &state.config.requests.export_purge_schedule,
-        state.clone(),
-        |s| {
-            Box::pin(async move {
-                request::export::purge_expired(&s.db, &s.config, crate::clock::now())
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        },
-    )
-    .await?;
-    // The retention purge; a run already going (started by hand) makes this one skip.
-    add(
-        &scheduler,
-        "retention_purge",
-        &state.config.retention.purge_schedule,
-        state.clone(),
-        |s| {
-            Box::pin(async move {
-                let now = crate::clock::now();
-                let run =
-                    match retention::purge::start(&s.db, &s.config, false, now, &Actor::System)
+    jobs.push(
+        add(
+            &scheduler,
+            "minor_sweep",
+            &state.config.age.sweep_schedule,
+            state.clone(),
+            |s| {
+                Box::pin(async move {
+                    let grace = TimeDelta::days(i64::from(s.config.age.guardian_grace_days));
+                    subject::sweep_unverified_minors(&s.db, &s.config, grace)
                         .await
-                    {
-                        Ok(run) => run,
-                        Err(RetentionError::Busy) => return Ok(0),
-                        Err(e) => return Err(e.to_string()),
-                    };
-                retention::purge::execute(&s.db, &s.config, run)
-                    .await
-                    .map(|run| u64::try_from(run.items_purged + run.notices_queued).unwrap_or(0))
-                    .map_err(|e| e.to_string())
-            })
-        },
-    )
-    .await?;
+                        .map_err(|e| e.to_string())
+                })
+            },
+        )
+        .await?,
+    );
+    // Emails reviewers the day's overdue and soon-due requests.
+    jobs.push(
+        add(
+            &scheduler,
+            "request_digest",
+            &state.config.requests.digest_schedule,
+            state.clone(),
+            |s| {
+                Box::pin(async move {
+                    let today = crate::clock::now().date_naive();
+                    let mut tx = s.db.begin().await.map_err(|e| e.to_string())?;
+                    let queued = request::digest::queue(&mut tx, &s.config, today)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tx.commit().await.map_err(|e| e.to_string())?;
+                    Ok(queued)
+                })
+            },
+        )
+        .await?,
+    );
+    // Ends restrictions whose lift was announced and whose notice period has passed.
+    jobs.push(
+        add(
+            &scheduler,
+            "restriction_lifts",
+            &state.config.requests.restriction_lift_schedule,
+            state.clone(),
+            |s| {
+                Box::pin(async move {
+                    request::review::lift_due_restrictions(&s.db, crate::clock::now())
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            },
+        )
+        .await?,
+    );
+    // Deletes export packages past their download period.
+    jobs.push(
+        add(
+            &scheduler,
+            "export_purge",
+            &state.config.requests.export_purge_schedule,
+            state.clone(),
+            |s| {
+                Box::pin(async move {
+                    request::export::purge_expired(&s.db, &s.config, crate::clock::now())
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            },
+        )
+        .await?,
+    );
+    // The retention purge; a run already going (started by hand) makes this one skip.
+    jobs.push(
+        add(
+            &scheduler,
+            "retention_purge",
+            &state.config.retention.purge_schedule,
+            state.clone(),
+            |s| {
+                Box::pin(async move {
+                    let now = crate::clock::now();
+                    let run =
+                        match retention::purge::start(&s.db, &s.config, false, now, &Actor::System)
+                            .await
+                        {
+                            Ok(run) => run,
+                            Err(RetentionError::Busy) => return Ok(0),
+                            Err(e) => return Err(e.to_string()),
+                        };
+                    retention::purge::execute(&s.db, &s.config, run)
+                        .await
+                        .map(|run| {
+                            u64::try_from(run.items_purged + run.notices_queued).unwrap_or(0)
+                        })
+                        .map_err(|e| e.to_string())
+                })
+            },
+        )
+        .await?,
+    );
     // Re-consent after a material policy change that publishing could not finish (a crash, a
     // restart, a failure). The rollout takes a lease of its own, released when it is done, so
     // a rollout started at publication is never kept waiting by this job's lease.
-    add(
-        &scheduler,
-        "reconsent_resume",
-        "30 * * * * *",
-        state.clone(),
-        |s| {
-            Box::pin(async move {
-                crate::policy::roll_out_exclusively(&s.db, &s.config)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        },
-    )
-    .await?;
+    jobs.push(
+        add(
+            &scheduler,
+            "reconsent_resume",
+            "30 * * * * *",
+            state.clone(),
+            |s| {
+                Box::pin(async move {
+                    crate::policy::roll_out_exclusively(&s.db, &s.config)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            },
+        )
+        .await?,
+    );
     scheduler.start().await?;
-    Ok(scheduler)
+    Ok(Scheduled { scheduler, jobs })
+}
+
+/// The running scheduler and its jobs, by name.
+pub struct Scheduled {
+    pub scheduler: JobScheduler,
+    jobs: Vec<(&'static str, Uuid)>,
+}
+
+impl Scheduled {
+    /// Each job with its next run, for the start-up line: `minor_sweep 2026-12-03T02:00:00Z, ...`.
+    pub async fn next_runs(&mut self) -> String {
+        let mut runs = Vec::new();
+        for (name, id) in &self.jobs {
+            let next = match self.scheduler.next_tick_for_job(*id).await {
+                Ok(Some(at)) => crate::clock::canonical(at),
+                _ => "not scheduled".into(),
+            };
+            runs.push(format!("{name} {next}"));
+        }
+        runs.join(", ")
+    }
 }
 
 /// A job's work: how many things it handled, or why it failed.
@@ -157,8 +194,8 @@ async fn add(
     schedule: &str,
     state: Arc<AppState>,
     run: Run,
-) -> Result<(), JobSchedulerError> {
-    scheduler
+) -> Result<(&'static str, Uuid), JobSchedulerError> {
+    let id = scheduler
         .add(Job::new_async(
             schedule,
             move |_, _| -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -183,5 +220,5 @@ async fn add(
             },
         )?)
         .await?;
-    Ok(())
+    Ok((name, id))
 }

@@ -244,15 +244,24 @@ impl App {
             .dispatch
             .then(|| tokio::spawn(self.state.dispatcher.clone().run(jobs_stopped)));
         policy::start_roll_out(self.state.db.clone(), self.state.config.clone());
-        let scheduler = match jobs::start(self.state.clone()).await {
+        let mut scheduler = match jobs::start(self.state.clone()).await {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::error!(error = %e, "the job scheduler did not start");
                 None
             }
         };
+        let next_runs = match scheduler.as_mut() {
+            Some(s) => s.next_runs().await,
+            None => "none".into(),
+        };
         let endpoint = http::app(self.state.clone());
+        let config = &self.state.config;
         tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            database = ?self.state.db.kind(),
+            mail = if config.smtp_url.is_some() { "smtp" } else { "folder" },
+            jobs = %next_runs,
             "listening on http://{addr}; API documentation at http://{addr}/docs",
             addr = self.addr
         );
@@ -260,8 +269,8 @@ impl App {
             .run_with_graceful_shutdown(endpoint, shutdown, Some(SHUTDOWN_GRACE))
             .await;
         let _ = stop_jobs.send(true);
-        if let Some(mut scheduler) = scheduler
-            && let Err(e) = scheduler.shutdown().await
+        if let Some(mut scheduled) = scheduler
+            && let Err(e) = scheduled.scheduler.shutdown().await
         {
             tracing::warn!(error = %e, "stopping the job scheduler failed");
         }

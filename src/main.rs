@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         }
     };
     let _logs = telemetry::init(&config.log);
+    for note in &config.ignored_variables {
+        tracing::warn!("{note}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
