@@ -46,6 +46,12 @@ pub enum Command {
     /// Manage the console's staff accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Write a consistent copy of the live SQLite database to a new file (on PostgreSQL, says
+    /// to use pg_dump).
+    Backup {
+        /// Where the copy goes; must not exist yet.
+        file: PathBuf,
+    },
     /// Run the retention purge now and print its report as JSON.
     Purge {
         /// Report what a run would do; write nothing but the run record.
@@ -122,6 +128,8 @@ pub enum CliError {
     Users(#[from] crate::staff::StaffError),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
+    #[error("backup: {0}")]
+    Backup(String),
 }
 
 impl CliError {
@@ -217,6 +225,11 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             println!("revoked key {} ({})", key.id, key.name);
         }
         Command::Users(command) => users(command, &config).await?,
+        Command::Backup { file } => {
+            let db = open_database(&config).await?;
+            db.backup(&file).await.map_err(CliError::Backup)?;
+            println!("{}", file.display());
+        }
         Command::Purge { dry_run } => {
             use crate::retention::purge;
             let db = open_database(&config).await?;

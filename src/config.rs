@@ -42,6 +42,8 @@ pub struct Config {
     pub key_cache_seconds: u64,
     /// Consent checks answered from memory.
     pub consent_cache: ConsentCacheConfig,
+    /// `GET /metrics` for Prometheus.
+    pub metrics: MetricsConfig,
     /// Logging format and filter.
     pub log: LogConfig,
     /// Networks of the reverse proxies in front of the service, e.g. `["10.0.0.0/8"]`: only
@@ -259,6 +261,25 @@ impl Default for AgeConfig {
             thresholds: Default::default(),
             guardian_grace_days: 7,
             sweep_schedule: "0 30 3 * * *".into(),
+        }
+    }
+}
+
+/// `GET /metrics` on the main listener. Its figures hold no personal data, but they tell how
+/// busy the service is: set a token when the listener is reachable from outside.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// Required as `Authorization: Bearer <token>` when set.
+    pub token: Option<Secret>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token: None,
         }
     }
 }
@@ -501,6 +522,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             key_cache_seconds: 5,
             consent_cache: ConsentCacheConfig::default(),
+            metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             trusted_proxies: Vec::new(),
             subject_token_secret: None,

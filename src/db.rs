@@ -243,6 +243,28 @@ impl Db {
         self.outbox_ready.notified().await
     }
 
+    /// Writes a consistent copy of a live SQLite database to `to` (`VACUUM INTO`: a snapshot
+    /// of one read transaction, while the service keeps serving). PostgreSQL has its own tools:
+    /// the error says which.
+    pub async fn backup(&self, to: &std::path::Path) -> Result<(), String> {
+        if self.kind == DatabaseKind::Postgres {
+            return Err("on PostgreSQL, back up with the server's own tool: \
+                 pg_dump --format=custom --file=consentry.dump \"$DATABASE_URL\""
+                .into());
+        }
+        if to.exists() {
+            return Err(format!("{} exists; choose a new file", to.display()));
+        }
+        let path = to
+            .to_str()
+            .ok_or("the backup file's path must be valid UTF-8")?;
+        self.conn
+            .execute_unprepared(&format!("VACUUM INTO '{}'", path.replace('\'', "''")))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Runs the migrations that have not run yet.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         use migration::MigratorTrait;

@@ -4,7 +4,7 @@
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
+    Endpoint, EndpointExt, IntoResponse, PathPattern, Request, Response, Route,
     http::{HeaderValue, Method, StatusCode, header},
     middleware::CatchPanic,
 };
@@ -144,10 +144,14 @@ pub fn app(state: AppState) -> impl Endpoint<Output = Response> + 'static {
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let max_body = state.config.max_body_bytes;
-    let route = Route::new()
+    let metrics = state.metrics.clone();
+    let mut route = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs);
+    if state.config.metrics.enabled {
+        route = route.at("/metrics", poem::get(crate::metrics::endpoint));
+    }
     crate::web::mount(route, &state)
         .data(state)
         .with(
@@ -155,8 +159,16 @@ pub fn app(state: AppState) -> impl Endpoint<Output = Response> + 'static {
                 .with_handler(|_| ApiError::internal(&"handler panicked").into_response()),
         )
         .around(move |ep, req| limit_body(ep, req, max_body))
-        .catch_all_error(|err| async move { problem_from_poem_error(err).into_response() })
-        .around(request_scope)
+        .catch_all_error(|err| async move {
+            // The route template, for the metrics, survives the error's conversion.
+            let pattern = err.data::<PathPattern>().cloned();
+            let mut resp = problem_from_poem_error(err).into_response();
+            if let Some(pattern) = pattern {
+                resp.set_data(pattern);
+            }
+            resp
+        })
+        .around(move |ep, req| request_scope(ep, req, metrics.clone()))
 }
 
 /// Refuses bodies over the limit with 413 before any handler reads them: by the declared length
@@ -201,7 +213,11 @@ async fn limit_body<E: Endpoint>(
 /// Gives each request an id (the caller's, if it is a plausible id, else a new one), runs it
 /// inside a tracing span carrying that id, and logs one line per request. Query strings are not
 /// logged: they may carry personal data.
-async fn request_scope<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+async fn request_scope<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> poem::Result<Response> {
     let id: Arc<str> = req
         .headers()
         .get(REQUEST_ID)
@@ -216,6 +232,7 @@ async fn request_scope<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Re
         path = %req.uri().path(),
     );
     let started = Instant::now();
+    let method = req.method().clone();
     let fut = CURRENT_REQUEST_ID.scope(id.clone(), async move {
         let mut resp = ep.call(req).await?.into_response();
         if let Ok(value) = HeaderValue::from_str(&id) {
@@ -224,6 +241,15 @@ async fn request_scope<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Re
         Ok::<_, poem::Error>(resp)
     });
     let resp = tracing::Instrument::instrument(fut, span.clone()).await?;
+    let route = resp
+        .data::<PathPattern>()
+        .map_or("unmatched", |p| p.0.as_ref());
+    metrics.observe_http(
+        route,
+        method.as_str(),
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     span.in_scope(|| {
         tracing::info!(
             status = resp.status().as_u16(),

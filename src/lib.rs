@@ -60,6 +60,7 @@ pub mod http;
 pub mod jobs;
 pub mod law;
 pub mod lease;
+pub mod metrics;
 pub mod notify;
 pub mod period;
 pub mod policy;
@@ -96,6 +97,8 @@ pub struct AppState {
     pub key_cache: Arc<KeyCache>,
     /// Consent checks answered from memory while their facts are current.
     pub checks: Arc<consent::check::Checks>,
+    /// Counters for `GET /metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     /// Requests per client on the endpoints that need no credentials.
     pub rate_limiter: Arc<ratelimit::RateLimiter>,
     /// Requests filed per email address (by digest) without credentials.
@@ -209,6 +212,7 @@ impl App {
             dispatcher,
             key_cache,
             checks,
+            metrics: Arc::new(metrics::Metrics::default()),
             rate_limiter,
             email_rate_limiter,
             pages,

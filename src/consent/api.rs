@@ -591,6 +591,7 @@ impl ConsentApi {
             .checks
             .check(&self.state.db, &external_id.0, &purpose.0, clock::now())
             .await?;
+        self.state.metrics.count_check(result.reason);
         Ok(Json(result.into()))
     }
 
@@ -680,6 +681,9 @@ impl ConsentApi {
             .map(|c| (c.subject, c.purpose))
             .collect();
         let results = super::check_many(self.state.db.conn(), &pairs, clock::now()).await?;
+        for result in &results {
+            self.state.metrics.count_check(result.reason);
+        }
         Ok(Json(CheckBatchResult {
             results: pairs
                 .into_iter()

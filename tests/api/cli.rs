@@ -7,7 +7,9 @@ use std::{
     time::Duration,
 };
 
+use consentry::auth::Role;
 use reqwest::StatusCode;
+use sea_orm::{EntityTrait, PaginatorTrait};
 
 use crate::helpers::{TestApp, key_id, key_secret, spawn_app, spawn_app_with};
 
@@ -334,4 +336,33 @@ fn a_missing_template_stops_the_service_at_start_up() {
         stderr.contains("template") && stderr.contains("missing"),
         "{stderr}"
     );
+}
+
+/// `backup` copies a live SQLite database into a file that opens on its own with everything in
+/// it, refuses to overwrite, and on PostgreSQL names the tool to use instead.
+#[tokio::test]
+async fn backup_copies_the_live_database_or_names_pg_dump() {
+    let app = spawn_app().await;
+    app.key(Role::Admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("consentry-backup.db");
+    let out = command_for(&app).arg("backup").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if app.state.db.kind() == consentry::config::DatabaseKind::Postgres {
+        assert!(!out.status.success());
+        assert!(stderr.contains("pg_dump"), "{stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    let copy = sea_orm::Database::connect(format!("sqlite://{}?mode=ro", file.display()))
+        .await
+        .unwrap();
+    let keys = consentry::auth::keys::entity::Entity::find()
+        .count(&copy)
+        .await
+        .unwrap();
+    assert_eq!(keys, 1, "the key made before the backup is in it");
+    let again = command_for(&app).arg("backup").arg(&file).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
 }

@@ -15,6 +15,7 @@ mod console;
 mod errors;
 mod hooks;
 mod leases;
+mod metrics;
 mod notify;
 mod policies;
 mod portal;
