@@ -195,9 +195,12 @@ fn render_pool(out: &mut String, state: &AppState) {
         size.saturating_sub(idle) as f64,
     );
     line(out, name, &[("state", "idle")], idle as f64);
-    let name = "consentry_db_pool_max_connections";
-    family(out, name, "gauge", "The pool's limit.");
-    line(out, name, &[], state.config.database_max_connections as f64);
+    gauge(
+        out,
+        "consentry_db_pool_max_connections",
+        "The pool's limit.",
+        state.config.database_max_connections as f64,
+    );
 }
 
 async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr> {
@@ -245,14 +248,12 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         .one(conn)
         .await?
         .flatten();
-    let name = "consentry_outbox_oldest_pending_age_seconds";
-    family(
+    gauge(
         out,
-        name,
-        "gauge",
+        "consentry_outbox_oldest_pending_age_seconds",
         "Age of the oldest message still waiting to go out; 0 when none waits.",
+        oldest.map_or(0.0, |t| seconds(now - t)),
     );
-    line(out, name, &[], oldest.map_or(0.0, |t| seconds(now - t)));
 
     let name = "consentry_requests_open";
     family(
@@ -294,22 +295,18 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         .filter(requests::Column::DueDate.lte(soon))
         .count(conn)
         .await?;
-    let name = "consentry_requests_overdue";
-    family(
+    gauge(
         out,
-        name,
-        "gauge",
+        "consentry_requests_overdue",
         "Requests past their legal due date and not finished.",
+        overdue as f64,
     );
-    line(out, name, &[], overdue as f64);
-    let name = "consentry_requests_due_soon";
-    family(
+    gauge(
         out,
-        name,
-        "gauge",
+        "consentry_requests_due_soon",
         "Requests due within requests.digest_due_within_days.",
+        due_soon as f64,
     );
-    line(out, name, &[], due_soon as f64);
 
     let name = "consentry_purge_runs";
     family(
@@ -347,14 +344,12 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         .one(conn)
         .await?
         .flatten();
-    let name = "consentry_purge_last_success_timestamp_seconds";
-    family(
+    gauge(
         out,
-        name,
-        "gauge",
+        "consentry_purge_last_success_timestamp_seconds",
         "When the last real purge run completed (Unix time); 0 if never.",
+        last.map_or(0.0, |t| t.timestamp() as f64),
     );
-    line(out, name, &[], last.map_or(0.0, |t| t.timestamp() as f64));
     let purged: Option<i64> = runs::Entity::find()
         .select_only()
         // PostgreSQL sums a bigint into a numeric.
@@ -372,38 +367,32 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         .one(conn)
         .await?
         .flatten();
-    let name = "consentry_purge_items_purged";
-    family(
+    gauge(
         out,
-        name,
-        "gauge",
+        "consentry_purge_items_purged",
         "Items sent for purging by all recorded real runs.",
+        purged.unwrap_or(0) as f64,
     );
-    line(out, name, &[], purged.unwrap_or(0) as f64);
 
     let stored = events::Entity::find().count(conn).await?;
-    let name = "consentry_consent_events_stored";
-    family(
+    gauge(
         out,
-        name,
-        "gauge",
+        "consentry_consent_events_stored",
         "Consent events in the ledger (grants, withdrawals, refusals).",
+        stored as f64,
     );
-    line(out, name, &[], stored as f64);
 
     let rolling = policy::model::Entity::find()
         .filter(policy::model::Column::Status.ne(PolicyStatus::Draft))
         .filter(policy::model::Column::ReconsentDoneAt.is_null())
         .count(conn)
         .await?;
-    let name = "consentry_reconsent_rollouts_running";
-    family(
+    gauge(
         out,
-        name,
-        "gauge",
+        "consentry_reconsent_rollouts_running",
         "Published policy versions whose re-consent rollout has not finished.",
+        rolling as f64,
     );
-    line(out, name, &[], rolling as f64);
 
     let name = "consentry_job_lease_held";
     family(
@@ -429,6 +418,12 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
 
 fn seconds(d: TimeDelta) -> f64 {
     d.num_milliseconds().max(0) as f64 / 1000.0
+}
+
+/// A gauge of one value, without labels.
+fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    family(out, name, "gauge", help);
+    line(out, name, &[], value);
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

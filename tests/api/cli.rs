@@ -9,9 +9,12 @@ use std::{
 
 use consentry::auth::Role;
 use reqwest::StatusCode;
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::EntityTrait;
+use serde_json::json;
 
-use crate::helpers::{TestApp, key_id, key_secret, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, key_id, key_secret, purpose_body, spawn_app, spawn_app_with, subject_token,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_consentry");
 
@@ -338,30 +341,71 @@ fn a_missing_template_stops_the_service_at_start_up() {
     );
 }
 
-/// `backup` copies a live SQLite database into a file that opens on its own with everything in
-/// it, refuses to overwrite, and on PostgreSQL names the tool to use instead.
+/// `backup` copies a live SQLite database, while consents are being written, into a file that
+/// opens on its own and whose consent and audit chains verify; it refuses to overwrite, and on
+/// PostgreSQL names the tool to use instead.
 #[tokio::test]
 async fn backup_copies_the_live_database_or_names_pg_dump() {
     let app = spawn_app().await;
-    app.key(Role::Admin).await;
+    let admin = app.key(Role::Admin).await;
+    app.create_purposes(&admin, &[purpose_body("analytics")])
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("consentry-backup.db");
-    let out = command_for(&app).arg("backup").arg(&file).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut backup = command_for(&app);
+    backup.arg("backup").arg(&file);
     if app.state.db.kind() == consentry::config::DatabaseKind::Postgres {
+        let out = backup.output().unwrap();
         assert!(!out.status.success());
-        assert!(stderr.contains("pg_dump"), "{stderr}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
         return;
     }
-    assert!(out.status.success(), "{stderr}");
+    // Consents keep changing while the copy is taken.
+    let writes = {
+        let (client, url) = (app.client.clone(), app.url("/v1/me/consents/analytics"));
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let resp = client
+                    .put(&url)
+                    .bearer_auth(subject_token(&format!("b-{}", i % 4)))
+                    .json(&json!({"granted": i % 8 < 4, "policy_version": 2}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let out = tokio::task::spawn_blocking(move || backup.output().unwrap())
+        .await
+        .unwrap();
+    writes.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let copy = sea_orm::Database::connect(format!("sqlite://{}?mode=ro", file.display()))
         .await
         .unwrap();
-    let keys = consentry::auth::keys::entity::Entity::find()
-        .count(&copy)
+    let audit = consentry::audit::verify(&copy).await.unwrap();
+    assert!(
+        audit.checked > 0 && audit.broken.is_none(),
+        "{:?}",
+        audit.broken
+    );
+    let people = consentry::subject::model::Entity::find()
+        .all(&copy)
         .await
         .unwrap();
-    assert_eq!(keys, 1, "the key made before the backup is in it");
+    for person in &people {
+        let chain = consentry::consent::ledger::verify(&copy, person)
+            .await
+            .unwrap();
+        assert!(chain.ok, "{}: {:?}", person.external_id, chain.problem);
+    }
     let again = command_for(&app).arg("backup").arg(&file).output().unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));

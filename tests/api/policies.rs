@@ -334,6 +334,24 @@ async fn consenting_subjects(app: &TestApp, people: &[(&str, &str, &str)]) {
     }
 }
 
+/// A material version 3 of the privacy policy for everywhere, as a draft.
+async fn material_draft(app: &TestApp, admin: &str) -> Value {
+    let draft = json!({"key": "privacy-policy", "jurisdiction": "*", "language": "en", "authoritative": true,
+                       "title": "Lumora Privacy Policy", "body": "Version three.\n", "material": true,
+                       "change_summary": "We now keep logs for six months.",
+                       "effective_at": "2026-11-01T00:00:00Z"});
+    json(
+        app.post("/v1/admin/policies")
+            .bearer_auth(admin)
+            .json(&draft)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await
+}
+
 async fn policy_change_emails(app: &TestApp) -> Vec<outbox::Model> {
     outbox::Entity::find()
         .filter(outbox::Column::Topic.eq("policy_changed"))
@@ -361,20 +379,7 @@ async fn a_material_version_asks_everyone_affected_to_consent_again_in_their_lan
     )
     .await;
 
-    let draft = json!({"key": "privacy-policy", "jurisdiction": "*", "language": "en", "authoritative": true,
-                       "title": "Lumora Privacy Policy", "body": "Version three.\n", "material": true,
-                       "change_summary": "We now keep logs for six months.",
-                       "effective_at": "2026-11-01T00:00:00Z"});
-    let draft = json(
-        app.post("/v1/admin/policies")
-            .bearer_auth(&admin)
-            .json(&draft)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
+    let draft = material_draft(&app, &admin).await;
     let id = draft["id"].as_str().unwrap();
     let published = app
         .post(&format!("/v1/admin/policies/{id}/publish"))
@@ -695,20 +700,7 @@ async fn an_interrupted_rollout_shows_its_progress_and_the_job_finishes_it() {
     app.create_purposes(&admin, &[purpose_body("analytics")])
         .await;
     consenting_subjects(&app, &[("r-1", "en", "DE"), ("r-2", "zh-CN", "FR")]).await;
-    let draft = json!({"key": "privacy-policy", "jurisdiction": "*", "language": "en", "authoritative": true,
-                       "title": "Lumora Privacy Policy", "body": "Version three.\n", "material": true,
-                       "change_summary": "Logs are kept six months.",
-                       "effective_at": "2026-11-01T00:00:00Z"});
-    let draft = json(
-        app.post("/v1/admin/policies")
-            .bearer_auth(&admin)
-            .json(&draft)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
+    let draft = material_draft(&app, &admin).await;
     let id = draft["id"].as_str().unwrap();
     // Published by a replica that then died holding the rollout's lease: no job here takes it
     // over until the lease runs out.
