@@ -8,9 +8,7 @@
 use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex, time::Duration};
 
 use chrono::TimeDelta;
-use sea_orm::{
-    ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, prelude::DateTimeUtc,
-};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
 
 use poem::{IntoResponse, Request, Response, handler, http::header, web::Data};
 
@@ -23,8 +21,8 @@ use crate::{
     lease,
     notify::outbox,
     policy::{self, PolicyStatus},
-    request::{self, model as requests},
-    retention::model::{RunStatus, runs},
+    request,
+    retention::purge,
 };
 
 /// `GET /metrics`: the exposition, behind `metrics.token` as a bearer token when one is set.
@@ -214,18 +212,7 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         "gauge",
         "Outbox messages by status (pending, delivered, dead), kind and priority.",
     );
-    let rows: Vec<(outbox::Status, outbox::Kind, i16, i64)> = outbox::entity::Entity::find()
-        .select_only()
-        .column(outbox::entity::Column::Status)
-        .column(outbox::entity::Column::Kind)
-        .column(outbox::entity::Column::Priority)
-        .column_as(outbox::entity::Column::Id.count(), "n")
-        .group_by(outbox::entity::Column::Status)
-        .group_by(outbox::entity::Column::Kind)
-        .group_by(outbox::entity::Column::Priority)
-        .into_tuple()
-        .all(conn)
-        .await?;
+    let rows = outbox::counts_by_priority(conn).await?;
     for (status, kind, priority, n) in rows {
         let status = format!("{status:?}").to_lowercase();
         let kind = format!("{kind:?}").to_lowercase();
@@ -240,14 +227,7 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
             n as f64,
         );
     }
-    let oldest: Option<DateTimeUtc> = outbox::entity::Entity::find()
-        .select_only()
-        .column_as(outbox::entity::Column::CreatedAt.min(), "oldest")
-        .filter(outbox::entity::Column::Status.eq(outbox::Status::Pending))
-        .into_tuple()
-        .one(conn)
-        .await?
-        .flatten();
+    let oldest = outbox::oldest_pending(conn).await?;
     gauge(
         out,
         "consentry_outbox_oldest_pending_age_seconds",
@@ -262,39 +242,14 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         "gauge",
         "Data-subject requests being worked on, by status and law.",
     );
-    let rows: Vec<(request::RequestStatus, request::Law, i64)> = requests::Entity::find()
-        .select_only()
-        .column(requests::Column::Status)
-        .column(requests::Column::Law)
-        .column_as(requests::Column::Id.count(), "n")
-        .filter(requests::Column::Status.is_in(request::OPEN))
-        .filter(requests::Column::ClosedAt.is_null())
-        .group_by(requests::Column::Status)
-        .group_by(requests::Column::Law)
-        .into_tuple()
-        .all(conn)
-        .await?;
+    let rows = request::open_by_status_and_law(conn).await?;
     for (status, law, n) in rows {
         let status = sea_orm::ActiveEnum::to_value(&status);
         let law = sea_orm::ActiveEnum::to_value(&law);
         line(out, name, &[("status", &status), ("law", &law)], n as f64);
     }
-    let today = now.date_naive();
-    let soon = today + TimeDelta::days(i64::from(state.config.requests.digest_due_within_days));
-    let running = || {
-        requests::Entity::find()
-            .filter(requests::Column::Status.is_in(request::RUNNING))
-            .filter(requests::Column::ClosedAt.is_null())
-    };
-    let overdue = running()
-        .filter(requests::Column::DueDate.lt(today))
-        .count(conn)
-        .await?;
-    let due_soon = running()
-        .filter(requests::Column::DueDate.gte(today))
-        .filter(requests::Column::DueDate.lte(soon))
-        .count(conn)
-        .await?;
+    let within = TimeDelta::days(i64::from(state.config.requests.digest_due_within_days));
+    let (overdue, due_soon) = request::deadline_counts(conn, now.date_naive(), within).await?;
     gauge(
         out,
         "consentry_requests_overdue",
@@ -315,63 +270,28 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         "gauge",
         "Retention purge runs recorded (dry runs apart), by status.",
     );
-    let rows: Vec<(bool, RunStatus, i64)> = runs::Entity::find()
-        .select_only()
-        .column(runs::Column::DryRun)
-        .column(runs::Column::Status)
-        .column_as(runs::Column::Id.count(), "n")
-        .group_by(runs::Column::DryRun)
-        .group_by(runs::Column::Status)
-        .into_tuple()
-        .all(conn)
-        .await?;
-    for (dry_run, status, n) in rows {
-        let status = sea_orm::ActiveEnum::to_value(&status);
-        let dry = if dry_run { "true" } else { "false" };
+    let summary = purge::run_summary(conn).await?;
+    for (dry_run, status, n) in &summary.runs {
+        let status = sea_orm::ActiveEnum::to_value(status);
+        let dry = if *dry_run { "true" } else { "false" };
         line(
             out,
             name,
             &[("status", &status), ("dry_run", dry)],
-            n as f64,
+            *n as f64,
         );
     }
-    let last: Option<DateTimeUtc> = runs::Entity::find()
-        .select_only()
-        .column_as(runs::Column::FinishedAt.max(), "last")
-        .filter(runs::Column::DryRun.eq(false))
-        .filter(runs::Column::Status.eq(RunStatus::Completed))
-        .into_tuple()
-        .one(conn)
-        .await?
-        .flatten();
     gauge(
         out,
         "consentry_purge_last_success_timestamp_seconds",
         "When the last real purge run completed (Unix time); 0 if never.",
-        last.map_or(0.0, |t| t.timestamp() as f64),
+        summary.last_success.map_or(0.0, |t| t.timestamp() as f64),
     );
-    let purged: Option<i64> = runs::Entity::find()
-        .select_only()
-        // PostgreSQL sums a bigint into a numeric.
-        .column_as(
-            sea_orm::sea_query::Expr::from(sea_orm::sea_query::Func::cast_as(
-                sea_orm::sea_query::Func::sum(sea_orm::sea_query::Expr::col(
-                    runs::Column::ItemsPurged,
-                )),
-                sea_orm::sea_query::Alias::new("bigint"),
-            )),
-            "purged",
-        )
-        .filter(runs::Column::DryRun.eq(false))
-        .into_tuple()
-        .one(conn)
-        .await?
-        .flatten();
     gauge(
         out,
         "consentry_purge_items_purged",
         "Items sent for purging by all recorded real runs.",
-        purged.unwrap_or(0) as f64,
+        summary.items_purged as f64,
     );
 
     let stored = events::Entity::find().count(conn).await?;

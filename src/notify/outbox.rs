@@ -497,6 +497,38 @@ pub async fn counts(conn: &impl ConnectionTrait) -> Result<Vec<(Status, Kind, i6
         .await
 }
 
+/// Messages by status, kind and priority (see [`Priority`]), for monitoring.
+pub async fn counts_by_priority(
+    conn: &impl ConnectionTrait,
+) -> Result<Vec<(Status, Kind, i16, i64)>, DbErr> {
+    use entity::Column;
+    entity::Entity::find()
+        .select_only()
+        .column(Column::Status)
+        .column(Column::Kind)
+        .column(Column::Priority)
+        .column_as(Column::Id.count(), "n")
+        .group_by(Column::Status)
+        .group_by(Column::Kind)
+        .group_by(Column::Priority)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// When the oldest message still waiting to go out was queued.
+pub async fn oldest_pending(conn: &impl ConnectionTrait) -> Result<Option<DateTime<Utc>>, DbErr> {
+    use entity::Column;
+    Ok(entity::Entity::find()
+        .select_only()
+        .column_as(Column::CreatedAt.min(), "oldest")
+        .filter(Column::Status.eq(Status::Pending))
+        .into_tuple::<Option<DateTime<Utc>>>()
+        .one(conn)
+        .await?
+        .flatten())
+}
+
 /// Puts a message back in the queue for an immediate attempt, with a fresh set of attempts.
 /// Returns `None` for an unknown id.
 pub async fn retry(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Option<OutboxMessage>, DbErr> {

@@ -56,6 +56,48 @@ pub const RUNNING: [RequestStatus; 4] = [
     RequestStatus::Fulfilling,
 ];
 
+/// Requests being worked on, by status and law, for monitoring.
+pub async fn open_by_status_and_law(
+    conn: &impl ConnectionTrait,
+) -> Result<Vec<(RequestStatus, Law, i64)>, DbErr> {
+    model::Entity::find()
+        .select_only()
+        .column(model::Column::Status)
+        .column(model::Column::Law)
+        .column_as(model::Column::Id.count(), "n")
+        .filter(model::Column::Status.is_in(OPEN))
+        .filter(model::Column::ClosedAt.is_null())
+        .group_by(model::Column::Status)
+        .group_by(model::Column::Law)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// How many running requests are past their due date on `today`, and how many fall due within
+/// `within` of it.
+pub async fn deadline_counts(
+    conn: &impl ConnectionTrait,
+    today: chrono::NaiveDate,
+    within: chrono::TimeDelta,
+) -> Result<(u64, u64), DbErr> {
+    let running = || {
+        model::Entity::find()
+            .filter(model::Column::Status.is_in(RUNNING))
+            .filter(model::Column::ClosedAt.is_null())
+    };
+    let overdue = running()
+        .filter(model::Column::DueDate.lt(today))
+        .count(conn)
+        .await?;
+    let due_soon = running()
+        .filter(model::Column::DueDate.gte(today))
+        .filter(model::Column::DueDate.lte(today + within))
+        .count(conn)
+        .await?;
+    Ok((overdue, due_soon))
+}
+
 /// What can go wrong with a request.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {

@@ -108,6 +108,59 @@ pub struct OwnData {
     pub consent_proofs: u64,
 }
 
+/// Purge runs at a glance, for monitoring.
+pub struct RunSummary {
+    /// (dry run, status, how many).
+    pub runs: Vec<(bool, RunStatus, i64)>,
+    /// When the last real run completed.
+    pub last_success: Option<DateTime<Utc>>,
+    /// Items sent for purging by all recorded real runs.
+    pub items_purged: i64,
+}
+
+pub async fn run_summary(conn: &impl ConnectionTrait) -> Result<RunSummary, sea_orm::DbErr> {
+    use model::runs;
+    use sea_orm::sea_query::{Alias, Func};
+    let runs = runs::Entity::find()
+        .select_only()
+        .column(runs::Column::DryRun)
+        .column(runs::Column::Status)
+        .column_as(runs::Column::Id.count(), "n")
+        .group_by(runs::Column::DryRun)
+        .group_by(runs::Column::Status)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let last_success = runs::Entity::find()
+        .select_only()
+        .column_as(runs::Column::FinishedAt.max(), "last")
+        .filter(runs::Column::DryRun.eq(false))
+        .filter(runs::Column::Status.eq(RunStatus::Completed))
+        .into_tuple::<Option<DateTime<Utc>>>()
+        .one(conn)
+        .await?
+        .flatten();
+    // PostgreSQL sums a bigint into a numeric.
+    let sum = Func::cast_as(
+        Func::sum(Expr::col(runs::Column::ItemsPurged)),
+        Alias::new("bigint"),
+    );
+    let items_purged = runs::Entity::find()
+        .select_only()
+        .column_as(sea_orm::sea_query::Expr::from(sum), "purged")
+        .filter(runs::Column::DryRun.eq(false))
+        .into_tuple::<Option<i64>>()
+        .one(conn)
+        .await?
+        .flatten()
+        .unwrap_or(0);
+    Ok(RunSummary {
+        runs,
+        last_success,
+        items_purged,
+    })
+}
+
 /// Takes the run lease and records a new run. Fails with [`RetentionError::Busy`] while
 /// another run holds the lease. A run left `running` by a process that died is marked
 /// `interrupted`: holding the lease proves nothing else runs.
