@@ -79,6 +79,17 @@ pub async fn acquire(
     Ok(taken.rows_affected == 1)
 }
 
+/// The leases someone holds at `now`, for monitoring.
+pub async fn held(
+    conn: &impl sea_orm::ConnectionTrait,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<entity::Model>, sea_orm::DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::ExpiresAt.gt(now))
+        .all(conn)
+        .await
+}
+
 /// Gives up a lease this holder has, so that the next taker need not wait for it to expire.
 pub async fn release(db: &Db, name: &str, holder: &str) -> Result<(), sea_orm::DbErr> {
     entity::Entity::update_many()

@@ -8,21 +8,13 @@
 use std::{collections::BTreeMap, fmt::Write as _, sync::Mutex, time::Duration};
 
 use chrono::TimeDelta;
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::DbErr;
 
 use poem::{IntoResponse, Request, Response, handler, http::header, web::Data};
 
 use crate::{
-    AppState, clock,
-    config::DatabaseKind,
-    consent::model::events,
-    crypto,
-    error::ApiError,
-    lease,
-    notify::outbox,
-    policy::{self, PolicyStatus},
-    request,
-    retention::purge,
+    AppState, clock, config::DatabaseKind, crypto, error::ApiError, lease, notify::outbox, policy,
+    request, retention::purge,
 };
 
 /// `GET /metrics`: the exposition, behind `metrics.token` as a bearer token when one is set.
@@ -294,7 +286,7 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         summary.items_purged as f64,
     );
 
-    let stored = events::Entity::find().count(conn).await?;
+    let stored = crate::consent::ledger::event_count(conn).await?;
     gauge(
         out,
         "consentry_consent_events_stored",
@@ -302,11 +294,7 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         stored as f64,
     );
 
-    let rolling = policy::model::Entity::find()
-        .filter(policy::model::Column::Status.ne(PolicyStatus::Draft))
-        .filter(policy::model::Column::ReconsentDoneAt.is_null())
-        .count(conn)
-        .await?;
+    let rolling = policy::rollouts_running(conn).await?;
     gauge(
         out,
         "consentry_reconsent_rollouts_running",
@@ -321,11 +309,7 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         "gauge",
         "Scheduled jobs whose lease a replica holds now (holder: a process id).",
     );
-    for lease in lease::entity::Entity::find()
-        .filter(lease::entity::Column::ExpiresAt.gt(now))
-        .all(conn)
-        .await?
-    {
+    for lease in lease::held(conn, now).await? {
         line(
             out,
             name,

@@ -618,6 +618,11 @@ pub struct ChainReport {
 /// Events read per round trip while verifying.
 const VERIFY_PAGE: u64 = 1000;
 
+/// How many events the ledger holds, for monitoring.
+pub async fn event_count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    sea_orm::PaginatorTrait::count(events::Entity::find(), conn).await
+}
+
 /// Recomputes every hash of a subject's chain in order, and checks that the head on the
 /// subject row matches the last event (so that deleting the newest events shows too).
 pub async fn verify(conn: &impl ConnectionTrait, subject: &Subject) -> Result<ChainReport, DbErr> {

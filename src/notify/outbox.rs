@@ -482,19 +482,20 @@ pub async fn status_of(
         .await
 }
 
-/// Number of messages per status, for monitoring.
+/// Number of messages per status and kind, for monitoring: [`counts_by_priority`] summed over
+/// the priorities.
 pub async fn counts(conn: &impl ConnectionTrait) -> Result<Vec<(Status, Kind, i64)>, DbErr> {
-    use entity::Column;
-    entity::Entity::find()
-        .select_only()
-        .column(Column::Status)
-        .column(Column::Kind)
-        .column_as(Column::Id.count(), "n")
-        .group_by(Column::Status)
-        .group_by(Column::Kind)
-        .into_tuple()
-        .all(conn)
-        .await
+    let mut counts: Vec<(Status, Kind, i64)> = Vec::new();
+    for (status, kind, _, n) in counts_by_priority(conn).await? {
+        match counts
+            .iter_mut()
+            .find(|(s, k, _)| *s == status && *k == kind)
+        {
+            Some((_, _, total)) => *total += n,
+            None => counts.push((status, kind, n)),
+        }
+    }
+    Ok(counts)
 }
 
 /// Messages by status, kind and priority (see [`Priority`]), for monitoring.

@@ -345,15 +345,23 @@ pub const ROLLOUT_LEASE: &str = "reconsent";
 /// Safe to run on several replicas at once: marking is idempotent and emails are deduplicated;
 /// the lease keeps them from doing the same work twice.
 pub async fn roll_out(db: &Db, config: &Config) -> Result<u64, DbErr> {
-    let pending = model::Entity::find()
-        .filter(model::Column::Status.ne(PolicyStatus::Draft))
-        .filter(model::Column::ReconsentDoneAt.is_null())
-        .all(db.conn())
-        .await?;
+    let pending = unfinished_rollouts().all(db.conn()).await?;
     for policy in &pending {
         finish_publication(db, config, policy).await?;
     }
     Ok(pending.len() as u64)
+}
+
+/// Published versions whose re-consent rollout has not finished.
+fn unfinished_rollouts() -> sea_orm::Select<model::Entity> {
+    model::Entity::find()
+        .filter(model::Column::Status.ne(PolicyStatus::Draft))
+        .filter(model::Column::ReconsentDoneAt.is_null())
+}
+
+/// How many rollouts have not finished, for monitoring.
+pub async fn rollouts_running(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    sea_orm::PaginatorTrait::count(unfinished_rollouts(), conn).await
 }
 
 /// [`roll_out`] under the rollout lease, released when done; skipped while another replica
