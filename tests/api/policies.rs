@@ -704,14 +704,22 @@ async fn an_interrupted_rollout_shows_its_progress_and_the_job_finishes_it() {
     let id = draft["id"].as_str().unwrap();
     // Published by a replica that then died holding the rollout's lease: no job here takes it
     // over until the lease runs out.
-    let taken = consentry::lease::acquire(
-        &app.state.db,
-        policy::ROLLOUT_LEASE,
-        "a-replica-that-died",
-        chrono::TimeDelta::minutes(10),
-    )
-    .await
-    .unwrap();
+    // The rollout started at boot may hold the lease for a moment: wait for it to let go.
+    let mut taken = false;
+    for _ in 0..200 {
+        taken = consentry::lease::acquire(
+            &app.state.db,
+            policy::ROLLOUT_LEASE,
+            "a-replica-that-died",
+            chrono::TimeDelta::minutes(10),
+        )
+        .await
+        .unwrap();
+        if taken {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(taken);
     let mut tx = app.state.db.begin().await.unwrap();
     policy::publish(&mut tx, id, &Actor::Cli).await.unwrap();
