@@ -109,6 +109,35 @@ impl Tx {
         self.after_commit(move || ready.notify_one());
     }
 
+    /// Marks a point that [`Tx::roll_back_to`] can return to, so that one unit of work among
+    /// several sharing this transaction can fail alone (the consent writer's group commit).
+    /// Not nested: release or roll back one before marking the next.
+    pub async fn savepoint(&mut self) -> Result<Savepoint, DbErr> {
+        self.txn.execute_unprepared("SAVEPOINT unit").await?;
+        Ok(Savepoint {
+            effects: self.after_commit.len(),
+        })
+    }
+
+    /// Keeps what was done since the savepoint.
+    pub async fn release(&mut self, _point: Savepoint) -> Result<(), DbErr> {
+        self.txn
+            .execute_unprepared("RELEASE SAVEPOINT unit")
+            .await
+            .map(|_| ())
+    }
+
+    /// Undoes what was done since the savepoint, and forgets the work it registered to follow
+    /// the commit; the transaction carries on. On PostgreSQL this also clears the error state
+    /// a failed statement leaves.
+    pub async fn roll_back_to(&mut self, point: Savepoint) -> Result<(), DbErr> {
+        self.txn
+            .execute_unprepared("ROLLBACK TO SAVEPOINT unit")
+            .await?;
+        self.after_commit.truncate(point.effects);
+        self.release(point).await
+    }
+
     /// Notes a statement that may write: anything but a `SELECT` (row locks included).
     fn note(&self, sql: &str) {
         let head = sql.trim_start().get(..6).unwrap_or_default();
@@ -143,6 +172,13 @@ impl ConnectionTrait for Tx {
         self.note(&stmt.sql);
         self.txn.query_all_raw(stmt).await
     }
+}
+
+/// A point in a [`Tx`] to return to; see [`Tx::savepoint`].
+#[must_use = "release the savepoint or roll back to it"]
+pub struct Savepoint {
+    /// How many after-commit effects were registered when it was marked.
+    effects: usize,
 }
 
 impl Db {

@@ -97,6 +97,8 @@ pub struct AppState {
     pub key_cache: Arc<KeyCache>,
     /// Consent checks answered from memory while their facts are current.
     pub checks: Arc<consent::check::Checks>,
+    /// Records the portal's and the main app's decisions with group commit.
+    pub consent_writer: Arc<consent::writer::Writer>,
     /// Counters for `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Requests per client on the endpoints that need no credentials.
@@ -205,9 +207,12 @@ impl App {
                 config.consent_cache.watch_interval_ms,
             ));
         }
+        let config = Arc::new(config);
+        let consent_writer = Arc::new(consent::writer::Writer::start(db.clone(), config.clone()));
         let state = AppState {
-            config: Arc::new(config),
+            config,
             db,
+            consent_writer,
             subject_tokens,
             dispatcher,
             key_cache,

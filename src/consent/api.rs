@@ -391,11 +391,10 @@ impl ConsentApi {
         policy: PolicyShown,
     ) -> Result<Vec<RecordedView>, ApiError> {
         let (user_agent, ip) = crate::http::client_evidence(req);
-        let mut tx = self.state.db.begin().await?;
-        let recorded = super::record(
-            &mut tx,
-            &self.state.config,
-            RecordRequest {
+        let recorded = self
+            .state
+            .consent_writer
+            .record(RecordRequest {
                 external_id,
                 decisions,
                 policy: policy.policy_ref(),
@@ -408,10 +407,8 @@ impl ConsentApi {
                 occurred_at: None,
                 reason: None,
                 audited_by: None,
-            },
-        )
-        .await?;
-        tx.commit().await?;
+            })
+            .await?;
         Ok(recorded.into_iter().map(Into::into).collect())
     }
 
@@ -642,11 +639,10 @@ impl ConsentApi {
     ) -> Result<Json<Vec<RecordedView>>, ApiError> {
         auth.0.require(Role::Service)?;
         let b = body.0;
-        let mut tx = self.state.db.begin().await?;
-        let recorded = super::record(
-            &mut tx,
-            &self.state.config,
-            RecordRequest {
+        let recorded = self
+            .state
+            .consent_writer
+            .record(RecordRequest {
                 external_id: external_id.0,
                 decisions: decisions(b.decisions),
                 policy: b.policy.policy_ref(),
@@ -659,10 +655,8 @@ impl ConsentApi {
                 occurred_at: b.occurred_at,
                 reason: None,
                 audited_by: None,
-            },
-        )
-        .await?;
-        tx.commit().await?;
+            })
+            .await?;
         Ok(Json(recorded.into_iter().map(Into::into).collect()))
     }
 

@@ -20,6 +20,7 @@ pub mod model;
 pub mod receipt;
 pub mod reconsent;
 pub mod unsubscribe;
+pub mod writer;
 
 use crate::error::FieldError;
 pub use check::{CheckResult, check, check_many};

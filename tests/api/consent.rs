@@ -581,6 +581,88 @@ async fn concurrent_toggles_end_in_the_last_recorded_state_and_the_chain_verifie
     assert_eq!(verify["checked"], items.len());
 }
 
+/// Decisions arriving together share a commit; one that is refused after its person was
+/// created (an unknown policy version) or that breaks a rule rolls back alone, and everything
+/// else is recorded in order with chains that verify.
+#[tokio::test]
+async fn decisions_committed_together_fail_alone_and_keep_every_chain() {
+    let (app, admin) = app_with_purposes().await;
+    let service = app.key(Role::Service).await;
+    let report = |i: usize| {
+        let (who, body) = match i % 4 {
+            0 => (
+                format!("newcomer-{i}"),
+                json!({"decisions": [{"purpose": "analytics", "granted": true}],
+                       "policy_version": 99, "channel": "web"}),
+            ),
+            1 => (
+                format!("steady-{}", i % 3),
+                json!({"decisions": [{"purpose": "service", "granted": false}],
+                       "policy_version": 2, "channel": "web"}),
+            ),
+            _ => (
+                format!("steady-{}", i % 3),
+                json!({"decisions": [{"purpose": "analytics", "granted": i % 3 != 0},
+                                     {"purpose": "marketing_email", "granted": true}],
+                       "policy_version": 2, "channel": "web"}),
+            ),
+        };
+        app.post(&format!("/v1/subjects/{who}/consents"))
+            .bearer_auth(&service)
+            .json(&body)
+            .send()
+    };
+    let answers = futures_util::future::join_all((0..48).map(report)).await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        let answer = answer.unwrap();
+        match i % 4 {
+            0 => {
+                let p = problem(answer, StatusCode::UNPROCESSABLE_ENTITY).await;
+                assert_eq!(p["reason"], "policy_not_published");
+            }
+            1 => {
+                let p = problem(answer, StatusCode::CONFLICT).await;
+                assert_eq!(p["reason"], "required_purpose");
+            }
+            _ => {
+                json(answer, StatusCode::OK).await;
+            }
+        }
+    }
+    for i in (0..48).step_by(4) {
+        let newcomer = subject::find(app.state.db.conn(), &format!("newcomer-{i}"))
+            .await
+            .unwrap();
+        assert!(
+            newcomer.is_none(),
+            "a refused decision leaves no person behind"
+        );
+    }
+    for n in 0..3 {
+        let who = format!("steady-{n}");
+        let items = history(&app, &who).await;
+        let seqs: Vec<i64> = items.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, (1..=items.len() as i64).rev().collect::<Vec<_>>());
+        let last_analytics = items.iter().find(|e| e["purpose"] == "analytics").unwrap();
+        let c = check(&app, &service, &who, "analytics").await;
+        let expected = match last_analytics["action"].as_str() {
+            Some("grant") => "granted",
+            Some("withdraw") => "withdrawn",
+            _ => "denied",
+        };
+        assert_eq!(c["status"], expected, "the state follows the last event");
+        let verify = app
+            .get(&format!("/v1/admin/subjects/{who}/consents/verify"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let verify = json(verify, StatusCode::OK).await;
+        assert_eq!(verify["ok"], true, "{verify}");
+        assert_eq!(verify["checked"], items.len());
+    }
+}
+
 #[tokio::test]
 async fn a_tampered_or_removed_event_is_detected() {
     let (app, _) = app_with_purposes().await;

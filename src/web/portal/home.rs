@@ -234,11 +234,9 @@ async fn record(
     shown: &policy::Policy,
 ) -> Result<(), ApiError> {
     let (user_agent, ip) = crate::http::client_evidence(req);
-    let mut tx = state.db.begin().await?;
-    consent::record(
-        &mut tx,
-        &state.config,
-        RecordRequest {
+    state
+        .consent_writer
+        .record(RecordRequest {
             external_id: person.external_id.clone(),
             decisions: vec![Decision {
                 purpose: purpose_key.to_string(),
@@ -258,10 +256,8 @@ async fn record(
             occurred_at: None,
             reason: None,
             audited_by: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
+        })
+        .await?;
     Ok(())
 }
 
