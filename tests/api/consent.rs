@@ -602,7 +602,7 @@ async fn decisions_committed_together_fail_alone_and_keep_every_chain() {
             ),
             _ => (
                 format!("steady-{}", i % 3),
-                json!({"decisions": [{"purpose": "analytics", "granted": i % 3 != 0},
+                json!({"decisions": [{"purpose": "analytics", "granted": !i.is_multiple_of(3)},
                                      {"purpose": "marketing_email", "granted": true}],
                        "policy_version": 2, "channel": "web"}),
             ),
