@@ -1,12 +1,15 @@
 //! Consent ledger benchmarks, against the release binary running as its own process:
 //!
 //! 1. **Checks** (`GET /v1/subjects/{id}/consents/{purpose}`) with 100,000 subjects × 5
-//!    purposes loaded, closed loop at full speed (people drawn from all of them, then from the
-//!    same 1,000 again and again, which the consent cache answers), compared with
-//!    `GET /health/live` on the same server (the trivial-endpoint baseline), then open loop at
-//!    half the check's peak rate for its latency there.
-//! 2. **Writes**: 64 clients toggling consents through the portal endpoint; afterwards every
-//!    touched subject's hash chain is verified.
+//!    purposes loaded, closed loop at full speed with 16 and then 64 connections (people drawn
+//!    from all of them, then from the same 1,000 again and again, which the consent cache
+//!    answers), compared with `GET /health/live` on the same server at the same concurrency (the
+//!    trivial-endpoint baseline), then open loop at half each check's peak rate for its latency
+//!    there.
+//! 2. **Writes**: 16 and then 64 clients flipping consents through the portal endpoint, each
+//!    request a real change; afterwards every touched subject's hash chain is verified. Then a
+//!    second server process on the same database: how long after one process answered a
+//!    withdrawal the other, which had just answered "allowed" for it, stops allowing it.
 //! 3. **A material policy change** affecting every subject, on a freshly started server: the
 //!    time `POST /v1/admin/policies/{id}/publish` takes and the server's peak memory.
 //!
@@ -19,7 +22,10 @@ mod common;
 
 use std::{
     process::{Child, Command, Stdio},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -50,6 +56,8 @@ const PURPOSES: [&str; 5] = [
 /// Subjects per multi-row insert: 5 events of 18 columns each stay under SQLite's limit of
 /// 32,766 bound variables.
 const SUBJECTS_PER_INSERT: usize = 200;
+/// Withdrawals timed until a second server process stops allowing them.
+const STALENESS_SAMPLES: usize = 200;
 const TOKEN_SECRET: &str = "bench-subject-token-secret-0123456789abcdef";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -396,42 +404,51 @@ async fn main() {
         })
     };
     closed_loop(&client, 32, 2, check.clone()).await; // warm-up
-    let mut trivial = closed_loop(&client, 32, secs, health.clone()).await;
-    let mut checks = closed_loop(&client, 32, secs, check.clone()).await;
-    let mut hot_checks = closed_loop(&client, 32, secs, hot.clone()).await;
-    let half = checks.rate() / 2.0;
-    let mut paced = open_loop(&client, half, secs, check.clone()).await;
-    println!("\n1. consent check over HTTP, 32 connections, {secs} s each");
-    println!("{:<34} {:>10} {:>9} {:>9}", "", "req/s", "p50 ms", "p99 ms");
-    for (name, run) in [
-        ("GET /health/live (baseline)", &mut trivial),
-        ("GET .../consents/{purpose}", &mut checks),
-        ("same, 1,000 people again and again", &mut hot_checks),
+    println!("\n1. consent check over HTTP, {secs} s per row");
+    println!(
+        "{:<40} {:>5} {:>9} {:>8} {:>8} {:>9}",
+        "", "conns", "req/s", "p50 ms", "p99 ms", "/baseline"
+    );
+    let mut peaks = Vec::new();
+    for conns in [16, 64] {
+        let baseline = closed_loop(&client, conns, secs, health.clone()).await;
+        let mut rows = [
+            ("GET /health/live (baseline)", baseline),
+            (
+                "check, people drawn from all",
+                closed_loop(&client, conns, secs, check.clone()).await,
+            ),
+            (
+                "check, the same 1,000 people",
+                closed_loop(&client, conns, secs, hot.clone()).await,
+            ),
+        ];
+        let base_rate = rows[0].1.rate();
+        for (name, run) in &mut rows {
+            print_row(name, conns, run, base_rate);
+        }
+        peaks.push((rows[1].1.rate(), rows[2].1.rate()));
+    }
+    let (all_peak, hot_peak) = peaks[0];
+    for (name, rate, request) in [
+        (
+            "check from all, half its peak (open)",
+            all_peak / 2.0,
+            check,
+        ),
+        ("check of 1,000, half its peak (open)", hot_peak / 2.0, hot),
     ] {
-        println!(
-            "{name:<34} {:>10.0} {:>9.2} {:>9.2}",
-            run.rate(),
-            run.percentile_ms(0.5),
-            run.percentile_ms(0.99)
-        );
+        let mut paced = open_loop(&client, rate, secs, request).await;
+        print_row(name, 0, &mut paced, f64::NAN);
     }
     println!(
-        "{:<34} {:>10.0} {:>9.2} {:>9.2}",
-        "check at half its peak (open loop)",
-        paced.rate(),
-        paced.percentile_ms(0.5),
-        paced.percentile_ms(0.99)
-    );
-    println!(
-        "repeated check / baseline throughput: {:.2}",
-        hot_checks.rate() / trivial.rate()
-    );
-    println!(
-        "check / baseline throughput: {:.2}",
-        checks.rate() / trivial.rate()
+        "server memory: {:.0} MiB resident, peak {:.0} MiB",
+        memory_mib(&server.pid(), "VmRSS:"),
+        memory_mib(&server.pid(), "VmHWM:")
     );
 
-    // 2. Writes: 64 clients toggle consents of 10,000 subjects through the portal.
+    // 2. Writes: clients flip consents of 10,000 subjects through the portal, every request a
+    // real change.
     let tokens = SubjectTokens::new(Secret::new(TOKEN_SECRET), None, None);
     let exp = chrono::Utc::now().timestamp() + 3600;
     let pool = n.min(10_000);
@@ -440,22 +457,37 @@ async fn main() {
             .map(|i| tokens.mint(&format!("user-{i}"), exp))
             .collect(),
     );
+    // Whether each subject's `analytics` is granted now (all start granted).
+    let granted: Arc<Vec<AtomicBool>> =
+        Arc::new((0..pool).map(|_| AtomicBool::new(true)).collect());
     let toggle = {
         let (base, minted) = (base.clone(), minted.clone());
         Arc::new(move |c: &reqwest::Client, seed: &mut u64| {
-            // Worker w walks subjects w+1, w+65, ... and flips `analytics` on every pass
-            // (all start granted), so every request writes an event.
-            *seed += 64;
-            let who = (*seed as usize) % minted.len();
-            let granted = (*seed as usize / minted.len()) % 2 == 1;
+            let who = pick(seed, minted.len());
+            let grant = !granted[who].fetch_xor(true, Ordering::Relaxed);
             c.put(format!("{base}/v1/me/consents/analytics"))
                 .bearer_auth(&minted[who])
-                .json(&json!({"granted": granted, "policy_version": 2}))
+                .json(&json!({"granted": grant, "policy_version": 2}))
         })
     };
-    let events_before = count_events(&db).await;
-    let writes = closed_loop(&client, 64, secs, toggle).await;
-    let written = count_events(&db).await - events_before;
+    println!("\n2. consent writes through the portal, {secs} s per row");
+    println!(
+        "{:<40} {:>5} {:>9} {:>8} {:>8} {:>9}",
+        "", "clients", "req/s", "p50 ms", "p99 ms", "events/s"
+    );
+    for clients in [16, 64] {
+        let events_before = count_events(&db).await;
+        let mut writes = closed_loop(&client, clients, secs, toggle.clone()).await;
+        let written = count_events(&db).await - events_before;
+        let events_rate = written as f64 / writes.elapsed.as_secs_f64();
+        print_row(
+            "PUT /v1/me/consents/analytics",
+            clients,
+            &mut writes,
+            f64::NAN,
+        );
+        println!("{:>82.0}", events_rate);
+    }
     let mut broken = 0;
     for i in 0..pool {
         let s = subject::find(conn, &format!("user-{i}"))
@@ -466,14 +498,54 @@ async fn main() {
             broken += 1;
         }
     }
-    println!("\n2. consent writes, 64 clients, {secs} s");
     println!(
-        "requests/s {:.0}, events written/s {:.0} ({} events); chains verified: {pool}, broken: {broken}",
-        writes.rate(),
-        written as f64 / writes.elapsed.as_secs_f64(),
-        written
+        "chains verified: {pool}, broken: {broken}; server memory: {:.0} MiB resident, peak {:.0} MiB",
+        memory_mib(&server.pid(), "VmRSS:"),
+        memory_mib(&server.pid(), "VmHWM:")
     );
     assert_eq!(broken, 0, "every chain verifies");
+
+    // 2b. A withdrawal recorded by one process, checked on another that remembered the grant.
+    let other = Server::start(&url, &config.data_dir).await;
+    let mut stale = Vec::new();
+    for i in 0..STALENESS_SAMPLES.min(pool) {
+        let check = || {
+            client
+                .get(format!(
+                    "{}/v1/subjects/user-{i}/consents/crash_reports",
+                    other.base
+                ))
+                .bearer_auth(&service)
+                .send()
+        };
+        let allowed = |r: serde_json::Value| r["allowed"].as_bool().unwrap();
+        assert!(allowed(check().await.unwrap().json().await.unwrap()));
+        let resp = client
+            .put(format!("{base}/v1/me/consents/crash_reports"))
+            .bearer_auth(&minted[i])
+            .json(&json!({"granted": false, "policy_version": 2}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        let answered = Instant::now();
+        while allowed(check().await.unwrap().json().await.unwrap()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stale.push(answered.elapsed().as_micros() as u64);
+    }
+    drop(other);
+    let mut stale = Run {
+        latencies: stale,
+        elapsed: Duration::from_secs(1),
+    };
+    println!(
+        "\n2b. a withdrawal seen by a second server process: {} samples, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        stale.latencies.len(),
+        stale.percentile_ms(0.5),
+        stale.percentile_ms(0.99),
+        stale.percentile_ms(1.0)
+    );
     drop(server);
 
     // 3. A material change for everyone, on a fresh server process.
@@ -554,6 +626,27 @@ async fn main() {
         peak_hwm
     );
     assert_eq!(emails, n, "one email per subject");
+}
+
+/// One line of a table: rate, median and 99th percentile, and the rate's ratio to `baseline`
+/// (left out when it is not a number).
+fn print_row(name: &str, conns: usize, run: &mut Run, baseline: f64) {
+    let ratio = if baseline.is_nan() {
+        String::new()
+    } else {
+        format!("{:.2}", run.rate() / baseline)
+    };
+    let conns = if conns == 0 {
+        "-".to_string()
+    } else {
+        conns.to_string()
+    };
+    println!(
+        "{name:<40} {conns:>5} {:>9.0} {:>8.2} {:>8.2} {ratio:>9}",
+        run.rate(),
+        run.percentile_ms(0.5),
+        run.percentile_ms(0.99),
+    );
 }
 
 async fn count_events(db: &Db) -> u64 {

@@ -297,7 +297,8 @@ pub struct ConsentCacheConfig {
     /// The longest an entry lives, in milliseconds.
     pub ttl_ms: u64,
     /// SQLite: how often another process's commits are looked for; PostgreSQL: how long to
-    /// wait before listening again after the connection was lost. Milliseconds.
+    /// wait before listening again after the connection was lost. Milliseconds. The watch runs
+    /// even with the cache off, since it also wakes the outbox dispatcher.
     pub watch_interval_ms: u64,
 }
 

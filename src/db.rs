@@ -66,6 +66,8 @@ pub struct Tx {
     after_commit: Vec<AfterCommit>,
     /// Set by the first statement that is not a `SELECT`.
     wrote: AtomicBool,
+    /// Set when something was queued for the outbox dispatcher ([`Tx::wake_outbox`]).
+    queued: bool,
     writes: Arc<AtomicU64>,
 }
 
@@ -77,14 +79,19 @@ impl Tx {
             _writer,
             after_commit,
             wrote,
+            queued,
             writes,
             ..
         } = self;
         let wrote = wrote.into_inner();
         if wrote && txn.get_database_backend() == DbBackend::Postgres {
             // Delivered to listeners only if the transaction commits.
-            txn.execute_unprepared(&format!("NOTIFY {CHANGES_CHANNEL}"))
-                .await?;
+            let notify = if queued {
+                format!("NOTIFY {CHANGES_CHANNEL}, '{OUTBOX_PAYLOAD}'")
+            } else {
+                format!("NOTIFY {CHANGES_CHANNEL}")
+            };
+            txn.execute_unprepared(&notify).await?;
         }
         txn.commit().await?;
         if wrote {
@@ -103,8 +110,10 @@ impl Tx {
     }
 
     /// Wakes the outbox dispatcher once this transaction commits, so that what it queued goes
-    /// out without waiting for the next poll.
+    /// out without waiting for the next poll: here at once, and on other replicas through
+    /// their watch ([`Db::watch_other_writers`]).
     pub fn wake_outbox(&mut self) {
+        self.queued = true;
         let ready = self.outbox_ready.clone();
         self.after_commit(move || ready.notify_one());
     }
@@ -246,6 +255,7 @@ impl Db {
             outbox_ready: self.outbox_ready.clone(),
             after_commit: Vec::new(),
             wrote: AtomicBool::new(false),
+            queued: false,
             writes: self.writes.clone(),
         })
     }
@@ -257,16 +267,22 @@ impl Db {
         self.writes.load(Ordering::Acquire)
     }
 
-    /// Moves [`Db::writes`] when another process commits: on PostgreSQL every write transaction
-    /// sends `NOTIFY` on commit and this listens (a lost connection counts as a change, since
-    /// notifications may have been missed meanwhile); on SQLite a connection of its own polls
-    /// `PRAGMA data_version`, which moves when any other connection commits, every
-    /// `interval`. Runs until the process ends.
+    /// Moves [`Db::writes`] when another process commits, and wakes the outbox dispatcher
+    /// when that commit queued something. On PostgreSQL every write transaction sends `NOTIFY`
+    /// on commit, saying whether it queued outbox messages, and this listens (a lost connection
+    /// counts as a change, since notifications may have been missed meanwhile). On SQLite a
+    /// connection of its own polls `PRAGMA data_version`, which moves when any other connection
+    /// commits, every `interval`; any such commit wakes the dispatcher, since other processes
+    /// (CLI commands) write rarely. Runs until the process ends.
     pub fn watch_other_writers(&self, interval: Duration) {
         let url = self.url.clone();
         let writes = self.writes.clone();
-        let changed = move || {
+        let outbox_ready = self.outbox_ready.clone();
+        let changed = move |queued: bool| {
             writes.fetch_add(1, Ordering::AcqRel);
+            if queued {
+                outbox_ready.notify_one();
+            }
         };
         match self.kind {
             DatabaseKind::Postgres => tokio::spawn(listen_for_writes(url, changed, interval)),
@@ -320,8 +336,10 @@ impl Db {
 
 /// The channel every write transaction notifies on PostgreSQL.
 const CHANGES_CHANNEL: &str = "consentry_writes";
+/// The payload of a notification from a transaction that queued outbox messages.
+const OUTBOX_PAYLOAD: &str = "outbox";
 
-async fn listen_for_writes(url: Arc<str>, changed: impl Fn(), retry: Duration) {
+async fn listen_for_writes(url: Arc<str>, changed: impl Fn(bool), retry: Duration) {
     use sea_orm::sqlx::postgres::PgListener;
     loop {
         let listener = async {
@@ -332,20 +350,20 @@ async fn listen_for_writes(url: Arc<str>, changed: impl Fn(), retry: Duration) {
         match listener.await {
             Ok(mut listener) => {
                 // Whatever happened while no one listened is unknown: start afresh.
-                changed();
-                while let Ok(Some(_)) = listener.try_recv().await {
-                    changed();
+                changed(true);
+                while let Ok(Some(notification)) = listener.try_recv().await {
+                    changed(notification.payload() == OUTBOX_PAYLOAD);
                 }
                 tracing::warn!("the database change listener lost its connection; reconnecting");
             }
             Err(e) => tracing::warn!(error = %e, "the database change listener cannot connect"),
         }
-        changed();
+        changed(false);
         tokio::time::sleep(retry).await;
     }
 }
 
-async fn poll_data_version(url: Arc<str>, changed: impl Fn(), interval: Duration) {
+async fn poll_data_version(url: Arc<str>, changed: impl Fn(bool), interval: Duration) {
     use sea_orm::sqlx::{Connection, SqliteConnection};
     let mut seen: Option<i64> = None;
     let mut connection: Option<SqliteConnection> = None;
@@ -364,7 +382,7 @@ async fn poll_data_version(url: Arc<str>, changed: impl Fn(), interval: Duration
             if version.is_none() {
                 connection = None;
             }
-            changed();
+            changed(seen.is_some() && version.is_some());
             seen = version;
         }
         tokio::time::sleep(interval).await;

@@ -202,11 +202,9 @@ impl App {
         let css = config.templates_dir.join("assets").join("consentry.css");
         let stylesheet = Arc::from(notify::templates::read(&css)?);
         let checks = Arc::new(consent::check::Checks::new(&config.consent_cache));
-        if config.consent_cache.enabled {
-            db.watch_other_writers(Duration::from_millis(
-                config.consent_cache.watch_interval_ms,
-            ));
-        }
+        db.watch_other_writers(Duration::from_millis(
+            config.consent_cache.watch_interval_ms,
+        ));
         let config = Arc::new(config);
         let consent_writer = Arc::new(consent::writer::Writer::start(db.clone(), config.clone()));
         let state = AppState {

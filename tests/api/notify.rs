@@ -162,6 +162,33 @@ async fn a_commit_that_queues_an_email_wakes_the_dispatcher_without_waiting_for_
     assert!(mail[0].to.contains("woken@example.com"));
 }
 
+/// A replica that only serves HTTP queues a code; the replica that delivers hears of the
+/// commit (`NOTIFY` on PostgreSQL, `data_version` on SQLite) instead of waiting for its poll.
+#[tokio::test]
+async fn a_commit_on_another_replica_wakes_this_dispatcher() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let serving = spawn_app().await;
+    let database = serving.state.config.database_url();
+    let _delivering = spawn_app_with(move |c| {
+        c.database_url = Some(database);
+        c.smtp_url = Some(consentry::config::Secret::new(url));
+        c.outbox.dispatch = true;
+        c.outbox.poll_interval_ms = 600_000;
+        c.consent_cache.enabled = false;
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    queue_email(&serving, "wake:2", "elsewhere@example.com", "en", &code(8)).await;
+    let mail = sink.wait_for(1).await;
+    assert_eq!(
+        mail.len(),
+        1,
+        "delivered within seconds of the other replica's commit"
+    );
+    assert!(mail[0].to.contains("elsewhere@example.com"));
+}
+
 #[tokio::test]
 async fn a_rolled_back_change_leaves_no_message() {
     let app = spawn_app().await;
