@@ -378,11 +378,11 @@ async fn main() {
     let base = server.base.clone();
 
     // 1. Checks against the trivial endpoint.
-    let health = {
+    let health: MakeRequest = {
         let base = base.clone();
         Arc::new(move |c: &reqwest::Client, _: &mut u64| c.get(format!("{base}/health/live")))
     };
-    let check = {
+    let check: MakeRequest = {
         let (base, service) = (base.clone(), service.clone());
         Arc::new(move |c: &reqwest::Client, seed: &mut u64| {
             let who = pick(seed, n);
@@ -393,7 +393,7 @@ async fn main() {
     };
     // The same 1,000 people checked again and again, as a main app checks its active users:
     // answered from the consent cache after the first time.
-    let hot = {
+    let hot: MakeRequest = {
         let (base, service) = (base.clone(), service.clone());
         let people = n.min(1000);
         Arc::new(move |c: &reqwest::Client, seed: &mut u64| {
@@ -460,7 +460,7 @@ async fn main() {
     // Whether each subject's `analytics` is granted now (all start granted).
     let granted: Arc<Vec<AtomicBool>> =
         Arc::new((0..pool).map(|_| AtomicBool::new(true)).collect());
-    let toggle = {
+    let toggle: MakeRequest = {
         let (base, minted) = (base.clone(), minted.clone());
         Arc::new(move |c: &reqwest::Client, seed: &mut u64| {
             let who = pick(seed, minted.len());
