@@ -6,6 +6,9 @@
 //!    reading the same rows from the database.
 //! 2. **The reviewers' queue** with 1,000 open requests: latency of filtered
 //!    `GET /v1/admin/requests` over HTTP, against `GET /health/live` on the same server.
+//! 3. **Intake without login** (`POST /v1/requests`, each a new person's access request that
+//!    queues a verification code) at 16 and 64 connections, against `GET /health/live` at the
+//!    same concurrency.
 //!
 //! `cargo bench --bench requests` (SQLite); `CONSENTRY_BENCH_DATABASE_URL=postgres://...` for
 //! PostgreSQL.
@@ -13,9 +16,12 @@
 #[allow(dead_code)]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use common::{api_key, database, engine, peak_rss_mib};
+use common::{MakeRequest, api_key, closed_loop, database, engine, peak_rss_mib, pick, print_row};
 use consentry::{
     App,
     audit::Actor,
@@ -36,6 +42,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryF
 const ROWS_PER_INSERT: usize = 500;
 const QUEUE_SIZE: usize = 1000;
 const LATENCY_SAMPLES: usize = 2000;
+const INTAKE_SECONDS: u64 = 5;
 
 /// One subject with `n` consent events and `n` data items.
 async fn load_subject(db: &Db, external_id: &str, n: usize) -> subject::Subject {
@@ -240,6 +247,10 @@ async fn main() {
     let (_, _, mut config) = database(&dir, "requests").await;
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.outbox.dispatch = false;
+    // Intake is measured, not its abuse limits.
+    config.rate_limit.per_minute = 1_000_000_000;
+    config.rate_limit.per_email_per_minute = 1_000_000_000;
+    config.rate_limit.filings_per_email_per_day = 1_000_000_000;
     let app = App::build(config).await.unwrap();
     let state = app.state().clone();
     let base = format!("http://{}", app.addr());
@@ -292,6 +303,38 @@ async fn main() {
             p99 / b99
         );
     }
+
+    let health: MakeRequest = {
+        let base = base.clone();
+        Arc::new(move |c: &reqwest::Client, _: &mut u64| c.get(format!("{base}/health/live")))
+    };
+    let intake: MakeRequest = {
+        let base = base.clone();
+        Arc::new(move |c: &reqwest::Client, seed: &mut u64| {
+            let who = pick(seed, usize::MAX);
+            c.post(format!("{base}/v1/requests")).json(
+                &serde_json::json!({"email": format!("filer-{who}@example.com"), "type": "access"}),
+            )
+        })
+    };
+    println!("\nintake without login, {INTAKE_SECONDS} s per row:");
+    println!(
+        "{:<40} {:>5} {:>9} {:>8} {:>8} {:>9}",
+        "", "conns", "req/s", "p50 ms", "p99 ms", "/baseline"
+    );
+    for conns in [16, 64] {
+        let mut baseline = closed_loop(&client, conns, INTAKE_SECONDS, health.clone()).await;
+        let mut filed = closed_loop(&client, conns, INTAKE_SECONDS, intake.clone()).await;
+        let base_rate = baseline.rate();
+        print_row(
+            "GET /health/live (baseline)",
+            conns,
+            &mut baseline,
+            base_rate,
+        );
+        print_row("POST /v1/requests", conns, &mut filed, base_rate);
+    }
+    println!("peak RSS {:.0} MiB", peak_rss_mib());
     let _ = stop.send(());
     let _ = server.await;
 }

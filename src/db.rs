@@ -18,6 +18,10 @@
 //! Each committed transaction that ran anything but a `SELECT` moves a counter ([`Db::writes`]);
 //! in-process caches use it to drop what a write made here may have changed.
 
+mod group;
+
+pub use group::Group;
+
 use std::{
     sync::{
         Arc,
@@ -119,7 +123,7 @@ impl Tx {
     }
 
     /// Marks a point that [`Tx::roll_back_to`] can return to, so that one unit of work among
-    /// several sharing this transaction can fail alone (the consent writer's group commit).
+    /// several sharing this transaction can fail alone ([`Group`]).
     /// Not nested: release or roll back one before marking the next.
     pub async fn savepoint(&mut self) -> Result<Savepoint, DbErr> {
         self.txn.execute_unprepared("SAVEPOINT unit").await?;

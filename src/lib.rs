@@ -97,8 +97,9 @@ pub struct AppState {
     pub key_cache: Arc<KeyCache>,
     /// Consent checks answered from memory while their facts are current.
     pub checks: Arc<consent::check::Checks>,
-    /// Records the portal's and the main app's decisions with group commit.
-    pub consent_writer: Arc<consent::writer::Writer>,
+    /// Writes that stand alone and come in numbers (consent decisions, requests filed
+    /// without login), committed together.
+    pub group: Arc<db::Group>,
     /// Counters for `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Requests per client on the endpoints that need no credentials.
@@ -205,12 +206,11 @@ impl App {
         db.watch_other_writers(Duration::from_millis(
             config.consent_cache.watch_interval_ms,
         ));
-        let config = Arc::new(config);
-        let consent_writer = Arc::new(consent::writer::Writer::start(db.clone(), config.clone()));
+        let group = Arc::new(db::Group::start(db.clone()));
         let state = AppState {
-            config,
+            config: Arc::new(config),
             db,
-            consent_writer,
+            group,
             subject_tokens,
             dispatcher,
             key_cache,

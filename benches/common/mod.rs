@@ -1,5 +1,6 @@
 //! What the benchmarks share: a fresh database per run (SQLite in a temporary folder, or a new
-//! PostgreSQL database when `CONSENTRY_BENCH_DATABASE_URL` names a server) and memory readings.
+//! PostgreSQL database when `CONSENTRY_BENCH_DATABASE_URL` names a server), memory readings,
+//! and HTTP load in closed and open loops with their table rows.
 
 use consentry::{
     audit::Actor,
@@ -7,6 +8,11 @@ use consentry::{
     config::{Config, Secret},
     db::Db,
 };
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
 use sea_orm::ConnectionTrait;
 
 /// `postgres` when `CONSENTRY_BENCH_DATABASE_URL` is set, else `sqlite`.
@@ -74,4 +80,126 @@ pub async fn database(dir: &tempfile::TempDir, label: &str) -> (String, Db, Conf
     let db = Db::connect(&config).await.unwrap();
     db.migrate().await.unwrap();
     (url, db, config)
+}
+
+/// Builds the next request; the seed picks whom it is about.
+pub type MakeRequest =
+    Arc<dyn Fn(&reqwest::Client, &mut u64) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// Latencies in microseconds, and how many requests completed in how long.
+pub struct Run {
+    pub latencies: Vec<u64>,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile_ms(&mut self, p: f64) -> f64 {
+        self.latencies.sort_unstable();
+        let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len());
+        self.latencies[i - 1] as f64 / 1000.0
+    }
+}
+
+/// A cheap deterministic sequence for picking subjects and purposes.
+pub fn pick(seed: &mut u64, n: usize) -> usize {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 33) as usize) % n
+}
+
+/// Closed loop: `clients` workers send as fast as answers come back, for `secs`.
+pub async fn closed_loop(
+    client: &reqwest::Client,
+    clients: usize,
+    secs: u64,
+    request: MakeRequest,
+) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|w| {
+            let client = client.clone();
+            let request = request.clone();
+            tokio::spawn(async move {
+                let mut seed = w as u64 + 1;
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let resp = request(&client, &mut seed).send().await.unwrap();
+                    assert!(resp.status().is_success(), "{}", resp.status());
+                    resp.bytes().await.unwrap();
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await.unwrap());
+    }
+    Run {
+        latencies,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Open loop: requests start on a fixed schedule at `rate` per second, and latency counts from
+/// the scheduled start, so a stall is not hidden by sending less (coordinated omission).
+pub async fn open_loop(
+    client: &reqwest::Client,
+    rate: f64,
+    secs: u64,
+    request: MakeRequest,
+) -> Run {
+    let total = (rate * secs as f64) as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    let mut seed = 7;
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let req = request(client, &mut seed);
+        tasks.push(tokio::spawn(async move {
+            let resp = req.send().await.unwrap();
+            assert!(resp.status().is_success());
+            resp.bytes().await.unwrap();
+            due.elapsed().as_micros() as u64
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        latencies.push(t.await.unwrap());
+    }
+    Run {
+        latencies,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// One line of a table: rate, median and 99th percentile, and the rate's ratio to `baseline`
+/// (left out when it is not a number).
+pub fn print_row(name: &str, conns: usize, run: &mut Run, baseline: f64) {
+    let ratio = if baseline.is_nan() {
+        String::new()
+    } else {
+        format!("{:.2}", run.rate() / baseline)
+    };
+    let conns = if conns == 0 {
+        "-".to_string()
+    } else {
+        conns.to_string()
+    };
+    println!(
+        "{name:<40} {conns:>5} {:>9.0} {:>8.2} {:>8.2} {ratio:>9}",
+        run.rate(),
+        run.percentile_ms(0.5),
+        run.percentile_ms(0.99),
+    );
 }

@@ -391,10 +391,10 @@ impl ConsentApi {
         policy: PolicyShown,
     ) -> Result<Vec<RecordedView>, ApiError> {
         let (user_agent, ip) = crate::http::client_evidence(req);
-        let recorded = self
-            .state
-            .consent_writer
-            .record(RecordRequest {
+        let recorded = super::record_alone(
+            &self.state.group,
+            self.state.config.clone(),
+            RecordRequest {
                 external_id,
                 decisions,
                 policy: policy.policy_ref(),
@@ -407,8 +407,9 @@ impl ConsentApi {
                 occurred_at: None,
                 reason: None,
                 audited_by: None,
-            })
-            .await?;
+            },
+        )
+        .await?;
         Ok(recorded.into_iter().map(Into::into).collect())
     }
 
@@ -639,10 +640,10 @@ impl ConsentApi {
     ) -> Result<Json<Vec<RecordedView>>, ApiError> {
         auth.0.require(Role::Service)?;
         let b = body.0;
-        let recorded = self
-            .state
-            .consent_writer
-            .record(RecordRequest {
+        let recorded = super::record_alone(
+            &self.state.group,
+            self.state.config.clone(),
+            RecordRequest {
                 external_id: external_id.0,
                 decisions: decisions(b.decisions),
                 policy: b.policy.policy_ref(),
@@ -655,8 +656,9 @@ impl ConsentApi {
                 occurred_at: b.occurred_at,
                 reason: None,
                 audited_by: None,
-            })
-            .await?;
+            },
+        )
+        .await?;
         Ok(Json(recorded.into_iter().map(Into::into).collect()))
     }
 

@@ -1,6 +1,6 @@
 //! Appending to the ledger, reading it back, and verifying its chain.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
@@ -17,7 +17,7 @@ use crate::{
     audit, clock,
     config::Config,
     crypto,
-    db::Tx,
+    db::{Group, Tx},
     error::FieldError,
     law,
     notify::outbox,
@@ -78,85 +78,29 @@ pub struct Recorded {
     pub event_id: Option<String>,
 }
 
-/// What decisions are checked against, read once per transaction: the purposes they name and
-/// the published and retired documents of the policies they were shown. A batch of many
-/// people's decisions reads it once ([`super::writer`]).
-pub struct Catalog {
-    purposes: BTreeMap<String, Purpose>,
-    documents: BTreeMap<String, Vec<Policy>>,
-}
-
-impl Catalog {
-    /// Reads what `requests` need, in the transaction that records them.
-    pub async fn read<'a>(
-        conn: &impl ConnectionTrait,
-        requests: impl IntoIterator<Item = &'a RecordRequest>,
-    ) -> Result<Self, DbErr> {
-        let mut purpose_keys = std::collections::BTreeSet::new();
-        let mut policy_keys = std::collections::BTreeSet::new();
-        for req in requests {
-            purpose_keys.extend(req.decisions.iter().map(|d| d.purpose.as_str()));
-            policy_keys.insert(req.policy.key.as_str());
-        }
-        let purposes =
-            purpose::find_many(conn, &purpose_keys.into_iter().collect::<Vec<_>>()).await?;
-        let mut documents: BTreeMap<String, Vec<Policy>> = BTreeMap::new();
-        for document in policy::model::Entity::find()
-            .filter(policy::model::Column::Key.is_in(policy_keys))
-            .filter(policy::model::Column::Status.ne(PolicyStatus::Draft))
-            .all(conn)
-            .await?
-        {
-            documents
-                .entry(document.key.clone())
-                .or_default()
-                .push(document);
-        }
-        Ok(Self {
-            purposes,
-            documents,
-        })
-    }
-
-    fn documents(&self, key: &str) -> &[Policy] {
-        self.documents.get(key).map(Vec::as_slice).unwrap_or(&[])
-    }
-}
-
 /// Records decisions for one subject: one event per decision that changes something, the
 /// current state, the chain head, and a `consent.withdrawn` webhook per withdrawal, all in the
 /// caller's transaction. Repeating the current state records nothing.
+#[tracing::instrument(skip_all, fields(decisions = req.decisions.len(), actor = ?req.actor), err)]
 pub async fn record(
     tx: &mut Tx,
     config: &Config,
     req: RecordRequest,
 ) -> Result<Vec<Recorded>, ConsentError> {
-    let catalog = Catalog::read(&*tx, [&req]).await?;
-    record_in(tx, config, &catalog, &req).await
-}
-
-/// [`record`], against a catalog already read in this transaction.
-#[tracing::instrument(skip_all, fields(decisions = req.decisions.len(), actor = ?req.actor), err)]
-pub async fn record_in(
-    tx: &mut Tx,
-    config: &Config,
-    catalog: &Catalog,
-    req: &RecordRequest,
-) -> Result<Vec<Recorded>, ConsentError> {
     let now = clock::now();
-    validate(req, now)?;
+    validate(&req, now)?;
     let keys: Vec<&str> = req.decisions.iter().map(|d| d.purpose.as_str()).collect();
-    let purposes = &catalog.purposes;
-    check_purposes(req, purposes)?;
+    let purposes = purpose::find_many(&*tx, &keys).await?;
+    check_purposes(&req, &purposes)?;
     let mut subject = subject::find_or_create_locked(tx, &req.external_id).await?;
     let jurisdiction = req
         .jurisdiction
         .clone()
         .or_else(|| subject.jurisdiction.clone());
-    let documents = catalog.documents(&req.policy.key);
-    let shown = resolve_policy(documents, req, &subject, jurisdiction.as_deref())?;
-    let confirms_own = check_subject(config, req, &subject, purposes, now.date_naive())?;
-    let superseded_by = superseding_material_version(documents, &shown);
+    let documents = policy::list_public_headers(&*tx, &req.policy.key).await?;
+    let shown = resolve_policy(&documents, &req, &subject, jurisdiction.as_deref())?;
+    let confirms_own = check_subject(config, &req, &subject, &purposes, now.date_naive())?;
+    let superseded_by = superseding_material_version(&documents, &shown);
 
     let current: BTreeMap<String, consents::Model> = consents::Entity::find()
         .filter(consents::Column::SubjectId.eq(&subject.id))
@@ -294,6 +238,20 @@ pub async fn record_in(
             .await?;
     }
     Ok(results)
+}
+
+/// [`record`] for decisions that stand alone (the portal's, the main app's): in a transaction
+/// shared with other people's decisions ([`Group`]), answered once it has committed.
+pub async fn record_alone(
+    group: &Group,
+    config: Arc<Config>,
+    req: RecordRequest,
+) -> Result<Vec<Recorded>, ConsentError> {
+    group
+        .run(req.external_id.clone(), move |tx| {
+            Box::pin(async move { record(tx, &config, req).await })
+        })
+        .await
 }
 
 /// Where a withdrawal came from, for [`withdraw`].

@@ -20,11 +20,10 @@ pub mod model;
 pub mod receipt;
 pub mod reconsent;
 pub mod unsubscribe;
-pub mod writer;
 
 use crate::error::FieldError;
 pub use check::{CheckResult, check, check_many};
-pub use ledger::{Decision, PolicyRef, RecordRequest, Recorded, record};
+pub use ledger::{Decision, PolicyRef, RecordRequest, Recorded, record, record_alone};
 pub use model::{Action, ConsentActor, ConsentStatus};
 
 /// What can go wrong with consent.

@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, prelude::*,
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, Iterable, QueryFilter,
+    QueryOrder, QuerySelect, prelude::*,
 };
 use serde_json::json;
 
@@ -138,6 +138,25 @@ pub async fn next_version(conn: &impl ConnectionTrait, key: &str) -> Result<i32,
 /// Published and retired documents of a policy: what the public may read.
 pub async fn list_public(conn: &impl ConnectionTrait, key: &str) -> Result<Vec<Policy>, DbErr> {
     model::Entity::find()
+        .filter(model::Column::Key.eq(key))
+        .filter(model::Column::Status.ne(PolicyStatus::Draft))
+        .order_by_desc(model::Column::Version)
+        .order_by_asc(model::Column::Jurisdiction)
+        .order_by_asc(model::Column::Language)
+        .all(conn)
+        .await
+}
+
+/// [`list_public`] without the documents' text (`body` is empty), for the consent ledger, which
+/// needs each document's identity, dates and hash on every decision but never its text.
+pub async fn list_public_headers(
+    conn: &impl ConnectionTrait,
+    key: &str,
+) -> Result<Vec<Policy>, DbErr> {
+    model::Entity::find()
+        .select_only()
+        .columns(model::Column::iter().filter(|c| !matches!(c, model::Column::Body)))
+        .column_as(Expr::value(""), "body")
         .filter(model::Column::Key.eq(key))
         .filter(model::Column::Status.ne(PolicyStatus::Draft))
         .order_by_desc(model::Column::Version)

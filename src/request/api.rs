@@ -569,24 +569,32 @@ impl RequestsApi {
     ) -> Result<FiledResponse, ApiError> {
         self.state.rate_limiter.check(client_ip(req))?;
         let address = body.0.email.trim().to_string();
-        self.state
-            .email_rate_limiter
-            .check(Some(budget::address_key(&address)))?;
-        let mut tx = self.state.db.begin().await?;
-        let request = intake::file_by_email(
-            &mut tx,
-            &self.state.config,
-            &address,
-            Intake {
-                kind: body.0.kind,
-                details: body.0.details,
-                locale: body.0.locale,
-                jurisdiction: body.0.jurisdiction,
-            },
-            body.0.on_behalf_of,
-        )
-        .await?;
-        tx.commit().await?;
+        let key = budget::address_key(&address);
+        self.state.email_rate_limiter.check(Some(key.clone()))?;
+        let config = self.state.config.clone();
+        let filing = body.0;
+        // Filed in a commit shared with other filings: intake comes in bursts.
+        let request = self
+            .state
+            .group
+            .run(key, move |tx| {
+                Box::pin(async move {
+                    intake::file_by_email(
+                        tx,
+                        &config,
+                        &address,
+                        Intake {
+                            kind: filing.kind,
+                            details: filing.details,
+                            locale: filing.locale,
+                            jurisdiction: filing.jurisdiction,
+                        },
+                        filing.on_behalf_of,
+                    )
+                    .await
+                })
+            })
+            .await?;
         Ok(FiledResponse::Accepted(Json(Filed {
             id: request.id,
             status: request.status,

@@ -234,9 +234,10 @@ async fn record(
     shown: &policy::Policy,
 ) -> Result<(), ApiError> {
     let (user_agent, ip) = crate::http::client_evidence(req);
-    state
-        .consent_writer
-        .record(RecordRequest {
+    consent::record_alone(
+        &state.group,
+        state.config.clone(),
+        RecordRequest {
             external_id: person.external_id.clone(),
             decisions: vec![Decision {
                 purpose: purpose_key.to_string(),
@@ -256,8 +257,9 @@ async fn record(
             occurred_at: None,
             reason: None,
             audited_by: None,
-        })
-        .await?;
+        },
+    )
+    .await?;
     Ok(())
 }
 
