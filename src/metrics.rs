@@ -124,6 +124,31 @@ impl Metrics {
                 *n as f64,
             );
         }
+        let (commits, units) = state.group.counts();
+        family(
+            &mut out,
+            "consentry_group_commits_total",
+            "counter",
+            "Shared transactions committed for consent decisions and requests filed without login.",
+        );
+        line(
+            &mut out,
+            "consentry_group_commits_total",
+            &[],
+            commits as f64,
+        );
+        family(
+            &mut out,
+            "consentry_group_commit_units_total",
+            "counter",
+            "Units of work those transactions carried; divided by the commits, the mean batch.",
+        );
+        line(
+            &mut out,
+            "consentry_group_commit_units_total",
+            &[],
+            units as f64,
+        );
         render_pool(&mut out, state);
         render_database(&mut out, state).await?;
         Ok(out)

@@ -13,7 +13,10 @@
 //! in key order, keeping the order of arrival among equal keys, so batches running side by side,
 //! here or on other replicas, lock rows in one order and cannot deadlock.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use futures_util::future::BoxFuture;
 use sea_orm::{DbErr, RuntimeErr};
@@ -48,6 +51,14 @@ struct Unit {
 /// The handle callers hand their work to; the writer tasks end when it is dropped.
 pub struct Group {
     units: mpsc::Sender<Unit>,
+    counts: Arc<Counts>,
+}
+
+/// Transactions committed and the units they carried, for `/metrics`.
+#[derive(Default)]
+struct Counts {
+    commits: AtomicU64,
+    units: AtomicU64,
 }
 
 impl Group {
@@ -55,14 +66,24 @@ impl Group {
     pub fn start(db: Db) -> Self {
         let (units, waiting) = mpsc::channel(QUEUE);
         let waiting = Arc::new(Mutex::new(waiting));
+        let counts = Arc::new(Counts::default());
         let writers = match db.kind() {
             DatabaseKind::Sqlite => 1,
             DatabaseKind::Postgres => POSTGRES_WRITERS,
         };
         for _ in 0..writers {
-            tokio::spawn(run(db.clone(), waiting.clone()));
+            tokio::spawn(run(db.clone(), waiting.clone(), counts.clone()));
         }
-        Self { units }
+        Self { units, counts }
+    }
+
+    /// Group transactions committed so far, and the units of work they carried (kept or
+    /// rolled back alone): their ratio is the mean batch.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.commits.load(Ordering::Relaxed),
+            self.counts.units.load(Ordering::Relaxed),
+        )
     }
 
     /// Runs `work` in a transaction shared with others and answers once it has committed: its
@@ -106,7 +127,7 @@ fn unavailable<E: From<DbErr>>(why: String) -> E {
     E::from(DbErr::Conn(RuntimeErr::Internal(why)))
 }
 
-async fn run(db: Db, waiting: Arc<Mutex<mpsc::Receiver<Unit>>>) {
+async fn run(db: Db, waiting: Arc<Mutex<mpsc::Receiver<Unit>>>, counts: Arc<Counts>) {
     loop {
         let mut batch = Vec::new();
         {
@@ -122,11 +143,11 @@ async fn run(db: Db, waiting: Arc<Mutex<mpsc::Receiver<Unit>>>) {
                 }
             }
         }
-        commit(&db, batch).await;
+        commit(&db, batch, &counts).await;
     }
 }
 
-async fn commit(db: &Db, mut batch: Vec<Unit>) {
+async fn commit(db: &Db, mut batch: Vec<Unit>, counts: &Counts) {
     batch.sort_by(|a, b| a.key.cmp(&b.key));
     let units = batch.len();
     let mut answers = Vec::with_capacity(units);
@@ -146,6 +167,10 @@ async fn commit(db: &Db, mut batch: Vec<Unit>) {
         tx.commit().await
     }
     .await;
+    if outcome.is_ok() {
+        counts.commits.fetch_add(1, Ordering::Relaxed);
+        counts.units.fetch_add(units as u64, Ordering::Relaxed);
+    }
     let committed = outcome.map_err(|e| {
         tracing::error!(error = %e, units, "a group commit failed");
         e.to_string()

@@ -13,6 +13,7 @@ mod cli;
 mod consent;
 mod console;
 mod errors;
+mod group;
 mod hooks;
 mod leases;
 mod metrics;

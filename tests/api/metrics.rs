@@ -99,6 +99,9 @@ async fn metrics_count_what_happened_and_name_no_one() {
         1.0
     );
     assert_eq!(value(&text, "consentry_consent_events_stored"), 2.0);
+    // Two decisions and one filing, one after another: three commits of one unit each.
+    assert_eq!(value(&text, "consentry_group_commit_units_total"), 3.0);
+    assert_eq!(value(&text, "consentry_group_commits_total"), 3.0);
     assert_eq!(
         value(
             &text,

@@ -1,0 +1,80 @@
+//! Group commit: units of work from many callers share a transaction, each under its own
+//! savepoint.
+
+use consentry::notify::{email::EmailContent, outbox};
+use futures_util::future::join_all;
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
+
+use crate::helpers::spawn_app;
+
+fn code(n: usize) -> EmailContent {
+    EmailContent::VerificationCode {
+        code: format!("{n:06}"),
+        request_type: "access".into(),
+        expires_in_minutes: 15,
+    }
+}
+
+/// Units that fail, by refusing after they wrote or by a statement the database rejects
+/// (which on PostgreSQL aborts the transaction until rolled back), leave nothing; the others
+/// commit and are answered with their own results.
+#[tokio::test]
+async fn units_sharing_a_commit_fail_alone() {
+    let app = spawn_app().await;
+    let (commits_before, units_before) = app.state.group.counts();
+    let answers = join_all((0..30).map(|i| {
+        let group = app.state.group.clone();
+        async move {
+            group
+                .run(format!("unit-{i:02}"), move |tx| {
+                    Box::pin(async move {
+                        outbox::enqueue_email(
+                            tx,
+                            &format!("unit:{i}"),
+                            "unit@example.com",
+                            "en",
+                            &code(i),
+                        )
+                        .await?;
+                        match i % 5 {
+                            0 => Err(DbErr::Custom("refused after writing".into())),
+                            1 => tx
+                                .execute_unprepared("INSERT INTO outbox (id) VALUES (NULL)")
+                                .await
+                                .map(|_| i),
+                            _ => Ok(i),
+                        }
+                    })
+                })
+                .await
+        }
+    }))
+    .await;
+    for (i, answer) in answers.iter().enumerate() {
+        match i % 5 {
+            0 | 1 => assert!(answer.is_err(), "unit {i} failed: {answer:?}"),
+            _ => assert_eq!(answer.as_ref().ok(), Some(&i)),
+        }
+    }
+    let mut kept: Vec<String> = outbox::entity::Entity::find()
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.dedupe_key)
+        .collect();
+    kept.sort();
+    let mut expected: Vec<String> = (0..30)
+        .filter(|i| i % 5 > 1)
+        .map(|i| format!("unit:{i}"))
+        .collect();
+    expected.sort();
+    assert_eq!(kept, expected);
+    let (commits, units) = app.state.group.counts();
+    assert_eq!(
+        units - units_before,
+        30,
+        "every unit ran in a committed batch"
+    );
+    assert!(commits > commits_before && commits - commits_before <= 30);
+}
