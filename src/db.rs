@@ -23,6 +23,9 @@ mod group;
 pub use group::Group;
 
 use std::{
+    any::Any,
+    collections::HashMap,
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -73,6 +76,8 @@ pub struct Tx {
     /// Set when something was queued for the outbox dispatcher ([`Tx::wake_outbox`]).
     queued: bool,
     writes: Arc<AtomicU64>,
+    /// Reads remembered for the rest of the transaction; see [`Tx::remember`].
+    memo: std::sync::Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl Tx {
@@ -122,9 +127,35 @@ impl Tx {
         self.after_commit(move || ready.notify_one());
     }
 
+    /// Reads something once per transaction: the first call under `key` runs `read`, later ones
+    /// get the same value. For reference data the transaction reads again and again but does not
+    /// change itself, such as the purposes and policy documents each of a batch of consent
+    /// decisions is checked against ([`Group`]): a round trip saved per use.
+    pub async fn remember<T, F>(&self, key: String, read: F) -> Result<Arc<T>, DbErr>
+    where
+        T: Any + Send + Sync,
+        F: Future<Output = Result<T, DbErr>>,
+    {
+        let known = self
+            .memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(value) = known.and_then(|v| v.downcast::<T>().ok()) {
+            return Ok(value);
+        }
+        let value = Arc::new(read.await?);
+        self.memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, value.clone());
+        Ok(value)
+    }
+
     /// Marks a point that [`Tx::roll_back_to`] can return to, so that one unit of work among
-    /// several sharing this transaction can fail alone ([`Group`]).
-    /// Not nested: release or roll back one before marking the next.
+    /// several sharing this transaction can fail alone ([`Group`]). Units follow one another:
+    /// keep or roll back one before marking the next.
     pub async fn savepoint(&mut self) -> Result<Savepoint, DbErr> {
         self.txn.execute_unprepared("SAVEPOINT unit").await?;
         Ok(Savepoint {
@@ -132,12 +163,17 @@ impl Tx {
         })
     }
 
-    /// Keeps what was done since the savepoint.
-    pub async fn release(&mut self, _point: Savepoint) -> Result<(), DbErr> {
-        self.txn
-            .execute_unprepared("RELEASE SAVEPOINT unit")
-            .await
-            .map(|_| ())
+    /// Keeps what was done since the savepoint. PostgreSQL keeps a subtransaction per open
+    /// savepoint, and many of them slow down every session, so it is released; on SQLite it is
+    /// left open, which costs nothing there and saves a round trip. Either way a later
+    /// [`Tx::roll_back_to`] returns to the newest savepoint, its own, and the commit keeps all.
+    pub async fn keep(&mut self, _point: Savepoint) -> Result<(), DbErr> {
+        if self.txn.get_database_backend() == DbBackend::Postgres {
+            self.txn
+                .execute_unprepared("RELEASE SAVEPOINT unit")
+                .await?;
+        }
+        Ok(())
     }
 
     /// Undoes what was done since the savepoint, and forgets the work it registered to follow
@@ -148,7 +184,7 @@ impl Tx {
             .execute_unprepared("ROLLBACK TO SAVEPOINT unit")
             .await?;
         self.after_commit.truncate(point.effects);
-        self.release(point).await
+        self.keep(point).await
     }
 
     /// Notes a statement that may write: anything but a `SELECT` (row locks included).
@@ -188,7 +224,7 @@ impl ConnectionTrait for Tx {
 }
 
 /// A point in a [`Tx`] to return to; see [`Tx::savepoint`].
-#[must_use = "release the savepoint or roll back to it"]
+#[must_use = "keep what follows the savepoint or roll back to it"]
 pub struct Savepoint {
     /// How many after-commit effects were registered when it was marked.
     effects: usize,
@@ -261,6 +297,7 @@ impl Db {
             wrote: AtomicBool::new(false),
             queued: false,
             writes: self.writes.clone(),
+            memo: std::sync::Mutex::default(),
         })
     }
 

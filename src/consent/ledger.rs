@@ -89,15 +89,24 @@ pub async fn record(
 ) -> Result<Vec<Recorded>, ConsentError> {
     let now = clock::now();
     validate(&req, now)?;
-    let keys: Vec<&str> = req.decisions.iter().map(|d| d.purpose.as_str()).collect();
-    let purposes = purpose::find_many(&*tx, &keys).await?;
+    let mut keys: Vec<&str> = req.decisions.iter().map(|d| d.purpose.as_str()).collect();
+    keys.sort_unstable();
+    let purposes = tx
+        .remember(format!("purposes:{}", keys.join(",")), async {
+            purpose::find_many(&*tx, &keys).await
+        })
+        .await?;
     check_purposes(&req, &purposes)?;
     let mut subject = subject::find_or_create_locked(tx, &req.external_id).await?;
     let jurisdiction = req
         .jurisdiction
         .clone()
         .or_else(|| subject.jurisdiction.clone());
-    let documents = policy::list_public_headers(&*tx, &req.policy.key).await?;
+    let documents = tx
+        .remember(format!("policy-headers:{}", req.policy.key), async {
+            policy::list_public_headers(&*tx, &req.policy.key).await
+        })
+        .await?;
     let shown = resolve_policy(&documents, &req, &subject, jurisdiction.as_deref())?;
     let confirms_own = check_subject(config, &req, &subject, &purposes, now.date_naive())?;
     let superseded_by = superseding_material_version(&documents, &shown);

@@ -157,7 +157,7 @@ async fn commit(db: &Db, mut batch: Vec<Unit>, counts: &Counts) {
             let point = tx.savepoint().await?;
             let ran = (unit.work)(&mut tx).await;
             let kept = if ran.keep {
-                tx.release(point).await
+                tx.keep(point).await
             } else {
                 tx.roll_back_to(point).await
             };
