@@ -137,14 +137,17 @@ pub async fn next_version(conn: &impl ConnectionTrait, key: &str) -> Result<i32,
 
 /// Published and retired documents of a policy: what the public may read.
 pub async fn list_public(conn: &impl ConnectionTrait, key: &str) -> Result<Vec<Policy>, DbErr> {
-    model::Entity::find()
+    public(model::Entity::find(), key).all(conn).await
+}
+
+/// `query` narrowed to a policy's published and retired documents, newest version first.
+fn public(query: Select<model::Entity>, key: &str) -> Select<model::Entity> {
+    query
         .filter(model::Column::Key.eq(key))
         .filter(model::Column::Status.ne(PolicyStatus::Draft))
         .order_by_desc(model::Column::Version)
         .order_by_asc(model::Column::Jurisdiction)
         .order_by_asc(model::Column::Language)
-        .all(conn)
-        .await
 }
 
 /// [`list_public`] without the documents' text (`body` is empty), for the consent ledger, which
@@ -153,17 +156,11 @@ pub async fn list_public_headers(
     conn: &impl ConnectionTrait,
     key: &str,
 ) -> Result<Vec<Policy>, DbErr> {
-    model::Entity::find()
+    let without_text = model::Entity::find()
         .select_only()
         .columns(model::Column::iter().filter(|c| !matches!(c, model::Column::Body)))
-        .column_as(Expr::value(""), "body")
-        .filter(model::Column::Key.eq(key))
-        .filter(model::Column::Status.ne(PolicyStatus::Draft))
-        .order_by_desc(model::Column::Version)
-        .order_by_asc(model::Column::Jurisdiction)
-        .order_by_asc(model::Column::Language)
-        .all(conn)
-        .await
+        .column_as(Expr::value(""), "body");
+    public(without_text, key).all(conn).await
 }
 
 /// The document in force now for a jurisdiction and language: the latest published version

@@ -1,19 +1,11 @@
 //! Group commit: units of work from many callers share a transaction, each under its own
 //! savepoint.
 
-use consentry::notify::{email::EmailContent, outbox};
+use consentry::notify::outbox;
 use futures_util::future::join_all;
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 
-use crate::helpers::spawn_app;
-
-fn code(n: usize) -> EmailContent {
-    EmailContent::VerificationCode {
-        code: format!("{n:06}"),
-        request_type: "access".into(),
-        expires_in_minutes: 15,
-    }
-}
+use crate::{helpers::spawn_app, notify::code};
 
 /// Units that fail, by refusing after they wrote or by a statement the database rejects
 /// (which on PostgreSQL aborts the transaction until rolled back), leave nothing; the others
@@ -33,7 +25,7 @@ async fn units_sharing_a_commit_fail_alone() {
                             &format!("unit:{i}"),
                             "unit@example.com",
                             "en",
-                            &code(i),
+                            &code(i as u32),
                         )
                         .await?;
                         match i % 5 {

@@ -19,7 +19,7 @@ use crate::{
     webhooks::WebhookReceiver,
 };
 
-fn code(n: u32) -> EmailContent {
+pub(crate) fn code(n: u32) -> EmailContent {
     EmailContent::VerificationCode {
         code: format!("{n:06}"),
         request_type: "access".into(),
