@@ -15,6 +15,9 @@
 //! other processes, such as a CLI command. Readers stay concurrent under WAL. On PostgreSQL it is
 //! a plain transaction and row locks do the work, so several replicas can share one database.
 //!
+//! Writes that stand alone and come in numbers go through [`Group`] instead: one transaction
+//! for many callers, a savepoint each, so that a commit (a disk flush on SQLite) is shared.
+//!
 //! Each committed transaction that ran anything but a `SELECT` moves a counter ([`Db::writes`]);
 //! in-process caches use it to drop what a write made here may have changed.
 

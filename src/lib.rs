@@ -39,7 +39,10 @@
 //! compose inside it; they never begin or commit. Audit rows and outbox messages are written in
 //! the same transaction as the change they record or announce. Work that must follow a commit
 //! (waking the outbox dispatcher) is registered on the transaction and runs only after it
-//! commits, never after a rollback. Anything a client may repeat (a webhook id, a guardian
+//! commits, never after a rollback. Writes that stand alone and come in numbers (consent
+//! decisions from the portal and the main app, requests filed without login) are handed to
+//! [`db::Group`], which runs many callers' units in one transaction, each under its own
+//! savepoint, and answers each after the commit. Anything a client may repeat (a webhook id, a guardian
 //! link, a code, a decision, a job's report) is claimed inside the transaction that applies it,
 //! so that parallel copies apply once.
 

@@ -8,7 +8,8 @@
 //! language, then to `*`.
 //!
 //! Transactions: this room owns `policies`; its writers take the edge's [`Tx`]. Publishing
-//! commits first, then the edge runs [`finish_publication`], a job of batches that each commit.
+//! commits first, then the edge starts the re-consent rollout ([`start_roll_out`]) in the
+//! background, in batches that each commit.
 
 pub mod api;
 pub mod diff;
@@ -312,8 +313,8 @@ pub async fn update_draft(
     Ok(policy)
 }
 
-/// Publishes a draft. A material version then needs [`finish_publication`], after the commit, to
-/// mark older consents for re-consent and email the people affected.
+/// Publishes a draft. A material version then needs its rollout ([`start_roll_out`]), after the
+/// commit, to mark older consents for re-consent and email the people affected.
 pub async fn publish(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Policy, PolicyError> {
     let policy = get(&*tx, id).await?;
     if policy.status != PolicyStatus::Draft {
