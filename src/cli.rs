@@ -305,7 +305,7 @@ async fn users(command: UsersCommand, config: &Config) -> Result<(), CliError> {
         }
         UsersCommand::Reset { email } => {
             let tx = db.begin().await?;
-            let link = staff::reset(&tx, &email, &Actor::Cli).await?;
+            let link = staff::reset(&tx, config, &email, &Actor::Cli).await?;
             tx.commit().await?;
             println!("reset {email}; its new setup link (one use):");
             println!("{}", setup_url(&link.token));

@@ -47,9 +47,14 @@ pub struct Config {
     /// Logging format and filter.
     pub log: LogConfig,
     /// Networks of the reverse proxies in front of the service, e.g. `["10.0.0.0/8"]`: only
-    /// their `Forwarded` / `X-Forwarded-For` headers name the client (rate limits, consent
-    /// evidence). Empty: the peer is the client.
+    /// their [`Config::trusted_proxy_header`] names the client (rate limits, sign-in locks,
+    /// consent evidence). Empty: the peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one header the trusted proxies write the client's address into, read right to left
+    /// past trusted hops: `x-forwarded-for` (nginx, most cloud load balancers; the default) or
+    /// `forwarded` (RFC 7239). Any other forwarding header is ignored, since the client may
+    /// have written it.
+    pub trusted_proxy_header: String,
     /// HMAC key for the subject tokens that the main app mints for the portal
     /// (`CONSENTRY_SUBJECT_TOKEN_SECRET`). Without it, portal endpoints answer 401.
     pub subject_token_secret: Option<Secret>,
@@ -526,6 +531,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             trusted_proxies: Vec::new(),
+            trusted_proxy_header: "x-forwarded-for".into(),
             subject_token_secret: None,
             subject_token_audience: None,
             subject_token_issuer: None,
@@ -704,6 +710,12 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.database_kind()?;
+        if poem::http::HeaderName::from_bytes(self.trusted_proxy_header.as_bytes()).is_err() {
+            return Err(ConfigError::new(
+                "CONSENTRY_TRUSTED_PROXY_HEADER",
+                "expected a header name such as x-forwarded-for or forwarded",
+            ));
+        }
         if let Some(secret) = &self.subject_token_secret
             && secret.expose().len() < MIN_TOKEN_SECRET_BYTES
         {

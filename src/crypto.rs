@@ -18,6 +18,14 @@ pub fn hmac_hex(key: &[u8; 32], data: &[u8]) -> String {
     hex(&mac.finalize().into_bytes())
 }
 
+/// A key for one purpose, derived from `key` (HMAC-SHA256 under the purpose's label), so that
+/// one configured secret serves several uses without one use revealing another's key.
+pub fn derive_key(key: &[u8; 32], label: &str) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(label.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 /// Parses a configured key: 32 bytes in base64.
 pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
     STANDARD

@@ -375,6 +375,7 @@ impl From<crate::staff::StaffError> for ApiError {
                 Self::validation(vec![FieldError::new("role", err.to_string())])
             }
             StaffError::Exists => Self::conflict(err.to_string()).with_reason("exists"),
+            StaffError::Enrolled => Self::conflict(err.to_string()),
             StaffError::NotFound => Self::not_found(err.to_string()),
             StaffError::BadCredentials | StaffError::BadCode => Self::unauthorized(err.to_string()),
             StaffError::Locked(_) => {

@@ -27,29 +27,35 @@ pub fn current_request_id() -> Option<String> {
     CURRENT_REQUEST_ID.try_with(|id| id.to_string()).ok()
 }
 
-/// The client's IP address, for rate limits and consent evidence: the peer's, unless the peer
-/// is one of `trusted_proxies`; then the nearest address in `Forwarded` (or `X-Forwarded-For`)
-/// that is not a trusted proxy. Headers from anyone else are ignored: a client cannot choose its
-/// own address.
+/// The client's IP address, for rate limits, sign-in locks and consent evidence: the peer's,
+/// unless the peer is one of `trusted_proxies`; then the nearest address in the configured
+/// `trusted_proxy_header` that is not a trusted proxy, read right to left (each proxy appends
+/// the address it saw, so entries left of the first untrusted hop were written by the client).
+/// No other header is read: a client cannot choose its own address.
 pub fn client_ip(req: &poem::Request) -> Option<IpAddr> {
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
-    let trusted = req
-        .data::<AppState>()
-        .map(|s| s.config.trusted_proxies.as_slice())
-        .unwrap_or_default();
-    Some(forwarded_client(peer, trusted, req.headers()))
+    let Some(state) = req.data::<AppState>() else {
+        return Some(peer);
+    };
+    Some(forwarded_client(
+        peer,
+        &state.config.trusted_proxies,
+        &state.config.trusted_proxy_header,
+        req.headers(),
+    ))
 }
 
 fn forwarded_client(
     peer: IpAddr,
     trusted: &[ipnet::IpNet],
+    header: &str,
     headers: &poem::http::HeaderMap,
 ) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops = forwarded_hops(headers);
+    let hops = forwarded_hops(headers, header);
     hops.iter()
         .rev()
         .find(|hop| !is_trusted(hop))
@@ -58,34 +64,38 @@ fn forwarded_client(
         .unwrap_or(peer)
 }
 
-/// The client addresses a proxy chain reports, farthest first: `Forwarded`'s `for=` (RFC 7239)
-/// when present, else `X-Forwarded-For`. Unparseable entries are skipped.
-fn forwarded_hops(headers: &poem::http::HeaderMap) -> Vec<IpAddr> {
-    let all = |name: &str| -> Vec<String> {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|s| s.trim().to_string())
-            .collect()
-    };
-    let forwarded = all("forwarded");
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .filter_map(|element| {
-                element.split(';').find_map(|pair| {
+/// The client addresses the configured header reports, farthest first: `for=` of each element
+/// when it is `Forwarded` (RFC 7239), else a comma-separated list of addresses. An entry that
+/// does not parse ends the list there: nothing left of it can be told apart from what the
+/// client wrote.
+fn forwarded_hops(headers: &poem::http::HeaderMap, header: &str) -> Vec<IpAddr> {
+    let entries: Vec<String> = headers
+        .get_all(header)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_string())
+        .collect();
+    let rfc7239 = header.eq_ignore_ascii_case("forwarded");
+    let parsed: Vec<Option<IpAddr>> = entries
+        .iter()
+        .map(|entry| {
+            if rfc7239 {
+                entry.split(';').find_map(|pair| {
                     let (k, v) = pair.trim().split_once('=')?;
                     k.eq_ignore_ascii_case("for").then(|| parse_node(v))?
                 })
-            })
-            .collect();
-    }
-    all("x-forwarded-for")
+            } else {
+                parse_node(entry)
+            }
+        })
+        .collect();
+    // Keep the trustworthy tail: from the last unparseable entry onwards, exclusive.
+    let start = parsed
         .iter()
-        .filter_map(|v| parse_node(v))
-        .collect()
+        .rposition(Option::is_none)
+        .map_or(0, |i| i + 1);
+    parsed[start..].iter().flatten().copied().collect()
 }
 
 /// An address as proxies write it: `192.0.2.1`, `192.0.2.1:4711`, `"[2001:db8::1]:4711"`.
@@ -278,22 +288,43 @@ mod tests {
         let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let proxy: IpAddr = "10.1.2.3".parse().unwrap();
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let mut headers = poem::http::HeaderMap::new();
-        headers.insert("x-forwarded-for", "203.0.113.9, 10.9.9.9".parse().unwrap());
-        assert_eq!(
-            forwarded_client(proxy, &trusted, &headers),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
+        // The client wrote the first entry; nginx appended the address it saw.
+        headers.insert(
+            "x-forwarded-for",
+            "192.0.2.66, 203.0.113.9, 10.9.9.9".parse().unwrap(),
         );
-        assert_eq!(forwarded_client(stranger, &trusted, &headers), stranger);
+        let xff = "x-forwarded-for";
+        assert_eq!(
+            forwarded_client(proxy, &trusted, xff, &headers),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            forwarded_client(stranger, &trusted, xff, &headers),
+            stranger
+        );
+        // A `Forwarded` header the client wrote is not read when the proxies use X-Forwarded-For.
+        headers.insert("forwarded", "for=192.0.2.1".parse().unwrap());
+        assert_eq!(
+            forwarded_client(proxy, &trusted, xff, &headers),
+            ip("203.0.113.9")
+        );
         headers.insert(
             "forwarded",
-            r#"for="[2001:db8::7]:4711";proto=https, for=10.2.2.2"#
+            r#"for=192.0.2.1, for="[2001:db8::7]:4711";proto=https, for=10.2.2.2"#
                 .parse()
                 .unwrap(),
         );
         assert_eq!(
-            forwarded_client(proxy, &trusted, &headers),
-            "2001:db8::7".parse::<IpAddr>().unwrap()
+            forwarded_client(proxy, &trusted, "forwarded", &headers),
+            ip("2001:db8::7")
+        );
+        // Garbage left of the proxies' entries hides nothing the proxies appended.
+        headers.insert("x-forwarded-for", "junk, 203.0.113.10".parse().unwrap());
+        assert_eq!(
+            forwarded_client(proxy, &trusted, xff, &headers),
+            ip("203.0.113.10")
         );
     }
 

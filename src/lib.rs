@@ -107,12 +107,16 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Requests per client on the endpoints that need no credentials.
     pub rate_limiter: Arc<ratelimit::RateLimiter>,
-    /// Requests filed per email address (by digest) without credentials.
-    pub email_rate_limiter: Arc<ratelimit::RateLimiter<String>>,
+    /// Requests per credential-less key rather than per client: an email address's digest (for
+    /// filings without login), an unsubscribe link's (so a mail provider's one-click requests
+    /// from a few addresses are never refused together).
+    pub key_rate_limiter: Arc<ratelimit::RateLimiter<String>>,
     /// The portal's page templates.
     pub pages: Arc<web::Pages>,
     /// The pages' one stylesheet.
     pub stylesheet: Arc<str>,
+    /// Signs the pages' CSRF seeds; derived from the console key, which replicas share.
+    pub page_key: Arc<[u8; 32]>,
 }
 
 /// Why the service could not start.
@@ -133,6 +137,8 @@ pub enum StartupError {
     Pages(#[from] notify::templates::TemplateError),
     #[error("policies: {0}")]
     Policies(#[from] policy::PolicyError),
+    #[error("console key: {0}")]
+    Key(staff::StaffError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -189,6 +195,13 @@ impl App {
                  the packages it protects; set requests.export_key from a secret store"
             );
         }
+        if config.subject_token_secret.is_some() && config.subject_token_audience.is_none() {
+            tracing::warn!(
+                "subject_token_audience is not set: any HS256 token signed with the subject token \
+                 secret (the main app's own session tokens, say) opens the portal; set it, and \
+                 have the main app put the same value in `aud`"
+            );
+        }
         let subject_tokens = config.subject_token_secret.clone().map(|secret| {
             SubjectTokens::new(
                 secret,
@@ -199,13 +212,15 @@ impl App {
         let dispatcher = Arc::new(Dispatcher::new(&config, db.clone())?);
         let key_cache = Arc::new(KeyCache::new(Duration::from_secs(config.key_cache_seconds)));
         let rate_limiter = Arc::new(ratelimit::RateLimiter::new(config.rate_limit.per_minute));
-        let email_rate_limiter = Arc::new(ratelimit::RateLimiter::new(
+        let key_rate_limiter = Arc::new(ratelimit::RateLimiter::new(
             config.rate_limit.per_email_per_minute,
         ));
         let pages = Arc::new(web::Pages::load(&config.templates_dir, web::AREAS)?);
         let css = config.templates_dir.join("assets").join("consentry.css");
         let stylesheet = Arc::from(notify::templates::read(&css)?);
         let checks = Arc::new(consent::check::Checks::new(&config.consent_cache));
+        let console_key = staff::console_key(&config).map_err(StartupError::Key)?;
+        let page_key = Arc::new(crypto::derive_key(&console_key, "consentry-pages"));
         db.watch_other_writers(Duration::from_millis(
             config.consent_cache.watch_interval_ms,
         ));
@@ -220,9 +235,10 @@ impl App {
             checks,
             metrics: Arc::new(metrics::Metrics::default()),
             rate_limiter,
-            email_rate_limiter,
+            key_rate_limiter,
             pages,
             stylesheet,
+            page_key,
         };
         let acceptor = TcpAcceptor::from_tokio(listener)
             .map_err(|source| StartupError::Listen { addr, source })?;

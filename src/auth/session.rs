@@ -6,12 +6,16 @@
 //! sign-out, and when the person is erased. Looking one up refreshes `last_seen_at` at most once
 //! a minute, so reading pages does not write on every request.
 //!
-//! Transactions: this room owns `portal_sessions`; starting and ending take the edge's
-//! [`crate::db::Tx`].
+//! The handoff's tokens are accepted once: [`claim_handoff`] remembers each one's digest until
+//! it expires, so a link found in browser history or a proxy log opens nothing.
+//!
+//! Transactions: this room owns `portal_sessions` and `used_handoffs`; starting and ending take
+//! the edge's [`crate::db::Tx`].
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, TryInsertResult,
 };
 
 use crate::{clock, crypto, db::Tx};
@@ -36,6 +40,37 @@ pub mod entity {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `used_handoffs` table: digests of subject tokens already used to sign in.
+pub mod used {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "used_handoffs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub expires_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Claims a handoff token in the transaction that starts its session: `false` when it was used
+/// before (a parallel copy waits for this transaction, then finds it taken).
+pub async fn claim_handoff(tx: &Tx, token: &str, expires_at: DateTime<Utc>) -> Result<bool, DbErr> {
+    let inserted = used::Entity::insert(used::ActiveModel {
+        token_hash: Set(crypto::sha256_hex(token.as_bytes())),
+        expires_at: Set(expires_at),
+    })
+    .on_conflict_do_nothing_on([used::Column::TokenHash])
+    .exec_without_returning(tx)
+    .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
 }
 
 /// How long sessions last.
@@ -138,16 +173,23 @@ pub async fn end_all(tx: &Tx, subject_id: &str) -> Result<u64, DbErr> {
         .rows_affected)
 }
 
-/// Deletes (or, dry, counts) sessions past their absolute expiry at `as_of`. Part of the purge
-/// of Consentry's own data.
+/// Deletes (or, dry, counts) sessions past their absolute expiry at `as_of`, and used handoff
+/// tokens that could no longer be used anyway. Part of the purge of Consentry's own data.
 pub async fn purge_expired(tx: &Tx, as_of: DateTime<Utc>, dry_run: bool) -> Result<u64, DbErr> {
     let expired = entity::Column::ExpiresAt.lte(as_of);
+    let used_up = used::Column::ExpiresAt.lte(as_of);
     if dry_run {
-        return entity::Entity::find().filter(expired).count(tx).await;
+        return Ok(entity::Entity::find().filter(expired).count(tx).await?
+            + used::Entity::find().filter(used_up).count(tx).await?);
     }
     Ok(entity::Entity::delete_many()
         .filter(expired)
         .exec(tx)
         .await?
-        .rows_affected)
+        .rows_affected
+        + used::Entity::delete_many()
+            .filter(used_up)
+            .exec(tx)
+            .await?
+            .rows_affected)
 }

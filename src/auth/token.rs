@@ -6,14 +6,20 @@
 //! honoured when present. With `subject_token_audience` and `subject_token_issuer` set, `aud` and
 //! `iss` are required and must match, so that no other token the main app signs with the same
 //! secret (its own session tokens, say) opens the portal.
+//!
+//! The portal's sign-in handoff asks more of a token ([`SubjectTokens::verify_handoff`]): an
+//! `iat` within the last [`HANDOFF_WINDOW_SECONDS`], because the link sits in browser history
+//! and proxy logs; the portal also accepts each token there once.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::{config::Secret, error::ApiError};
 
-/// Clock skew tolerated on `exp` and `nbf`.
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECONDS: u64 = 60;
+/// How old a token handed to the portal's sign-in may be.
+pub const HANDOFF_WINDOW_SECONDS: i64 = 300;
 
 /// The external id of the person a token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +50,8 @@ pub enum TokenError {
     NotYetValid,
     #[error("the subject token is not meant for this service (audience or issuer)")]
     WrongAudience,
+    #[error("the sign-in link must carry an `iat` from the last five minutes")]
+    Stale,
 }
 
 impl From<TokenError> for ApiError {
@@ -62,6 +70,11 @@ impl From<TokenError> for poem::Error {
 struct Claims {
     sub: String,
     exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    /// A unique id, so that two links minted in the same second differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,6 +111,28 @@ impl SubjectTokens {
 
     /// Checks signature, algorithm, claims and validity window against the current time.
     pub fn verify(&self, token: &str) -> Result<SubjectId, TokenError> {
+        Ok(self.claims(token)?.0)
+    }
+
+    /// Like [`Self::verify`], and the token was issued in the last five minutes (`iat`); returns
+    /// when it expires too, until when the portal remembers it was used.
+    pub fn verify_handoff(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(SubjectId, chrono::DateTime<chrono::Utc>), TokenError> {
+        let (subject, claims) = self.claims(token)?;
+        let leeway = LEEWAY_SECONDS as i64;
+        match claims.iat {
+            Some(iat) if iat <= now + leeway && now - iat <= HANDOFF_WINDOW_SECONDS => {}
+            _ => return Err(TokenError::Stale),
+        }
+        let expires = chrono::DateTime::from_timestamp(claims.exp + leeway, 0)
+            .ok_or(TokenError::Malformed)?;
+        Ok((subject, expires))
+    }
+
+    fn claims(&self, token: &str) -> Result<(SubjectId, Claims), TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::InvalidSignature => TokenError::BadSignature,
@@ -107,19 +142,21 @@ impl SubjectTokens {
                 ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => TokenError::WrongAudience,
                 _ => TokenError::Malformed,
             })?;
-        let sub = data.claims.sub;
+        let sub = data.claims.sub.clone();
         if sub.is_empty() || sub.len() > 255 {
             return Err(TokenError::Malformed);
         }
-        Ok(SubjectId(sub))
+        Ok((SubjectId(sub), data.claims))
     }
 
-    /// Mints a token, as the main app would, with this service's audience and issuer; used by
-    /// the tests.
+    /// Mints a token issued now, as the main app would, with this service's audience and
+    /// issuer; used by the tests.
     pub fn mint(&self, sub: &str, exp: i64) -> String {
         let claims = Claims {
             sub: sub.to_string(),
             exp,
+            iat: Some(chrono::Utc::now().timestamp()),
+            jti: Some(uuid::Uuid::new_v4().to_string()),
             aud: self.audience.clone(),
             iss: self.issuer.clone(),
         };
@@ -210,6 +247,35 @@ mod tests {
         assert_eq!(
             portal.verify(&elsewhere.mint("user-1", now() + 600)),
             Err(TokenError::WrongAudience)
+        );
+    }
+
+    #[test]
+    fn a_handoff_needs_a_recent_iat() {
+        let secret = "k".repeat(32);
+        let t = tokens(&secret);
+        assert!(
+            t.verify_handoff(&t.mint("user-1", now() + 600), now())
+                .is_ok()
+        );
+        assert_eq!(
+            t.verify_handoff(&t.mint("user-1", now() + 600), now() + 301)
+                .map(|r| r.0),
+            Err(TokenError::Stale)
+        );
+        let without_iat = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "x", "exp": now() + 600}),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        assert!(
+            t.verify(&without_iat).is_ok(),
+            "the API does not ask for iat"
+        );
+        assert_eq!(
+            t.verify_handoff(&without_iat, now()).map(|r| r.0),
+            Err(TokenError::Stale)
         );
     }
 

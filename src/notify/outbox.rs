@@ -43,7 +43,10 @@ pub mod entity {
         /// The email address (personal data: never listed, cleared on delivery).
         pub recipient: Option<String>,
         pub locale: Option<String>,
-        /// Email: the template data. Webhook: the exact body to sign and send.
+        /// Email: the template data. Webhook: the exact body to sign and send. Emptied (`{}`)
+        /// on delivery: it holds codes, links and personal data that a delivered message (and
+        /// every backup after it) has no use for; the topic, language, dedupe key (which names
+        /// the request) and times remain.
         pub payload: String,
         pub status: super::Status,
         pub attempts: i32,
@@ -310,7 +313,10 @@ pub async fn release(tx: &mut Tx, ids: Vec<String>, now: DateTime<Utc>) -> Resul
     Ok(())
 }
 
-/// Marks messages delivered.
+/// What a delivered message keeps of its body.
+pub const DELIVERED_PAYLOAD: &str = "{}";
+
+/// Marks messages delivered, forgetting their addresses and bodies.
 pub async fn mark_delivered(
     tx: &mut Tx,
     ids: Vec<String>,
@@ -324,8 +330,9 @@ pub async fn mark_delivered(
         .col_expr(Column::Status, Expr::value(Status::Delivered))
         .col_expr(Column::DeliveredAt, Expr::value(now))
         .col_expr(Column::LastError, Expr::value(Option::<String>::None))
-        // The address was needed to deliver, and is not kept a moment longer.
+        // The address and the body were needed to deliver, and are not kept a moment longer.
         .col_expr(Column::Recipient, Expr::value(Option::<String>::None))
+        .col_expr(Column::Payload, Expr::value(DELIVERED_PAYLOAD))
         .filter(Column::Id.is_in(ids))
         .exec(&*tx)
         .await?;

@@ -570,7 +570,7 @@ impl RequestsApi {
         self.state.rate_limiter.check(client_ip(req))?;
         let address = body.0.email.trim().to_string();
         let key = budget::address_key(&address);
-        self.state.email_rate_limiter.check(Some(key.clone()))?;
+        self.state.key_rate_limiter.check(Some(key.clone()))?;
         let config = self.state.config.clone();
         let filing = body.0;
         // Filed in a commit shared with other filings: intake comes in bursts.

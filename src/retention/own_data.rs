@@ -15,11 +15,14 @@ use crate::{
     notify::outbox,
     period::Period,
     request::{budget, export, intake},
+    staff,
 };
 
 /// How long after its code expired an unverified request may still ask for a new one; after
 /// that the request is abandoned and the code goes.
 const CODE_GRACE: TimeDelta = TimeDelta::days(1);
+/// How long failed sign-ins are remembered after the last one, once they no longer lock.
+const FAILURE_MEMORY: TimeDelta = TimeDelta::days(1);
 
 /// Deletes (or, dry, counts) what is past its use at `as_of`: export packages page by page
 /// (their files go first), then everything else in one transaction.
@@ -50,6 +53,8 @@ pub async fn purge(
         address_budgets: budget::purge(&mut tx, as_of.date_naive(), dry_run).await?,
         guardian_tokens: guardian::purge_expired(&mut tx, as_of, dry_run).await?,
         portal_sessions: session::purge_expired(&tx, as_of, dry_run).await?,
+        console_sessions: staff::sessions::purge_expired(&tx, as_of, dry_run).await?,
+        sign_in_failures: staff::lockout::purge(&tx, as_of - FAILURE_MEMORY, dry_run).await?,
         outbox_messages: outbox::purge_delivered(
             &mut tx,
             before(&config.retention.keep_delivered_outbox),

@@ -99,9 +99,15 @@ pub struct OwnData {
     pub address_budgets: u64,
     /// Guardian-consent links past their expiry, used or not.
     pub guardian_tokens: u64,
-    /// Portal sessions past their expiry.
+    /// Portal sessions past their expiry, and used sign-in links past theirs.
     #[serde(default)]
     pub portal_sessions: u64,
+    /// Console sessions past their expiry.
+    #[serde(default)]
+    pub console_sessions: u64,
+    /// Counts of failed console sign-ins untouched for a day and no longer locking.
+    #[serde(default)]
+    pub sign_in_failures: u64,
     /// Delivered emails and webhooks older than `retention.keep_delivered_outbox`.
     pub outbox_messages: u64,
     /// Consent events of people erased longer ago than `retention.keep_erased_proofs`.

@@ -2,22 +2,28 @@
 //!
 //! An account is created on the command line with a one-time setup link; its owner chooses a
 //! password (argon2id; short, common or guessable ones refused) and enrols a TOTP second factor
-//! (RFC 6238), required unless `console.require_totp` is off. Failed sign-ins back off: after
-//! [`FREE_ATTEMPTS`] the account locks for 15 minutes, doubling with each further failure up to
-//! a day, whether or not the password was right during the lock. Sessions live on the server, so
-//! staff can see and end them; disabling an account ends them all.
+//! (RFC 6238), required unless `console.require_totp` is off. Enrolment happens once: an
+//! account with a confirmed second factor is only ever asked for a code, and replacing the
+//! authenticator takes `consentry users reset`. A code is accepted once (the account remembers
+//! the last time step it accepted). Failed passwords and codes are counted per account and
+//! client network ([`lockout`]) and only a complete sign-in clears them. Sessions live on the
+//! server, so staff can see and end them; disabling an account ends them all.
 //!
-//! Transactions: this room owns `staff_users` and `staff_sessions`; writers take the edge's
-//! [`crate::db::Tx`].
+//! Transactions: this room owns `staff_users`, `staff_sessions` and `sign_in_failures`; writers
+//! take the edge's [`crate::db::Tx`], except the password steps, which hash off the executor
+//! before their short transaction begins so that no write waits on argon2.
 
+pub mod lockout;
 pub mod password;
 pub mod sessions;
 pub mod totp;
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    prelude::Expr,
+    prelude::Expr, sea_query::ExprTrait,
 };
 
 use crate::{
@@ -26,7 +32,7 @@ use crate::{
     clock,
     config::Config,
     crypto,
-    db::Tx,
+    db::{Db, Tx},
 };
 
 /// The `staff_users` table.
@@ -50,8 +56,8 @@ pub mod entity {
         /// SHA-256 of the one-time setup link's token.
         pub setup_token_hash: Option<String>,
         pub setup_expires_at: Option<DateTimeUtc>,
-        pub failed_attempts: i32,
-        pub locked_until: Option<DateTimeUtc>,
+        /// The last TOTP time step accepted: a code for it or an earlier one is refused.
+        pub totp_last_step: Option<i64>,
         pub last_sign_in_at: Option<DateTimeUtc>,
         pub disabled_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
@@ -65,11 +71,7 @@ pub mod entity {
 
 pub use entity::Model as StaffUser;
 
-/// Failed sign-ins allowed before the account locks.
-pub const FREE_ATTEMPTS: i32 = 5;
-/// The first lock; each further failure doubles it.
-const FIRST_LOCK: TimeDelta = TimeDelta::minutes(15);
-const LONGEST_LOCK: TimeDelta = TimeDelta::days(1);
+pub use lockout::{Attempt, FREE_ATTEMPTS};
 /// How long a setup link works.
 pub const SETUP_LIFETIME: TimeDelta = TimeDelta::hours(72);
 
@@ -90,6 +92,8 @@ pub enum StaffError {
     Locked(DateTime<Utc>),
     #[error("the code is not right")]
     BadCode,
+    #[error("the account's second factor is enrolled; a reset replaces it")]
+    Enrolled,
     #[error("the setup link is not valid or has expired; ask an admin for a new one")]
     BadSetupLink,
     #[error("{0}")]
@@ -147,8 +151,7 @@ pub async fn create(
         totp_enabled_at: Set(None),
         setup_token_hash: Set(Some(crypto::sha256_hex(link.token.as_bytes()))),
         setup_expires_at: Set(Some(link.expires_at)),
-        failed_attempts: Set(0),
-        locked_until: Set(None),
+        totp_last_step: Set(None),
         last_sign_in_at: Set(None),
         disabled_at: Set(None),
         created_at: Set(now),
@@ -166,8 +169,13 @@ pub async fn create(
 }
 
 /// A new setup link for an existing account (a forgotten password, a lost phone): the password
-/// and second factor are cleared and every session ends.
-pub async fn reset(tx: &Tx, email: &str, actor: &Actor) -> Result<SetupLink, StaffError> {
+/// and second factor are cleared, failed sign-ins forgotten and every session ends.
+pub async fn reset(
+    tx: &Tx,
+    config: &Config,
+    email: &str,
+    actor: &Actor,
+) -> Result<SetupLink, StaffError> {
     let user = by_email(tx, email).await?.ok_or(StaffError::NotFound)?;
     let now = clock::now();
     let link = SetupLink {
@@ -192,14 +200,10 @@ pub async fn reset(tx: &Tx, email: &str, actor: &Actor) -> Result<SetupLink, Sta
             Expr::value(crypto::sha256_hex(link.token.as_bytes())),
         )
         .col_expr(entity::Column::SetupExpiresAt, Expr::value(link.expires_at))
-        .col_expr(entity::Column::FailedAttempts, Expr::value(0))
-        .col_expr(
-            entity::Column::LockedUntil,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .filter(entity::Column::Id.eq(&user.id))
         .exec(tx)
         .await?;
+    lockout::clear_account(tx, &console_key(config)?, &user.email).await?;
     end_sessions(tx, &user, actor, "staff.reset").await?;
     Ok(link)
 }
@@ -264,11 +268,12 @@ pub async fn by_setup_token(
         .ok_or(StaffError::BadSetupLink)
 }
 
-/// Sets the password from a setup link; the link is used up.
-pub async fn set_password(tx: &Tx, token: &str, password: &str) -> Result<StaffUser, StaffError> {
-    let user = by_setup_token(tx, token).await?;
+/// Sets the password from a setup link; the link is used up. Hashes before its transaction.
+pub async fn set_password(db: &Db, token: &str, password: &str) -> Result<StaffUser, StaffError> {
+    let user = by_setup_token(db.conn(), token).await?;
     password::check_strength(password, &user.email)?;
-    let hash = password::hash(password);
+    let hash = password::hash(password).await;
+    let tx = db.begin().await?;
     let claimed = entity::Entity::update_many()
         .col_expr(entity::Column::PasswordHash, Expr::value(hash))
         .col_expr(
@@ -281,77 +286,76 @@ pub async fn set_password(tx: &Tx, token: &str, password: &str) -> Result<StaffU
         )
         .filter(entity::Column::Id.eq(&user.id))
         .filter(entity::Column::SetupTokenHash.eq(crypto::sha256_hex(token.as_bytes())))
-        .exec(tx)
+        .filter(entity::Column::SetupExpiresAt.gt(clock::now()))
+        .exec(&tx)
         .await?;
     if claimed.rows_affected == 0 {
         return Err(StaffError::BadSetupLink);
     }
-    audit_own(tx, &user, "staff.password_set").await?;
+    audit_own(&tx, &user, "staff.password_set").await?;
+    tx.commit().await?;
     Ok(user)
 }
 
-/// Checks an email and password, counting failures and locking as described above. The same
-/// error answers an unknown email and a wrong password, after the same work.
-pub async fn check_password(tx: &Tx, email: &str, password: &str) -> Result<StaffUser, StaffError> {
+/// Whom a sign-in from `client` with `email` is counted against.
+pub fn attempt(
+    config: &Config,
+    email: &str,
+    client: Option<IpAddr>,
+) -> Result<Attempt, StaffError> {
+    Ok(Attempt::new(&console_key(config)?, email, client))
+}
+
+/// The password step. A locked-out network is refused before any hashing; otherwise the
+/// password is checked off the executor against the account's hash, or against a decoy when the
+/// email is unknown or disabled, so that every answer costs the same and reads the same. A
+/// failure is counted and committed before the answer.
+pub async fn check_password(
+    db: &Db,
+    attempt: &Attempt,
+    email: &str,
+    password: &str,
+) -> Result<StaffUser, StaffError> {
     let now = clock::now();
-    let user = by_email(tx, email).await?;
-    let Some(user) = user.filter(|u| u.disabled_at.is_none() && u.password_hash.is_some()) else {
-        password::verify(password, password::DECOY);
-        return Err(StaffError::BadCredentials);
-    };
-    if let Some(until) = user.locked_until.filter(|t| *t > now) {
+    if let Some(until) = lockout::locked_until(db.conn(), attempt, false, now).await? {
         return Err(StaffError::Locked(until));
     }
-    if password::verify(password, user.password_hash.as_deref().unwrap_or_default()) {
-        entity::Entity::update_many()
-            .col_expr(entity::Column::FailedAttempts, Expr::value(0))
-            .col_expr(
-                entity::Column::LockedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .filter(entity::Column::Id.eq(&user.id))
-            .exec(tx)
-            .await?;
+    let user = by_email(db.conn(), email)
+        .await?
+        .filter(|u| u.disabled_at.is_none() && u.password_hash.is_some());
+    let phc = user
+        .as_ref()
+        .and_then(|u| u.password_hash.as_deref())
+        .unwrap_or(password::DECOY);
+    if password::verify(password, phc).await
+        && let Some(user) = user
+    {
         return Ok(user);
     }
-    match count_failure(tx, &user, now).await? {
-        Some(until) => Err(StaffError::Locked(until)),
-        None => Err(StaffError::BadCredentials),
-    }
+    let tx = db.begin().await?;
+    let locked = lockout::fail(&tx, attempt, false, now).await?;
+    audit_lock(&tx, user.as_ref(), locked).await?;
+    tx.commit().await?;
+    Err(locked.map_or(StaffError::BadCredentials, StaffError::Locked))
 }
 
-/// Counts a failed password or code; returns when the account is locked until, if this
-/// failure locks it.
-async fn count_failure(
+/// Audits a lock on a real account (a lock on an unknown email has no one to tell).
+async fn audit_lock(
     tx: &Tx,
-    user: &StaffUser,
-    now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, DbErr> {
-    let failures = user.failed_attempts + 1;
-    let locked_until = (failures >= FREE_ATTEMPTS).then(|| now + lock_for(failures));
-    entity::Entity::update_many()
-        .col_expr(entity::Column::FailedAttempts, Expr::value(failures))
-        .col_expr(entity::Column::LockedUntil, Expr::value(locked_until))
-        .filter(entity::Column::Id.eq(&user.id))
-        .exec(tx)
-        .await?;
-    if let Some(until) = locked_until {
-        audit::record(
-            tx,
-            &Actor::System,
-            "staff.locked",
-            audit::Target::new("staff", &user.id),
-            serde_json::json!({"failures": failures, "until": until}),
-        )
-        .await?;
-    }
-    Ok(locked_until)
-}
-
-/// How long the `failures`-th failure locks an account.
-fn lock_for(failures: i32) -> TimeDelta {
-    let doublings = (failures - FREE_ATTEMPTS).clamp(0, 10) as u32;
-    (FIRST_LOCK * 2i32.pow(doublings)).min(LONGEST_LOCK)
+    user: Option<&StaffUser>,
+    locked: Option<DateTime<Utc>>,
+) -> Result<(), DbErr> {
+    let (Some(user), Some(until)) = (user, locked) else {
+        return Ok(());
+    };
+    audit::record(
+        tx,
+        &Actor::System,
+        "staff.locked",
+        audit::Target::new("staff", &user.id),
+        serde_json::json!({"until": until}),
+    )
+    .await
 }
 
 /// Audits something the account's owner did to their own account.
@@ -366,29 +370,31 @@ async fn audit_own(tx: &Tx, user: &StaffUser, action: &str) -> Result<(), DbErr>
     .await
 }
 
-/// Records a completed sign-in.
-pub async fn signed_in(tx: &Tx, user: &StaffUser) -> Result<(), DbErr> {
+/// Records a complete sign-in, which alone clears the attempt's failures.
+pub async fn signed_in(tx: &Tx, user: &StaffUser, attempt: &Attempt) -> Result<(), DbErr> {
     entity::Entity::update_many()
         .col_expr(entity::Column::LastSignInAt, Expr::value(clock::now()))
         .filter(entity::Column::Id.eq(&user.id))
         .exec(tx)
         .await?;
+    lockout::clear(tx, attempt).await?;
     audit_own(tx, user, "staff.signed_in").await
 }
 
-/// Stores a new TOTP seed, not yet enabled (the person must show a code from it first).
+/// Stores a new TOTP seed, not yet enabled (the person must show a code from it first). Refused
+/// for an account whose second factor is confirmed: that one is replaced only by a reset.
 pub async fn start_totp(tx: &Tx, config: &Config, user: &StaffUser) -> Result<Vec<u8>, StaffError> {
     let seed = crypto::random_bytes::<20>().to_vec();
     let sealed = crypto::seal(&console_key(config)?, &seed);
-    entity::Entity::update_many()
+    let stored = entity::Entity::update_many()
         .col_expr(entity::Column::TotpSecret, Expr::value(sealed))
-        .col_expr(
-            entity::Column::TotpEnabledAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .filter(entity::Column::Id.eq(&user.id))
+        .filter(entity::Column::TotpEnabledAt.is_null())
         .exec(tx)
         .await?;
+    if stored.rows_affected == 0 {
+        return Err(StaffError::Enrolled);
+    }
     Ok(seed)
 }
 
@@ -402,34 +408,46 @@ pub fn totp_seed(config: &Config, user: &StaffUser) -> Result<Option<Vec<u8>>, S
         .ok_or_else(|| StaffError::Key("the TOTP seed does not open with the console key".into()))
 }
 
-/// Checks a TOTP code against the account's seed; a right code for a seed not yet enabled
-/// enables it. Wrong codes count towards the lock like wrong passwords.
+/// Checks a TOTP code against the account's seed. A right code is claimed in one statement
+/// that moves the account's last accepted step forward, so it works once even when sent twice
+/// at the same moment; a right code for a seed not yet enabled enables it. Wrong or replayed
+/// codes count towards the lock like wrong passwords (and on the account-wide row).
 pub async fn check_code(
     tx: &Tx,
     config: &Config,
     user: &StaffUser,
+    attempt: &Attempt,
     code: &str,
 ) -> Result<(), StaffError> {
     let now = clock::now();
-    if let Some(until) = user.locked_until.filter(|t| *t > now) {
+    if let Some(until) = lockout::locked_until(tx, attempt, true, now).await? {
         return Err(StaffError::Locked(until));
     }
     let seed = totp_seed(config, user)?.ok_or(StaffError::BadCode)?;
-    if totp::check(&seed, code, now.timestamp() as u64) {
+    if let Some(step) = totp::matching_step(&seed, code, now.timestamp() as u64) {
+        let step = step as i64;
+        let mut claim = entity::Entity::update_many()
+            .col_expr(entity::Column::TotpLastStep, Expr::value(step))
+            .filter(entity::Column::Id.eq(&user.id))
+            .filter(entity::Column::TotpSecret.eq(user.totp_secret.clone()))
+            .filter(
+                entity::Column::TotpLastStep
+                    .is_null()
+                    .or(entity::Column::TotpLastStep.lt(step)),
+            );
         if user.totp_enabled_at.is_none() {
-            entity::Entity::update_many()
-                .col_expr(entity::Column::TotpEnabledAt, Expr::value(now))
-                .filter(entity::Column::Id.eq(&user.id))
-                .exec(tx)
-                .await?;
-            audit_own(tx, user, "staff.totp_enabled").await?;
+            claim = claim.col_expr(entity::Column::TotpEnabledAt, Expr::value(now));
         }
-        return Ok(());
+        if claim.exec(tx).await?.rows_affected == 1 {
+            if user.totp_enabled_at.is_none() {
+                audit_own(tx, user, "staff.totp_enabled").await?;
+            }
+            return Ok(());
+        }
     }
-    match count_failure(tx, user, now).await? {
-        Some(until) => Err(StaffError::Locked(until)),
-        None => Err(StaffError::BadCode),
-    }
+    let locked = lockout::fail(tx, attempt, true, now).await?;
+    audit_lock(tx, Some(user), locked).await?;
+    Err(locked.map_or(StaffError::BadCode, StaffError::Locked))
 }
 
 /// Disables an account and ends its sessions.
@@ -442,17 +460,4 @@ pub async fn disable(tx: &Tx, email: &str, actor: &Actor) -> Result<StaffUser, S
         .await?;
     end_sessions(tx, &user, actor, "staff.disabled").await?;
     Ok(user)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locks_grow_with_failures_up_to_a_day() {
-        assert_eq!(lock_for(5), TimeDelta::minutes(15));
-        assert_eq!(lock_for(6), TimeDelta::minutes(30));
-        assert_eq!(lock_for(8), TimeDelta::hours(2));
-        assert_eq!(lock_for(40), TimeDelta::days(1));
-    }
 }

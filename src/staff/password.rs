@@ -1,10 +1,19 @@
 //! Passwords: argon2id with the crate's defaults (19 MiB, 2 passes), and a strength check that
 //! refuses what a guesser tries first.
+//!
+//! Each hash costs tens of milliseconds of CPU and 19 MiB, so it never runs on the async
+//! executor (where it would stall the consent checks served beside it): it runs on the blocking
+//! pool, at most one per core at a time, and a burst of sign-ins waits its turn instead of
+//! taking every thread and all that memory at once.
 
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
     password_hash::{SaltString, rand_core::OsRng},
 };
+
+use std::sync::OnceLock;
+
+use tokio::sync::Semaphore;
 
 use super::StaffError;
 
@@ -92,20 +101,45 @@ pub fn check_strength(password: &str, email: &str) -> Result<(), StaffError> {
 }
 
 /// The argon2id PHC string of a password, with a random salt.
-pub fn hash(password: &str) -> String {
+pub async fn hash(password: &str) -> String {
+    let password = password.to_string();
+    off_executor(move || hash_now(&password)).await
+}
+
+/// Whether `password` matches a PHC string (constant time inside argon2).
+pub async fn verify(password: &str, phc: &str) -> bool {
+    let (password, phc) = (password.to_string(), phc.to_string());
+    off_executor(move || verify_now(&password, &phc)).await
+}
+
+fn hash_now(password: &str) -> String {
     Argon2::default()
         .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
         .expect("argon2 hashes any password with default parameters")
         .to_string()
 }
 
-/// Whether `password` matches a PHC string (constant time inside argon2).
-pub fn verify(password: &str, phc: &str) -> bool {
+fn verify_now(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
     })
+}
+
+/// Runs `work` on the blocking pool once one of the per-core slots is free.
+async fn off_executor<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    let _slot = slots
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }
 
 #[cfg(test)]
@@ -129,13 +163,13 @@ mod tests {
         assert!(check_strength("correct horse battery staple", "officer@example.com").is_ok());
     }
 
-    #[test]
-    fn hashes_verify_only_their_password() {
-        let phc = hash("correct horse battery staple");
+    #[tokio::test]
+    async fn hashes_verify_only_their_password() {
+        let phc = hash("correct horse battery staple").await;
         assert!(phc.starts_with("$argon2id$"));
-        assert!(verify("correct horse battery staple", &phc));
-        assert!(!verify("correct horse battery stapler", &phc));
-        assert!(!verify("anything", DECOY));
+        assert!(verify("correct horse battery staple", &phc).await);
+        assert!(!verify("correct horse battery stapler", &phc).await);
+        assert!(!verify("anything", DECOY).await);
         assert!(
             PasswordHash::new(DECOY).is_ok(),
             "the decoy costs as much as a real check"

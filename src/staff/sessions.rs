@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    prelude::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, prelude::Expr,
 };
 
 use crate::{
@@ -132,6 +132,20 @@ pub async fn end_by_id(tx: &Tx, user_id: &str, id: &str) -> Result<bool, DbErr> 
 pub async fn end_all(tx: &Tx, user_id: &str) -> Result<u64, DbErr> {
     Ok(entity::Entity::delete_many()
         .filter(entity::Column::UserId.eq(user_id))
+        .exec(tx)
+        .await?
+        .rows_affected)
+}
+
+/// Deletes (or, dry, counts) sessions past their absolute expiry at `as_of`. Part of the purge
+/// of Consentry's own data.
+pub async fn purge_expired(tx: &Tx, as_of: DateTime<Utc>, dry_run: bool) -> Result<u64, DbErr> {
+    let expired = entity::Column::ExpiresAt.lte(as_of);
+    if dry_run {
+        return entity::Entity::find().filter(expired).count(tx).await;
+    }
+    Ok(entity::Entity::delete_many()
+        .filter(expired)
         .exec(tx)
         .await?
         .rows_affected)

@@ -1,5 +1,7 @@
 //! Time-based one-time passwords (RFC 6238: HMAC-SHA1, 6 digits, 30-second steps), through the
-//! `totp-rs` crate. A code from the step before or after is accepted for clock drift.
+//! `totp-rs` crate. A code from the step before or after is accepted for clock drift; the step a
+//! code matched is returned so that the account can refuse it, and every earlier one, next time
+//! (RFC 6238 §5.2).
 
 use totp_rs::{Algorithm, Secret, TOTP};
 
@@ -7,10 +9,23 @@ fn generator(seed: &[u8]) -> Option<TOTP> {
     TOTP::new(Algorithm::SHA1, 6, 1, 30, seed.to_vec()).ok()
 }
 
-/// Whether `code` is right for `seed` at Unix time `now`.
-pub fn check(seed: &[u8], code: &str, now: u64) -> bool {
+/// Seconds per step.
+const STEP: u64 = 30;
+
+/// The time step (Unix time / 30) whose code `code` is, among the steps around `now`; `None`
+/// when it is none of them. Every candidate is compared, in constant time.
+pub fn matching_step(seed: &[u8], code: &str, now: u64) -> Option<u64> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-    generator(seed).is_some_and(|totp| totp.check(&code, now))
+    let totp = generator(seed)?;
+    let current = now / STEP;
+    let mut matched = None;
+    for step in [current.saturating_sub(1), current, current + 1] {
+        let expected = totp.generate(step * STEP);
+        if crate::crypto::constant_time_eq(expected.as_bytes(), code.as_bytes()) {
+            matched = Some(step);
+        }
+    }
+    matched
 }
 
 /// The code for `seed` at `now` (for tests and the browser suite's authenticator).
@@ -45,8 +60,13 @@ mod tests {
         let seed = b"12345678901234567890";
         assert_eq!(code(seed, 59), "287082");
         assert_eq!(code(seed, 1111111109), "081804");
-        assert!(check(seed, "287 082", 59));
-        assert!(check(seed, "287082", 89), "one step of drift is accepted");
-        assert!(!check(seed, "287082", 150));
+        assert_eq!(matching_step(seed, "287 082", 59), Some(1));
+        assert_eq!(
+            matching_step(seed, "287082", 89),
+            Some(1),
+            "one step of drift is accepted"
+        );
+        assert_eq!(matching_step(seed, "287082", 150), None);
+        assert_eq!(matching_step(seed, "", 59), None);
     }
 }

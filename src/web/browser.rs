@@ -12,7 +12,7 @@ use poem::{
 use serde_json::{Value, json};
 
 use super::{FormData, Lang, cookies, cookies::Cookie, csrf};
-use crate::{AppState, crypto, error::ApiError};
+use crate::{AppState, error::ApiError};
 
 /// The portal or the console: where its pages live and what its cookies are called.
 #[derive(Debug)]
@@ -55,8 +55,8 @@ pub struct Browser {
 
 impl Browser {
     /// The area's session cookie, not yet checked.
-    pub fn session_cookie(req: &Request, area: &Area) -> Option<String> {
-        cookies::get(req, area.session_cookie)
+    pub fn session_cookie(state: &AppState, req: &Request, area: &Area) -> Option<String> {
+        cookies::get(req, area.session_cookie, serves_https(state))
     }
 
     /// Reads the cookies. `session` is the session cookie when it names a live session;
@@ -68,7 +68,7 @@ impl Browser {
         session: Option<String>,
         own_language: Option<Lang>,
     ) -> Self {
-        let secure = state.config.portal_url().starts_with("https://");
+        let secure = serves_https(state);
         let mut set_cookies = Vec::new();
         let chosen = query_param(req, "lang").and_then(|l| Lang::parse(&l));
         if let Some(lang) = chosen {
@@ -85,14 +85,16 @@ impl Browser {
             );
         }
         let lang = chosen
-            .or_else(|| remembered_language(req, area))
+            .or_else(|| remembered_language(req, area, secure))
             .or(own_language)
             .or_else(|| accept_language(req))
             .unwrap_or(Lang::En);
-        let csrf_seed = match cookies::get(req, area.csrf_cookie).filter(|s| s.len() == 43) {
+        let issued = cookies::get(req, area.csrf_cookie, secure)
+            .filter(|seed| csrf::is_issued(&state.page_key, seed));
+        let csrf_seed = match issued {
             Some(seed) => seed,
             None => {
-                let seed = crypto::random_token();
+                let seed = csrf::issue_seed(&state.page_key);
                 set_cookies.push(
                     Cookie {
                         name: area.csrf_cookie,
@@ -250,8 +252,14 @@ fn layout(
     );
 }
 
-fn remembered_language(req: &Request, area: &Area) -> Option<Lang> {
-    cookies::get(req, area.lang_cookie).and_then(|l| Lang::parse(&l))
+fn remembered_language(req: &Request, area: &Area, secure: bool) -> Option<Lang> {
+    cookies::get(req, area.lang_cookie, secure).and_then(|l| Lang::parse(&l))
+}
+
+/// Whether the pages are served over https (the portal's configured URL says so): then cookies
+/// are `Secure` and `__Host-`, and browsers are told to keep to https.
+pub fn serves_https(state: &AppState) -> bool {
+    state.config.portal_url().starts_with("https://")
 }
 
 fn accept_language(req: &Request) -> Option<Lang> {
@@ -293,6 +301,7 @@ const EXPLAINED: &[&str] = &[
     "rate_limited",
     "budget_spent",
     "token_invalid",
+    "handoff_used",
     "export_gone",
     "sign_in_needed",
     "forbidden_role",
@@ -309,7 +318,7 @@ pub async fn pages_for_errors<E: Endpoint>(
 ) -> poem::Result<Response> {
     let lang = query_param(&req, "lang")
         .and_then(|l| Lang::parse(&l))
-        .or_else(|| remembered_language(&req, area))
+        .or_else(|| remembered_language(&req, area, serves_https(&state)))
         .or_else(|| accept_language(&req))
         .unwrap_or(Lang::En);
     let here = req.original_uri().path().to_string();

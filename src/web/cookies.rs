@@ -3,8 +3,20 @@
 
 use poem::{Request, http::header};
 
-/// The value of cookie `name` in the request, if any.
-pub fn get(req: &Request, name: &str) -> Option<String> {
+/// The name a cookie goes by: behind https, with the `__Host-` prefix, which browsers accept only
+/// from this host, with `Secure` and `Path=/`, so no sibling subdomain or plain-http page can set
+/// or shadow it.
+pub fn name(base: &str, secure: bool) -> String {
+    if secure {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+/// The value of cookie `base` (under its [`name`]) in the request, if any.
+pub fn get(req: &Request, base: &str, secure: bool) -> Option<String> {
+    let name = name(base, secure);
     req.headers()
         .get_all(header::COOKIE)
         .iter()
@@ -17,8 +29,10 @@ pub fn get(req: &Request, name: &str) -> Option<String> {
 
 /// How a cookie is sent back.
 pub struct Cookie<'a> {
+    /// The base name; see [`name`].
     pub name: &'a str,
     pub value: &'a str,
+    /// The area's path; `/` behind https, as the `__Host-` prefix requires.
     pub path: &'a str,
     /// Seconds until it expires; `Some(0)` deletes it; `None` lasts the browser session.
     pub max_age: Option<i64>,
@@ -31,9 +45,12 @@ pub struct Cookie<'a> {
 impl Cookie<'_> {
     /// The `Set-Cookie` header value. Always `HttpOnly`: no script of ours reads cookies.
     pub fn header(&self) -> String {
+        let path = if self.secure { "/" } else { self.path };
         let mut out = format!(
-            "{}={}; Path={}; HttpOnly; SameSite={}",
-            self.name, self.value, self.path, self.same_site
+            "{}={}; Path={path}; HttpOnly; SameSite={}",
+            name(self.name, self.secure),
+            self.value,
+            self.same_site
         );
         if let Some(age) = self.max_age {
             out.push_str(&format!("; Max-Age={age}"));
@@ -54,8 +71,9 @@ mod tests {
         let req = Request::builder()
             .header(header::COOKIE, "a=1; consentry_portal=abc; b=2")
             .finish();
-        assert_eq!(get(&req, "consentry_portal").as_deref(), Some("abc"));
-        assert_eq!(get(&req, "missing"), None);
+        assert_eq!(get(&req, "consentry_portal", false).as_deref(), Some("abc"));
+        assert_eq!(get(&req, "consentry_portal", true), None);
+        assert_eq!(get(&req, "missing", false), None);
     }
 
     #[test]
@@ -70,7 +88,12 @@ mod tests {
         };
         assert_eq!(
             c.header(),
-            "s=v; Path=/portal; HttpOnly; SameSite=Lax; Max-Age=60; Secure"
+            "__Host-s=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure"
+        );
+        let plain = Cookie { secure: false, ..c };
+        assert_eq!(
+            plain.header(),
+            "s=v; Path=/portal; HttpOnly; SameSite=Lax; Max-Age=60"
         );
     }
 }

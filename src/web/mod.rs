@@ -37,9 +37,10 @@ pub const AREAS: &[&str] = &["portal", "console"];
 /// with the browser protections.
 pub fn mount(route: Route, state: &AppState) -> Route {
     let policy: Arc<str> = content_security_policy(state).into();
+    let https = browser::serves_https(state);
     let protected = move |ep| {
         let policy = policy.clone();
-        EndpointExt::around(ep, move |ep, req| protect(ep, req, policy.clone()))
+        EndpointExt::around(ep, move |ep, req| protect(ep, req, policy.clone(), https))
     };
     route
         .nest("/portal", protected(portal::routes(state.clone()).boxed()))
@@ -82,6 +83,7 @@ async fn protect<E: Endpoint>(
     ep: Arc<E>,
     req: Request,
     policy: Arc<str>,
+    https: bool,
 ) -> poem::Result<Response> {
     let mut resp = ep.call(req).await?.into_response();
     let headers = resp.headers_mut();
@@ -95,6 +97,13 @@ async fn protect<E: Endpoint>(
         (header::REFERRER_POLICY, "no-referrer"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
+    }
+    if https {
+        // Cookies are `Secure` already; this keeps the browser off plain http altogether.
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     headers
         .entry(header::CACHE_CONTROL)

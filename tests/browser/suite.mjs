@@ -90,7 +90,8 @@ function totp(base32) {
 /** An HS256 subject token, as the main app mints it. */
 function subjectToken(sub) {
   const header = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
-  const payload = b64url(JSON.stringify({ sub, exp: Math.floor(Date.now() / 1000) + 600 }));
+  const now = Math.floor(Date.now() / 1000);
+  const payload = b64url(JSON.stringify({ sub, iat: now, exp: now + 600, jti: crypto.randomUUID() }));
   const signature = crypto.createHmac("sha256", TOKEN_SECRET).update(`${header}.${payload}`).digest("base64url");
   return `${header}.${payload}.${signature}`;
 }

@@ -176,7 +176,7 @@ async fn session_user(
     state: &AppState,
     req: &Request,
 ) -> Result<Option<((StaffUser, bool), String)>, ApiError> {
-    let Some(token) = Browser::session_cookie(req, &CONSOLE) else {
+    let Some(token) = Browser::session_cookie(state, req, &CONSOLE) else {
         return Ok(None);
     };
     let idle = TimeDelta::minutes(state.config.console.idle_minutes.into());

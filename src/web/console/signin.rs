@@ -42,24 +42,29 @@ pub async fn sign_in_form(
 }
 
 /// `POST /console/signin`: the password. Failures are counted (and committed) before the page
-/// says so; the answer is the same for an unknown email.
+/// says so; an unknown or disabled email gets the same answers, after the same work.
 #[handler]
 pub async fn check_password(
     req: &Request,
     body: Body,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
-    state.rate_limiter.check(crate::http::client_ip(req))?;
+    let client = crate::http::client_ip(req);
+    state.rate_limiter.check(client)?;
     let mut browser = Browser::new(state, req, &CONSOLE, None, None);
     let form = browser.form(body).await?;
     let email = form.get("email").unwrap_or_default().to_string();
-    let tx = state.db.begin().await?;
-    let checked =
-        staff::check_password(&tx, &email, form.get("password").unwrap_or_default()).await;
+    let attempt = staff::attempt(&state.config, &email, client)?;
+    let checked = staff::check_password(
+        &state.db,
+        &attempt,
+        &email,
+        form.get("password").unwrap_or_default(),
+    )
+    .await;
     let user = match checked {
         Ok(user) => user,
         Err(e) => {
-            tx.commit().await?;
             let message = refusal(browser.lang, &e)?;
             let data =
                 json!({"email": email, "errors": [{"field": "password", "message": message}]});
@@ -73,10 +78,11 @@ pub async fn check_password(
         sessions::PENDING_LIFETIME
     };
     let agent = user_agent(req);
+    let tx = state.db.begin().await?;
     let (token, expires_at) =
         sessions::start(&tx, &user.id, complete, lifetime, agent.as_deref()).await?;
     if complete {
-        staff::signed_in(&tx, &user).await?;
+        staff::signed_in(&tx, &user, &attempt).await?;
     }
     tx.commit().await?;
     browser.set_session(Some(&token), (expires_at - clock::now()).num_seconds());
@@ -141,13 +147,25 @@ pub async fn code_form(req: &Request, Data(state): Data<&AppState>) -> Result<Re
 }
 
 /// `GET /console/signin/enrol`: the seed to add to an authenticator app, shown as text and as an
-/// `otpauth://` link. Reloading shows the same seed until it is confirmed.
+/// `otpauth://` link. Reloading shows the same seed until it is confirmed. An account whose
+/// second factor is confirmed never sees a seed here: it is sent to the code.
 #[handler]
 pub async fn enrol_form(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
     let Some((user, browser)) = pending(state, req).await? else {
         return Ok(to_sign_in());
     };
-    let seed = enrolment_seed(state, &user).await?;
+    if user.totp_enabled_at.is_some() {
+        return Ok(browser.redirect("/console/signin/code"));
+    }
+    let seed = match staff::totp_seed(&state.config, &user)? {
+        Some(seed) => seed,
+        None => {
+            let tx = state.db.begin().await?;
+            let seed = staff::start_totp(&tx, &state.config, &user).await?;
+            tx.commit().await?;
+            seed
+        }
+    };
     Ok(browser.render(
         state,
         "enrol",
@@ -155,18 +173,6 @@ pub async fn enrol_form(req: &Request, Data(state): Data<&AppState>) -> Result<R
         StatusCode::OK,
         false,
     ))
-}
-
-async fn enrolment_seed(state: &AppState, user: &StaffUser) -> Result<Vec<u8>, ApiError> {
-    if user.totp_enabled_at.is_none()
-        && let Some(seed) = staff::totp_seed(&state.config, user)?
-    {
-        return Ok(seed);
-    }
-    let tx = state.db.begin().await?;
-    let seed = staff::start_totp(&tx, &state.config, user).await?;
-    tx.commit().await?;
-    Ok(seed)
 }
 
 fn enrol_data(
@@ -191,16 +197,19 @@ pub async fn code(
     body: Body,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
-    state.rate_limiter.check(crate::http::client_ip(req))?;
+    let client = crate::http::client_ip(req);
+    state.rate_limiter.check(client)?;
     let Some((user, mut browser)) = pending(state, req).await? else {
         return Ok(to_sign_in());
     };
     let form = browser.form(body).await?;
+    let attempt = staff::attempt(&state.config, &user.email, client)?;
     let tx = state.db.begin().await?;
     let checked = staff::check_code(
         &tx,
         &state.config,
         &user,
+        &attempt,
         form.get("code").unwrap_or_default(),
     )
     .await;
@@ -228,7 +237,7 @@ pub async fn code(
         user_agent(req).as_deref(),
     )
     .await?;
-    staff::signed_in(&tx, &user).await?;
+    staff::signed_in(&tx, &user, &attempt).await?;
     tx.commit().await?;
     browser.set_session(Some(&token), (expires_at - clock::now()).num_seconds());
     Ok(browser.redirect("/console"))
@@ -272,9 +281,8 @@ pub async fn setup(
             false,
         ));
     }
-    let tx = state.db.begin().await?;
-    match staff::set_password(&tx, &token, password).await {
-        Ok(_) => tx.commit().await?,
+    match staff::set_password(&state.db, &token, password).await {
+        Ok(_) => {}
         Err(StaffError::WeakPassword(why)) => {
             let message = match browser.lang {
                 Lang::En => format!("Choose a stronger password: {why}."),

@@ -26,7 +26,9 @@ use crate::{
 
 /// `GET /portal/session?token=`: the main app hands a signed-in person over with a subject
 /// token; the answer starts a session and sends them home. The token leaves the address bar
-/// with the redirect.
+/// with the redirect, and works once and only within five minutes of its `iat`: the link also
+/// sits in browser history and proxy logs. A session this browser already had ends, so that
+/// a handoff never leaves two people's sessions in one browser.
 #[handler]
 pub async fn sign_in(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
     state.rate_limiter.check(client_ip(req))?;
@@ -36,11 +38,23 @@ pub async fn sign_in(req: &Request, Data(state): Data<&AppState>) -> Result<Resp
             .with_reason("token_invalid")
     })?;
     let token = query_param(req, "token").unwrap_or_default();
-    let external_id = tokens.verify(&token).map_err(|_| {
-        ApiError::unauthorized("the sign-in link is invalid or has expired")
-            .with_reason("token_invalid")
-    })?;
+    let (external_id, expires) = tokens
+        .verify_handoff(&token, clock::now().timestamp())
+        .map_err(|_| {
+            ApiError::unauthorized("the sign-in link is invalid or has expired")
+                .with_reason("token_invalid")
+        })?;
     let mut tx = state.db.begin().await?;
+    if !crate::auth::session::claim_handoff(&tx, &token, expires).await? {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "this sign-in link has been used; open the portal from the app again",
+        )
+        .with_reason("handoff_used"));
+    }
+    if let Some(old) = &visitor.session {
+        crate::auth::session::end(&tx, old).await?;
+    }
     let person = subject::find_or_create_locked(&mut tx, &external_id.0).await?;
     let started = crate::auth::session::start(&tx, &person.id, lifetimes(state)).await?;
     tx.commit().await?;

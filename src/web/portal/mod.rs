@@ -92,7 +92,7 @@ impl std::ops::DerefMut for Visitor {
 impl Visitor {
     /// Reads the cookies and the session; an erased person's session counts for nothing.
     pub async fn load(state: &AppState, req: &Request) -> Result<Self, ApiError> {
-        let session = Browser::session_cookie(req, &PORTAL);
+        let session = Browser::session_cookie(state, req, &PORTAL);
         let subject = match &session {
             Some(token) => {
                 match session::subject_of(state.db.conn(), token, lifetimes(state)).await? {

@@ -377,7 +377,7 @@ pub async fn by_email(
         ));
     };
     state
-        .email_rate_limiter
+        .key_rate_limiter
         .check(Some(budget::address_key(&address)))?;
     let mut tx = state.db.begin().await?;
     let filed = intake::file_by_email(

@@ -2,6 +2,10 @@
 //! the purpose at once with no login: from that button (with the page's CSRF token), or from
 //! the mail provider's one-click request (RFC 8058: the body `List-Unsubscribe=One-Click`, no
 //! cookies), which the signed link alone authorises.
+//!
+//! A signed link is rate-limited per link, not per address: a mail provider sends one-click
+//! requests for many people from a few addresses, and none of those withdrawals may be
+//! refused. Links that do not verify are counted per address, so guessing stays limited.
 
 use poem::{Body, Request, Response, handler, http::StatusCode, web::Data};
 use serde_json::json;
@@ -20,7 +24,8 @@ use crate::{
     web::FormData,
 };
 
-/// The person and purpose of the link, or a 404 page.
+/// The person and purpose of the link, or a 404 page; counts the visit against the link's limit
+/// (or the address's, for a link that does not verify).
 async fn target(
     state: &AppState,
     req: &Request,
@@ -28,7 +33,15 @@ async fn target(
     let token = query_param(req, "token").unwrap_or_default();
     let invalid =
         || ApiError::not_found("this unsubscribe link is not valid").with_reason("token_invalid");
-    let (subject_id, purpose_key) = unsubscribe::open(&state.config, &token).ok_or_else(invalid)?;
+    let Some((subject_id, purpose_key)) = unsubscribe::open(&state.config, &token) else {
+        state.rate_limiter.check(crate::http::client_ip(req))?;
+        return Err(invalid());
+    };
+    let link = format!(
+        "unsubscribe:{}",
+        crate::crypto::sha256_hex(token.as_bytes())
+    );
+    state.key_rate_limiter.check(Some(link))?;
     let person = subject::by_id(state.db.conn(), &subject_id)
         .await?
         .filter(|s| s.erased_at.is_none())
@@ -42,7 +55,6 @@ async fn target(
 /// `GET /portal/unsubscribe?token=`.
 #[handler]
 pub async fn show(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
-    state.rate_limiter.check(crate::http::client_ip(req))?;
     let visitor = Visitor::load(state, req).await?;
     let (person, purpose, token) = target(state, req).await?;
     let granted = ledger::current(state.db.conn(), &person.id)
@@ -64,7 +76,6 @@ pub async fn confirm(
     body: Body,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
-    state.rate_limiter.check(crate::http::client_ip(req))?;
     let visitor = Visitor::load(state, req).await?;
     let form = FormData::read(body).await?;
     let one_click = form.get("List-Unsubscribe") == Some("One-Click");
