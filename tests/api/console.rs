@@ -17,28 +17,33 @@ use crate::{
     requests::Fixture,
 };
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// Creates an account as `consentry users create` does and returns its setup path.
-async fn account(app: &TestApp, email: &str, role: Role) -> String {
+pub(crate) async fn account(app: &TestApp, email: &str, role: Role) -> String {
     let tx = app.state.db.begin().await.unwrap();
     let (_, link) = staff::create(&tx, email, role, &Actor::Cli).await.unwrap();
     tx.commit().await.unwrap();
     format!("/console/setup?token={}", link.token)
 }
 
-/// The current code of an account's authenticator.
-async fn code_of(app: &TestApp, email: &str) -> String {
+/// The account's authenticator's next code: the current one, or the next step's when the
+/// current one was used already (a code works once).
+pub(crate) async fn code_of(app: &TestApp, email: &str) -> String {
     let user = staff::by_email(app.state.db.conn(), email)
         .await
         .unwrap()
         .unwrap();
     let seed = staff::totp_seed(&app.state.config, &user).unwrap().unwrap();
-    totp::code(&seed, Utc::now().timestamp() as u64)
+    let now = Utc::now().timestamp();
+    let step = user
+        .totp_last_step
+        .map_or(now / 30, |last| (now / 30).max(last + 1));
+    totp::code(&seed, (step * 30) as u64)
 }
 
 /// Sets up an account through its link, signs in and enrols the second factor.
-async fn staff_browser<'a>(app: &'a TestApp, email: &str, role: Role) -> Browser<'a> {
+pub(crate) async fn staff_browser<'a>(app: &'a TestApp, email: &str, role: Role) -> Browser<'a> {
     let setup = account(app, email, role).await;
     let browser = Browser::new(app);
     let form = browser.get(&setup).await;
@@ -59,7 +64,7 @@ async fn staff_browser<'a>(app: &'a TestApp, email: &str, role: Role) -> Browser
     browser
 }
 
-async fn sign_in(app: &TestApp, browser: &Browser<'_>, email: &str) -> Page {
+pub(crate) async fn sign_in(app: &TestApp, browser: &Browser<'_>, email: &str) -> Page {
     let form = browser.get("/console/signin").await;
     let after = browser
         .submit(

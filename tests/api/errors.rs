@@ -155,6 +155,50 @@ async fn a_chunked_body_over_the_limit_is_a_413_problem() {
     assert!(response.contains("application/problem+json"), "{response}");
 }
 
+/// However the body is framed (many small chunks, sent with pauses), a body over the limit is a
+/// 413 and never reaches the JSON parser cut short.
+#[tokio::test]
+async fn a_body_sent_in_small_chunks_over_the_limit_is_always_a_413() {
+    let app = spawn_app_with(|c| c.max_body_bytes = 1024).await;
+    let admin = app.key(Role::Admin).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let body = format!("{{\"key\": \"{}\"}}", "k".repeat(3000));
+    for round in 0..12 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v1/admin/purposes HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {admin}\r\n\
+             content-type: application/json\r\ntransfer-encoding: chunked\r\n\
+             connection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        for piece in body.as_bytes().chunks(97) {
+            let chunk = [format!("{:x}\r\n", piece.len()).as_bytes(), piece, b"\r\n"].concat();
+            // The server may answer and close before the whole body is sent.
+            if stream.write_all(&chunk).await.is_err() {
+                break;
+            }
+            if round % 3 == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with("HTTP/1.1 413"),
+            "round {round}: {response}"
+        );
+    }
+    let purposes = app
+        .get("/v1/admin/purposes")
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(purposes, StatusCode::OK).await, json!([]));
+}
+
 #[tokio::test]
 async fn the_request_id_is_echoed_when_plausible_and_replaced_when_not() {
     let app = spawn_app().await;
@@ -261,4 +305,31 @@ async fn clients_behind_a_trusted_proxy_are_counted_apart() {
         ask("203.0.113.3").await.unwrap().status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+/// Behind nginx, which appends the address it saw to `X-Forwarded-For`, a client that writes a
+/// `Forwarded` header of its own, or puts addresses of its own first in `X-Forwarded-For`, is
+/// still the one client the proxy saw.
+#[tokio::test]
+async fn headers_a_client_writes_itself_do_not_change_its_address() {
+    let app = spawn_app_with(|c| {
+        c.rate_limit.per_minute = 30;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let mut accepted = 0;
+    for i in 0..45 {
+        let resp = app
+            .post("/v1/age-gate/check")
+            .header("forwarded", format!("for=198.51.100.{i}"))
+            .header("x-forwarded-for", format!("192.0.2.{i}, 203.0.113.1"))
+            .json(&json!({"birth_date": "1990-01-01", "country": "DE"}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::OK {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 30, "one client, one limit");
 }

@@ -24,3 +24,4 @@ mod purge;
 mod races;
 mod requests;
 mod retention;
+mod signin;

@@ -73,6 +73,8 @@ pub(crate) struct Browser<'a> {
     client: reqwest::Client,
     cookies: Mutex<BTreeMap<String, String>>,
     language: &'static str,
+    /// The address a trusted proxy reports for this browser (`X-Forwarded-For`).
+    address: Option<&'static str>,
 }
 
 impl<'a> Browser<'a> {
@@ -89,7 +91,24 @@ impl<'a> Browser<'a> {
                 .unwrap(),
             cookies: Mutex::default(),
             language,
+            address: None,
         }
+    }
+
+    /// A browser behind the app's trusted proxy, which reports it as `address`.
+    pub(crate) fn at(app: &'a TestApp, address: &'static str) -> Self {
+        Self {
+            address: Some(address),
+            ..Self::new(app)
+        }
+    }
+
+    /// Sets a cookie as another site (or the browser's owner) might.
+    pub(crate) fn plant_cookie(&self, name: &str, value: &str) {
+        self.cookies
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), value.to_string());
     }
 
     fn cookie_header(&self) -> String {
@@ -102,7 +121,10 @@ impl<'a> Browser<'a> {
             .join("; ")
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Page {
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> Page {
+        if let Some(address) = self.address {
+            request = request.header("x-forwarded-for", address);
+        }
         let resp = request
             .header(header::COOKIE, self.cookie_header())
             .header(header::ACCEPT_LANGUAGE, self.language)
