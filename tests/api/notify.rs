@@ -87,6 +87,17 @@ async fn a_queued_email_arrives_once_with_its_headers_and_content() {
     assert_eq!(m.message_id, format!("<{}@example.com>", row.id));
     assert_eq!(row.status, Status::Delivered);
     assert!(row.delivered_at.is_some());
+    // What was sent stays out of the database (and its backups): the message keeps what it was.
+    assert_eq!(row.payload, outbox::DELIVERED_PAYLOAD);
+    assert!(row.recipient.is_none());
+    assert_eq!(
+        (
+            row.topic.as_str(),
+            row.locale.as_deref(),
+            row.dedupe_key.as_str()
+        ),
+        ("verification_code", Some("en"), "code:1")
+    );
 }
 
 #[tokio::test]

@@ -678,6 +678,64 @@ async fn the_guardian_link_lands_on_a_form_with_nothing_chosen_and_each_state_ha
     unknown.shows("We do not recognise this link");
 }
 
+/// A mail provider sends one-click requests for many people from one address: each link has a
+/// limit of its own, so none is refused; links that do not verify are limited per address.
+#[tokio::test]
+async fn one_click_requests_from_one_address_are_limited_per_link() {
+    let f = fixture_with(|c| c.rate_limit.per_minute = 2).await;
+    let admin = f.app.key(Role::Admin).await;
+    f.app
+        .create_purposes(&admin, &[purpose_body("marketing_email")])
+        .await;
+    let people = ["p1", "p2", "p3", "p4"];
+    for who in people {
+        f.grant(who, "marketing_email").await;
+    }
+    let provider = reqwest::Client::new();
+    for who in people {
+        let link = json(
+            f.app
+                .get(&format!(
+                    "/v1/subjects/{who}/consents/marketing_email/unsubscribe"
+                ))
+                .bearer_auth(&f.service)
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        let path = link["url"]
+            .as_str()
+            .unwrap()
+            .split_once("/portal")
+            .map(|(_, p)| format!("/portal{p}"))
+            .unwrap();
+        let resp = provider
+            .post(f.app.url(&path))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{who}");
+        assert_eq!(f.check(who, "marketing_email").await["reason"], "withdrawn");
+    }
+    let guess = |n: u32| {
+        provider
+            .post(f.app.url(&format!("/portal/unsubscribe?token=guess-{n}")))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+    };
+    assert_eq!(guess(1).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(guess(2).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        guess(3).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
 #[tokio::test]
 async fn one_click_unsubscribe_withdraws_without_a_login_and_tells_the_main_app() {
     let (f, _admin) = portal_fixture().await;
