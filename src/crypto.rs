@@ -1,6 +1,7 @@
 //! The few cryptographic primitives the service uses, in one place: SHA-256 digests and keyed
 //! HMAC-SHA256 in hex, random bytes from the operating system, constant-time comparison for
-//! secrets, and the 32-byte keys that encrypt export packages and key pseudonyms.
+//! secrets, the 32-byte keys that encrypt export packages and key pseudonyms, and the
+//! [`Secret`] type that keeps configured secrets out of logs. It sits below every other room.
 
 use std::{io::Write, path::Path};
 
@@ -9,7 +10,27 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
+/// A setting that must never be printed: `Debug` shows a placeholder.
+#[derive(Clone, serde::Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
 
 /// HMAC-SHA256 of `data` under `key`, in lower-case hexadecimal.
 pub fn hmac_hex(key: &[u8; 32], data: &[u8]) -> String {

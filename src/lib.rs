@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`vocab`] and [`crypto`]: the words and primitives every other room may name; they import
+//!   none of them.
 //! - [`config`]: defaults < `consentry.toml` < `CONSENTRY_*` environment variables.
 //! - [`db`]: the connection pool and write transactions for SQLite and PostgreSQL.
 //! - [`http`]: the OpenAPI service, documentation routes and request middleware.
@@ -75,6 +77,7 @@ pub mod spreadsheet;
 pub mod staff;
 pub mod subject;
 pub mod telemetry;
+pub mod vocab;
 pub mod web;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};

@@ -37,7 +37,7 @@ use chrono::NaiveDate;
 
 use crate::{
     config::{AgeConfig, RequestsConfig},
-    request::{Law, RequestType},
+    vocab::{Law, RequestType},
 };
 pub use calendar::Calendar;
 
@@ -333,8 +333,8 @@ pub fn remedies(law: Law, applies: bool, language: &str) -> &'static str {
 /// Whether an objection to a purpose takes effect on receipt, without review: direct
 /// marketing under GDPR Art 21(2)-(3), and marketing by automated decision under PIPL Arts 24
 /// and 44. The operator marks which purposes are direct marketing.
-pub fn objection_is_absolute(purpose: &crate::purpose::Purpose) -> bool {
-    purpose.direct_marketing
+pub fn objection_is_absolute(direct_marketing: bool) -> bool {
+    direct_marketing
 }
 
 /// Whether a person's consent-based purposes must each be granted on its own: a child under

@@ -151,7 +151,7 @@ pub async fn object_on_receipt(
     let marketing: Vec<String> = crate::purpose::find_many(&*tx, &keys)
         .await?
         .into_values()
-        .filter(law::objection_is_absolute)
+        .filter(|p| law::objection_is_absolute(p.direct_marketing))
         .map(|p| p.key)
         .collect();
     if marketing.is_empty() {

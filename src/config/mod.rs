@@ -4,13 +4,18 @@
 //! Loading never panics: every problem becomes a [`ConfigError`] that names the setting, so that
 //! `main` can print one line and exit with code 2.
 
-use std::{fmt, net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf};
 
 use figment::{
     Figment,
     providers::{Env, Format, Toml},
 };
 use serde::Deserialize;
+
+pub use crate::crypto::Secret;
+pub use mail::{SmtpSettings, parse_mailbox};
+
+mod mail;
 
 /// Every setting, with the defaults that make `cargo run` work on a fresh machine.
 #[derive(Debug, Clone, Deserialize)]
@@ -185,7 +190,7 @@ impl Default for RetentionConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RequestsConfig {
     /// The law for people outside China, the EU/EEA and the UK.
-    pub default_law: crate::request::Law,
+    pub default_law: crate::vocab::Law,
     /// Public holidays that do not count as working days for GDPR deadlines (TOML only), e.g.
     /// `["2026-12-25", "2027-01-01"]`.
     pub holidays: Vec<chrono::NaiveDate>,
@@ -226,7 +231,7 @@ pub struct RequestsConfig {
 impl Default for RequestsConfig {
     fn default() -> Self {
         Self {
-            default_law: crate::request::Law::Gdpr,
+            default_law: crate::vocab::Law::Gdpr,
             holidays: Vec::new(),
             china_holidays: Vec::new(),
             china_working_days: Vec::new(),
@@ -581,28 +586,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// A setting that must never be printed: `Debug` shows a placeholder.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// Which database engine a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatabaseKind {
@@ -758,14 +741,12 @@ impl Config {
             }
         }
         if let Some(url) = &self.smtp_url {
-            crate::notify::email::SmtpSettings::parse(url.expose(), self.mail.tls)
+            SmtpSettings::parse(url.expose(), self.mail.tls)
                 .map_err(|m| ConfigError::new("CONSENTRY_SMTP_URL", m))?;
         }
-        crate::notify::email::parse_mailbox(&self.mail.from)
-            .map_err(|m| ConfigError::new("CONSENTRY_MAIL__FROM", m))?;
+        parse_mailbox(&self.mail.from).map_err(|m| ConfigError::new("CONSENTRY_MAIL__FROM", m))?;
         if let Some(reply_to) = &self.mail.reply_to {
-            crate::notify::email::parse_mailbox(reply_to)
-                .map_err(|m| ConfigError::new("CONSENTRY_MAIL__REPLY_TO", m))?;
+            parse_mailbox(reply_to).map_err(|m| ConfigError::new("CONSENTRY_MAIL__REPLY_TO", m))?;
         }
         if self.outbox.batch_size == 0
             || self.outbox.concurrency == 0
@@ -856,8 +837,7 @@ impl Config {
                 .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__PSEUDONYM_KEY", m))?;
         }
         for to in &self.requests.digest_to {
-            crate::notify::email::parse_mailbox(to)
-                .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__DIGEST_TO", m))?;
+            parse_mailbox(to).map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__DIGEST_TO", m))?;
         }
         if self.requests.pipl_working_days == 0 || self.requests.export_days == 0 {
             return Err(ConfigError::new(
