@@ -239,7 +239,7 @@ async fn main() {
         PURPOSES.len()
     );
 
-    policy::import::import_dir(&db, &config, &config.policies_dir, &Actor::Cli)
+    consentry::actions::policies::import(&db, &config, &config.policies_dir, &Actor::Cli)
         .await
         .unwrap();
     let conn = db.conn();

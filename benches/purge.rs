@@ -154,7 +154,9 @@ async fn main() {
         let run = purge::start(&db, &config, false, clock::now(), &Actor::Cli)
             .await
             .unwrap();
-        let run = purge::execute(&db, &config, run).await.unwrap();
+        let run = consentry::actions::purges::execute(&db, &config, run)
+            .await
+            .unwrap();
         let took = started.elapsed().as_secs_f64();
         let peak = memory_mib("self", "VmHWM:");
         let report: purge::Report = serde_json::from_str(&run.report).unwrap();

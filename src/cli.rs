@@ -207,7 +207,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
         Command::Policies(PoliciesCommand::Import { dir }) => {
             let db = open_database(&config).await?;
             let dir = dir.unwrap_or_else(|| config.policies_dir.clone());
-            let report = crate::policy::import::import_dir(&db, &config, &dir, &Actor::Cli).await?;
+            let report = crate::actions::policies::import(&db, &config, &dir, &Actor::Cli).await?;
             for doc in &report.published {
                 println!("published {doc}");
             }
@@ -234,7 +234,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             use crate::retention::purge;
             let db = open_database(&config).await?;
             let run = purge::start(&db, &config, dry_run, crate::clock::now(), &Actor::Cli).await?;
-            let run = purge::execute(&db, &config, run).await?;
+            let run = crate::actions::purges::execute(&db, &config, run).await?;
             let report: serde_json::Value = serde_json::from_str(&run.report).unwrap_or_default();
             println!(
                 "{}",

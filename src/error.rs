@@ -17,8 +17,8 @@ use sea_orm::{DbErr, SqlErr};
 use serde::Serialize;
 
 use crate::{
-    age::guardian::GuardianError, consent::ConsentError, law::ExtensionRefused,
-    policy::PolicyError, purpose::PurposeError, request::RequestError, retention::RetentionError,
+    consent::ConsentError, guardian::GuardianError, law::ExtensionRefused, policy::PolicyError,
+    purpose::PurposeError, request::RequestError, retention::RetentionError,
 };
 
 /// Media type of every error body.

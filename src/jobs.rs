@@ -17,7 +17,6 @@ use crate::{
     audit::Actor,
     lease, request,
     retention::{self, RetentionError},
-    subject,
 };
 
 /// Checks a cron expression the way the scheduler will read it.
@@ -44,7 +43,7 @@ pub async fn start(state: AppState) -> Result<Scheduled, JobSchedulerError> {
             |s| {
                 Box::pin(async move {
                     let grace = TimeDelta::days(i64::from(s.config.age.guardian_grace_days));
-                    subject::sweep_unverified_minors(&s.db, &s.config, grace)
+                    crate::actions::minors::sweep_unverified(&s.db, &s.config, grace)
                         .await
                         .map_err(|e| e.to_string())
                 })
@@ -125,7 +124,7 @@ pub async fn start(state: AppState) -> Result<Scheduled, JobSchedulerError> {
                             Err(RetentionError::Busy) => return Ok(0),
                             Err(e) => return Err(e.to_string()),
                         };
-                    retention::purge::execute(&s.db, &s.config, run)
+                    crate::actions::purges::execute(&s.db, &s.config, run)
                         .await
                         .map(|run| {
                             u64::try_from(run.items_purged + run.notices_queued).unwrap_or(0)
@@ -147,7 +146,7 @@ pub async fn start(state: AppState) -> Result<Scheduled, JobSchedulerError> {
             state.clone(),
             |s| {
                 Box::pin(async move {
-                    crate::policy::roll_out_exclusively(&s.db, &s.config)
+                    crate::actions::policies::roll_out_exclusively(&s.db, &s.config)
                         .await
                         .map_err(|e| e.to_string())
                 })

@@ -19,7 +19,8 @@
 //! - [`subject`]: the people the main app knows, by its user id.
 //! - [`law`]: the law in one place: which regime applies where, ages of digital consent,
 //!   request deadlines and extensions, separate consent, remedies; pure functions and one table.
-//! - [`age`]: the age gate: thresholds per country and guardian consent for minors.
+//! - [`age`]: the age gate: thresholds per country, pure.
+//! - [`guardian`]: guardian consent for minors: the emailed link and the guardian's decisions.
 //! - [`hooks`]: signed events from the main app.
 //! - [`request`]: data-subject requests: intake and email verification, GDPR and PIPL
 //!   deadlines, review, fulfilment through the main app, encrypted export packages.
@@ -27,6 +28,8 @@
 //!   item's purge date, and the purge runs.
 //! - [`jobs`]: scheduled jobs (cron): the minor sweep, the reviewers' digest, expired exports.
 //! - [`lease`]: leases that let one replica at a time run a job.
+//! - [`actions`]: what someone does that spans rooms (the minor sweep, publishing a policy with
+//!   its re-consent rollout); the front ends call them, the rooms never do.
 //! - [`cli`]: the command-line interface behind `main`.
 //!
 //! Each domain folder is a room: its `api` module parses, authorises and calls the domain's
@@ -48,6 +51,7 @@
 //! link, a code, a decision, a job's report) is claimed inside the transaction that applies it,
 //! so that parallel copies apply once.
 
+pub mod actions;
 pub mod age;
 pub mod api_tags;
 pub mod audit;
@@ -59,6 +63,7 @@ pub mod consent;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod guardian;
 pub mod health;
 pub mod hooks;
 pub mod http;
@@ -166,7 +171,7 @@ impl App {
         config.validate()?;
         let db = open_database(&config).await?;
         let report =
-            policy::import::import_dir(&db, &config, &config.policies_dir, &audit::Actor::System)
+            actions::policies::import(&db, &config, &config.policies_dir, &audit::Actor::System)
                 .await?;
         if !report.published.is_empty() {
             tracing::info!(published = ?report.published, "policy documents imported");
@@ -272,7 +277,7 @@ impl App {
             .outbox
             .dispatch
             .then(|| tokio::spawn(self.state.dispatcher.clone().run(jobs_stopped)));
-        policy::start_roll_out(self.state.db.clone(), self.state.config.clone());
+        actions::policies::start_roll_out(self.state.db.clone(), self.state.config.clone());
         let mut scheduler = match jobs::start(self.state.clone()).await {
             Ok(s) => Some(s),
             Err(e) => {

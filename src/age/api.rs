@@ -6,7 +6,8 @@ use chrono::NaiveDate;
 use poem::Request;
 use poem_openapi::{Object, OpenApi, payload::Json};
 
-use super::{AgeBand, AgeEvidence, Law, Outcome, assess, guardian};
+use super::{AgeBand, AgeEvidence, Law, Outcome, assess};
+use crate::guardian;
 use crate::{
     AppState,
     api_tags::ApiTags,

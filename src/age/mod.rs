@@ -8,11 +8,11 @@
 //! Ages are counted in whole years on the day of the check; a person born on 29 February has
 //! their birthday on 1 March in common years (before it they have not reached the new age).
 //!
-//! Transactions: [`guardian`] owns `guardian_tokens`; the age status itself belongs to the
-//! subject room. Guardian links are claimed in the transaction that records the decisions.
+//! The gate is pure: it reads only the configuration and [`crate::law`], so the subject room
+//! can assess a person without importing anything above it. Guardian consent, which records
+//! decisions in the ledger, is a room of its own ([`crate::guardian`]).
 
 pub mod api;
-pub mod guardian;
 
 use chrono::{Datelike, NaiveDate};
 use poem_openapi::Enum;

@@ -16,7 +16,7 @@ use super::{
     Decision, PolicyRef, RecordRequest, Recorded,
     ledger::{self, ChainReport},
     model::{Action, ConsentActor, ConsentStatus, events},
-    receipt::{self, Receipt},
+    receipt::Receipt,
 };
 use crate::{
     AppState,
@@ -532,7 +532,7 @@ impl ConsentApi {
         #[oai(validator(max_length = 36))] event_id: Path<String>,
     ) -> Result<Json<Receipt>, ApiError> {
         Ok(Json(
-            receipt::of_event(
+            crate::actions::receipts::of_event(
                 self.state.db.conn(),
                 &self.state.config,
                 &auth.0.0,

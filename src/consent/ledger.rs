@@ -637,6 +637,18 @@ pub struct ChainReport {
 /// Events read per round trip while verifying.
 const VERIFY_PAGE: u64 = 1000;
 
+/// How many people have a decision recorded for a purpose (one that may not be deleted).
+pub async fn count_for_purpose(
+    conn: &impl ConnectionTrait,
+    purpose_key: &str,
+) -> Result<u64, DbErr> {
+    sea_orm::PaginatorTrait::count(
+        consents::Entity::find().filter(consents::Column::PurposeKey.eq(purpose_key)),
+        conn,
+    )
+    .await
+}
+
 /// How many events the ledger holds, for monitoring.
 pub async fn event_count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
     sea_orm::PaginatorTrait::count(events::Entity::find(), conn).await

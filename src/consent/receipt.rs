@@ -13,6 +13,7 @@ use crate::{
     config::Config,
     policy::{self, Policy},
     purpose::{self, LegalBasis, Purpose, Recipient, SeparateConsentReason},
+    subject::Subject,
 };
 
 /// Format identifier of our receipts.
@@ -92,15 +93,16 @@ pub struct Receipt {
     pub prev_hash: String,
 }
 
-/// Assembles the receipt of `event`.
-/// The receipt of one of a person's consent events (404 for another person's event).
+/// The receipt of one of a person's consent events (404 for another person's event). `chosen`
+/// is the person's retention choices, each category's latest (the retention room keeps them);
+/// the receipt lists those of the purpose's categories.
 pub async fn of_event(
     conn: &impl ConnectionTrait,
     config: &Config,
-    external_id: &str,
+    subject: &Subject,
     event_id: &str,
+    chosen: &[ReceiptRetention],
 ) -> Result<Receipt, ConsentError> {
-    let subject = ledger::subject(conn, external_id).await?;
     let event = ledger::event(conn, &subject.id, event_id).await?;
     let policy = policy::get(conn, &event.policy_id)
         .await
@@ -114,13 +116,12 @@ pub async fn of_event(
             purpose::PurposeError::Db(e) => ConsentError::Db(e),
             _ => ConsentError::EventNotFound,
         })?;
-    let choices = crate::retention::choices::of_subject(conn, &subject.id).await?;
     Ok(build(
         &event,
         &subject.external_id,
         &policy,
         &purpose,
-        &choices,
+        chosen,
         config,
     ))
 }
@@ -130,7 +131,7 @@ fn build(
     external_id: &str,
     policy: &Policy,
     purpose: &Purpose,
-    choices: &[crate::retention::choices::Choice],
+    chosen: &[ReceiptRetention],
     config: &Config,
 ) -> Receipt {
     let controller = &config.controller;
@@ -169,14 +170,10 @@ fn build(
             data_categories: purpose.data_categories.clone(),
             recipients: purpose.recipients.clone(),
             retention_period: purpose.retention_period.clone(),
-            retention_chosen: choices
+            retention_chosen: chosen
                 .iter()
                 .filter(|c| purpose.data_categories.contains(&c.category))
-                .map(|c| ReceiptRetention {
-                    category: c.category.clone(),
-                    period: c.period.clone(),
-                    chosen_at: c.chosen_at,
-                })
+                .cloned()
                 .collect(),
         },
         withdrawal_method: format!(

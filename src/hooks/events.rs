@@ -7,13 +7,14 @@ use serde_json::{Value, json};
 use validator::ValidateEmail;
 
 use crate::{
-    age::{AgeBand, guardian},
+    age::AgeBand,
     audit::{self, Actor, Target},
     clock,
     config::Config,
     consent::{self, ConsentActor, Decision, PolicyRef, RecordRequest},
     db::Tx,
     error::{ApiError, FieldError, field_named_in},
+    guardian,
     policy::{self, PolicyStatus, document::is_key},
     request::{self, RequestType},
     retention,

@@ -421,7 +421,7 @@ impl PoliciesApi {
         let mut tx = self.state.db.begin().await?;
         let policy = super::publish(&mut tx, &id.0, &auth.0.actor()).await?;
         tx.commit().await?;
-        super::start_roll_out(self.state.db.clone(), self.state.config.clone());
+        crate::actions::policies::start_roll_out(self.state.db.clone(), self.state.config.clone());
         Ok(Json(policy.into()))
     }
 

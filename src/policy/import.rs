@@ -11,10 +11,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{Document, Policy, PolicyError, PolicyStatus, document, ensure_newer, find_document};
+use super::{Document, PolicyError, PolicyStatus, document, ensure_newer, find_document};
 use crate::{
     audit::{self, Actor, Target},
-    config::Config,
     db::Db,
 };
 
@@ -28,15 +27,12 @@ pub struct ImportReport {
 }
 
 /// Imports every `*.md` file of `dir` (a missing folder imports nothing).
-pub async fn import_dir(
-    db: &Db,
-    config: &Config,
-    dir: &Path,
-    actor: &Actor,
-) -> Result<ImportReport, PolicyError> {
+/// Re-consent for what it published is the caller's next step
+/// ([`crate::actions::policies::import`] does both).
+pub async fn import_dir(db: &Db, dir: &Path, actor: &Actor) -> Result<ImportReport, PolicyError> {
     let mut docs = read_dir(dir)?;
     docs.sort_by(|a, b| (&a.key, a.version).cmp(&(&b.key, b.version)));
-    import_documents(db, config, docs, actor).await
+    import_documents(db, docs, actor).await
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<Document>, PolicyError> {
@@ -74,16 +70,13 @@ fn read_dir(dir: &Path) -> Result<Vec<Document>, PolicyError> {
         .collect()
 }
 
-/// Publishes the documents that are new, in order, in one transaction; then runs re-consent
-/// for the material ones.
+/// Publishes the documents that are new, in order, in one transaction.
 pub async fn import_documents(
     db: &Db,
-    config: &Config,
     docs: Vec<Document>,
     actor: &Actor,
 ) -> Result<ImportReport, PolicyError> {
     let mut report = ImportReport::default();
-    let mut published: Vec<Policy> = Vec::new();
     let txn = db.begin().await?;
     for doc in docs {
         let digest = doc.content_sha256();
@@ -121,11 +114,7 @@ pub async fn import_documents(
             "{} v{} {}/{}",
             policy.key, policy.version, policy.jurisdiction, policy.language
         ));
-        published.push(policy);
     }
     txn.commit().await?;
-    for policy in &published {
-        super::finish_publication(db, config, policy).await?;
-    }
     Ok(report)
 }

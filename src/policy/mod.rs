@@ -8,16 +8,14 @@
 //! language, then to `*`.
 //!
 //! Transactions: this room owns `policies`; its writers take the edge's [`Tx`]. Publishing
-//! commits first, then the edge starts the re-consent rollout ([`start_roll_out`]) in the
-//! background, in batches that each commit.
+//! commits first; the re-consent rollout that follows spans the ledger and is an action
+//! ([`crate::actions::policies`]).
 
 pub mod api;
 pub mod diff;
 pub mod document;
 pub mod import;
 pub mod model;
-
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -29,8 +27,6 @@ use serde_json::json;
 use crate::{
     audit::{self, Actor, Target},
     clock,
-    config::Config,
-    consent,
     db::{Db, Tx},
     error::FieldError,
 };
@@ -313,7 +309,7 @@ pub async fn update_draft(
     Ok(policy)
 }
 
-/// Publishes a draft. A material version then needs its rollout ([`start_roll_out`]), after the
+/// Publishes a draft. A material version then needs its rollout ([`crate::actions::policies::start_roll_out`]), after the
 /// commit, to mark older consents for re-consent and email the people affected.
 pub async fn publish(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Policy, PolicyError> {
     let policy = get(&*tx, id).await?;
@@ -339,38 +335,24 @@ pub async fn publish(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Policy, Pol
     Ok(policy)
 }
 
-/// Runs the re-consent of a newly published version to the end, or records that none is
-/// needed. In batches that each commit (see [`consent::reconsent`]).
-async fn finish_publication(db: &Db, config: &Config, policy: &Policy) -> Result<(), DbErr> {
-    if policy.material {
-        consent::reconsent::run(db, config, policy).await?;
-    }
+/// Records that a version's re-consent rollout is finished (or that it needed none).
+pub async fn mark_rolled_out(db: &Db, policy_id: &str) -> Result<(), DbErr> {
     let tx = db.begin().await?;
     model::Entity::update_many()
         .col_expr(model::Column::ReconsentDoneAt, Expr::value(clock::now()))
-        .filter(model::Column::Id.eq(&policy.id))
+        .filter(model::Column::Id.eq(policy_id))
         .exec(&tx)
         .await?;
     tx.commit().await
 }
 
-/// The lease under which one replica at a time rolls re-consent out.
-pub const ROLLOUT_LEASE: &str = "reconsent";
-
-/// Finishes the re-consent of every published version whose rollout is not done (just
-/// published, or interrupted by a crash or a restart); returns how many versions it finished.
-/// Safe to run on several replicas at once: marking is idempotent and emails are deduplicated;
-/// the lease keeps them from doing the same work twice.
-pub async fn roll_out(db: &Db, config: &Config) -> Result<u64, DbErr> {
-    let pending = unfinished_rollouts().all(db.conn()).await?;
-    for policy in &pending {
-        finish_publication(db, config, policy).await?;
-    }
-    Ok(pending.len() as u64)
+/// Published versions whose re-consent rollout has not finished (just published, or
+/// interrupted by a crash or a restart).
+pub async fn unfinished_rollouts(conn: &impl ConnectionTrait) -> Result<Vec<Policy>, DbErr> {
+    unfinished().all(conn).await
 }
 
-/// Published versions whose re-consent rollout has not finished.
-fn unfinished_rollouts() -> sea_orm::Select<model::Entity> {
+fn unfinished() -> sea_orm::Select<model::Entity> {
     model::Entity::find()
         .filter(model::Column::Status.ne(PolicyStatus::Draft))
         .filter(model::Column::ReconsentDoneAt.is_null())
@@ -378,34 +360,8 @@ fn unfinished_rollouts() -> sea_orm::Select<model::Entity> {
 
 /// How many rollouts have not finished, for monitoring.
 pub async fn rollouts_running(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
-    sea_orm::PaginatorTrait::count(unfinished_rollouts(), conn).await
+    sea_orm::PaginatorTrait::count(unfinished(), conn).await
 }
-
-/// [`roll_out`] under the rollout lease, released when done; skipped while another replica
-/// holds it. A replica that dies mid-rollout keeps the lease until it runs out.
-pub async fn roll_out_exclusively(db: &Db, config: &Config) -> Result<u64, DbErr> {
-    let holder = crate::lease::holder();
-    if !crate::lease::acquire(db, ROLLOUT_LEASE, holder, ROLLOUT_LEASE_TTL).await? {
-        tracing::debug!("another replica rolls re-consent out");
-        return Ok(0);
-    }
-    let done = roll_out(db, config).await;
-    crate::lease::release(db, ROLLOUT_LEASE, holder).await?;
-    done
-}
-
-/// Starts the rollout in the background, so that publishing answers at once. If it fails or
-/// another replica holds the lease, the job that every replica runs each minute finishes it.
-pub fn start_roll_out(db: Db, config: Arc<Config>) {
-    tokio::spawn(async move {
-        if let Err(e) = roll_out_exclusively(&db, &config).await {
-            tracing::error!(error = %e, "re-consent rollout failed; the job resumes it");
-        }
-    });
-}
-
-/// Longer than a rollout of a million consents takes.
-const ROLLOUT_LEASE_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// Retires a published document: it stays readable as proof, but no new consent may cite it.
 pub async fn retire(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Policy, PolicyError> {

@@ -288,9 +288,7 @@ impl PurposesApi {
         key: Path<String>,
     ) -> Result<DeletePurposeResponse, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        super::delete(&mut tx, &key.0, &auth.0.actor()).await?;
-        tx.commit().await?;
+        crate::actions::purposes::delete(&self.state.db, &key.0, &auth.0.actor()).await?;
         Ok(DeletePurposeResponse::Deleted)
     }
 }

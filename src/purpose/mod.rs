@@ -8,13 +8,12 @@
 
 pub mod api;
 pub mod model;
-pub mod register;
 
 use std::collections::BTreeMap;
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, prelude::*,
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, prelude::*,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,7 +21,6 @@ use serde_json::json;
 use crate::{
     audit::{self, Actor, Target},
     clock,
-    consent::model::consents,
     db::Tx,
     error::FieldError,
     period::Period,
@@ -348,19 +346,9 @@ pub async fn archive(tx: &mut Tx, key: &str, actor: &Actor) -> Result<Purpose, P
     Ok(purpose)
 }
 
-/// Deletes a purpose that nobody has consented to (a mistake); otherwise refuses.
+/// Deletes a purpose. Only one nobody has consented to (a mistake) may go: the caller asks the
+/// ledger first ([`crate::actions::purposes::delete`]).
 pub async fn delete(tx: &mut Tx, key: &str, actor: &Actor) -> Result<(), PurposeError> {
-    model::Entity::find_by_id(key.to_string())
-        .one(&*tx)
-        .await?
-        .ok_or(PurposeError::NotFound)?;
-    let used = consents::Entity::find()
-        .filter(consents::Column::PurposeKey.eq(key))
-        .count(&*tx)
-        .await?;
-    if used > 0 {
-        return Err(PurposeError::HasConsents);
-    }
     model::Entity::delete_by_id(key.to_string())
         .exec(&*tx)
         .await?;

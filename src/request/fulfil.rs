@@ -17,13 +17,12 @@ use super::{
     transition,
 };
 use crate::{
-    age::guardian,
     audit::Actor,
     clock,
     config::Config,
     consent,
     db::Tx,
-    law,
+    guardian, law,
     notify::{
         email::{CategoryCount, EmailContent},
         outbox::{self, Undelivered},

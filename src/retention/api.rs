@@ -491,7 +491,7 @@ impl RetentionApi {
     #[oai(path = "/v1/admin/purge-runs", method = "post", tag = "ApiTags::Admin")]
     async fn start_run(&self, auth: ApiKey, body: Json<NewRun>) -> Result<Started, ApiError> {
         auth.0.require(Role::Admin)?;
-        let run = purge::launch(
+        let run = crate::actions::purges::launch(
             &self.state.db,
             &self.state.config,
             body.0.dry_run,

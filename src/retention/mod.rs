@@ -6,18 +6,19 @@
 //! rule from `P90D` to `P30D` takes effect on the items already held.
 //!
 //! Transactions: this room owns `retention_rules`, `data_items` (see [`items`]),
-//! `retention_choices` (see [`choices`]), `purge_runs` and `purge_batches`. Rule changes take the edge's [`Tx`]; the purge run and
-//! [`redate`] are jobs, one transaction per batch. Consentry's own data is purged through the
-//! purge function of each room that owns it.
+//! `retention_choices` (see [`choices`]), `purge_runs` and `purge_batches`. Rule changes take
+//! the edge's [`Tx`]; the purge run's walk and [`redate`] are jobs, one transaction per batch.
+//! A whole run (this walk, Consentry's own data through each owning room's purge function, the
+//! reviewers' digest) is an action: [`crate::actions::purges`].
 
 pub mod api;
 pub mod choices;
 pub mod items;
 pub mod model;
-mod own_data;
 
 pub use model::RetentionAction;
 pub mod purge;
+pub mod register;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{

@@ -215,22 +215,6 @@ pub async fn start(
     Ok(run)
 }
 
-/// Starts a run now and carries it out in the background; the outcome is recorded in the run.
-/// What an admin's "run now" does, from the API or the console.
-pub async fn launch(
-    db: &Db,
-    config: &std::sync::Arc<Config>,
-    dry_run: bool,
-    actor: &Actor,
-) -> Result<PurgeRun, RetentionError> {
-    let run = start(db, config, dry_run, clock::now(), actor).await?;
-    let (db, config, started) = (db.clone(), config.clone(), run.clone());
-    tokio::spawn(async move {
-        let _ = execute(&db, &config, started).await;
-    });
-    Ok(run)
-}
-
 /// What started a run, from who asked for it.
 fn trigger(actor: &Actor) -> RunTrigger {
     match actor {
@@ -248,21 +232,18 @@ fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
 }
 
-/// Does the work of a started run, records its outcome and gives up the lease. A failure is
-/// recorded in the run (and returned); the next run picks up where it stopped.
-pub async fn execute(db: &Db, config: &Config, run: PurgeRun) -> Result<PurgeRun, RetentionError> {
-    let mut report = Report::default();
-    let outcome = async {
-        walk(db, config, &run, &mut report).await?;
-        report.own_data = super::own_data::purge(db, config, run.as_of, run.dry_run).await?;
-        Ok::<(), RetentionError>(())
-    }
-    .await;
-    let errors = outcome.as_ref().err().map(|e| {
+/// Records how a run ended in the caller's transaction (which may add what follows from it, such
+/// as the reviewers' digest): completed, or failed with `failure`, and its report.
+pub async fn record_outcome(
+    txn: &mut Tx,
+    run: &PurgeRun,
+    report: &Report,
+    failure: Option<&RetentionError>,
+) -> Result<(), RetentionError> {
+    let errors = failure.map(|e| {
         tracing::error!(run = %run.id, error = %e, "purge run failed");
         to_json(&[e.to_string()])
     });
-    let mut txn = db.begin().await?;
     model::runs::Entity::update_many()
         .col_expr(
             model::runs::Column::Status,
@@ -288,16 +269,15 @@ pub async fn execute(db: &Db, config: &Config, run: PurgeRun) -> Result<PurgeRun
         .col_expr(model::runs::Column::Report, Expr::value(to_json(&report)))
         .col_expr(model::runs::Column::Errors, Expr::value(errors))
         .filter(model::runs::Column::Id.eq(&run.id))
-        .exec(&txn)
+        .exec(&*txn)
         .await?;
-    if !run.dry_run {
-        crate::request::digest::queue_after_purge(&mut txn, config, &run.id, &summary(&report))
-            .await?;
-    }
-    txn.commit().await?;
+    Ok(())
+}
+
+/// Gives up a finished run's lease, so the next run may start.
+pub async fn release(db: &Db, run: &PurgeRun) -> Result<(), RetentionError> {
     lease::release(db, RUN_LEASE, &run.id).await?;
-    outcome?;
-    get(db.conn(), &run.id).await
+    Ok(())
 }
 
 fn count(n: u64) -> i64 {
@@ -305,7 +285,7 @@ fn count(n: u64) -> i64 {
 }
 
 /// One line for the admin digest.
-fn summary(report: &Report) -> String {
+pub fn summary(report: &Report) -> String {
     format!(
         "{} item(s) sent for purging in {} job(s), {} notice(s) queued, {} held item(s) kept",
         report.items_purging, report.batches, report.notices_queued, report.items_held
@@ -445,7 +425,7 @@ impl Chunk {
 }
 
 /// Walks every person with work, one chunk per transaction.
-async fn walk(
+pub async fn walk(
     db: &Db,
     config: &Config,
     run: &PurgeRun,

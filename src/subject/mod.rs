@@ -465,53 +465,32 @@ async fn update(
     Ok(())
 }
 
-/// Opens an erasure request for each minor who has waited longer than `grace` for a
-/// guardian's consent, as the policies promise for children's data collected without it.
-/// Each minor gets one automatic request: the pending clock is cleared once it is opened, and a
-/// request already open for the person is reused rather than duplicated. Returns how many
-/// minors were handled.
-pub async fn sweep_unverified_minors(
-    db: &crate::db::Db,
-    config: &crate::config::Config,
-    grace: chrono::TimeDelta,
-) -> Result<u64, DbErr> {
-    use crate::request;
+/// Minors who have waited for a guardian's consent since `cutoff` or earlier, up to `limit`.
+pub async fn minors_waiting_since(
+    conn: &impl ConnectionTrait,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    limit: u64,
+) -> Result<Vec<Subject>, DbErr> {
+    model::Entity::find()
+        .filter(model::Column::AgeStatus.eq(AgeStatus::MinorGuardianPending))
+        .filter(model::Column::MinorPendingSince.lte(cutoff))
+        .filter(model::Column::ErasedAt.is_null())
+        .limit(limit)
+        .all(conn)
+        .await
+}
 
-    const BATCH: u64 = 500;
-    let cutoff = clock::now() - grace;
-    let mut handled = 0;
-    loop {
-        let mut txn = db.begin().await?;
-        let due = model::Entity::find()
-            .filter(model::Column::AgeStatus.eq(AgeStatus::MinorGuardianPending))
-            .filter(model::Column::MinorPendingSince.lte(cutoff))
-            .filter(model::Column::ErasedAt.is_null())
-            .limit(BATCH)
-            .all(&txn)
-            .await?;
-        let done = (due.len() as u64) < BATCH;
-        for subject in due {
-            request::intake::open_for_minor(&mut txn, config, &subject)
-                .await
-                .map_err(|e| match e {
-                    request::RequestError::Db(e) => e,
-                    other => DbErr::Custom(other.to_string()),
-                })?;
-            model::Entity::update_many()
-                .col_expr(
-                    model::Column::MinorPendingSince,
-                    Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
-                )
-                .filter(model::Column::Id.eq(&subject.id))
-                .exec(&txn)
-                .await?;
-            handled += 1;
-        }
-        txn.commit().await?;
-        if done {
-            return Ok(handled);
-        }
-    }
+/// Stops a minor's wait for a guardian from counting: the automatic request is open.
+pub async fn stop_minor_clock(tx: &mut Tx, subject_id: &str) -> Result<(), DbErr> {
+    model::Entity::update_many()
+        .col_expr(
+            model::Column::MinorPendingSince,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .filter(model::Column::Id.eq(subject_id))
+        .exec(&*tx)
+        .await?;
+    Ok(())
 }
 
 /// Whether a minor has grown past the threshold and may now confirm their own consents.

@@ -3,8 +3,8 @@
 
 use chrono::{Months, NaiveDate, TimeDelta, Utc};
 use consentry::{
-    age::guardian::entity as guardian_tokens,
     auth::Role,
+    guardian::entity as guardian_tokens,
     subject::{self, model as subjects},
 };
 use reqwest::StatusCode;
@@ -666,13 +666,13 @@ async fn a_minor_without_a_guardian_gets_an_erasure_request_after_the_grace_peri
 
     let grace = TimeDelta::days(7);
     assert_eq!(
-        subject::sweep_unverified_minors(&app.state.db, &app.state.config, grace)
+        consentry::actions::minors::sweep_unverified(&app.state.db, &app.state.config, grace)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        subject::sweep_unverified_minors(&app.state.db, &app.state.config, grace)
+        consentry::actions::minors::sweep_unverified(&app.state.db, &app.state.config, grace)
             .await
             .unwrap(),
         0,
@@ -729,9 +729,13 @@ async fn the_automatic_erasure_of_a_minor_tells_the_guardian_or_the_child_in_pla
         .exec(app.state.db.conn())
         .await
         .unwrap();
-    subject::sweep_unverified_minors(&app.state.db, &app.state.config, TimeDelta::days(7))
-        .await
-        .unwrap();
+    consentry::actions::minors::sweep_unverified(
+        &app.state.db,
+        &app.state.config,
+        TimeDelta::days(7),
+    )
+    .await
+    .unwrap();
     app.state.dispatcher.drain_once(Utc::now()).await.unwrap();
     let mails = sink.wait_for(3).await;
     let to = |who: &str| -> Vec<_> { mails.iter().filter(|m| m.to.contains(who)).collect() };

@@ -79,7 +79,7 @@ async fn metrics_count_what_happened_and_name_no_one() {
     )
     .await
     .unwrap();
-    purge::execute(&app.state.db, &app.state.config, run)
+    consentry::actions::purges::execute(&app.state.db, &app.state.config, run)
         .await
         .unwrap();
 

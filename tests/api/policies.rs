@@ -2,11 +2,12 @@
 //! and the re-consent that a material version triggers.
 
 use consentry::{
+    actions::policies::{self as rollout, import as import_dir},
     audit::Actor,
     auth::Role,
     consent::model::consents,
     notify::outbox::entity as outbox,
-    policy::{self, import::import_dir},
+    policy,
 };
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -709,7 +710,7 @@ async fn an_interrupted_rollout_shows_its_progress_and_the_job_finishes_it() {
     for _ in 0..200 {
         taken = consentry::lease::acquire(
             &app.state.db,
-            policy::ROLLOUT_LEASE,
+            rollout::ROLLOUT_LEASE,
             "a-replica-that-died",
             chrono::TimeDelta::minutes(10),
         )
@@ -737,7 +738,7 @@ async fn an_interrupted_rollout_shows_its_progress_and_the_job_finishes_it() {
     assert!(policy_change_emails(&app).await.is_empty());
 
     // What the job runs once the lease is free.
-    let finished = policy::roll_out(&app.state.db, &app.state.config)
+    let finished = rollout::roll_out(&app.state.db, &app.state.config)
         .await
         .unwrap();
     assert_eq!(finished, 1);
@@ -747,7 +748,7 @@ async fn an_interrupted_rollout_shows_its_progress_and_the_job_finishes_it() {
     assert_eq!(policy_change_emails(&app).await.len(), 2);
     // Nothing is left for the next run.
     assert_eq!(
-        policy::roll_out(&app.state.db, &app.state.config)
+        rollout::roll_out(&app.state.db, &app.state.config)
             .await
             .unwrap(),
         0

@@ -97,7 +97,9 @@ impl Fixture {
         let run = purge::start(&state.db, &state.config, dry_run, as_of, &Actor::System)
             .await
             .unwrap();
-        let run = purge::execute(&state.db, &state.config, run).await.unwrap();
+        let run = consentry::actions::purges::execute(&state.db, &state.config, run)
+            .await
+            .unwrap();
         assert_eq!(run.status, RunStatus::Completed);
         let report = serde_json::from_str(&run.report).unwrap();
         (run, report)
@@ -906,7 +908,9 @@ async fn a_run_killed_mid_way_resumes_without_doing_anything_twice() {
             Err(e) => panic!("{e}"),
         }
     };
-    purge::execute(&state.db, &state.config, run).await.unwrap();
+    consentry::actions::purges::execute(&state.db, &state.config, run)
+        .await
+        .unwrap();
     let (sent, notices) = sent_once(app).await;
     assert_eq!(sent, due, "nothing skipped");
     assert_eq!(notices, 6000);

@@ -863,7 +863,7 @@ async fn an_erasure_waits_for_the_main_app_which_is_retried_until_it_answers() {
 
 #[tokio::test]
 async fn an_erasure_leaves_no_address_behind_and_its_proof_can_be_found_again() {
-    use consentry::{age::guardian, notify::outbox};
+    use consentry::{guardian, notify::outbox};
     use sea_orm::PaginatorTrait;
     let f = fixture().await;
     let admin = f.app.key(Role::Admin).await;

@@ -339,7 +339,9 @@ async fn expired_console_sessions_and_old_failures_are_purged() {
     )
     .await
     .unwrap();
-    let run = purge::execute(&state.db, &state.config, run).await.unwrap();
+    let run = consentry::actions::purges::execute(&state.db, &state.config, run)
+        .await
+        .unwrap();
     let report: purge::Report = serde_json::from_str(&run.report).unwrap();
     assert!(
         report.own_data.console_sessions >= 1,

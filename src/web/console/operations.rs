@@ -44,7 +44,7 @@ pub async fn run_purge(
 ) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let form = staff.form(Role::Admin, body).await?;
-    let run = purge::launch(
+    let run = crate::actions::purges::launch(
         &state.db,
         &state.config,
         form.get("dry_run").is_some(),

@@ -17,8 +17,8 @@ use crate::{
     clock,
     error::{ApiError, FieldError},
     policy::{self, DraftChanges, PolicyStatus, document::Document},
-    purpose::{self, register},
-    retention,
+    purpose,
+    retention::{self, register},
     web::{FormData, markdown},
 };
 
@@ -340,7 +340,7 @@ pub async fn policy_action(
     }
     tx.commit().await?;
     if action == "publish" {
-        policy::start_roll_out(state.db.clone(), state.config.clone());
+        crate::actions::policies::start_roll_out(state.db.clone(), state.config.clone());
     }
     Ok(staff.redirect(&format!("/console/policies/{id}")))
 }

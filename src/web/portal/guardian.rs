@@ -7,11 +7,10 @@ use serde_json::{Value, json};
 
 use super::{Visitor, query_param};
 use crate::{
-    AppState,
-    age::guardian::{self, GuardianError},
-    clock,
+    AppState, clock,
     consent::{Decision, PolicyRef},
     error::ApiError,
+    guardian::{self, GuardianError},
     policy,
     purpose::{self, LegalBasis},
     subject::Subject,

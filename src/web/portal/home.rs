@@ -13,7 +13,6 @@ use crate::{
     AppState, clock,
     consent::{
         self, ConsentActor, Decision, PolicyRef, RecordRequest, ledger, model::ConsentStatus,
-        receipt,
     },
     error::ApiError,
     http::client_ip,
@@ -321,7 +320,7 @@ pub async fn download_receipt(
 
     let visitor = Visitor::load(state, req).await?;
     let person = visitor.signed_in()?;
-    let receipt = receipt::of_event(
+    let receipt = crate::actions::receipts::of_event(
         state.db.conn(),
         &state.config,
         &person.external_id,

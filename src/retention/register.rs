@@ -1,10 +1,10 @@
 //! The record of processing activities (GDPR Art 30, PIPL Art 55's assessment record) generated
 //! from the purposes and the retention rules: the first document a regulator asks for.
 
+use super::Rule;
 use crate::{
     law::{self, Regime},
     purpose::{LegalBasis, Purpose},
-    retention::Rule,
 };
 
 /// One line of the register: one purpose.

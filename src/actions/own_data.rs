@@ -5,16 +5,16 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{RetentionError, purge::OwnData};
 use crate::{
-    age::guardian,
     auth::session,
     config::Config,
     consent,
     db::Db,
+    guardian,
     notify::outbox,
     period::Period,
     request::{budget, export, intake},
+    retention::{RetentionError, purge::OwnData},
     staff,
 };
 
