@@ -44,7 +44,10 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
-use crate::config::{Config, DatabaseKind};
+use crate::{
+    config::{Config, DatabaseKind},
+    tasks::Tasks,
+};
 
 /// The pool plus what it takes to write safely on the engine in use.
 #[derive(Clone)]
@@ -57,6 +60,8 @@ pub struct Db {
     outbox_ready: Arc<Notify>,
     /// Write transactions committed by this process; see [`Db::writes`].
     writes: Arc<AtomicU64>,
+    /// The background tasks that use this pool; stopped before it closes.
+    tasks: Tasks,
 }
 
 /// Something to do once a transaction has committed, and never if it rolls back.
@@ -263,6 +268,7 @@ impl Db {
             sqlite_writer: Arc::new(Mutex::new(())),
             outbox_ready: Arc::new(Notify::new()),
             writes: Arc::new(AtomicU64::new(0)),
+            tasks: Tasks::default(),
         })
     }
 
@@ -329,8 +335,12 @@ impl Db {
             }
         };
         match self.kind {
-            DatabaseKind::Postgres => tokio::spawn(listen_for_writes(url, changed, interval)),
-            DatabaseKind::Sqlite => tokio::spawn(poll_data_version(url, changed, interval)),
+            DatabaseKind::Postgres => self
+                .tasks
+                .spawn_service(listen_for_writes(url, changed, interval)),
+            DatabaseKind::Sqlite => self
+                .tasks
+                .spawn_service(poll_data_version(url, changed, interval)),
         };
     }
 
@@ -373,8 +383,22 @@ impl Db {
     }
 
     /// Closes the pool, waiting for connections in use to come back.
-    pub async fn close(self) -> Result<(), DbErr> {
+    /// The supervisor of the background tasks that use this pool: start them here, so that
+    /// [`Db::close`] stops them first.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// Waits up to `grace` for background work, stops the background services, then closes the
+    /// pool.
+    pub async fn close_after(self, grace: Duration) -> Result<(), DbErr> {
+        self.tasks.shutdown(grace).await;
         self.conn.close().await
+    }
+
+    /// [`Db::close_after`] with no grace: for commands that started no background work.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.close_after(Duration::ZERO).await
     }
 }
 

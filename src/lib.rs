@@ -28,6 +28,7 @@
 //!   item's purge date, and the purge runs.
 //! - [`jobs`]: scheduled jobs (cron): the minor sweep, the reviewers' digest, expired exports.
 //! - [`lease`]: leases that let one replica at a time run a job.
+//! - [`tasks`]: the supervisor of background tasks, stopped before the database closes.
 //! - [`actions`]: what someone does that spans rooms (the minor sweep, publishing a policy with
 //!   its re-consent rollout); the front ends call them, the rooms never do.
 //! - [`cli`]: the command-line interface behind `main`.
@@ -81,6 +82,7 @@ pub mod retention;
 pub mod spreadsheet;
 pub mod staff;
 pub mod subject;
+pub mod tasks;
 pub mod telemetry;
 pub mod vocab;
 pub mod web;
@@ -313,7 +315,9 @@ impl App {
         {
             tracing::error!(error = %e, "the outbox dispatcher ended abnormally");
         }
-        if let Err(e) = self.state.db.close().await {
+        // Background work (a purge run, a rollout) finishes, or is stopped, before the pool
+        // closes; it resumes on the next run if stopped.
+        if let Err(e) = self.state.db.clone().close_after(SHUTDOWN_GRACE).await {
             tracing::warn!(error = %e, "closing the database pool failed");
         }
         tracing::info!("stopped");

@@ -72,7 +72,8 @@ pub async fn roll_out_exclusively(db: &Db, config: &Config) -> Result<u64, DbErr
 /// Starts the rollout in the background, so that publishing answers at once. If it fails or
 /// another replica holds the lease, the job that every replica runs each minute finishes it.
 pub fn start_roll_out(db: Db, config: Arc<Config>) {
-    tokio::spawn(async move {
+    let tasks = db.tasks().clone();
+    tasks.spawn(async move {
         if let Err(e) = roll_out_exclusively(&db, &config).await {
             tracing::error!(error = %e, "re-consent rollout failed; the job resumes it");
         }

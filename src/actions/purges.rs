@@ -49,7 +49,8 @@ pub async fn launch(
 ) -> Result<PurgeRun, RetentionError> {
     let run = purge::start(db, config, dry_run, clock::now(), actor).await?;
     let (db, config, started) = (db.clone(), config.clone(), run.clone());
-    tokio::spawn(async move {
+    let tasks = db.tasks().clone();
+    tasks.spawn(async move {
         let _ = execute(&db, &config, started).await;
     });
     Ok(run)

@@ -244,7 +244,8 @@ fn needs_touch(last_used: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
 
 /// Records the last use in the background: the request does not wait for a write.
 fn touch(db: Db, id: String, now: DateTime<Utc>) {
-    tokio::spawn(async move {
+    let tasks = db.tasks().clone();
+    tasks.spawn(async move {
         let result = entity::Entity::update_many()
             .col_expr(entity::Column::LastUsedAt, Expr::value(now))
             .filter(entity::Column::Id.eq(id.as_str()))

@@ -72,7 +72,8 @@ impl Group {
             DatabaseKind::Postgres => POSTGRES_WRITERS,
         };
         for _ in 0..writers {
-            tokio::spawn(run(db.clone(), waiting.clone(), counts.clone()));
+            db.tasks()
+                .spawn_service(run(db.clone(), waiting.clone(), counts.clone()));
         }
         Self { units, counts }
     }

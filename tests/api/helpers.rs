@@ -41,19 +41,7 @@ pub async fn spawn_app() -> TestApp {
 /// Like [`spawn_app`], with a chance to change the configuration first.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        database_url: Some(Secret::new(fresh_database_url(&dir).await)),
-        database_max_connections: 5,
-        policies_dir: repo_path("policies"),
-        templates_dir: repo_path("templates"),
-        subject_token_secret: Some(Secret::new(TOKEN_SECRET)),
-        webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
-        ..Config::default()
-    };
-    // Tests drive delivery themselves with `dispatcher.drain_once`.
-    config.outbox.dispatch = false;
+    let mut config = test_config(&dir).await;
     customize(&mut config);
     let app = App::build(config).await.expect("the app builds");
     let base = format!("http://{}", app.addr());
@@ -72,6 +60,26 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
         dir,
         stop: Some(stop),
     }
+}
+
+/// The configuration every test starts from: a fresh database and data folder in `dir`, the
+/// repository's policies and templates, both secrets, and no outbox dispatcher (tests drain
+/// it themselves with `dispatcher.drain_once`).
+pub async fn test_config(dir: &TempDir) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        database_url: Some(Secret::new(fresh_database_url(dir).await)),
+        database_max_connections: 5,
+        policies_dir: repo_path("policies"),
+        templates_dir: repo_path("templates"),
+        subject_token_secret: Some(Secret::new(TOKEN_SECRET)),
+        webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
+        ..Config::default()
+    };
+    // Tests drive delivery themselves with `dispatcher.drain_once`.
+    config.outbox.dispatch = false;
+    config
 }
 
 /// A file or folder of the repository.

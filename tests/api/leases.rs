@@ -1,4 +1,5 @@
-//! Job leases: one holder at a time, even when replicas race for it.
+//! Job leases: one holder at a time, even when replicas race for it; and background work that
+//! ends before the database closes.
 
 use chrono::TimeDelta;
 use consentry::lease;
@@ -63,4 +64,31 @@ async fn replicas_racing_for_a_lease_get_it_once() {
         winners += usize::from(task.await.unwrap());
     }
     assert_eq!(winners, 1);
+}
+
+/// A purge an admin started goes on while the service shuts down, and is recorded as finished
+/// before the database closes: background work lives under the pool's supervisor.
+#[tokio::test]
+async fn shutting_down_lets_a_started_purge_finish_before_the_database_closes() {
+    use consentry::{
+        actions,
+        audit::Actor,
+        db::Db,
+        retention::{model::RunStatus, purge},
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::test_config(&dir).await;
+    let app = consentry::App::build(config.clone()).await.unwrap();
+    let state = app.state().clone();
+    let run = actions::purges::launch(&state.db, &state.config, false, &Actor::Cli)
+        .await
+        .unwrap();
+    app.run_until(async {}).await.unwrap();
+    assert_eq!(state.db.tasks().running(), 0);
+
+    let db = Db::connect(&config).await.unwrap();
+    let recorded = purge::get(db.conn(), &run.id).await.unwrap();
+    assert_eq!(recorded.status, RunStatus::Completed);
+    db.close().await.unwrap();
 }
