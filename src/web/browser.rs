@@ -21,7 +21,7 @@ pub struct Area {
     pub name: &'static str,
     pub path: &'static str,
     pub session_cookie: &'static str,
-    csrf_cookie: &'static str,
+    pub(crate) csrf_cookie: &'static str,
     lang_cookie: &'static str,
 }
 
@@ -51,6 +51,7 @@ pub struct Browser {
     set_cookies: Vec<String>,
     here: String,
     secure: bool,
+    page_key: Arc<[u8; 32]>,
 }
 
 impl Browser {
@@ -95,17 +96,7 @@ impl Browser {
             Some(seed) => seed,
             None => {
                 let seed = csrf::issue_seed(&state.page_key);
-                set_cookies.push(
-                    Cookie {
-                        name: area.csrf_cookie,
-                        value: &seed,
-                        path: area.path,
-                        max_age: None,
-                        secure,
-                        same_site: "Strict",
-                    }
-                    .header(),
-                );
+                set_cookies.push(csrf_cookie(area, &seed, secure));
                 seed
             }
         };
@@ -121,36 +112,29 @@ impl Browser {
             set_cookies,
             here,
             secure,
+            page_key: state.page_key.clone(),
         }
     }
 
     /// The token every form on this page carries.
     pub fn csrf(&self) -> String {
-        csrf::token(&self.csrf_seed, self.session.as_deref())
+        csrf::token(&self.csrf_seed)
     }
 
-    /// Refuses a form whose token these cookies do not derive.
-    pub fn check_csrf(&self, form: &FormData) -> Result<(), ApiError> {
-        if csrf::verify(
-            &self.csrf_seed,
-            self.session.as_deref(),
-            form.get("csrf").unwrap_or_default(),
-        ) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("the form has expired; reload the page").with_reason("csrf"))
-        }
-    }
-
-    /// Reads a form and checks its CSRF token.
+    /// Reads a submitted form. Its CSRF token was checked by the area's guard
+    /// ([`csrf::guard`]) before the handler ran.
     pub async fn form(&self, body: poem::Body) -> Result<FormData, ApiError> {
-        let form = FormData::read(body).await?;
-        self.check_csrf(&form)?;
-        Ok(form)
+        FormData::read(body).await
     }
 
-    /// Sets the area's session cookie (`None` deletes it) for `max_age` seconds.
+    /// Sets the area's session cookie (`None` deletes it) for `max_age` seconds. Signing in
+    /// also replaces the CSRF seed, so that no token from before the sign-in works after it.
     pub fn set_session(&mut self, token: Option<&str>, max_age: i64) {
+        if token.is_some() {
+            self.csrf_seed = csrf::issue_seed(&self.page_key);
+            self.set_cookies
+                .push(csrf_cookie(self.area, &self.csrf_seed, self.secure));
+        }
         self.set_cookies.push(
             Cookie {
                 name: self.area.session_cookie,
@@ -250,6 +234,20 @@ fn layout(
         }
         .into(),
     );
+}
+
+/// The `Set-Cookie` of an area's CSRF seed: for this browser session, sent only from our own
+/// pages.
+fn csrf_cookie(area: &Area, seed: &str, secure: bool) -> String {
+    Cookie {
+        name: area.csrf_cookie,
+        value: seed,
+        path: area.path,
+        max_age: None,
+        secure,
+        same_site: "Strict",
+    }
+    .header()
 }
 
 fn remembered_language(req: &Request, area: &Area, secure: bool) -> Option<Lang> {

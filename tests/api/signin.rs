@@ -264,7 +264,7 @@ async fn a_csrf_cookie_the_service_did_not_issue_is_not_trusted() {
     // A sibling subdomain plants a seed it knows, and forges the token that seed derives.
     let planted = "p".repeat(43);
     browser.plant_cookie("consentry_csrf", &planted);
-    let forged = consentry::web::csrf::token(&planted, None);
+    let forged = consentry::web::csrf::token(&planted);
     let refused = browser
         .post("/portal/signout", &[("csrf", forged.as_str())])
         .await;
@@ -362,5 +362,46 @@ async fn expired_console_sessions_and_old_failures_are_purged() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_form_token_from_before_a_sign_in_does_not_work_after_it() {
+    let app = spawn_app_with(|_| {}).await;
+    let browser = Browser::new(&app);
+    let before = browser.get("/portal/requests/by-email").await.csrf();
+    let home = browser.sign_in("ann").await;
+    let refused = browser
+        .post("/portal/signout", &[("csrf", before.as_str())])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    refused.shows("This form has expired");
+    // The page's own token works.
+    let out = browser.submit(&home, "/portal/signout", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn every_console_form_is_checked_before_its_handler_runs() {
+    let app = behind_proxy().await;
+    let admin = staff_browser(&app, "admin@example.com", Role::Admin).await;
+    for path in [
+        "/console/purges",
+        "/console/keys",
+        "/console/signout",
+        "/console/policies",
+    ] {
+        let refused = admin.post(path, &[("dry_run", "1")]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(refused.is_html(), "{path}");
+    }
+    let runs = consentry::retention::purge::list(app.state.db.conn(), 10)
+        .await
+        .unwrap();
+    assert!(runs.is_empty(), "nothing ran");
+    assert_eq!(
+        admin.get("/console").await.status,
+        StatusCode::OK,
+        "still signed in"
     );
 }

@@ -87,6 +87,10 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
             get(operations::api_keys).post(operations::create_key),
         )
         .at("/keys/:id/revoke", post(operations::revoke_key))
+        .around({
+            let state = state.clone();
+            move |ep, req| crate::web::csrf::guard(ep, req, state.clone(), &CONSOLE)
+        })
         .around(move |ep, req| pages_for_errors(ep, req, state.clone(), &CONSOLE))
 }
 

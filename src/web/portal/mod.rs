@@ -66,6 +66,10 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
             "/unsubscribe",
             get(unsubscribe::show).post(unsubscribe::confirm),
         )
+        .around({
+            let state = state.clone();
+            move |ep, req| crate::web::csrf::guard(ep, req, state.clone(), &PORTAL)
+        })
         .around(move |ep, req| pages_for_errors(ep, req, state.clone(), &PORTAL))
 }
 
