@@ -97,7 +97,7 @@ pub enum StaffError {
     #[error("the setup link is not valid or has expired; ask an admin for a new one")]
     BadSetupLink,
     #[error("{0}")]
-    WeakPassword(&'static str),
+    WeakPassword(password::Weakness),
     #[error("console key: {0}")]
     Key(String),
     #[error(transparent)]

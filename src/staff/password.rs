@@ -69,33 +69,67 @@ const COMMON: &[&str] = &[
     "privacypolicy",
 ];
 
+/// Why a password was refused: a code for the catalogue of words (`password.weak.<code>`), and
+/// English for the command line and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Weakness {
+    #[error("use at least 12 characters")]
+    TooShort,
+    #[error("use at most 256 characters")]
+    TooLong,
+    #[error("this password is among the most common ones")]
+    Common,
+    #[error("use more different characters")]
+    FewCharacters,
+    #[error("do not build the password from your email")]
+    FromEmail,
+}
+
+impl Weakness {
+    pub const ALL: [Weakness; 5] = [
+        Self::TooShort,
+        Self::TooLong,
+        Self::Common,
+        Self::FewCharacters,
+        Self::FromEmail,
+    ];
+
+    /// The key of its words in the catalogue.
+    pub fn message_key(self) -> &'static str {
+        match self {
+            Self::TooShort => "password.weak.too_short",
+            Self::TooLong => "password.weak.too_long",
+            Self::Common => "password.weak.common",
+            Self::FewCharacters => "password.weak.few_characters",
+            Self::FromEmail => "password.weak.from_email",
+        }
+    }
+}
+
 /// Refuses passwords that are short, long beyond reason, common, made of few characters, or
 /// built from the account's email.
 pub fn check_strength(password: &str, email: &str) -> Result<(), StaffError> {
+    let weak = |why| Err(StaffError::WeakPassword(why));
     let chars = password.chars().count();
     if chars < MIN_LENGTH {
-        return Err(StaffError::WeakPassword("use at least 12 characters"));
+        return weak(Weakness::TooShort);
     }
     if chars > MAX_LENGTH {
-        return Err(StaffError::WeakPassword("use at most 256 characters"));
+        return weak(Weakness::TooLong);
     }
     let lower = password.to_lowercase();
     if COMMON.contains(&lower.as_str()) {
-        return Err(StaffError::WeakPassword(
-            "this password is among the most common ones",
-        ));
+        return weak(Weakness::Common);
     }
     let mut distinct: Vec<char> = lower.chars().collect();
     distinct.sort_unstable();
     distinct.dedup();
     if distinct.len() < 5 {
-        return Err(StaffError::WeakPassword("use more different characters"));
+        return weak(Weakness::FewCharacters);
     }
     let local = email.split('@').next().unwrap_or_default().to_lowercase();
     if local.len() >= 4 && lower.contains(&local) {
-        return Err(StaffError::WeakPassword(
-            "do not build the password from your email",
-        ));
+        return weak(Weakness::FromEmail);
     }
     Ok(())
 }

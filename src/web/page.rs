@@ -75,11 +75,13 @@ impl Lang {
 const LANG_KEY: &str = "_lang";
 
 /// `key → (English, Simplified Chinese)`.
-type Messages = BTreeMap<String, (String, String)>;
+type Messages = std::sync::Arc<BTreeMap<String, (String, String)>>;
 
 /// The compiled page templates and their words.
 pub struct Pages {
     registry: Handlebars<'static>,
+    /// The catalogue, for the few words composed outside a template (a form field's error).
+    messages: Messages,
 }
 
 impl Pages {
@@ -88,7 +90,12 @@ impl Pages {
     pub fn load(dir: &Path, areas: &[&str]) -> Result<Self, TemplateError> {
         let mut registry = Handlebars::new();
         let messages = load_messages(&dir.join("messages.json"))?;
-        registry.register_helper("t", Box::new(Translate { messages }));
+        registry.register_helper(
+            "t",
+            Box::new(Translate {
+                messages: messages.clone(),
+            }),
+        );
         registry.register_helper("term", Box::new(InLanguage(term)));
         registry.register_helper("day", Box::new(InLanguage(day_of)));
         registry.register_helper("when", Box::new(InLanguage(when)));
@@ -127,7 +134,22 @@ impl Pages {
                 .map_err(|e| broken(&path, e))?;
             }
         }
-        Ok(Self { registry })
+        Ok(Self { registry, messages })
+    }
+
+    /// The catalogue's words for `key` in `lang`, with each `{name}` filled from `args`; the key
+    /// itself when the catalogue lacks it (a test checks every key the code names).
+    pub fn words(&self, key: &str, lang: Lang, args: &[(&str, &str)]) -> String {
+        let Some((en, zh)) = self.messages.get(key) else {
+            tracing::error!(key, "a message is missing from messages.json");
+            return key.to_string();
+        };
+        fill(if lang == Lang::Zh { zh } else { en }, args)
+    }
+
+    /// Whether the catalogue has `key` (for tests of the words the code names).
+    pub fn has_words(&self, key: &str) -> bool {
+        self.messages.contains_key(key)
     }
 
     /// Renders `template` (`portal/home`) in `lang` as an HTML response.
@@ -181,7 +203,15 @@ fn load_messages(path: &Path) -> Result<Messages, TemplateError> {
                 )),
             },
         )
-        .collect()
+        .collect::<Result<BTreeMap<_, _>, _>>()
+        .map(std::sync::Arc::new)
+}
+
+/// `text` with each `{name}` replaced by its value.
+fn fill(text: &str, args: &[(&str, &str)]) -> String {
+    args.iter().fold(text.to_string(), |text, (name, value)| {
+        text.replace(&format!("{{{name}}}"), value)
+    })
 }
 
 fn lang_of(ctx: &Context) -> Lang {
@@ -213,14 +243,19 @@ impl HelperDef for Translate {
                 RenderErrorReason::Other(format!("no message `{key}` in messages.json")).into(),
             );
         };
-        let mut text = if lang_of(ctx) == Lang::Zh { zh } else { en }.clone();
-        for (name, value) in h.hash() {
-            let value = match value.value() {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            text = text.replace(&format!("{{{name}}}"), &value);
-        }
+        let values: Vec<(&str, String)> = h
+            .hash()
+            .iter()
+            .map(|(name, value)| {
+                let value = match value.value() {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (*name, value)
+            })
+            .collect();
+        let args: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let text = fill(if lang_of(ctx) == Lang::Zh { zh } else { en }, &args);
         Ok(ScopedJson::Derived(Value::String(text)))
     }
 }
@@ -377,6 +412,33 @@ pub fn period_words(value: &str, lang: Lang) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The words the code composes outside templates are all in the catalogue, in both
+    /// languages, with their arguments filled.
+    #[test]
+    fn every_key_the_code_names_is_in_the_catalogue() {
+        let pages = Pages::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
+            crate::web::AREAS,
+        )
+        .unwrap();
+        let named = crate::staff::password::Weakness::ALL
+            .iter()
+            .map(|w| w.message_key())
+            .chain([
+                "password.differ",
+                "signin.bad_credentials",
+                "signin.bad_code",
+                "signin.locked",
+            ]);
+        for key in named {
+            assert!(pages.has_words(key), "{key}");
+        }
+        assert_eq!(
+            pages.words("signin.locked", Lang::Zh, &[("time", "09:30")]),
+            "失败次数过多，请在 UTC 09:30 之后重试。"
+        );
+    }
 
     #[test]
     fn languages_come_from_locales_and_accept_language() {

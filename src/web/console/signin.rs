@@ -23,10 +23,6 @@ fn to_sign_in() -> Response {
     poem::IntoResponse::into_response(poem::web::Redirect::see_other("/console/signin"))
 }
 
-fn say(lang: Lang, en: &str, zh: &str) -> String {
-    if lang == Lang::Zh { zh } else { en }.to_string()
-}
-
 /// `GET /console/signin`.
 #[handler]
 pub async fn sign_in_form(
@@ -65,7 +61,7 @@ pub async fn check_password(
     let user = match checked {
         Ok(user) => user,
         Err(e) => {
-            let message = refusal(browser.lang, &e)?;
+            let message = refusal(state, browser.lang, &e)?;
             let data =
                 json!({"email": email, "errors": [{"field": "password", "message": message}]});
             return Ok(browser.render(state, "signin", data, StatusCode::UNAUTHORIZED, false));
@@ -96,24 +92,15 @@ pub async fn check_password(
 }
 
 /// Words for a refused sign-in; other errors stay errors.
-fn refusal(lang: Lang, e: &StaffError) -> Result<String, ApiError> {
+fn refusal(state: &AppState, lang: Lang, e: &StaffError) -> Result<String, ApiError> {
+    let words = |key, args: &[(&str, &str)]| state.pages.words(key, lang, args);
     Ok(match e {
-        StaffError::BadCredentials => say(
-            lang,
-            "The email or password is not right.",
-            "邮箱或密码不正确。",
+        StaffError::BadCredentials => words("signin.bad_credentials", &[]),
+        StaffError::BadCode => words("signin.bad_code", &[]),
+        StaffError::Locked(until) => words(
+            "signin.locked",
+            &[("time", &until.format("%H:%M").to_string())],
         ),
-        StaffError::BadCode => say(lang, "That code is not right.", "验证码不正确。"),
-        StaffError::Locked(until) => match lang {
-            Lang::En => format!(
-                "Too many failed attempts. Try again after {} UTC.",
-                until.format("%H:%M")
-            ),
-            Lang::Zh => format!(
-                "失败次数过多，请在 UTC {} 之后重试。",
-                until.format("%H:%M")
-            ),
-        },
         other => return Err(ApiError::internal(other)),
     })
 }
@@ -215,7 +202,7 @@ pub async fn code(
     .await;
     if let Err(e) = checked {
         tx.commit().await?;
-        let message = refusal(browser.lang, &e)?;
+        let message = refusal(state, browser.lang, &e)?;
         let resp = if user.totp_enabled_at.is_some() {
             let data = json!({"errors": [{"field": "code", "message": message}]});
             browser.render(state, "code", data, StatusCode::UNAUTHORIZED, false)
@@ -268,11 +255,7 @@ pub async fn setup(
     let password = form.get("password").unwrap_or_default();
     let refused = |message: String| json!({"token": token, "email": user.email, "errors": [{"field": "password", "message": message}]});
     if Some(password) != form.get("confirm") {
-        let data = refused(say(
-            browser.lang,
-            "The two passwords differ.",
-            "两次输入的密码不一致。",
-        ));
+        let data = refused(state.pages.words("password.differ", browser.lang, &[]));
         return Ok(browser.render(
             state,
             "setup",
@@ -284,10 +267,7 @@ pub async fn setup(
     match staff::set_password(&state.db, &token, password).await {
         Ok(_) => {}
         Err(StaffError::WeakPassword(why)) => {
-            let message = match browser.lang {
-                Lang::En => format!("Choose a stronger password: {why}."),
-                Lang::Zh => format!("请设置更安全的密码（{}）。", weak_in_chinese(why)),
-            };
+            let message = state.pages.words(why.message_key(), browser.lang, &[]);
             return Ok(browser.render(
                 state,
                 "setup",
@@ -299,16 +279,6 @@ pub async fn setup(
         Err(e) => return Err(e.into()),
     }
     Ok(browser.redirect("/console/signin?ready=1"))
-}
-
-fn weak_in_chinese(why: &str) -> &'static str {
-    match why {
-        "use at least 12 characters" => "至少 12 个字符",
-        "use at most 256 characters" => "最多 256 个字符",
-        "this password is among the most common ones" => "该密码属于最常见的密码",
-        "use more different characters" => "请使用更多不同的字符",
-        _ => "不要用邮箱构造密码",
-    }
 }
 
 /// `POST /console/signout`.
