@@ -273,6 +273,18 @@ pub enum ExtensionRefused {
     TooLate { first_month: NaiveDate },
 }
 
+impl ExtensionRefused {
+    /// The key of its words in the pages' catalogue; [`Self::TooLate`] fills `{date}` with the
+    /// end of the first month.
+    pub fn message_key(&self) -> &'static str {
+        match self {
+            Self::NotUnderThisLaw => "request.extension.not_under_this_law",
+            Self::TooLong => "request.extension.too_long",
+            Self::TooLate { .. } => "request.extension.too_late",
+        }
+    }
+}
+
 /// The new deadline of a request received on `received`, extended on `today` by `months`: the
 /// one-month deadline plus `months`, counted from receipt, so that the latest is three months
 /// from receipt (then the next working day). Refused under PIPL, beyond two months, and after

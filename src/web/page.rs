@@ -426,6 +426,12 @@ mod tests {
             .iter()
             .map(|w| w.message_key())
             .chain([
+                crate::law::ExtensionRefused::NotUnderThisLaw.message_key(),
+                crate::law::ExtensionRefused::TooLong.message_key(),
+                crate::law::ExtensionRefused::TooLate {
+                    first_month: chrono::NaiveDate::MIN,
+                }
+                .message_key(),
                 "password.differ",
                 "signin.bad_credentials",
                 "signin.bad_code",

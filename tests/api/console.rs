@@ -377,6 +377,14 @@ async fn a_rejection_is_previewed_in_the_persons_language_before_it_is_sent() {
     let reviewer = staff_browser(&f.app, "r2@example.com", Role::Reviewer).await;
     let page = reviewer.get(&format!("/console/requests/{id}")).await;
     page.shows("Legal limit of an extension");
+    page.shows("Only GDPR deadlines can be extended");
+    // A Chinese-speaking officer reads why in Chinese.
+    let zh = reviewer
+        .get(&format!("/console/requests/{id}?lang=zh-CN"))
+        .await;
+    zh.shows("只有 GDPR 规定的期限可以延长");
+    assert!(!zh.body.contains("Only GDPR deadlines"));
+    reviewer.get(&format!("/console/requests/{id}?lang=en")).await;
     let missing = reviewer
         .submit(&page, &format!("/console/requests/{id}/reject"), &[])
         .await;

@@ -321,7 +321,11 @@ async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Resul
         "can_complete": r.status == RequestStatus::Fulfilling,
         "can_extend": open && r.extended_at.is_none() && r.law == Law::Gdpr && r.due_date.is_some(),
         "extension_limit": limit.as_ref().ok().map(|d| d.to_string()),
-        "extension_refused": limit.err().map(|e| e.to_string()),
+        "extension_refused": limit.as_ref().err().map(|e| e.message_key()),
+        "extension_refused_date": match limit.as_ref().err() {
+            Some(crate::law::ExtensionRefused::TooLate { first_month }) => Some(first_month.to_string()),
+            _ => None,
+        },
         "errors": errors.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>(),
     }))
 }
