@@ -402,6 +402,28 @@ impl Db {
     }
 }
 
+/// Deletes the rows of `E` that meet `condition` or, dry, counts them: the shape of every purge
+/// of Consentry's own records, so that a dry run and a real one cannot disagree.
+pub async fn delete_or_count<E>(
+    tx: &Tx,
+    condition: sea_orm::Condition,
+    dry_run: bool,
+) -> Result<u64, DbErr>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: Sync,
+{
+    use sea_orm::{PaginatorTrait, QueryFilter};
+    if dry_run {
+        return E::find().filter(condition).count(tx).await;
+    }
+    Ok(E::delete_many()
+        .filter(condition)
+        .exec(tx)
+        .await?
+        .rows_affected)
+}
+
 /// The channel every write transaction notifies on PostgreSQL.
 const CHANGES_CHANNEL: &str = "consentry_writes";
 /// The payload of a notification from a transaction that queued outbox messages.

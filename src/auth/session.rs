@@ -14,8 +14,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    TryInsertResult,
 };
 
 use crate::{clock, crypto, db::Tx};
@@ -176,20 +176,10 @@ pub async fn end_all(tx: &Tx, subject_id: &str) -> Result<u64, DbErr> {
 /// Deletes (or, dry, counts) sessions past their absolute expiry at `as_of`, and used handoff
 /// tokens that could no longer be used anyway. Part of the purge of Consentry's own data.
 pub async fn purge_expired(tx: &Tx, as_of: DateTime<Utc>, dry_run: bool) -> Result<u64, DbErr> {
-    let expired = entity::Column::ExpiresAt.lte(as_of);
-    let used_up = used::Column::ExpiresAt.lte(as_of);
-    if dry_run {
-        return Ok(entity::Entity::find().filter(expired).count(tx).await?
-            + used::Entity::find().filter(used_up).count(tx).await?);
-    }
-    Ok(entity::Entity::delete_many()
-        .filter(expired)
-        .exec(tx)
-        .await?
-        .rows_affected
-        + used::Entity::delete_many()
-            .filter(used_up)
-            .exec(tx)
-            .await?
-            .rows_affected)
+    let expired = sea_orm::Condition::all().add(entity::Column::ExpiresAt.lte(as_of));
+    let used_up = sea_orm::Condition::all().add(used::Column::ExpiresAt.lte(as_of));
+    Ok(
+        crate::db::delete_or_count::<entity::Entity>(tx, expired, dry_run).await?
+            + crate::db::delete_or_count::<used::Entity>(tx, used_up, dry_run).await?,
+    )
 }

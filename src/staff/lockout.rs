@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 
@@ -212,14 +212,7 @@ pub async fn purge(tx: &Tx, before: DateTime<Utc>, dry_run: bool) -> Result<u64,
                 .add(entity::Column::LockedUntil.is_null())
                 .add(entity::Column::LockedUntil.lt(before)),
         );
-    if dry_run {
-        return entity::Entity::find().filter(stale).count(tx).await;
-    }
-    Ok(entity::Entity::delete_many()
-        .filter(stale)
-        .exec(tx)
-        .await?
-        .rows_affected)
+    crate::db::delete_or_count::<entity::Entity>(tx, stale, dry_run).await
 }
 
 #[cfg(test)]

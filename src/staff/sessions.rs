@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, prelude::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    prelude::Expr,
 };
 
 use crate::{
@@ -140,13 +140,6 @@ pub async fn end_all(tx: &Tx, user_id: &str) -> Result<u64, DbErr> {
 /// Deletes (or, dry, counts) sessions past their absolute expiry at `as_of`. Part of the purge
 /// of Consentry's own data.
 pub async fn purge_expired(tx: &Tx, as_of: DateTime<Utc>, dry_run: bool) -> Result<u64, DbErr> {
-    let expired = entity::Column::ExpiresAt.lte(as_of);
-    if dry_run {
-        return entity::Entity::find().filter(expired).count(tx).await;
-    }
-    Ok(entity::Entity::delete_many()
-        .filter(expired)
-        .exec(tx)
-        .await?
-        .rows_affected)
+    let expired = sea_orm::Condition::all().add(entity::Column::ExpiresAt.lte(as_of));
+    crate::db::delete_or_count::<entity::Entity>(tx, expired, dry_run).await
 }

@@ -384,7 +384,9 @@ async fn a_rejection_is_previewed_in_the_persons_language_before_it_is_sent() {
         .await;
     zh.shows("只有 GDPR 规定的期限可以延长");
     assert!(!zh.body.contains("Only GDPR deadlines"));
-    reviewer.get(&format!("/console/requests/{id}?lang=en")).await;
+    reviewer
+        .get(&format!("/console/requests/{id}?lang=en"))
+        .await;
     let missing = reviewer
         .submit(&page, &format!("/console/requests/{id}/reject"), &[])
         .await;

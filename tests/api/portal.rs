@@ -678,6 +678,30 @@ async fn the_guardian_link_lands_on_a_form_with_nothing_chosen_and_each_state_ha
     unknown.shows("We do not recognise this link");
 }
 
+/// The unsubscribe link the main app asks for to put in a marketing email to `who`, and its
+/// path on this service.
+async fn unsubscribe_link(f: &Fixture, who: &str) -> (Value, String) {
+    let link = json(
+        f.app
+            .get(&format!(
+                "/v1/subjects/{who}/consents/marketing_email/unsubscribe"
+            ))
+            .bearer_auth(&f.service)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let path = link["url"]
+        .as_str()
+        .unwrap()
+        .split_once("/portal")
+        .map(|(_, p)| format!("/portal{p}"))
+        .unwrap();
+    (link, path)
+}
+
 /// A mail provider sends one-click requests for many people from one address: each link has a
 /// limit of its own, so none is refused; links that do not verify are limited per address.
 #[tokio::test]
@@ -693,24 +717,7 @@ async fn one_click_requests_from_one_address_are_limited_per_link() {
     }
     let provider = reqwest::Client::new();
     for who in people {
-        let link = json(
-            f.app
-                .get(&format!(
-                    "/v1/subjects/{who}/consents/marketing_email/unsubscribe"
-                ))
-                .bearer_auth(&f.service)
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await;
-        let path = link["url"]
-            .as_str()
-            .unwrap()
-            .split_once("/portal")
-            .map(|(_, p)| format!("/portal{p}"))
-            .unwrap();
+        let (_, path) = unsubscribe_link(&f, who).await;
         let resp = provider
             .post(f.app.url(&path))
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -740,16 +747,7 @@ async fn one_click_requests_from_one_address_are_limited_per_link() {
 async fn one_click_unsubscribe_withdraws_without_a_login_and_tells_the_main_app() {
     let (f, _admin) = portal_fixture().await;
     f.grant("ivy", "marketing_email").await;
-    let link = json(
-        f.app
-            .get("/v1/subjects/ivy/consents/marketing_email/unsubscribe")
-            .bearer_auth(&f.service)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let (link, path) = unsubscribe_link(&f, "ivy").await;
     assert_eq!(link["list_unsubscribe_post"], "List-Unsubscribe=One-Click");
     let url = link["url"].as_str().unwrap();
     assert_eq!(link["list_unsubscribe"], format!("<{url}>"));
@@ -757,10 +755,6 @@ async fn one_click_unsubscribe_withdraws_without_a_login_and_tells_the_main_app(
         !url.contains("ivy"),
         "the main app's id stays out of the link"
     );
-    let path = url
-        .split_once("/portal")
-        .map(|(_, p)| format!("/portal{p}"))
-        .unwrap();
 
     let page = Browser::new(&f.app).get(&path).await;
     assert_eq!(page.status, StatusCode::OK);
