@@ -14,10 +14,40 @@ use crate::{
     notify::{email::EmailContent, templates::language_for},
 };
 
+/// What a reviewer may do next with a request: the one rule that the decisions below enforce
+/// and that the console draws its buttons from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextSteps {
+    pub take: bool,
+    pub approve: bool,
+    pub reject: bool,
+    /// Extending once, under a law that allows it; the law may still refuse the date
+    /// ([`law::extended_due_date`]).
+    pub extend: bool,
+    pub complete: bool,
+}
+
+/// The steps open to a reviewer for `request`.
+pub fn next_steps(request: &Request) -> NextSteps {
+    use RequestStatus::{Approved, Fulfilling, InReview, Verified};
+    let open = super::is_open(request);
+    NextSteps {
+        take: open && request.status == Verified,
+        approve: open && matches!(request.status, Verified | InReview),
+        reject: open && matches!(request.status, Verified | InReview | Approved),
+        extend: open
+            && super::RUNNING.contains(&request.status)
+            && request.extended_at.is_none()
+            && request.law == super::Law::Gdpr
+            && request.due_date.is_some(),
+        complete: open && request.status == Fulfilling,
+    }
+}
+
 /// A reviewer takes a verified request.
 pub async fn take(tx: &mut Tx, id: &str, actor: &Actor) -> Result<Request, RequestError> {
     let request = super::get(&*tx, id).await?;
-    if request.status != RequestStatus::Verified {
+    if !next_steps(&request).take {
         return Err(RequestError::refused(&request, "taken for review"));
     }
     transition(
@@ -44,10 +74,7 @@ pub async fn approve(
     note: Option<&str>,
 ) -> Result<Request, RequestError> {
     let request = super::get(&*tx, id).await?;
-    if !matches!(
-        request.status,
-        RequestStatus::Verified | RequestStatus::InReview
-    ) {
+    if !next_steps(&request).approve {
         return Err(RequestError::refused(&request, "approved"));
     }
     fulfil::start(tx, config, request, actor, note).await
@@ -77,10 +104,7 @@ pub async fn reject(
     actor: &Actor,
 ) -> Result<Request, RequestError> {
     let request = super::get(&*tx, id).await?;
-    if !matches!(
-        request.status,
-        RequestStatus::Verified | RequestStatus::InReview | RequestStatus::Approved
-    ) {
+    if !next_steps(&request).reject {
         return Err(RequestError::refused(&request, "rejected"));
     }
     let now = clock::now();
@@ -179,7 +203,7 @@ pub async fn complete(
     actor: &Actor,
 ) -> Result<Request, RequestError> {
     let request = super::get(&*tx, id).await?;
-    if request.status != RequestStatus::Fulfilling {
+    if !next_steps(&request).complete {
         return Err(RequestError::refused(&request, "completed"));
     }
     fulfil::finish(tx, config, request, outcome, note, None, actor).await

@@ -288,7 +288,7 @@ async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Resul
         today,
         2,
     );
-    let open = request::is_open(&r);
+    let next = request::review::next_steps(&r);
     Ok(json!({
         "section": "requests",
         "request": row(&r, who.external_id.as_deref().or(who.email.as_deref()).unwrap_or("—"), today, &names),
@@ -315,11 +315,11 @@ async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Resul
             "note": e.note,
             "at": e.occurred_at.to_rfc3339(),
         })).collect::<Vec<_>>(),
-        "can_take": open && matches!(r.status, RequestStatus::Verified),
-        "can_decide": matches!(r.status, RequestStatus::Verified | RequestStatus::InReview),
-        "can_reject": matches!(r.status, RequestStatus::Verified | RequestStatus::InReview | RequestStatus::Approved),
-        "can_complete": r.status == RequestStatus::Fulfilling,
-        "can_extend": open && r.extended_at.is_none() && r.law == Law::Gdpr && r.due_date.is_some(),
+        "can_take": next.take,
+        "can_decide": next.approve,
+        "can_reject": next.reject,
+        "can_complete": next.complete,
+        "can_extend": next.extend,
         "extension_limit": limit.as_ref().ok().map(|d| d.to_string()),
         "extension_refused": limit.as_ref().err().map(|e| e.message_key()),
         "extension_refused_date": match limit.as_ref().err() {
