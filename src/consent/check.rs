@@ -72,10 +72,10 @@ fn evaluate(f: &Facts, now: DateTime<Utc>) -> CheckResult {
         return answer(true, "not_consent_based");
     }
     match status {
-        Some(ConsentStatus::Granted) if needs_reconsent && due.is_none_or(|d| d <= now) => {
-            answer(false, "reconsent_required")
+        Some(s) if super::model::counts(s, needs_reconsent, due, now) => {
+            answer(true, "consent_granted")
         }
-        Some(ConsentStatus::Granted) => answer(true, "consent_granted"),
+        Some(ConsentStatus::Granted) => answer(false, "reconsent_required"),
         Some(ConsentStatus::Withdrawn) => answer(false, "withdrawn"),
         Some(ConsentStatus::Denied) => answer(false, "denied"),
         None => answer(false, "no_consent"),

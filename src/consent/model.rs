@@ -106,6 +106,19 @@ pub mod events {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Whether a recorded decision is a grant that counts at `now`: granted, and not waiting for
+/// fresh consent past the date the new policy version takes effect. The one definition of
+/// "granted" for the consent check, the portal and everything else.
+pub fn counts(
+    status: ConsentStatus,
+    needs_reconsent: bool,
+    reconsent_due_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    status == ConsentStatus::Granted
+        && !(needs_reconsent && reconsent_due_at.is_none_or(|d| d <= now))
+}
+
 pub mod consents {
     use sea_orm::entity::prelude::*;
 
@@ -131,6 +144,18 @@ pub mod consents {
         /// until it is given again.
         pub reconsent_due_at: Option<DateTimeUtc>,
         pub updated_at: DateTimeUtc,
+    }
+
+    impl Model {
+        /// Whether this state is a grant that counts at `now` (see [`super::counts`]).
+        pub fn counts(&self, now: DateTimeUtc) -> bool {
+            super::counts(
+                self.status,
+                self.needs_reconsent,
+                self.reconsent_due_at,
+                now,
+            )
+        }
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

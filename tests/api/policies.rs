@@ -754,3 +754,59 @@ async fn an_interrupted_rollout_shows_its_progress_and_the_job_finishes_it() {
         0
     );
 }
+
+/// Until a material version takes effect, the consent given under the old one still counts: the
+/// main app's check and the person's portal agree on it, and the portal says until when.
+#[tokio::test]
+async fn a_consent_awaiting_fresh_consent_counts_until_the_new_version_takes_effect_everywhere() {
+    let app = spawn_app().await;
+    let admin = app.key(Role::Admin).await;
+    let service = app.key(Role::Service).await;
+    app.create_purposes(&admin, &[purpose_body("analytics")])
+        .await;
+    consenting_subjects(&app, &[("p-1", "en", "DE")]).await;
+    let effective = chrono::Utc::now() + chrono::TimeDelta::days(30);
+    let draft = json!({"key": "privacy-policy", "jurisdiction": "*", "language": "en", "authoritative": true,
+                       "title": "Lumora Privacy Policy", "body": "Version three.\n", "material": true,
+                       "change_summary": "We now keep logs for six months.",
+                       "effective_at": effective.to_rfc3339()});
+    let draft = json(
+        app.post("/v1/admin/policies")
+            .bearer_auth(&admin)
+            .json(&draft)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = draft["id"].as_str().unwrap();
+    json(
+        app.post(&format!("/v1/admin/policies/{id}/publish"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    app.rolled_out(&admin, id).await;
+
+    let check = json(
+        app.get("/v1/subjects/p-1/consents/analytics")
+            .bearer_auth(&service)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (check["allowed"].clone(), check["needs_reconsent"].clone()),
+        (json!(true), json!(true))
+    );
+    let browser = crate::portal::Browser::new(&app);
+    let home = browser.sign_in("p-1").await;
+    home.shows("Agreed until");
+    home.shows(&effective.format("%Y").to_string());
+}

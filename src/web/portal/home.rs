@@ -11,9 +11,7 @@ use serde_json::{Value, json};
 use super::{Visitor, lifetimes, query_param};
 use crate::{
     AppState, clock,
-    consent::{
-        self, ConsentActor, Decision, PolicyRef, RecordRequest, ledger, model::ConsentStatus,
-    },
+    consent::{self, ConsentActor, Decision, PolicyRef, RecordRequest, ledger},
     error::ApiError,
     http::client_ip,
     policy, purpose,
@@ -179,7 +177,12 @@ fn purpose_view(
             "name": r.name, "role": r.role, "country": r.country,
         })).collect::<Vec<_>>(),
         "retention": p.retention_period,
-        "granted": current.is_some_and(|c| c.status == ConsentStatus::Granted && !c.needs_reconsent),
+        // The button: a grant waiting for fresh consent offers to give it again.
+        "granted": current.is_some_and(|c| c.status == consent::model::ConsentStatus::Granted && !c.needs_reconsent),
+        // Whether the decision counts now, by the same rule as the consent check: a grant
+        // waiting for fresh consent still counts until the new version takes effect.
+        "counts": current.is_some_and(|c| c.counts(clock::now())),
+        "reconsent_due_at": current.and_then(|c| c.reconsent_due_at).map(|d| d.to_rfc3339()),
         "status": current.map(|c| c.status.to_value()),
         "needs_reconsent": current.is_some_and(|c| c.needs_reconsent),
         "decided_at": current.map(|c| c.updated_at.to_rfc3339()),
