@@ -1,6 +1,8 @@
-//! Publishing a policy reaches the ledger: a material version marks older consents for fresh
-//! consent and emails the people affected. The publication commits first; the rollout runs after
-//! it, in the background, in batches that each commit ([`crate::consent::reconsent`]).
+//! A policy's life as admins drive it, from the API and the console alike: drafts saved,
+//! versions published and retired. Publishing reaches the ledger: a material version marks older
+//! consents for fresh consent and emails the people affected. The publication commits first; the
+//! rollout runs after it, in the background, in batches that each commit
+//! ([`crate::consent::reconsent`]).
 
 use std::{path::Path, sync::Arc};
 
@@ -12,7 +14,7 @@ use crate::{
     consent,
     db::Db,
     lease,
-    policy::{self, Policy, PolicyError, import::ImportReport},
+    policy::{self, DraftChanges, Policy, PolicyError, import::ImportReport},
 };
 
 /// The lease under which one replica at a time rolls re-consent out.
@@ -20,6 +22,42 @@ pub const ROLLOUT_LEASE: &str = "reconsent";
 
 /// Longer than a rollout of a million consents takes.
 const ROLLOUT_LEASE_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// Publishes a draft and starts the re-consent rollout of a material version in the
+/// background once the publication has committed: the answer comes at once.
+pub async fn publish(
+    db: &Db,
+    config: &Arc<Config>,
+    id: &str,
+    actor: &Actor,
+) -> Result<Policy, PolicyError> {
+    let mut tx = db.begin().await?;
+    let policy = policy::publish(&mut tx, id, actor).await?;
+    tx.commit().await?;
+    start_roll_out(db.clone(), config.clone());
+    Ok(policy)
+}
+
+/// Changes a draft's fields.
+pub async fn save_draft(
+    db: &Db,
+    id: &str,
+    changes: DraftChanges,
+    actor: &Actor,
+) -> Result<Policy, PolicyError> {
+    let mut tx = db.begin().await?;
+    let policy = policy::update_draft(&mut tx, id, changes, actor).await?;
+    tx.commit().await?;
+    Ok(policy)
+}
+
+/// Retires a published document: still readable as proof, never cited by new consent.
+pub async fn retire(db: &Db, id: &str, actor: &Actor) -> Result<Policy, PolicyError> {
+    let mut tx = db.begin().await?;
+    let policy = policy::retire(&mut tx, id, actor).await?;
+    tx.commit().await?;
+    Ok(policy)
+}
 
 /// Imports a folder of policy documents (`policies/` at start-up, `consentry policies import`)
 /// and runs the re-consent of what it published to the end.

@@ -394,9 +394,9 @@ impl PoliciesApi {
                 MaybeUndefined::Value(v) => Some(Some(v)),
             },
         };
-        let mut tx = self.state.db.begin().await?;
-        let policy = super::update_draft(&mut tx, &id.0, changes, &auth.0.actor()).await?;
-        tx.commit().await?;
+        let policy =
+            crate::actions::policies::save_draft(&self.state.db, &id.0, changes, &auth.0.actor())
+                .await?;
         Ok(Json(policy.into()))
     }
 
@@ -418,10 +418,13 @@ impl PoliciesApi {
         #[oai(validator(max_length = 36))] id: Path<String>,
     ) -> Result<Json<PolicyView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        let policy = super::publish(&mut tx, &id.0, &auth.0.actor()).await?;
-        tx.commit().await?;
-        crate::actions::policies::start_roll_out(self.state.db.clone(), self.state.config.clone());
+        let policy = crate::actions::policies::publish(
+            &self.state.db,
+            &self.state.config,
+            &id.0,
+            &auth.0.actor(),
+        )
+        .await?;
         Ok(Json(policy.into()))
     }
 
@@ -439,9 +442,8 @@ impl PoliciesApi {
         #[oai(validator(max_length = 36))] id: Path<String>,
     ) -> Result<Json<PolicyView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        let policy = super::retire(&mut tx, &id.0, &auth.0.actor()).await?;
-        tx.commit().await?;
+        let policy =
+            crate::actions::policies::retire(&self.state.db, &id.0, &auth.0.actor()).await?;
         Ok(Json(policy.into()))
     }
 }

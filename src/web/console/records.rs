@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::Staff;
 use crate::{
     AppState,
+    actions::policies,
     auth::Role,
     clock,
     error::{ApiError, FieldError},
@@ -306,30 +307,23 @@ pub async fn policy_action(
     let staff = Staff::load(state, req).await?;
     let form = staff.form(Role::Admin, body).await?;
     let actor = staff.actor();
-    let mut tx = state.db.begin().await?;
     let outcome = match action.as_str() {
         "save" => {
-            policy::update_draft(
-                &mut tx,
-                &id,
-                DraftChanges {
-                    authoritative: Some(form.get("authoritative").is_some()),
-                    title: form.get("title").map(str::to_string),
-                    body: form.get("body").map(str::to_string),
-                    effective_at: instant(form.get("effective_at")).map(clock::truncate),
-                    material: Some(form.get("material").is_some()),
-                    change_summary: Some(form.get("change_summary").map(str::to_string)),
-                },
-                &actor,
-            )
-            .await
+            let changes = DraftChanges {
+                authoritative: Some(form.get("authoritative").is_some()),
+                title: form.get("title").map(str::to_string),
+                body: form.get("body").map(str::to_string),
+                effective_at: instant(form.get("effective_at")).map(clock::truncate),
+                material: Some(form.get("material").is_some()),
+                change_summary: Some(form.get("change_summary").map(str::to_string)),
+            };
+            policies::save_draft(&state.db, &id, changes, &actor).await
         }
-        "publish" => policy::publish(&mut tx, &id, &actor).await,
-        "retire" => policy::retire(&mut tx, &id, &actor).await,
+        "publish" => policies::publish(&state.db, &state.config, &id, &actor).await,
+        "retire" => policies::retire(&state.db, &id, &actor).await,
         _ => return Err(ApiError::not_found(format!("no action `{action}`"))),
     };
     if let Err(e) = outcome {
-        drop(tx);
         let err = ApiError::from(e);
         if err.status().is_server_error() {
             return Err(err);
@@ -337,10 +331,6 @@ pub async fn policy_action(
         let errors = [FieldError::new("body", err.detail().unwrap_or("refused"))];
         let data = policy_data(state, &id, &errors).await?;
         return Ok(staff.page(state, "policy", data, StatusCode::UNPROCESSABLE_ENTITY));
-    }
-    tx.commit().await?;
-    if action == "publish" {
-        crate::actions::policies::start_roll_out(state.db.clone(), state.config.clone());
     }
     Ok(staff.redirect(&format!("/console/policies/{id}")))
 }
