@@ -10,3 +10,4 @@ pub mod policies;
 pub mod purges;
 pub mod purposes;
 pub mod receipts;
+pub mod reviews;

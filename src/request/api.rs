@@ -16,10 +16,10 @@ use super::{
     Filter, Law, OnBehalfOf, Outcome, Request, RequestError, RequestStatus, RequestType, budget,
     export, fulfil,
     intake::{self, Details, Intake},
-    review,
 };
 use crate::{
     AppState,
+    actions::reviews,
     api_tags::ApiTags,
     audit::Actor,
     auth::{ApiKey, Role, SubjectToken},
@@ -414,33 +414,6 @@ pub(crate) async fn package(
     Ok(Attachment::new(body).filename(format!("request-{}.{extension}", request.id)))
 }
 
-/// Approves a request in a transaction of its own. When the change the approval makes is
-/// refused (an objection naming a purpose necessary for the service, say), the approval rolls
-/// back and a second transaction records why in the request's history, where the reviewer
-/// decides what next. The console approves through it too.
-pub(crate) async fn approve(
-    state: &AppState,
-    id: &str,
-    actor: &Actor,
-    note: Option<&str>,
-) -> Result<Request, ApiError> {
-    let mut tx = state.db.begin().await?;
-    match review::approve(&mut tx, &state.config, id, actor, note).await {
-        Ok(request) => {
-            tx.commit().await?;
-            Ok(request)
-        }
-        Err(RequestError::Consent(refusal)) => {
-            drop(tx);
-            let mut tx = state.db.begin().await?;
-            review::note_refused_approval(&mut tx, id, actor, &refusal.to_string()).await?;
-            tx.commit().await?;
-            Err(RequestError::Consent(refusal).into())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Streams a package file, decrypting chunk by chunk.
 async fn package_body(state: &AppState, path: std::path::PathBuf) -> Result<Body, RequestError> {
     use tokio::io::AsyncReadExt;
@@ -792,9 +765,7 @@ impl RequestsApi {
     )]
     async fn take(&self, auth: ApiKey, id: Path<String>) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        let mut tx = self.state.db.begin().await?;
-        let request = review::take(&mut tx, &id.0, &auth.0.actor()).await?;
-        tx.commit().await?;
+        let request = reviews::take(&self.state.db, &id.0, &auth.0.actor()).await?;
         Ok(Json(request.into()))
     }
 
@@ -817,7 +788,14 @@ impl RequestsApi {
         body: OptionalApproval,
     ) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        let request = approve(&self.state, &id.0, &auth.0.actor(), body.0.note.as_deref()).await?;
+        let request = reviews::approve(
+            &self.state.db,
+            &self.state.config,
+            &id.0,
+            &auth.0.actor(),
+            body.0.note.as_deref(),
+        )
+        .await?;
         Ok(Json(request.into()))
     }
 
@@ -838,9 +816,8 @@ impl RequestsApi {
         body: Json<Reason>,
     ) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        let mut tx = self.state.db.begin().await?;
-        let request = review::reject(&mut tx, &id.0, &body.0.reason, &auth.0.actor()).await?;
-        tx.commit().await?;
+        let request =
+            reviews::reject(&self.state.db, &id.0, &body.0.reason, &auth.0.actor()).await?;
         Ok(Json(request.into()))
     }
 
@@ -860,9 +837,8 @@ impl RequestsApi {
         body: Json<Extension>,
     ) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        let mut tx = self.state.db.begin().await?;
-        let request = review::extend(
-            &mut tx,
+        let request = reviews::extend(
+            &self.state.db,
             &self.state.config,
             &id.0,
             body.0.months,
@@ -870,7 +846,6 @@ impl RequestsApi {
             &auth.0.actor(),
         )
         .await?;
-        tx.commit().await?;
         Ok(Json(request.into()))
     }
 
@@ -890,15 +865,8 @@ impl RequestsApi {
         body: Json<Completion>,
     ) -> Result<Json<RequestView>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        if body.0.outcome == Outcome::Restricted && body.0.note.is_none() {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "note",
-                "say why the request ends restricted",
-            )]));
-        }
-        let mut tx = self.state.db.begin().await?;
-        let request = review::complete(
-            &mut tx,
+        let request = reviews::complete(
+            &self.state.db,
             &self.state.config,
             &id.0,
             body.0.outcome,
@@ -906,7 +874,6 @@ impl RequestsApi {
             &auth.0.actor(),
         )
         .await?;
-        tx.commit().await?;
         Ok(Json(request.into()))
     }
 
@@ -928,16 +895,14 @@ impl RequestsApi {
         body: Json<Reason>,
     ) -> Result<Json<Lifted>, ApiError> {
         auth.0.require(Role::Reviewer)?;
-        let mut tx = self.state.db.begin().await?;
-        let lifts_at = review::lift_restriction(
-            &mut tx,
+        let lifts_at = reviews::lift_restriction(
+            &self.state.db,
             &self.state.config,
             &external_id.0,
             &body.0.reason,
             &auth.0.actor(),
         )
         .await?;
-        tx.commit().await?;
         Ok(Json(Lifted {
             restricted: true,
             lifts_at,

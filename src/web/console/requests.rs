@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::Staff;
 use crate::{
     AppState,
+    actions::reviews,
     auth::Role,
     clock,
     consent::ledger,
@@ -22,7 +23,8 @@ use crate::{
     law,
     notify::outbox,
     request::{
-        self, Filter, Law, Outcome, Request as DsRequest, RequestStatus, RequestType, review,
+        self, Filter, Law, Outcome, Request as DsRequest, RequestError, RequestStatus, RequestType,
+        review,
     },
     retention::{items, purge},
     staff, subject,
@@ -349,15 +351,11 @@ pub async fn act(
             "write the reason; the person will read it",
         )]
     };
-    let result: Result<(), ApiError> = match action.as_str() {
-        "take" => {
-            let mut tx = state.db.begin().await?;
-            review::take(&mut tx, &id, &actor).await?;
-            tx.commit().await.map_err(Into::into)
+    let result = match action.as_str() {
+        "take" => reviews::take(&state.db, &id, &actor).await,
+        "approve" => {
+            reviews::approve(&state.db, &state.config, &id, &actor, form.get("note")).await
         }
-        "approve" => crate::request::api::approve(state, &id, &actor, form.get("note"))
-            .await
-            .map(|_| ()),
         "reject" => {
             let Some(reason) = reason else {
                 let data = detail_data(state, &id, &missing_reason()).await?;
@@ -366,9 +364,7 @@ pub async fn act(
             if form.get("confirm").is_none() {
                 return preview_rejection(state, staff, &id, &reason).await;
             }
-            let mut tx = state.db.begin().await?;
-            review::reject(&mut tx, &id, &reason, &actor).await?;
-            tx.commit().await.map_err(Into::into)
+            reviews::reject(&state.db, &id, &reason, &actor).await
         }
         "extend" => {
             let Some(reason) = reason else {
@@ -376,37 +372,22 @@ pub async fn act(
                 return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
             };
             let months = form.get("months").and_then(|m| m.parse().ok()).unwrap_or(1);
-            let mut tx = state.db.begin().await?;
-            review::extend(&mut tx, &state.config, &id, months, &reason, &actor).await?;
-            tx.commit().await.map_err(Into::into)
+            reviews::extend(&state.db, &state.config, &id, months, &reason, &actor).await
         }
         "complete" => {
             let outcome = match form.get("outcome") {
                 Some("restricted") => Outcome::Restricted,
                 _ => Outcome::Completed,
             };
-            if outcome == Outcome::Restricted && form.get("note").is_none() {
-                let errors = vec![FieldError::new(
-                    "note",
-                    "say why the request ends restricted",
-                )];
-                let data = detail_data(state, &id, &errors).await?;
-                return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
-            }
-            let mut tx = state.db.begin().await?;
-            review::complete(
-                &mut tx,
-                &state.config,
-                &id,
-                outcome,
-                form.get("note").map(str::to_string),
-                &actor,
-            )
-            .await?;
-            tx.commit().await.map_err(Into::into)
+            let note = form.get("note").map(str::to_string);
+            reviews::complete(&state.db, &state.config, &id, outcome, note, &actor).await
         }
         _ => return Err(ApiError::not_found(format!("no action `{action}`"))),
     };
+    if let Err(RequestError::Invalid(errors)) = &result {
+        let data = detail_data(state, &id, errors).await?;
+        return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
+    }
     result?;
     Ok(staff.redirect(&format!("/console/requests/{id}")))
 }
