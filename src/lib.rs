@@ -29,8 +29,10 @@
 //! - [`jobs`]: scheduled jobs (cron): the minor sweep, the reviewers' digest, expired exports.
 //! - [`lease`]: leases that let one replica at a time run a job.
 //! - [`tasks`]: the supervisor of background tasks, stopped before the database closes.
-//! - [`actions`]: what someone does that spans rooms (the minor sweep, publishing a policy with
-//!   its re-consent rollout); the front ends call them, the rooms never do.
+//! - [`actions`]: what someone does that spans rooms or that several front ends do: the minor
+//!   sweep, a policy's drafts, publication and re-consent rollout, a reviewer's decisions,
+//!   retention rules and holds, purge runs, receipts. The front ends call them; the rooms never
+//!   do.
 //! - [`cli`]: the command-line interface behind `main`.
 //!
 //! Each domain folder is a room: its `api` module parses, authorises and calls the domain's

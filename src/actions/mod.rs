@@ -10,4 +10,5 @@ pub mod policies;
 pub mod purges;
 pub mod purposes;
 pub mod receipts;
+pub mod retention_rules;
 pub mod reviews;

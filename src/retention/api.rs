@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     AppState,
+    actions::retention_rules,
     api_tags::ApiTags,
     auth::{ApiKey, Role, SubjectToken},
     error::ApiError,
@@ -388,16 +389,13 @@ impl RetentionApi {
     )]
     async fn create(&self, auth: ApiKey, body: Json<NewRule>) -> Result<Created, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        let rule = super::create(
-            &mut tx,
+        let rule = retention_rules::create(
+            &self.state.db,
             &body.0.category,
             body.0.rule.into(),
             &auth.0.actor(),
         )
         .await?;
-        tx.commit().await?;
-        super::redate(&self.state.db, &rule).await?;
         Ok(Created::Created(Json(rule.into())))
     }
 
@@ -444,10 +442,9 @@ impl RetentionApi {
         body: Json<RuleBody>,
     ) -> Result<Json<RuleView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        let rule = super::update(&mut tx, &category.0, body.0.into(), &auth.0.actor()).await?;
-        tx.commit().await?;
-        super::redate(&self.state.db, &rule).await?;
+        let rule =
+            retention_rules::update(&self.state.db, &category.0, body.0.into(), &auth.0.actor())
+                .await?;
         Ok(Json(rule.into()))
     }
 
@@ -459,9 +456,7 @@ impl RetentionApi {
     )]
     async fn delete(&self, auth: ApiKey, category: Path<String>) -> Result<Deleted, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        super::delete(&mut tx, &category.0, &auth.0.actor()).await?;
-        tx.commit().await?;
+        retention_rules::delete(&self.state.db, &category.0, &auth.0.actor()).await?;
         Ok(Deleted::NoContent)
     }
 
@@ -561,9 +556,8 @@ impl RetentionApi {
         body: Json<HoldBody>,
     ) -> Result<Json<HoldView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        let item = purge::set_hold(
-            &mut tx,
+        let item = retention_rules::set_hold(
+            &self.state.db,
             &external_id.0,
             &item_ref.0,
             body.0.held,
@@ -571,7 +565,6 @@ impl RetentionApi {
             &auth.0.actor(),
         )
         .await?;
-        tx.commit().await?;
         Ok(Json(HoldView {
             item_ref: item.external_ref,
             category: item.category,

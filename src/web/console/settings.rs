@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::Staff;
 use crate::{
     AppState,
+    actions::retention_rules,
     auth::Role,
     error::{ApiError, FieldError},
     purpose::{self, LegalBasis, PurposeFields, PurposeText, Recipient, SeparateConsentReason},
@@ -338,30 +339,28 @@ pub async fn save_rule(
         .map(|Path(c)| c)
         .or_else(|| form.get("category").map(str::to_string))
         .unwrap_or_default();
-    let mut tx = state.db.begin().await?;
     let saved = match &existing {
-        Some(_) => retention::update(&mut tx, &target, rule_fields(&form), &staff.actor()).await,
-        None => retention::create(&mut tx, &target, rule_fields(&form), &staff.actor()).await,
-    };
-    let rule = match saved {
-        Ok(rule) => rule,
-        Err(e) => {
-            let err = ApiError::from(e);
-            if err.status().is_server_error() {
-                return Err(err);
-            }
-            let mut errors = err.field_errors().to_vec();
-            if errors.is_empty() {
-                errors.push(FieldError::new(
-                    "category",
-                    err.detail().unwrap_or("refused"),
-                ));
-            }
-            let data = rule_form(existing.as_ref(), &form, &errors);
-            return Ok(staff.page(state, "rule", data, StatusCode::UNPROCESSABLE_ENTITY));
+        Some(_) => {
+            retention_rules::update(&state.db, &target, rule_fields(&form), &staff.actor()).await
+        }
+        None => {
+            retention_rules::create(&state.db, &target, rule_fields(&form), &staff.actor()).await
         }
     };
-    tx.commit().await?;
-    retention::redate(&state.db, &rule).await?;
+    if let Err(e) = saved {
+        let err = ApiError::from(e);
+        if err.status().is_server_error() {
+            return Err(err);
+        }
+        let mut errors = err.field_errors().to_vec();
+        if errors.is_empty() {
+            errors.push(FieldError::new(
+                "category",
+                err.detail().unwrap_or("refused"),
+            ));
+        }
+        let data = rule_form(existing.as_ref(), &form, &errors);
+        return Ok(staff.page(state, "rule", data, StatusCode::UNPROCESSABLE_ENTITY));
+    }
     Ok(staff.redirect("/console/retention"))
 }

@@ -17,7 +17,7 @@ use crate::{
     consent::ledger,
     error::{ApiError, FieldError},
     request,
-    retention::{items, purge},
+    retention::items,
     subject,
     web::{browser::query_param, urlencode},
 };
@@ -142,9 +142,15 @@ pub async fn hold(
     };
     let item = form.get("item").unwrap_or_default();
     let held = form.get("held") == Some("true");
-    let mut tx = state.db.begin().await?;
-    purge::set_hold(&mut tx, &external_id, item, held, reason, &staff.actor()).await?;
-    tx.commit().await?;
+    crate::actions::retention_rules::set_hold(
+        &state.db,
+        &external_id,
+        item,
+        held,
+        reason,
+        &staff.actor(),
+    )
+    .await?;
     Ok(staff.redirect(&format!("/console/subjects/{}", urlencode(&external_id))))
 }
 
@@ -164,9 +170,13 @@ pub async fn lift(
         let data = profile_data(state, &external_id, None, &errors).await?;
         return Ok(staff.page(state, "subject", data, StatusCode::UNPROCESSABLE_ENTITY));
     };
-    let mut tx = state.db.begin().await?;
-    request::review::lift_restriction(&mut tx, &state.config, &external_id, reason, &staff.actor())
-        .await?;
-    tx.commit().await?;
+    crate::actions::reviews::lift_restriction(
+        &state.db,
+        &state.config,
+        &external_id,
+        reason,
+        &staff.actor(),
+    )
+    .await?;
     Ok(staff.redirect(&format!("/console/subjects/{}", urlencode(&external_id))))
 }

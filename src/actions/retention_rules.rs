@@ -1,0 +1,60 @@
+//! Retention rules as admins change them, from the API and the console alike: a new or changed
+//! rule commits, then dates again every item of its category already held, in batches, so a
+//! shortened rule takes effect on what is held; and legal holds on single items.
+
+use crate::{
+    audit::Actor,
+    db::Db,
+    retention::{self, RetentionError, Rule, RuleFields, items, purge},
+};
+
+/// Creates the rule of a category, then dates the items already held.
+pub async fn create(
+    db: &Db,
+    category: &str,
+    fields: RuleFields,
+    actor: &Actor,
+) -> Result<Rule, RetentionError> {
+    let mut tx = db.begin().await?;
+    let rule = retention::create(&mut tx, category, fields, actor).await?;
+    tx.commit().await?;
+    retention::redate(db, &rule).await?;
+    Ok(rule)
+}
+
+/// Changes the rule of a category, then dates the items already held again.
+pub async fn update(
+    db: &Db,
+    category: &str,
+    fields: RuleFields,
+    actor: &Actor,
+) -> Result<Rule, RetentionError> {
+    let mut tx = db.begin().await?;
+    let rule = retention::update(&mut tx, category, fields, actor).await?;
+    tx.commit().await?;
+    retention::redate(db, &rule).await?;
+    Ok(rule)
+}
+
+/// Deletes the rule of a category; its items keep no purge date.
+pub async fn delete(db: &Db, category: &str, actor: &Actor) -> Result<(), RetentionError> {
+    let mut tx = db.begin().await?;
+    retention::delete(&mut tx, category, actor).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Holds one item (never purged) or releases it, with a reason.
+pub async fn set_hold(
+    db: &Db,
+    external_id: &str,
+    item_ref: &str,
+    held: bool,
+    reason: &str,
+    actor: &Actor,
+) -> Result<items::Model, RetentionError> {
+    let mut tx = db.begin().await?;
+    let item = purge::set_hold(&mut tx, external_id, item_ref, held, reason, actor).await?;
+    tx.commit().await?;
+    Ok(item)
+}
