@@ -214,9 +214,9 @@ impl PurposesApi {
     ) -> Result<CreatePurposeResponse, ApiError> {
         auth.0.require(Role::Admin)?;
         let NewPurpose { key, fields } = body.0;
-        let mut tx = self.state.db.begin().await?;
-        let purpose = super::create(&mut tx, &key, fields.into(), &auth.0.actor()).await?;
-        tx.commit().await?;
+        let purpose =
+            crate::actions::purposes::create(&self.state.db, &key, fields.into(), &auth.0.actor())
+                .await?;
         Ok(CreatePurposeResponse::Created(Json(purpose.into())))
     }
 
@@ -248,9 +248,13 @@ impl PurposesApi {
         body: Json<PurposeBody>,
     ) -> Result<Json<PurposeView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        let purpose = super::update(&mut tx, &key.0, body.0.into(), &auth.0.actor()).await?;
-        tx.commit().await?;
+        let purpose = crate::actions::purposes::update(
+            &self.state.db,
+            &key.0,
+            body.0.into(),
+            &auth.0.actor(),
+        )
+        .await?;
         Ok(Json(purpose.into()))
     }
 
@@ -268,9 +272,8 @@ impl PurposesApi {
         key: Path<String>,
     ) -> Result<Json<PurposeView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        let purpose = super::archive(&mut tx, &key.0, &auth.0.actor()).await?;
-        tx.commit().await?;
+        let purpose =
+            crate::actions::purposes::archive(&self.state.db, &key.0, &auth.0.actor()).await?;
         Ok(Json(purpose.into()))
     }
 

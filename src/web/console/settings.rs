@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::Staff;
 use crate::{
     AppState,
-    actions::retention_rules,
+    actions::{purposes, retention_rules},
     auth::Role,
     error::{ApiError, FieldError},
     purpose::{self, LegalBasis, PurposeFields, PurposeText, Recipient, SeparateConsentReason},
@@ -206,10 +206,9 @@ pub async fn save_purpose(
         .map(|Path(k)| k)
         .or_else(|| form.get("key").map(str::to_string))
         .unwrap_or_default();
-    let mut tx = state.db.begin().await?;
     let saved = match &existing {
-        Some(_) => purpose::update(&mut tx, &target, fields, &staff.actor()).await,
-        None => purpose::create(&mut tx, &target, fields, &staff.actor()).await,
+        Some(_) => purposes::update(&state.db, &target, fields, &staff.actor()).await,
+        None => purposes::create(&state.db, &target, fields, &staff.actor()).await,
     };
     if let Err(e) = saved {
         let err = ApiError::from(e);
@@ -227,7 +226,6 @@ pub async fn save_purpose(
             StatusCode::UNPROCESSABLE_ENTITY,
         ));
     }
-    tx.commit().await?;
     Ok(staff.redirect("/console/purposes"))
 }
 
@@ -241,9 +239,7 @@ pub async fn archive_purpose(
 ) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     staff.form(Role::Admin, body).await?;
-    let mut tx = state.db.begin().await?;
-    purpose::archive(&mut tx, &key, &staff.actor()).await?;
-    tx.commit().await?;
+    purposes::archive(&state.db, &key, &staff.actor()).await?;
     Ok(staff.redirect("/console/purposes"))
 }
 
