@@ -7,7 +7,6 @@ use poem::Request;
 use poem_openapi::{Object, OpenApi, payload::Json};
 
 use super::{AgeBand, AgeEvidence, Law, Outcome, assess};
-use crate::guardian;
 use crate::{
     AppState,
     api_tags::ApiTags,
@@ -15,8 +14,8 @@ use crate::{
     auth::SubjectToken,
     consent::api::{DecisionBody, PolicyShown, RecordedView, decisions},
     error::{ApiError, FieldError},
-    subject,
 };
+use crate::{actions::guardians, guardian};
 
 pub struct AgeGateApi {
     state: AppState,
@@ -124,17 +123,14 @@ impl AgeGateApi {
         auth: SubjectToken,
         body: Json<GuardianRequest>,
     ) -> Result<Json<GuardianRequested>, ApiError> {
-        let mut tx = self.state.db.begin().await?;
-        let subject = subject::find_or_create_locked(&mut tx, &auth.0.0).await?;
-        let expires_at = guardian::request(
-            &mut tx,
+        let expires_at = guardians::request(
+            &self.state.db,
             &self.state.config,
-            &subject,
+            &auth.0.0,
             &body.0.guardian_email,
             &Actor::Subject,
         )
         .await?;
-        tx.commit().await?;
         Ok(Json(GuardianRequested { expires_at }))
     }
 
@@ -161,9 +157,8 @@ impl AgeGateApi {
             decisions: list,
             policy,
         } = body.0;
-        let mut tx = self.state.db.begin().await?;
-        let recorded = guardian::confirm(
-            &mut tx,
+        let recorded = guardians::confirm(
+            &self.state.db,
             &self.state.config,
             &token,
             decisions(list),
@@ -171,7 +166,6 @@ impl AgeGateApi {
             guardian::Evidence { user_agent, ip },
         )
         .await?;
-        tx.commit().await?;
         Ok(Json(recorded.into_iter().map(Into::into).collect()))
     }
 }

@@ -163,9 +163,8 @@ pub async fn confirm(
     };
     if errors.is_empty() {
         let (user_agent, ip) = crate::http::client_evidence(req);
-        let mut tx = state.db.begin().await?;
-        match guardian::confirm(
-            &mut tx,
+        match crate::actions::guardians::confirm(
+            &state.db,
             &state.config,
             &token,
             decisions.clone(),
@@ -175,7 +174,6 @@ pub async fn confirm(
         .await
         {
             Ok(_) => {
-                tx.commit().await?;
                 let granted = decisions.iter().filter(|d| d.granted).count();
                 let data = json!({"granted": granted, "refused": decisions.len() - granted});
                 return Ok(visitor.page(state, "guardian_done", data, StatusCode::OK));
