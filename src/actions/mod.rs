@@ -6,6 +6,7 @@
 
 pub mod guardians;
 pub mod minors;
+pub mod operations;
 mod own_data;
 pub mod policies;
 pub mod purges;

@@ -93,9 +93,13 @@ impl KeysApi {
         body: Json<CreateKey>,
     ) -> Result<CreateKeyResponse, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        let issued = keys::create(&mut tx, body.0.role, &body.0.name, &auth.0.actor()).await?;
-        tx.commit().await?;
+        let issued = crate::actions::operations::create_key(
+            &self.state.db,
+            body.0.role,
+            &body.0.name,
+            &auth.0.actor(),
+        )
+        .await?;
         Ok(CreateKeyResponse::Created(Json(CreatedKey {
             view: issued.record.into(),
             key: issued.secret.expose().to_string(),
@@ -106,11 +110,13 @@ impl KeysApi {
     #[oai(path = "/:id", method = "delete")]
     async fn revoke(&self, auth: ApiKey, id: Path<String>) -> Result<RevokeKeyResponse, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        let record = keys::revoke(&mut tx, &id.0, &auth.0.actor()).await?;
-        let (cache, key_id) = (self.state.key_cache.clone(), record.id.clone());
-        tx.after_commit(move || cache.forget(&key_id));
-        tx.commit().await?;
+        let record = crate::actions::operations::revoke_key(
+            &self.state.db,
+            &self.state.key_cache,
+            &id.0,
+            &auth.0.actor(),
+        )
+        .await?;
         Ok(RevokeKeyResponse::Revoked(Json(record.into())))
     }
 }

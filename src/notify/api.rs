@@ -158,11 +158,10 @@ impl OutboxApi {
     #[oai(path = "/:id/retry", method = "post")]
     async fn retry(&self, auth: ApiKey, id: Path<String>) -> Result<RetryResponse, ApiError> {
         auth.0.require(Role::Admin)?;
-        let mut tx = self.state.db.begin().await?;
-        let message = outbox::retry(&mut tx, &id.0, &auth.0.actor())
-            .await?
-            .ok_or_else(|| ApiError::not_found("no outbox message with that id"))?;
-        tx.commit().await?;
+        let message =
+            crate::actions::operations::retry_message(&self.state.db, &id.0, &auth.0.actor())
+                .await?
+                .ok_or_else(|| ApiError::not_found("no outbox message with that id"))?;
         Ok(RetryResponse::Queued(Json(message.into())))
     }
 }

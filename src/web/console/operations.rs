@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use super::Staff;
 use crate::{
-    AppState, audit,
+    AppState,
+    actions::operations,
+    audit,
     auth::{Role, keys},
     error::ApiError,
     notify::outbox,
@@ -127,11 +129,9 @@ pub async fn retry(
 ) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     staff.form(Role::Admin, body).await?;
-    let mut tx = state.db.begin().await?;
-    outbox::retry(&mut tx, &id, &staff.actor())
+    operations::retry_message(&state.db, &id, &staff.actor())
         .await?
         .ok_or_else(|| ApiError::not_found("no such message"))?;
-    tx.commit().await?;
     Ok(staff.redirect("/console/outbox"))
 }
 
@@ -206,9 +206,7 @@ pub async fn create_key(
         .parse()
         .map_err(|e: String| ApiError::bad_request(e))?;
     let name = form.get("name").unwrap_or("console");
-    let mut tx = state.db.begin().await?;
-    let issued = keys::create(&mut tx, role, name, &staff.actor()).await?;
-    tx.commit().await?;
+    let issued = operations::create_key(&state.db, role, name, &staff.actor()).await?;
     let shown =
         json!({"id": issued.record.id, "role": role.as_str(), "secret": issued.secret.expose()});
     let data = keys_data(state, Some(shown)).await?;
@@ -225,9 +223,6 @@ pub async fn revoke_key(
 ) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     staff.form(Role::Admin, body).await?;
-    let mut tx = state.db.begin().await?;
-    keys::revoke(&mut tx, &id, &staff.actor()).await?;
-    tx.commit().await?;
-    state.key_cache.forget(&id);
+    operations::revoke_key(&state.db, &state.key_cache, &id, &staff.actor()).await?;
     Ok(staff.redirect("/console/keys"))
 }
