@@ -16,6 +16,7 @@
 pub mod lockout;
 pub mod password;
 pub mod sessions;
+pub mod signin;
 pub mod totp;
 
 use std::net::IpAddr;

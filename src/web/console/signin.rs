@@ -10,9 +10,9 @@ use serde_json::json;
 
 use super::{Staff, session_lifetime, session_user};
 use crate::{
-    AppState, audit, clock, crypto,
+    AppState, clock, crypto,
     error::ApiError,
-    staff::{self, StaffError, StaffUser, sessions, totp},
+    staff::{self, StaffError, StaffUser, sessions, signin, totp},
     web::{
         Lang,
         browser::{Browser, CONSOLE, query_param},
@@ -74,13 +74,15 @@ pub async fn check_password(
         sessions::PENDING_LIFETIME
     };
     let agent = user_agent(req);
-    let tx = state.db.begin().await?;
-    let (token, expires_at) =
-        sessions::start(&tx, &user.id, complete, lifetime, agent.as_deref()).await?;
-    if complete {
-        staff::signed_in(&tx, &user, &attempt).await?;
-    }
-    tx.commit().await?;
+    let (token, expires_at) = signin::open_session(
+        &state.db,
+        &user,
+        &attempt,
+        complete,
+        lifetime,
+        agent.as_deref(),
+    )
+    .await?;
     browser.set_session(Some(&token), (expires_at - clock::now()).num_seconds());
     Ok(browser.redirect(if complete {
         "/console"
@@ -144,15 +146,7 @@ pub async fn enrol_form(req: &Request, Data(state): Data<&AppState>) -> Result<R
     if user.totp_enabled_at.is_some() {
         return Ok(browser.redirect("/console/signin/code"));
     }
-    let seed = match staff::totp_seed(&state.config, &user)? {
-        Some(seed) => seed,
-        None => {
-            let tx = state.db.begin().await?;
-            let seed = staff::start_totp(&tx, &state.config, &user).await?;
-            tx.commit().await?;
-            seed
-        }
-    };
+    let seed = signin::enrolment_seed(&state.db, &state.config, &user).await?;
     Ok(browser.render(
         state,
         "enrol",
@@ -191,41 +185,32 @@ pub async fn code(
     };
     let form = browser.form(body).await?;
     let attempt = staff::attempt(&state.config, &user.email, client)?;
-    let tx = state.db.begin().await?;
-    let checked = staff::check_code(
-        &tx,
+    let checked = signin::second_factor(
+        &state.db,
         &state.config,
         &user,
         &attempt,
         form.get("code").unwrap_or_default(),
-    )
-    .await;
-    if let Err(e) = checked {
-        tx.commit().await?;
-        let message = refusal(state, browser.lang, &e)?;
-        let resp = if user.totp_enabled_at.is_some() {
-            let data = json!({"errors": [{"field": "code", "message": message}]});
-            browser.render(state, "code", data, StatusCode::UNAUTHORIZED, false)
-        } else {
-            let seed = staff::totp_seed(&state.config, &user)?.unwrap_or_default();
-            let data = enrol_data(state, &user, &seed, &[message]);
-            browser.render(state, "enrol", data, StatusCode::UNAUTHORIZED, false)
-        };
-        return Ok(resp);
-    }
-    if let Some(old) = browser.session.clone() {
-        sessions::end(&tx, &old).await?;
-    }
-    let (token, expires_at) = sessions::start(
-        &tx,
-        &user.id,
-        true,
+        browser.session.as_deref(),
         session_lifetime(state),
         user_agent(req).as_deref(),
     )
-    .await?;
-    staff::signed_in(&tx, &user, &attempt).await?;
-    tx.commit().await?;
+    .await;
+    let (token, expires_at) = match checked {
+        Ok(opened) => opened,
+        Err(e) => {
+            let message = refusal(state, browser.lang, &e)?;
+            let resp = if user.totp_enabled_at.is_some() {
+                let data = json!({"errors": [{"field": "code", "message": message}]});
+                browser.render(state, "code", data, StatusCode::UNAUTHORIZED, false)
+            } else {
+                let seed = staff::totp_seed(&state.config, &user)?.unwrap_or_default();
+                let data = enrol_data(state, &user, &seed, &[message]);
+                browser.render(state, "enrol", data, StatusCode::UNAUTHORIZED, false)
+            };
+            return Ok(resp);
+        }
+    };
     browser.set_session(Some(&token), (expires_at - clock::now()).num_seconds());
     Ok(browser.redirect("/console"))
 }
@@ -294,9 +279,7 @@ pub async fn sign_out(
     };
     browser.form(body).await?;
     if let Some(token) = browser.session.clone() {
-        let tx = state.db.begin().await?;
-        sessions::end(&tx, &token).await?;
-        tx.commit().await?;
+        signin::sign_out(&state.db, &token).await?;
     }
     browser.set_session(None, 0);
     Ok(browser.redirect("/console/signin"))
@@ -337,17 +320,6 @@ pub async fn end_session(
 ) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     staff.form(crate::auth::Role::Viewer, body).await?;
-    let tx = state.db.begin().await?;
-    if sessions::end_by_id(&tx, &staff.user.id, &id).await? {
-        audit::record(
-            &tx,
-            &staff.actor(),
-            "staff.session_ended",
-            audit::Target::new("staff", &staff.user.id),
-            json!({"session": id}),
-        )
-        .await?;
-    }
-    tx.commit().await?;
+    signin::end_own_session(&state.db, &staff.user, &id).await?;
     Ok(staff.redirect("/console/account"))
 }
