@@ -9,6 +9,7 @@ pub mod minors;
 pub mod operations;
 mod own_data;
 pub mod policies;
+pub mod portal_sessions;
 pub mod purges;
 pub mod purposes;
 pub mod receipts;

@@ -41,20 +41,22 @@ pub async fn sign_in(req: &Request, Data(state): Data<&AppState>) -> Result<Resp
             ApiError::unauthorized("the sign-in link is invalid or has expired")
                 .with_reason("token_invalid")
         })?;
-    let mut tx = state.db.begin().await?;
-    if !crate::auth::session::claim_handoff(&tx, &token, expires).await? {
-        return Err(ApiError::new(
+    let started = crate::actions::portal_sessions::hand_off(
+        &state.db,
+        &token,
+        expires,
+        &external_id.0,
+        visitor.session.as_deref(),
+        lifetimes(state),
+    )
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
             StatusCode::GONE,
             "this sign-in link has been used; open the portal from the app again",
         )
-        .with_reason("handoff_used"));
-    }
-    if let Some(old) = &visitor.session {
-        crate::auth::session::end(&tx, old).await?;
-    }
-    let person = subject::find_or_create_locked(&mut tx, &external_id.0).await?;
-    let started = crate::auth::session::start(&tx, &person.id, lifetimes(state)).await?;
-    tx.commit().await?;
+        .with_reason("handoff_used")
+    })?;
     let max_age = (started.expires_at - clock::now()).num_seconds();
     visitor.set_session(Some(&started.token), max_age);
     Ok(visitor.redirect("/portal"))
@@ -70,9 +72,7 @@ pub async fn sign_out(
     let mut visitor = Visitor::load(state, req).await?;
     visitor.form(body).await?;
     if let Some(token) = &visitor.session {
-        let tx = state.db.begin().await?;
-        crate::auth::session::end(&tx, token).await?;
-        tx.commit().await?;
+        crate::actions::portal_sessions::sign_out(&state.db, token).await?;
     }
     visitor.set_session(None, 0);
     Ok(visitor.redirect("/portal?signed_out=1"))
