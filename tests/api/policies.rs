@@ -335,12 +335,18 @@ async fn consenting_subjects(app: &TestApp, people: &[(&str, &str, &str)]) {
     }
 }
 
-/// A material version 3 of the privacy policy for everywhere, as a draft.
+/// A material version 3 of the privacy policy for everywhere, as a draft, in force from
+/// 1 November 2026.
 async fn material_draft(app: &TestApp, admin: &str) -> Value {
+    material_draft_from(app, admin, "2026-11-01T00:00:00Z").await
+}
+
+/// [`material_draft`] in force from `effective_at`.
+async fn material_draft_from(app: &TestApp, admin: &str, effective_at: &str) -> Value {
     let draft = json!({"key": "privacy-policy", "jurisdiction": "*", "language": "en", "authoritative": true,
                        "title": "Lumora Privacy Policy", "body": "Version three.\n", "material": true,
                        "change_summary": "We now keep logs for six months.",
-                       "effective_at": "2026-11-01T00:00:00Z"});
+                       "effective_at": effective_at});
     json(
         app.post("/v1/admin/policies")
             .bearer_auth(admin)
@@ -766,20 +772,7 @@ async fn a_consent_awaiting_fresh_consent_counts_until_the_new_version_takes_eff
         .await;
     consenting_subjects(&app, &[("p-1", "en", "DE")]).await;
     let effective = chrono::Utc::now() + chrono::TimeDelta::days(30);
-    let draft = json!({"key": "privacy-policy", "jurisdiction": "*", "language": "en", "authoritative": true,
-                       "title": "Lumora Privacy Policy", "body": "Version three.\n", "material": true,
-                       "change_summary": "We now keep logs for six months.",
-                       "effective_at": effective.to_rfc3339()});
-    let draft = json(
-        app.post("/v1/admin/policies")
-            .bearer_auth(&admin)
-            .json(&draft)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
+    let draft = material_draft_from(&app, &admin, &effective.to_rfc3339()).await;
     let id = draft["id"].as_str().unwrap();
     json(
         app.post(&format!("/v1/admin/policies/{id}/publish"))
