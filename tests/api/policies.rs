@@ -359,6 +359,19 @@ async fn material_draft_from(app: &TestApp, admin: &str, effective_at: &str) -> 
     .await
 }
 
+/// The main app's check of `analytics` for `who`.
+async fn analytics_check(app: &TestApp, service: &str, who: &str) -> Value {
+    json(
+        app.get(&format!("/v1/subjects/{who}/consents/analytics"))
+            .bearer_auth(service)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await
+}
+
 async fn policy_change_emails(app: &TestApp) -> Vec<outbox::Model> {
     outbox::Entity::find()
         .filter(outbox::Column::Topic.eq("policy_changed"))
@@ -444,15 +457,7 @@ async fn a_material_version_asks_everyone_affected_to_consent_again_in_their_lan
     );
 
     // The new version is in force, so the old consent no longer counts.
-    let c = json(
-        app.get("/v1/subjects/p-1/consents/analytics")
-            .bearer_auth(&service)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let c = analytics_check(&app, &service, "p-1").await;
     assert_eq!(
         (
             c["allowed"].clone(),
@@ -461,15 +466,7 @@ async fn a_material_version_asks_everyone_affected_to_consent_again_in_their_lan
         ),
         (json!(false), json!("reconsent_required"), json!(true))
     );
-    let c = json(
-        app.get("/v1/subjects/p-5/consents/analytics")
-            .bearer_auth(&service)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let c = analytics_check(&app, &service, "p-5").await;
     assert_eq!(c["allowed"], true);
 
     // Consenting to version 3 renews it.
@@ -488,15 +485,7 @@ async fn a_material_version_asks_everyone_affected_to_consent_again_in_their_lan
         ),
         (json!(true), json!(false))
     );
-    let c = json(
-        app.get("/v1/subjects/p-1/consents/analytics")
-            .bearer_auth(&service)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let c = analytics_check(&app, &service, "p-1").await;
     assert_eq!(c["allowed"], true);
 
     // Running the re-consent again (as after a crash) sends nothing twice.
@@ -785,15 +774,7 @@ async fn a_consent_awaiting_fresh_consent_counts_until_the_new_version_takes_eff
     .await;
     app.rolled_out(&admin, id).await;
 
-    let check = json(
-        app.get("/v1/subjects/p-1/consents/analytics")
-            .bearer_auth(&service)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let check = analytics_check(&app, &service, "p-1").await;
     assert_eq!(
         (check["allowed"].clone(), check["needs_reconsent"].clone()),
         (json!(true), json!(true))
