@@ -64,10 +64,13 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// `key` is the console key, so that account keys cannot be computed from a list of emails.
+    /// `key` is the console key (a key of its own is derived from it, so the key that seals TOTP
+    /// seeds is not also the HMAC key), so that account keys cannot be computed from a list of
+    /// emails.
     pub fn new(key: &[u8; 32], email: &str, client: Option<IpAddr>) -> Self {
+        let accounts = crypto::derive_key(key, "consentry-sign-in-accounts");
         Self {
-            account: crypto::hmac_hex(key, email.trim().to_lowercase().as_bytes()),
+            account: crypto::hmac_hex(&accounts, email.trim().to_lowercase().as_bytes()),
             network: network_of(client),
         }
     }
