@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     App, StartupError,
+    actions::{accounts, operations},
     audit::Actor,
     auth::{Role, keys},
     config::Config,
@@ -154,9 +155,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
         }
         Command::Keys(KeysCommand::Create { role, name }) => {
             let db = open_database(&config).await?;
-            let mut tx = db.begin().await?;
-            let issued = keys::create(&mut tx, role, &name, &Actor::Cli).await?;
-            tx.commit().await?;
+            let issued = operations::create_key(&db, role, &name, &Actor::Cli).await?;
             println!(
                 "created {} key {} ({}); store it now, it is not shown again:",
                 issued.record.role.as_str(),
@@ -219,9 +218,10 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
         }
         Command::Keys(KeysCommand::Revoke { id }) => {
             let db = open_database(&config).await?;
-            let mut tx = db.begin().await?;
-            let key = keys::revoke(&mut tx, &id, &Actor::Cli).await?;
-            tx.commit().await?;
+            // This process answers no requests, so it keeps no key cache to clear; serving
+            // replicas forget the key within `key_cache_seconds`.
+            let cache = std::sync::Arc::new(keys::KeyCache::new(std::time::Duration::ZERO));
+            let key = operations::revoke_key(&db, &cache, &id, &Actor::Cli).await?;
             println!("revoked key {} ({})", key.id, key.name);
         }
         Command::Users(command) => users(command, &config).await?,
@@ -256,9 +256,7 @@ async fn users(command: UsersCommand, config: &Config) -> Result<(), CliError> {
     let setup_url = |token: &str| format!("{}/setup?token={token}", config.console_url());
     match command {
         UsersCommand::Create { email, role } => {
-            let tx = db.begin().await?;
-            let (user, link) = staff::create(&tx, &email, role, &Actor::Cli).await?;
-            tx.commit().await?;
+            let (user, link) = accounts::create(&db, &email, role, &Actor::Cli).await?;
             println!(
                 "created {} account {}; send its owner this setup link (one use, until {}):",
                 user.role.as_str(),
@@ -298,15 +296,11 @@ async fn users(command: UsersCommand, config: &Config) -> Result<(), CliError> {
             }
         }
         UsersCommand::Disable { email } => {
-            let tx = db.begin().await?;
-            let user = staff::disable(&tx, &email, &Actor::Cli).await?;
-            tx.commit().await?;
+            let user = accounts::disable(&db, &email, &Actor::Cli).await?;
             println!("disabled {} and ended its sessions", user.email);
         }
         UsersCommand::Reset { email } => {
-            let tx = db.begin().await?;
-            let link = staff::reset(&tx, config, &email, &Actor::Cli).await?;
-            tx.commit().await?;
+            let link = accounts::reset(&db, config, &email, &Actor::Cli).await?;
             println!("reset {email}; its new setup link (one use):");
             println!("{}", setup_url(&link.token));
         }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    actions::{minors, policies, purges, reviews},
     audit::Actor,
     lease, request,
     retention::{self, RetentionError},
@@ -43,7 +44,7 @@ pub async fn start(state: AppState) -> Result<Scheduled, JobSchedulerError> {
             |s| {
                 Box::pin(async move {
                     let grace = TimeDelta::days(i64::from(s.config.age.guardian_grace_days));
-                    crate::actions::minors::sweep_unverified(&s.db, &s.config, grace)
+                    minors::sweep_unverified(&s.db, &s.config, grace)
                         .await
                         .map_err(|e| e.to_string())
                 })
@@ -61,12 +62,9 @@ pub async fn start(state: AppState) -> Result<Scheduled, JobSchedulerError> {
             |s| {
                 Box::pin(async move {
                     let today = crate::clock::now().date_naive();
-                    let mut tx = s.db.begin().await.map_err(|e| e.to_string())?;
-                    let queued = request::digest::queue(&mut tx, &s.config, today)
+                    reviews::queue_digest(&s.db, &s.config, today)
                         .await
-                        .map_err(|e| e.to_string())?;
-                    tx.commit().await.map_err(|e| e.to_string())?;
-                    Ok(queued)
+                        .map_err(|e| e.to_string())
                 })
             },
         )
@@ -124,7 +122,7 @@ pub async fn start(state: AppState) -> Result<Scheduled, JobSchedulerError> {
                             Err(RetentionError::Busy) => return Ok(0),
                             Err(e) => return Err(e.to_string()),
                         };
-                    crate::actions::purges::execute(&s.db, &s.config, run)
+                    purges::execute(&s.db, &s.config, run)
                         .await
                         .map(|run| {
                             u64::try_from(run.items_purged + run.notices_queued).unwrap_or(0)
@@ -146,7 +144,7 @@ pub async fn start(state: AppState) -> Result<Scheduled, JobSchedulerError> {
             state.clone(),
             |s| {
                 Box::pin(async move {
-                    crate::actions::policies::roll_out_exclusively(&s.db, &s.config)
+                    policies::roll_out_exclusively(&s.db, &s.config)
                         .await
                         .map_err(|e| e.to_string())
                 })

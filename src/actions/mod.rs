@@ -4,6 +4,10 @@
 //! authorise, call one action and present its outcome. Rooms never import this module, so the
 //! rooms import each other without a circle (`../shared/tools/rooms.py` checks it).
 
+pub mod accounts;
+pub mod consents;
+pub mod events;
+pub mod filings;
 pub mod guardians;
 pub mod minors;
 pub mod operations;

@@ -14,7 +14,7 @@ use crate::{
     consent,
     db::Db,
     lease,
-    policy::{self, DraftChanges, Policy, PolicyError, import::ImportReport},
+    policy::{self, Document, DraftChanges, Policy, PolicyError, import::ImportReport},
 };
 
 /// The lease under which one replica at a time rolls re-consent out.
@@ -35,6 +35,14 @@ pub async fn publish(
     let policy = policy::publish(&mut tx, id, actor).await?;
     tx.commit().await?;
     start_roll_out(db.clone(), config.clone());
+    Ok(policy)
+}
+
+/// Saves a new draft, a version newer than any of its key.
+pub async fn create_draft(db: &Db, doc: Document, actor: &Actor) -> Result<Policy, PolicyError> {
+    let mut tx = db.begin().await?;
+    let policy = policy::create_draft(&mut tx, doc, actor).await?;
+    tx.commit().await?;
     Ok(policy)
 }
 

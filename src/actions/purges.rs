@@ -12,6 +12,7 @@ use crate::{
     request,
     retention::{
         RetentionError,
+        model::batches,
         purge::{self, PurgeRun, Report},
     },
 };
@@ -54,4 +55,12 @@ pub async fn launch(
         let _ = execute(&db, &config, started).await;
     });
     Ok(run)
+}
+
+/// Records the main app's word that it deleted a batch of items.
+pub async fn acknowledge_batch(db: &Db, batch_id: &str) -> Result<batches::Model, RetentionError> {
+    let mut tx = db.begin().await?;
+    let batch = purge::acknowledge(&mut tx, batch_id).await?;
+    tx.commit().await?;
+    Ok(batch)
 }

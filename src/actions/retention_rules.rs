@@ -1,11 +1,14 @@
 //! Retention rules as admins change them, from the API and the console alike: a new or changed
 //! rule commits, then dates again every item of its category already held, in batches, so a
-//! shortened rule takes effect on what is held; and legal holds on single items.
+//! shortened rule takes effect on what is held; legal holds on single items; and a person's own
+//! choice among the periods a rule offers.
 
 use crate::{
     audit::Actor,
+    clock,
     db::Db,
-    retention::{self, RetentionError, Rule, RuleFields, items, purge},
+    retention::{self, RetentionError, Rule, RuleFields, choices, items, purge},
+    subject,
 };
 
 /// Creates the rule of a category, then dates the items already held.
@@ -57,4 +60,28 @@ pub async fn set_hold(
     let item = purge::set_hold(&mut tx, external_id, item_ref, held, reason, actor).await?;
     tx.commit().await?;
     Ok(item)
+}
+
+/// Records the signed-in person `external_id`'s choice of `period` for a category and dates
+/// their items of it again; returns how many were dated.
+pub async fn choose(
+    db: &Db,
+    external_id: &str,
+    category: &str,
+    period: &str,
+    evidence: choices::Evidence,
+) -> Result<u64, RetentionError> {
+    let mut tx = db.begin().await?;
+    let person = subject::find_or_create_locked(&mut tx, external_id).await?;
+    let dated = choices::choose(
+        &mut tx,
+        &person.id,
+        category,
+        period,
+        evidence,
+        clock::now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(dated)
 }

@@ -1,14 +1,15 @@
 //! A reviewer's decisions on a request, from the API and the console alike: each is one
 //! transaction, and what the request room refuses changes nothing.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::DbErr;
 
 use crate::{
     audit::Actor,
     config::Config,
     db::Db,
     error::FieldError,
-    request::{Outcome, Request, RequestError, review},
+    request::{self, Outcome, Request, RequestError, review},
 };
 
 /// Takes a verified request for review.
@@ -107,4 +108,12 @@ pub async fn lift_restriction(
     let lifts_at = review::lift_restriction(&mut tx, config, external_id, reason, actor).await?;
     tx.commit().await?;
     Ok(lifts_at)
+}
+
+/// Queues the reviewers' digest of the day's overdue and soon-due requests; how many emails.
+pub async fn queue_digest(db: &Db, config: &Config, today: NaiveDate) -> Result<u64, DbErr> {
+    let mut tx = db.begin().await?;
+    let queued = request::digest::queue(&mut tx, config, today).await?;
+    tx.commit().await?;
+    Ok(queued)
 }

@@ -19,7 +19,7 @@ use super::{
     receipt::Receipt,
 };
 use crate::{
-    AppState,
+    AppState, actions,
     api_tags::ApiTags,
     auth::{ApiKey, Role, SubjectToken},
     clock,
@@ -532,7 +532,7 @@ impl ConsentApi {
         #[oai(validator(max_length = 36))] event_id: Path<String>,
     ) -> Result<Json<Receipt>, ApiError> {
         Ok(Json(
-            crate::actions::receipts::of_event(
+            actions::receipts::of_event(
                 self.state.db.conn(),
                 &self.state.config,
                 &auth.0.0,
@@ -779,9 +779,8 @@ impl ConsentApi {
     ) -> Result<Json<Vec<RecordedView>>, ApiError> {
         auth.0.require(Role::Admin)?;
         let b = body.0;
-        let mut tx = self.state.db.begin().await?;
-        let recorded = super::record(
-            &mut tx,
+        let recorded = actions::consents::correct(
+            &self.state.db,
             &self.state.config,
             RecordRequest {
                 external_id: external_id.0,
@@ -799,7 +798,6 @@ impl ConsentApi {
             },
         )
         .await?;
-        tx.commit().await?;
         Ok(Json(recorded.into_iter().map(Into::into).collect()))
     }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::events::{self, Envelope, EnvelopeSchema};
 use crate::{
-    AppState,
+    AppState, actions,
     api_tags::ApiTags,
     error::{ApiError, FieldError},
 };
@@ -99,29 +99,14 @@ impl HooksApi {
                 format!("1 to {} characters", super::MAX_ID_LEN),
             )]));
         }
-        if let Some(earlier) = super::receipt(self.state.db.conn(), &webhook_id).await? {
-            return Ok(EventResponse::Applied(Json(earlier)));
-        }
         let value: Value = serde_json::from_slice(&body.0)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
         let envelope =
             <Envelope as poem_openapi::types::ParseFromJSON>::parse_from_json(Some(value))
                 .map_err(|e| crate::error::payload_error(e.message()))?;
         let event = events::parse_event(envelope)?;
-        let kind = event.kind.clone();
-        let mut tx = self.state.db.begin().await?;
-        if !super::claim(&mut tx, &webhook_id, &kind).await? {
-            // A copy of this delivery got there first and has committed its answer.
-            drop(tx);
-            let earlier = super::receipt(self.state.db.conn(), &webhook_id)
-                .await?
-                .ok_or_else(|| ApiError::conflict("this event is being applied; retry"))?;
-            return Ok(EventResponse::Applied(Json(earlier)));
-        }
-        let result = events::apply(&mut tx, &self.state.config, event).await?;
-        let answer = serde_json::json!({"id": webhook_id, "type": kind, "result": result});
-        super::store_answer(&mut tx, &webhook_id, &answer).await?;
-        tx.commit().await?;
+        let answer =
+            actions::events::apply(&self.state.db, &self.state.config, &webhook_id, event).await?;
         Ok(EventResponse::Applied(Json(answer)))
     }
 }

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     AppState,
+    actions::policies,
     api_tags::ApiTags,
     auth::{ApiKey, Role},
     clock,
@@ -334,9 +335,7 @@ impl PoliciesApi {
             change_summary: b.change_summary,
             body: b.body,
         };
-        let mut tx = self.state.db.begin().await?;
-        let policy = super::create_draft(&mut tx, doc, &auth.0.actor()).await?;
-        tx.commit().await?;
+        let policy = policies::create_draft(&self.state.db, doc, &auth.0.actor()).await?;
         Ok(CreateDraftResponse::Created(Json(policy.into())))
     }
 
@@ -394,9 +393,7 @@ impl PoliciesApi {
                 MaybeUndefined::Value(v) => Some(Some(v)),
             },
         };
-        let policy =
-            crate::actions::policies::save_draft(&self.state.db, &id.0, changes, &auth.0.actor())
-                .await?;
+        let policy = policies::save_draft(&self.state.db, &id.0, changes, &auth.0.actor()).await?;
         Ok(Json(policy.into()))
     }
 
@@ -418,13 +415,8 @@ impl PoliciesApi {
         #[oai(validator(max_length = 36))] id: Path<String>,
     ) -> Result<Json<PolicyView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let policy = crate::actions::policies::publish(
-            &self.state.db,
-            &self.state.config,
-            &id.0,
-            &auth.0.actor(),
-        )
-        .await?;
+        let policy =
+            policies::publish(&self.state.db, &self.state.config, &id.0, &auth.0.actor()).await?;
         Ok(Json(policy.into()))
     }
 
@@ -442,8 +434,7 @@ impl PoliciesApi {
         #[oai(validator(max_length = 36))] id: Path<String>,
     ) -> Result<Json<PolicyView>, ApiError> {
         auth.0.require(Role::Admin)?;
-        let policy =
-            crate::actions::policies::retire(&self.state.db, &id.0, &auth.0.actor()).await?;
+        let policy = policies::retire(&self.state.db, &id.0, &auth.0.actor()).await?;
         Ok(Json(policy.into()))
     }
 }

@@ -19,9 +19,8 @@ use super::{
 };
 use crate::{
     AppState,
-    actions::reviews,
+    actions::{filings, reviews},
     api_tags::ApiTags,
-    audit::Actor,
     auth::{ApiKey, Role, SubjectToken},
     clock,
     error::{ApiError, FieldError},
@@ -397,9 +396,7 @@ pub(crate) async fn package(
     request: &Request,
     token: &str,
 ) -> Result<Attachment<Body>, ApiError> {
-    let mut tx = state.db.begin().await?;
-    let package = export::find(&mut tx, &request.id, token).await?;
-    tx.commit().await?;
+    let package = filings::open_package(&state.db, &request.id, token).await?;
     let path = state
         .config
         .data_dir
@@ -464,23 +461,18 @@ impl RequestsApi {
         auth: SubjectToken,
         body: Json<PortalFiling>,
     ) -> Result<CreatedResponse, ApiError> {
-        let mut tx = self.state.db.begin().await?;
-        let subject = subject::find_or_create_locked(&mut tx, &auth.0.0).await?;
-        let request = intake::open_verified(
-            &mut tx,
+        let request = filings::signed_in(
+            &self.state.db,
             &self.state.config,
-            &subject,
+            &auth.0.0,
             Intake {
                 kind: body.0.kind,
                 details: body.0.details,
                 locale: body.0.locale,
                 jurisdiction: body.0.jurisdiction,
             },
-            "portal",
-            &Actor::Subject,
         )
         .await?;
-        tx.commit().await?;
         Ok(CreatedResponse::Created(Json(request.into())))
     }
 
@@ -544,30 +536,21 @@ impl RequestsApi {
         let address = body.0.email.trim().to_string();
         let key = budget::address_key(&address);
         self.state.key_rate_limiter.check(Some(key.clone()))?;
-        let config = self.state.config.clone();
         let filing = body.0;
-        // Filed in a commit shared with other filings: intake comes in bursts.
-        let request = self
-            .state
-            .group
-            .run(key, move |tx| {
-                Box::pin(async move {
-                    intake::file_by_email(
-                        tx,
-                        &config,
-                        &address,
-                        Intake {
-                            kind: filing.kind,
-                            details: filing.details,
-                            locale: filing.locale,
-                            jurisdiction: filing.jurisdiction,
-                        },
-                        filing.on_behalf_of,
-                    )
-                    .await
-                })
-            })
-            .await?;
+        let request = filings::by_email(
+            &self.state.group,
+            &self.state.config,
+            key,
+            address,
+            Intake {
+                kind: filing.kind,
+                details: filing.details,
+                locale: filing.locale,
+                jurisdiction: filing.jurisdiction,
+            },
+            filing.on_behalf_of,
+        )
+        .await?;
         Ok(FiledResponse::Accepted(Json(Filed {
             id: request.id,
             status: request.status,
@@ -588,9 +571,8 @@ impl RequestsApi {
         body: Json<Verification>,
     ) -> Result<Json<RequestView>, ApiError> {
         self.state.rate_limiter.check(client_ip(req))?;
-        let mut tx = self.state.db.begin().await?;
-        let attempt = intake::verify(&mut tx, &self.state.config, &id.0, &body.0.code).await?;
-        tx.commit().await?;
+        let attempt =
+            filings::verify(&self.state.db, &self.state.config, &id.0, &body.0.code).await?;
         Ok(Json(attempt?.into()))
     }
 
@@ -608,9 +590,7 @@ impl RequestsApi {
         id: Path<String>,
     ) -> Result<ResendResponse, ApiError> {
         self.state.rate_limiter.check(client_ip(req))?;
-        let mut tx = self.state.db.begin().await?;
-        intake::resend(&mut tx, &id.0).await?;
-        tx.commit().await?;
+        filings::resend(&self.state.db, &id.0).await?;
         Ok(ResendResponse::Accepted)
     }
 
@@ -931,9 +911,8 @@ impl RequestsApi {
                 "say why the request ends restricted",
             )]));
         }
-        let mut tx = self.state.db.begin().await?;
-        let request = fulfil::complete_job(
-            &mut tx,
+        let request = filings::report_fulfilment(
+            &self.state.db,
             &self.state.config,
             &id.0,
             fulfil::Report {
@@ -943,7 +922,6 @@ impl RequestsApi {
             },
         )
         .await?;
-        tx.commit().await?;
         Ok(Json(request.into()))
     }
 }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     AppState,
-    actions::retention_rules,
+    actions::{purges, retention_rules},
     api_tags::ApiTags,
     auth::{ApiKey, Role, SubjectToken},
     error::ApiError,
@@ -350,18 +350,14 @@ impl RetentionApi {
             user_agent: crate::consent::evidence::user_agent(user_agent.as_deref()),
             ip: crate::consent::evidence::ip(&self.state.config.consent, ip),
         };
-        let mut tx = self.state.db.begin().await?;
-        let person = crate::subject::find_or_create_locked(&mut tx, &auth.0.0).await?;
-        let items_dated = super::choices::choose(
-            &mut tx,
-            &person.id,
+        let items_dated = retention_rules::choose(
+            &self.state.db,
+            &auth.0.0,
             &category.0,
             &body.0.period,
             evidence,
-            crate::clock::now(),
         )
         .await?;
-        tx.commit().await?;
         Ok(Json(RetentionChosen {
             category: category.0,
             period: body.0.period,
@@ -486,7 +482,7 @@ impl RetentionApi {
     #[oai(path = "/v1/admin/purge-runs", method = "post", tag = "ApiTags::Admin")]
     async fn start_run(&self, auth: ApiKey, body: Json<NewRun>) -> Result<Started, ApiError> {
         auth.0.require(Role::Admin)?;
-        let run = crate::actions::purges::launch(
+        let run = purges::launch(
             &self.state.db,
             &self.state.config,
             body.0.dry_run,
@@ -528,9 +524,7 @@ impl RetentionApi {
         id: Path<String>,
     ) -> Result<Json<BatchView>, ApiError> {
         auth.0.require(Role::Service)?;
-        let mut tx = self.state.db.begin().await?;
-        let batch = purge::acknowledge(&mut tx, &id.0).await?;
-        tx.commit().await?;
+        let batch = purges::acknowledge_batch(&self.state.db, &id.0).await?;
         Ok(Json(BatchView {
             batch_id: batch.id,
             run_id: batch.run_id,

@@ -230,8 +230,7 @@ pub async fn draft(
         change_summary: form.get("change_summary").map(str::to_string),
         body: body_text,
     };
-    let mut tx = state.db.begin().await?;
-    let created = match policy::create_draft(&mut tx, doc, &staff.actor()).await {
+    let created = match policies::create_draft(&state.db, doc, &staff.actor()).await {
         Ok(created) => created,
         Err(e) => {
             let err = ApiError::from(e);
@@ -245,7 +244,6 @@ pub async fn draft(
             return Ok(staff.page(state, "policy_new", data, StatusCode::UNPROCESSABLE_ENTITY));
         }
     };
-    tx.commit().await?;
     Ok(staff.redirect(&format!("/console/policies/{}", created.id)))
 }
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::{Visitor, home::request_line, query_param};
 use crate::{
     AppState,
-    audit::Actor,
+    actions::filings,
     error::{ApiError, FieldError},
     http::client_ip,
     purpose,
@@ -25,7 +25,6 @@ use crate::{
         self, Request as DsRequest, RequestError, RequestType, budget, export,
         intake::{self, Details, Intake},
     },
-    subject,
     web::{FormData, Lang},
 };
 
@@ -232,17 +231,7 @@ pub async fn file(
         });
         return Ok(visitor.page(state, "request_check", data, StatusCode::OK));
     }
-    let mut tx = state.db.begin().await?;
-    let subject = subject::find_or_create_locked(&mut tx, &person.external_id).await?;
-    let filed = intake::open_verified(
-        &mut tx,
-        &state.config,
-        &subject,
-        intake,
-        "portal",
-        &Actor::Subject,
-    )
-    .await;
+    let filed = filings::signed_in(&state.db, &state.config, &person.external_id, intake).await;
     let filed = match filed {
         Ok(filed) => filed,
         Err(RequestError::Invalid(errors)) => {
@@ -257,7 +246,6 @@ pub async fn file(
         }
         Err(e) => return Err(ApiError::from(e)),
     };
-    tx.commit().await?;
     Ok(visitor.redirect(&format!("/portal/requests/{}?filed=1", filed.id)))
 }
 
@@ -379,11 +367,11 @@ pub async fn by_email(
     state
         .key_rate_limiter
         .check(Some(budget::address_key(&address)))?;
-    let mut tx = state.db.begin().await?;
-    let filed = intake::file_by_email(
-        &mut tx,
+    let filed = filings::by_email(
+        &state.group,
         &state.config,
-        &address,
+        budget::address_key(&address),
+        address,
         Intake {
             kind,
             details: Details {
@@ -422,7 +410,6 @@ pub async fn by_email(
         }
         Err(e) => return Err(ApiError::from(e)),
     };
-    tx.commit().await?;
     Ok(visitor.redirect(&format!("/portal/requests/{}/verify", filed.id)))
 }
 
@@ -469,9 +456,7 @@ pub async fn verify(
     let visitor = Visitor::load(state, req).await?;
     let form = visitor.form(body).await?;
     let code = form.get("code").unwrap_or_default().replace(' ', "");
-    let mut tx = state.db.begin().await?;
-    let attempt = intake::verify(&mut tx, &state.config, &id, &code).await?;
-    tx.commit().await?;
+    let attempt = filings::verify(&state.db, &state.config, &id, &code).await?;
     let lang = visitor.lang;
     let message = match attempt {
         Ok(found) => return Ok(verified_page(state, visitor, &found, StatusCode::OK)),
@@ -504,9 +489,7 @@ pub async fn resend(
     state.rate_limiter.check(client_ip(req))?;
     let visitor = Visitor::load(state, req).await?;
     visitor.form(body).await?;
-    let mut tx = state.db.begin().await?;
-    intake::resend(&mut tx, &id).await?;
-    tx.commit().await?;
+    filings::resend(&state.db, &id).await?;
     Ok(visitor.redirect(&format!("/portal/requests/{id}/verify?resent=1")))
 }
 

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{Visitor, query_param};
 use crate::{
-    AppState,
+    AppState, actions,
     consent::{
         ledger::{self, Withdrawal},
         model::ConsentStatus,
@@ -82,12 +82,11 @@ pub async fn confirm(
     let one_click = form.get("List-Unsubscribe") == Some("One-Click");
     let (person, purpose, _) = target(state, req).await?;
     let (user_agent, ip) = crate::http::client_evidence(req);
-    let mut tx = state.db.begin().await?;
-    ledger::withdraw(
-        &mut tx,
+    actions::consents::unsubscribe(
+        &state.db,
         &state.config,
         &person,
-        std::slice::from_ref(&purpose.key),
+        &purpose.key,
         Withdrawal {
             channel: if one_click {
                 "unsubscribe:one-click"
@@ -100,7 +99,6 @@ pub async fn confirm(
         },
     )
     .await?;
-    tx.commit().await?;
     let data = json!({
         "title": purpose.text(visitor.lang.tag()).map(|t| t.title.clone()).unwrap_or_else(|| purpose.key.clone()),
     });
