@@ -88,6 +88,7 @@ pub mod tasks;
 pub mod telemetry;
 pub mod vocab;
 pub mod web;
+pub mod words;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -229,7 +230,7 @@ impl App {
         ));
         let pages = Arc::new(web::Pages::load(&config.templates_dir, web::AREAS)?);
         let css = config.templates_dir.join("assets").join("consentry.css");
-        let stylesheet = Arc::from(notify::templates::read(&css)?);
+        let stylesheet = Arc::from(words::read(&css)?);
         let checks = Arc::new(consent::check::Checks::new(&config.consent_cache));
         let console_key = staff::console_key(&config).map_err(StartupError::Key)?;
         let page_key = Arc::new(crypto::derive_key(&console_key, "consentry-pages"));

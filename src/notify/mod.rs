@@ -7,7 +7,6 @@
 //! - [`dispatcher`]: the background job that delivers, with retries and backoff.
 //! - [`email`]: typed email content and the SMTP or file transport.
 //! - [`templates`]: Handlebars templates in English and Simplified Chinese.
-//! - [`terms`]: the words a person reads for the service's codes, per language.
 //! - [`webhook`]: Standard Webhooks signing and delivery.
 //! - [`api`]: the admin view of the outbox.
 
@@ -16,5 +15,4 @@ pub mod dispatcher;
 pub mod email;
 pub mod outbox;
 pub mod templates;
-pub mod terms;
 pub mod webhook;

@@ -233,6 +233,18 @@ pub async fn list(
         .collect()
 }
 
+/// Every purpose's title in `language` (archived ones too: old records cite them), by key.
+pub async fn titles(
+    conn: &impl ConnectionTrait,
+    language: &str,
+) -> Result<BTreeMap<String, String>, DbErr> {
+    Ok(list(conn, true)
+        .await?
+        .into_iter()
+        .filter_map(|p| Some((p.key.clone(), p.text(language)?.title.clone())))
+        .collect())
+}
+
 /// The purposes with these keys (unknown keys are simply absent).
 pub async fn find_many(
     conn: &impl ConnectionTrait,

@@ -4,7 +4,7 @@
 use super::Rule;
 use crate::{
     law::{self, Regime},
-    purpose::{LegalBasis, Purpose},
+    purpose::{LegalBasis, Purpose, Recipient},
 };
 
 /// One line of the register: one purpose.
@@ -14,16 +14,26 @@ pub struct Line {
     pub title: String,
     pub legal_basis: LegalBasis,
     pub data_categories: Vec<String>,
-    /// `name (role, country)`.
-    pub recipients: Vec<String>,
-    /// The purpose's own period, then each category's rule.
-    pub retention: Vec<String>,
+    pub recipients: Vec<Recipient>,
+    /// The purpose's own period (ISO 8601).
+    pub purpose_retention: Option<String>,
+    /// The rule of each of the purpose's categories that has one.
+    pub category_retention: Vec<CategoryRetention>,
     pub separate_consent_reason: Option<String>,
     /// Countries data goes to outside the EU/EEA (a GDPR Chapter V transfer).
     pub outside_eea: Vec<String>,
     /// Countries data goes to outside mainland China (PIPL Art 38-39).
     pub outside_china: Vec<String>,
     pub archived: bool,
+}
+
+/// How long one category is kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CategoryRetention {
+    pub category: String,
+    pub period: String,
+    /// `created`, or the event that starts the clock.
+    pub clock_start: String,
 }
 
 /// The register, one line per purpose, in the language asked for where texts exist.
@@ -42,17 +52,18 @@ pub fn lines(purposes: &[Purpose], rules: &[Rule], language: &str) -> Vec<Line> 
                 list.dedup();
                 list
             };
-            let mut retention: Vec<String> = p
-                .retention_period
+            let category_retention = p
+                .data_categories
                 .iter()
-                .map(|period| format!("purpose: {period}"))
+                .filter_map(|c| {
+                    let rule = rules.iter().find(|r| &r.category == c)?;
+                    Some(CategoryRetention {
+                        category: c.clone(),
+                        period: rule.period.clone(),
+                        clock_start: rule.clock_start.clone(),
+                    })
+                })
                 .collect();
-            retention.extend(p.data_categories.iter().filter_map(|c| {
-                rules
-                    .iter()
-                    .find(|r| &r.category == c)
-                    .map(|r| format!("{c}: {} from {}", r.period, r.clock_start))
-            }));
             Line {
                 purpose: p.key.clone(),
                 title: p
@@ -61,12 +72,9 @@ pub fn lines(purposes: &[Purpose], rules: &[Rule], language: &str) -> Vec<Line> 
                     .unwrap_or_default(),
                 legal_basis: p.legal_basis,
                 data_categories: p.data_categories.clone(),
-                recipients: p
-                    .recipients
-                    .iter()
-                    .map(|r| format!("{} ({}, {})", r.name, r.role, r.country))
-                    .collect(),
-                retention,
+                recipients: p.recipients.clone(),
+                purpose_retention: p.retention_period.clone(),
+                category_retention,
                 separate_consent_reason: p
                     .separate_consent_reason
                     .map(|r| sea_orm::ActiveEnum::to_value(&r)),
@@ -99,8 +107,21 @@ pub fn csv(lines: &[Line]) -> Result<Vec<u8>, csv::Error> {
             l.title.clone(),
             sea_orm::ActiveEnum::to_value(&l.legal_basis),
             l.data_categories.join("; "),
-            l.recipients.join("; "),
-            l.retention.join("; "),
+            l.recipients
+                .iter()
+                .map(|r| format!("{} ({}, {})", r.name, r.role, r.country))
+                .collect::<Vec<_>>()
+                .join("; "),
+            l.purpose_retention
+                .iter()
+                .map(|period| format!("purpose: {period}"))
+                .chain(
+                    l.category_retention
+                        .iter()
+                        .map(|r| format!("{}: {} from {}", r.category, r.period, r.clock_start)),
+                )
+                .collect::<Vec<_>>()
+                .join("; "),
             l.separate_consent_reason.clone().unwrap_or_default(),
             l.outside_eea.join("; "),
             l.outside_china.join("; "),

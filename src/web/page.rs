@@ -6,7 +6,7 @@
 //! `{name}` placeholders filled from the helper's hash: `{{t "due" date=...}}`). Everything is
 //! loaded and checked at start-up: a missing translation stops the service, not a visitor.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{path::Path, sync::Arc};
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use handlebars::{
@@ -16,7 +16,7 @@ use handlebars::{
 use poem::{Response, http::StatusCode};
 use serde_json::Value;
 
-use crate::notify::templates::{TemplateError, broken, read};
+use crate::words::{Catalogue, TemplateError, broken, fill, read};
 
 /// The two languages of the pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,14 +74,11 @@ impl Lang {
 /// Where templates find the page's language.
 const LANG_KEY: &str = "_lang";
 
-/// `key → (English, Simplified Chinese)`.
-type Messages = std::sync::Arc<BTreeMap<String, (String, String)>>;
-
 /// The compiled page templates and their words.
 pub struct Pages {
     registry: Handlebars<'static>,
     /// The catalogue, for the few words composed outside a template (a form field's error).
-    messages: Messages,
+    words: Arc<Catalogue>,
 }
 
 impl Pages {
@@ -89,14 +86,25 @@ impl Pages {
     /// `templates/messages.json`; fails on the first missing, broken or half-translated one.
     pub fn load(dir: &Path, areas: &[&str]) -> Result<Self, TemplateError> {
         let mut registry = Handlebars::new();
-        let messages = load_messages(&dir.join("messages.json"))?;
+        let words = Catalogue::load(dir)?;
         registry.register_helper(
             "t",
             Box::new(Translate {
-                messages: messages.clone(),
+                words: words.clone(),
             }),
         );
-        registry.register_helper("term", Box::new(InLanguage(term)));
+        registry.register_helper(
+            "term",
+            Box::new(Term {
+                words: words.clone(),
+            }),
+        );
+        registry.register_helper(
+            "by",
+            Box::new(By {
+                words: words.clone(),
+            }),
+        );
         registry.register_helper("day", Box::new(InLanguage(day_of)));
         registry.register_helper("when", Box::new(InLanguage(when)));
         registry.register_helper("country", Box::new(InLanguage(country)));
@@ -134,22 +142,22 @@ impl Pages {
                 .map_err(|e| broken(&path, e))?;
             }
         }
-        Ok(Self { registry, messages })
+        Ok(Self { registry, words })
     }
 
     /// The catalogue's words for `key` in `lang`, with each `{name}` filled from `args`; the key
     /// itself when the catalogue lacks it (a test checks every key the code names).
     pub fn words(&self, key: &str, lang: Lang, args: &[(&str, &str)]) -> String {
-        let Some((en, zh)) = self.messages.get(key) else {
+        let Some(text) = self.words.get(key, lang.tag()) else {
             tracing::error!(key, "a message is missing from messages.json");
             return key.to_string();
         };
-        fill(if lang == Lang::Zh { zh } else { en }, args)
+        fill(text, args)
     }
 
     /// Whether the catalogue has `key` (for tests of the words the code names).
     pub fn has_words(&self, key: &str) -> bool {
-        self.messages.contains_key(key)
+        self.words.get(key, Lang::En.tag()).is_some()
     }
 
     /// Renders `template` (`portal/home`) in `lang` as an HTML response.
@@ -190,30 +198,6 @@ fn html_response(status: StatusCode, html: String) -> Response {
         .body(html)
 }
 
-fn load_messages(path: &Path) -> Result<Messages, TemplateError> {
-    let raw: BTreeMap<String, BTreeMap<String, String>> =
-        serde_json::from_str(&read(path)?).map_err(|e| broken(path, e))?;
-    raw.into_iter()
-        .map(
-            |(key, mut texts)| match (texts.remove("en"), texts.remove("zh-CN")) {
-                (Some(en), Some(zh)) if texts.is_empty() => Ok((key, (en, zh))),
-                _ => Err(broken(
-                    path,
-                    format!("`{key}` needs exactly an `en` and a `zh-CN` text"),
-                )),
-            },
-        )
-        .collect::<Result<BTreeMap<_, _>, _>>()
-        .map(std::sync::Arc::new)
-}
-
-/// `text` with each `{name}` replaced by its value.
-fn fill(text: &str, args: &[(&str, &str)]) -> String {
-    args.iter().fold(text.to_string(), |text, (name, value)| {
-        text.replace(&format!("{{{name}}}"), value)
-    })
-}
-
 fn lang_of(ctx: &Context) -> Lang {
     match ctx.data()[LANG_KEY].as_str() {
         Some("zh-CN") => Lang::Zh,
@@ -223,7 +207,7 @@ fn lang_of(ctx: &Context) -> Lang {
 
 /// `{{t "key" name=value}}`: the words for `key` in the page's language, with `{name}` filled.
 struct Translate {
-    messages: Messages,
+    words: Arc<Catalogue>,
 }
 
 impl HelperDef for Translate {
@@ -238,7 +222,7 @@ impl HelperDef for Translate {
             .param(0)
             .and_then(|p| p.value().as_str())
             .unwrap_or_default();
-        let Some((en, zh)) = self.messages.get(key) else {
+        let Some(text) = self.words.get(key, lang_of(ctx).tag()) else {
             return Err(
                 RenderErrorReason::Other(format!("no message `{key}` in messages.json")).into(),
             );
@@ -255,7 +239,7 @@ impl HelperDef for Translate {
             })
             .collect();
         let args: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let text = fill(if lang_of(ctx) == Lang::Zh { zh } else { en }, &args);
+        let text = fill(text, &args);
         Ok(ScopedJson::Derived(Value::String(text)))
     }
 }
@@ -285,8 +269,57 @@ impl HelperDef for InLanguage {
     }
 }
 
-fn term(code: &str, lang: Lang) -> String {
-    crate::notify::terms::display(code, lang.tag()).to_string()
+/// `{{term code}}`: the catalogue's words for a stored code in the page's language.
+struct Term {
+    words: Arc<Catalogue>,
+}
+
+impl HelperDef for Term {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let code = h
+            .param(0)
+            .and_then(|p| p.value().as_str())
+            .unwrap_or_default();
+        let words = self.words.term(code, lang_of(ctx).tag()).to_string();
+        Ok(ScopedJson::Derived(Value::String(words)))
+    }
+}
+
+/// `{{by actor}}`: who did something, as an audit actor is stored (`api_key:<id>`, `cli`,
+/// `main_app`...) or already resolved to a member of staff's address by the handler.
+struct By {
+    words: Arc<Catalogue>,
+}
+
+impl HelperDef for By {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let actor = h
+            .param(0)
+            .and_then(|p| p.value().as_str())
+            .unwrap_or_default();
+        let lang = lang_of(ctx).tag();
+        let words = match actor.split_once(':') {
+            _ if actor.contains('@') => actor.to_string(),
+            Some((kind, id)) => fill(
+                self.words.get(&format!("who.{kind}"), lang).unwrap_or(kind),
+                &[("id", id.get(..8).unwrap_or(id))],
+            ),
+            None => self.words.term(actor, lang).to_string(),
+        };
+        Ok(ScopedJson::Derived(Value::String(words)))
+    }
 }
 
 fn day_of(value: &str, lang: Lang) -> String {
@@ -480,14 +513,13 @@ mod tests {
         let pages = Pages::load(&dir, &["portal", "console"]).expect("the shipped pages load");
         assert!(pages.has("portal/home"));
         // Every word a template names exists in both languages (a missing one fails the render).
-        let messages = load_messages(&dir.join("messages.json")).unwrap();
         for folder in ["portal", "console", "partials"] {
             for entry in std::fs::read_dir(dir.join(folder)).unwrap().flatten() {
                 let source = std::fs::read_to_string(entry.path()).unwrap();
                 for piece in source.split("{{t \"").skip(1) {
                     let key = piece.split('"').next().unwrap();
                     assert!(
-                        messages.contains_key(key),
+                        pages.has_words(key),
                         "{}: no message `{key}`",
                         entry.path().display()
                     );

@@ -344,8 +344,8 @@ async fn roles_hold_on_the_server_and_a_viewer_sees_no_writing_buttons() {
     let audit = admin
         .get(&format!("/console/audit?actor=staff:{}", user.id))
         .await;
-    audit.shows("request.approved");
-    audit.shows("request.in_review");
+    audit.shows("request approved");
+    audit.shows("taken for review");
 
     // A form without its token is refused and changes nothing.
     let refused = reviewer

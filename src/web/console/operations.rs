@@ -152,13 +152,14 @@ pub async fn audit_log(req: &Request, Data(state): Data<&AppState>) -> Result<Re
         before_seq: given("before").and_then(|b| b.parse().ok()),
     };
     let (entries, next) = audit::list(conn, &filter, 50).await?;
+    let names = crate::staff::names(conn).await?;
     let verification = audit::verify(conn).await?;
     let data = json!({
         "section": "audit",
         "filter": {"actor": filter.actor, "action": filter.action, "target_type": filter.target_type, "target_id": filter.target_id},
         "entries": entries.iter().map(|e| json!({
-            "seq": e.seq, "at": e.occurred_at.to_rfc3339(), "actor": e.actor, "action": e.action,
-            "target": format!("{}:{}", e.target_type, e.target_id), "details": e.details,
+            "seq": e.seq, "at": e.occurred_at.to_rfc3339(), "actor": names.get(&e.actor).unwrap_or(&e.actor),
+            "action": e.action, "target_type": e.target_type, "target_id": e.target_id, "details": e.details,
         })).collect::<Vec<_>>(),
         "next": next,
         "chain_ok": verification.broken.is_none(),

@@ -35,7 +35,8 @@ pub async fn register_page(
         "section": "register",
         "lines": lines.iter().map(|l| json!({
             "purpose": l.purpose, "title": l.title, "legal_basis": l.legal_basis.to_value(),
-            "categories": l.data_categories, "recipients": l.recipients, "retention": l.retention,
+            "categories": l.data_categories, "recipients": l.recipients,
+            "purpose_retention": l.purpose_retention, "category_retention": l.category_retention,
             "separate": l.separate_consent_reason, "outside_eea": l.outside_eea,
             "outside_china": l.outside_china, "archived": l.archived,
         })).collect::<Vec<_>>(),

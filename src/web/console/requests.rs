@@ -135,6 +135,7 @@ async fn consent_chart(state: &AppState, lang: Lang) -> Result<Value, ApiError> 
     let first = monday - TimeDelta::weeks(CHART_WEEKS - 1);
     let weekly = ledger::weekly(conn, first).await?;
     let current = ledger::stats(conn).await?;
+    let titles = crate::purpose::titles(conn, lang.tag()).await?;
     let mut purposes: Vec<String> = current.iter().map(|s| s.purpose.clone()).collect();
     purposes.extend(weekly.iter().map(|w| w.purpose.clone()));
     purposes.sort();
@@ -160,7 +161,7 @@ async fn consent_chart(state: &AppState, lang: Lang) -> Result<Value, ApiError> 
                 })
                 .collect();
             json!({
-                "purpose": p,
+                "purpose": titles.get(p).unwrap_or(p),
                 "granted": granted,
                 "weeks": per_week.iter().map(|(g, w)| json!({"grants": g, "withdrawals": w})).collect::<Vec<_>>(),
                 "svg": bars(&per_week, lang),
@@ -259,12 +260,18 @@ pub async fn detail(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
-    let data = detail_data(state, &id, &[]).await?;
+    let data = detail_data(state, &id, &[], staff.lang).await?;
     Ok(staff.page(state, "request", data, StatusCode::OK))
 }
 
-async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Result<Value, ApiError> {
+async fn detail_data(
+    state: &AppState,
+    id: &str,
+    errors: &[FieldError],
+    lang: Lang,
+) -> Result<Value, ApiError> {
     let conn = state.db.conn();
+    let titles = crate::purpose::titles(conn, lang.tag()).await?;
     let today = clock::now().date_naive();
     let r = request::get(conn, id).await?;
     let history = request::history(conn, &r.id).await?;
@@ -291,10 +298,13 @@ async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Resul
         2,
     );
     let next = request::review::next_steps(&r);
+    let details = serde_json::from_str::<Value>(&r.details).unwrap_or_default();
     Ok(json!({
         "section": "requests",
         "request": row(&r, who.external_id.as_deref().or(who.email.as_deref()).unwrap_or("—"), today, &names),
-        "details": serde_json::from_str::<Value>(&r.details).unwrap_or_default(),
+        "details": details,
+        "objected": details["purposes"].as_array().into_iter().flatten().filter_map(Value::as_str)
+            .map(|k| titles.get(k).map_or(k, String::as_str)).collect::<Vec<_>>(),
         "email": who.email,
         "external_id": who.external_id,
         "on_behalf_of": r.on_behalf_of.map(|o| o.to_value()),
@@ -309,7 +319,7 @@ async fn detail_data(state: &AppState, id: &str, errors: &[FieldError]) -> Resul
             "restricted": p.restricted,
             "jurisdiction": p.jurisdiction,
         })),
-        "consents": consents.iter().map(|c| json!({"purpose": c.purpose_key, "status": c.status.to_value(), "needs_reconsent": c.needs_reconsent})).collect::<Vec<_>>(),
+        "consents": consents.iter().map(|c| json!({"title": titles.get(&c.purpose_key).unwrap_or(&c.purpose_key), "status": c.status.to_value(), "needs_reconsent": c.needs_reconsent})).collect::<Vec<_>>(),
         "categories": categories.iter().map(|(c, n)| json!({"category": c, "items": n})).collect::<Vec<_>>(),
         "history": history.iter().map(|e| json!({
             "status": e.to_status.to_value(),
@@ -358,7 +368,7 @@ pub async fn act(
         }
         "reject" => {
             let Some(reason) = reason else {
-                let data = detail_data(state, &id, &missing_reason()).await?;
+                let data = detail_data(state, &id, &missing_reason(), staff.lang).await?;
                 return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
             };
             if form.get("confirm").is_none() {
@@ -368,7 +378,7 @@ pub async fn act(
         }
         "extend" => {
             let Some(reason) = reason else {
-                let data = detail_data(state, &id, &missing_reason()).await?;
+                let data = detail_data(state, &id, &missing_reason(), staff.lang).await?;
                 return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
             };
             let months = form.get("months").and_then(|m| m.parse().ok()).unwrap_or(1);
@@ -385,7 +395,7 @@ pub async fn act(
         _ => return Err(ApiError::not_found(format!("no action `{action}`"))),
     };
     if let Err(RequestError::Invalid(errors)) = &result {
-        let data = detail_data(state, &id, errors).await?;
+        let data = detail_data(state, &id, errors, staff.lang).await?;
         return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
     }
     result?;

@@ -19,7 +19,7 @@ use crate::{
     request,
     retention::items,
     subject,
-    web::{browser::query_param, urlencode},
+    web::{Lang, browser::query_param, urlencode},
 };
 
 /// Items shown per page.
@@ -63,7 +63,7 @@ pub async fn profile(
 ) -> Result<Response, ApiError> {
     let staff = Staff::load(state, req).await?;
     let after = query_param(req, "after");
-    let data = profile_data(state, &external_id, after.as_deref(), &[]).await?;
+    let data = profile_data(state, &external_id, after.as_deref(), &[], staff.lang).await?;
     Ok(staff.page(state, "subject", data, StatusCode::OK))
 }
 
@@ -72,8 +72,10 @@ async fn profile_data(
     external_id: &str,
     after: Option<&str>,
     errors: &[FieldError],
+    lang: Lang,
 ) -> Result<serde_json::Value, ApiError> {
     let conn = state.db.conn();
+    let titles = crate::purpose::titles(conn, lang.tag()).await?;
     let person = subject::find(conn, external_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such person"))?;
@@ -97,13 +99,13 @@ async fn profile_data(
             "created_at": person.created_at.to_rfc3339(),
         },
         "consents": consents.iter().map(|c| json!({
-            "purpose": c.purpose_key, "status": c.status.to_value(), "version": c.policy_version,
+            "title": titles.get(&c.purpose_key).unwrap_or(&c.purpose_key), "status": c.status.to_value(), "version": c.policy_version,
             "needs_reconsent": c.needs_reconsent, "updated_at": c.updated_at.to_rfc3339(),
         })).collect::<Vec<_>>(),
         "chain_ok": chain.ok,
         "checked": chain.checked,
         "events": events.iter().map(|e| json!({
-            "purpose": e.purpose_key, "action": e.action.to_value(), "actor": e.actor.to_value(),
+            "title": titles.get(&e.purpose_key).unwrap_or(&e.purpose_key), "action": e.action.to_value(), "actor": e.actor.to_value(),
             "channel": e.channel, "at": e.occurred_at.to_rfc3339(),
         })).collect::<Vec<_>>(),
         "requests": requests.iter().map(|r| json!({
@@ -137,7 +139,7 @@ pub async fn hold(
             "reason",
             "write why; the audit log keeps it",
         )];
-        let data = profile_data(state, &external_id, None, &errors).await?;
+        let data = profile_data(state, &external_id, None, &errors, staff.lang).await?;
         return Ok(staff.page(state, "subject", data, StatusCode::UNPROCESSABLE_ENTITY));
     };
     let item = form.get("item").unwrap_or_default();
@@ -167,7 +169,7 @@ pub async fn lift(
     let form = staff.form(Role::Reviewer, body).await?;
     let Some(reason) = form.get("reason") else {
         let errors = [FieldError::new("reason", "write why; the person is told")];
-        let data = profile_data(state, &external_id, None, &errors).await?;
+        let data = profile_data(state, &external_id, None, &errors, staff.lang).await?;
         return Ok(staff.page(state, "subject", data, StatusCode::UNPROCESSABLE_ENTITY));
     };
     crate::actions::reviews::lift_restriction(
