@@ -18,6 +18,7 @@ use super::{
     model::{Action, ConsentActor, ConsentStatus, events},
     receipt::Receipt,
 };
+use crate::vocab::CountryCode;
 use crate::{
     AppState, actions,
     api_tags::ApiTags,
@@ -113,8 +114,7 @@ struct ReportedConsents {
     )]
     channel: String,
     /// The person's country, if the subject record has none.
-    #[oai(validator(pattern = "^[A-Z]{2}$"))]
-    jurisdiction: Option<String>,
+    jurisdiction: Option<CountryCode>,
     #[oai(validator(max_length = 1024))]
     user_agent: Option<String>,
     /// The person's IP address; stored truncated or hashed.

@@ -13,6 +13,7 @@ use super::{
     ConsentError,
     model::{Action, ConsentActor, ConsentStatus, consents, events},
 };
+use crate::vocab::CountryCode;
 use crate::{
     audit, clock,
     config::Config,
@@ -56,7 +57,7 @@ pub struct RecordRequest {
     pub actor: ConsentActor,
     pub channel: String,
     pub language: Option<String>,
-    pub jurisdiction: Option<String>,
+    pub jurisdiction: Option<CountryCode>,
     pub user_agent: Option<String>,
     pub ip: Option<IpAddr>,
     /// When the person decided; defaults to now. The main app may report past decisions.
@@ -100,7 +101,8 @@ pub async fn record(
     let mut subject = subject::find_or_create_locked(tx, &req.external_id).await?;
     let jurisdiction = req
         .jurisdiction
-        .clone()
+        .as_ref()
+        .map(|c| c.to_string())
         .or_else(|| subject.jurisdiction.clone());
     let documents = tx
         .remember(format!("policy-headers:{}", req.policy.key), async {
@@ -385,14 +387,6 @@ fn validate(req: &RecordRequest, now: DateTime<Utc>) -> Result<(), ConsentError>
         && at > now + MAX_CLOCK_SKEW
     {
         errors.push(FieldError::new("occurred_at", "lies in the future"));
-    }
-    if let Some(j) = &req.jurisdiction
-        && !policy::document::is_jurisdiction(j)
-    {
-        errors.push(FieldError::new(
-            "jurisdiction",
-            "an upper-case ISO 3166-1 alpha-2 code",
-        ));
     }
     if let Some(l) = &req.language
         && !policy::document::is_language(l)

@@ -6,6 +6,7 @@ use sea_orm::ActiveEnum;
 use serde_json::{Value, json};
 use validator::ValidateEmail;
 
+use crate::vocab::CountryCode;
 use crate::{
     age::AgeBand,
     audit::{self, Actor, Target},
@@ -87,9 +88,7 @@ pub struct SubjectUpsertedEvent {
     pub email: Option<String>,
     #[oai(validator(min_length = 2, max_length = 16))]
     pub locale: Option<String>,
-    /// ISO 3166-1 alpha-2 country code.
-    #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
-    pub jurisdiction: Option<String>,
+    pub jurisdiction: Option<CountryCode>,
     pub birth_date: Option<NaiveDate>,
     /// When no birth date is known.
     pub age_band: Option<AgeBand>,

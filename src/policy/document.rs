@@ -75,7 +75,7 @@ impl Document {
         if self.version < 1 {
             errors.push(FieldError::new("version", "must be 1 or more"));
         }
-        if !is_jurisdiction(&self.jurisdiction) {
+        if !crate::vocab::is_policy_scope(&self.jurisdiction) {
             errors.push(FieldError::new(
                 "jurisdiction",
                 "an upper-case ISO 3166-1 alpha-2 code, or `*`",
@@ -119,11 +119,6 @@ pub fn is_key(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-/// `*` or two upper-case ASCII letters.
-pub fn is_jurisdiction(s: &str) -> bool {
-    s == "*" || (s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()))
 }
 
 /// A plausible BCP 47 tag: letters and digits in hyphen-separated parts, at most 16 characters.

@@ -60,9 +60,8 @@ pub struct Recipient {
     /// e.g. `processor`, `controller`, `joint_controller`.
     #[oai(validator(min_length = 1, max_length = 50))]
     pub role: String,
-    /// ISO 3166-1 alpha-2 country where the recipient processes the data.
-    #[oai(validator(pattern = "^[A-Z]{2}$"))]
-    pub country: String,
+    /// Where the recipient processes the data.
+    pub country: crate::vocab::CountryCode,
 }
 
 /// A purpose as the domain sees it.

@@ -17,6 +17,7 @@ use super::{
     export, fulfil,
     intake::{self, Details, Intake},
 };
+use crate::vocab::CountryCode;
 use crate::{
     AppState,
     actions::{filings, reviews},
@@ -182,9 +183,8 @@ struct PortalFiling {
     details: Details,
     #[oai(validator(min_length = 2, max_length = 16))]
     locale: Option<String>,
-    /// ISO 3166-1 alpha-2; defaults to the one the main app reported.
-    #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
-    jurisdiction: Option<String>,
+    /// Defaults to the one the main app reported.
+    jurisdiction: Option<CountryCode>,
 }
 
 /// A request filed without a login.
@@ -198,8 +198,7 @@ struct EmailFiling {
     kind: RequestType,
     #[oai(default)]
     details: Details,
-    #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
-    jurisdiction: Option<String>,
+    jurisdiction: Option<CountryCode>,
     #[oai(validator(min_length = 2, max_length = 16))]
     locale: Option<String>,
     /// `next_of_kin`: a close relative files for a deceased person (PIPL Art 49: access,

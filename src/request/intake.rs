@@ -22,6 +22,7 @@ use super::{
     budget::{self, Spend},
     email, model, open_of_kind, received_email, record_event,
 };
+use crate::vocab::CountryCode;
 use crate::{
     audit::{self, Actor},
     clock,
@@ -95,7 +96,7 @@ pub struct Intake {
     pub kind: RequestType,
     pub details: Details,
     pub locale: Option<String>,
-    pub jurisdiction: Option<String>,
+    pub jurisdiction: Option<CountryCode>,
 }
 
 /// Checks the details each type needs; filing runs it, and the portal runs it before it shows
@@ -161,14 +162,6 @@ pub async fn validate(conn: &impl ConnectionTrait, intake: &Intake) -> Result<()
             )),
         },
         _ => {}
-    }
-    if let Some(j) = &intake.jurisdiction
-        && (j.len() != 2 || !j.bytes().all(|b| b.is_ascii_alphabetic()))
-    {
-        errors.push(FieldError::new(
-            "jurisdiction",
-            "an ISO 3166-1 alpha-2 code",
-        ));
     }
     if errors.is_empty() {
         Ok(())
@@ -282,8 +275,8 @@ async fn open(
     let now = clock::now();
     let jurisdiction = intake
         .jurisdiction
-        .as_deref()
-        .map(str::to_ascii_uppercase)
+        .as_ref()
+        .map(CountryCode::to_string)
         .or_else(|| subject.jurisdiction.clone());
     let law = law::procedure(&config.requests, jurisdiction.as_deref());
     let duplicate = open_of_kind(&*tx, &subject.id, intake.kind, None).await?;
@@ -329,7 +322,7 @@ pub async fn file_by_email(
             "not an email address",
         )]));
     }
-    let jurisdiction = intake.jurisdiction.as_deref().map(str::to_ascii_uppercase);
+    let jurisdiction = intake.jurisdiction.as_ref().map(CountryCode::to_string);
     let law = law::procedure(&config.requests, jurisdiction.as_deref());
     if on_behalf_of == Some(OnBehalfOf::NextOfKin) {
         check_next_of_kin(law, &intake)?;

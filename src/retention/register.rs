@@ -45,7 +45,7 @@ pub fn lines(purposes: &[Purpose], rules: &[Rule], language: &str) -> Vec<Line> 
                 let mut list: Vec<String> = p
                     .recipients
                     .iter()
-                    .map(|r| r.country.clone())
+                    .map(|r| r.country.to_string())
                     .filter(|c| keep(c))
                     .collect();
                 list.sort();

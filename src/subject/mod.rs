@@ -190,7 +190,7 @@ pub fn new_row(external_id: &str) -> model::ActiveModel {
 pub struct Profile {
     pub email: Option<String>,
     pub locale: Option<String>,
-    pub jurisdiction: Option<String>,
+    pub jurisdiction: Option<crate::vocab::CountryCode>,
     pub birth_date: Option<chrono::NaiveDate>,
     pub age_band: Option<crate::age::AgeBand>,
 }
@@ -218,7 +218,7 @@ pub async fn upsert(
         row.locale = Set(Some(v));
     }
     if let Some(v) = &profile.jurisdiction {
-        row.jurisdiction = Set(Some(v.to_ascii_uppercase()));
+        row.jurisdiction = Set(Some(v.to_string()));
     }
     if let Some(v) = profile.birth_date {
         row.birth_date = Set(Some(v));
@@ -228,6 +228,7 @@ pub async fn upsert(
     }
     let country = profile
         .jurisdiction
+        .map(crate::vocab::CountryCode::into_string)
         .or(subject.jurisdiction.clone())
         .unwrap_or_default();
     let evidence = profile

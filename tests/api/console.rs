@@ -529,7 +529,7 @@ async fn purposes_and_retention_rules_are_declared_in_the_console() {
         .await
         .unwrap();
     assert!(p.separate_consent);
-    assert_eq!(p.recipients[0].country, "SG");
+    assert_eq!(p.recipients[0].country.as_str(), "SG");
     assert_eq!(p.texts["zh-CN"].title, "人脸搜索");
 
     let rules = admin.get("/console/retention").await;

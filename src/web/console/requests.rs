@@ -164,7 +164,7 @@ async fn consent_chart(state: &AppState, lang: Lang) -> Result<Value, ApiError> 
                 "purpose": titles.get(p).unwrap_or(p),
                 "granted": granted,
                 "weeks": per_week.iter().map(|(g, w)| json!({"grants": g, "withdrawals": w})).collect::<Vec<_>>(),
-                "svg": bars(&per_week, lang),
+                "svg": bars(&state.pages, &per_week, lang),
             })
         })
         .collect();
@@ -175,7 +175,7 @@ async fn consent_chart(state: &AppState, lang: Lang) -> Result<Value, ApiError> 
 }
 
 /// Grants (up) and withdrawals (down) per week as bars, with a text alternative.
-fn bars(weeks: &[(i64, i64)], lang: Lang) -> String {
+fn bars(pages: &crate::web::Pages, weeks: &[(i64, i64)], lang: Lang) -> String {
     let peak = weeks
         .iter()
         .map(|(g, w)| (*g).max(*w))
@@ -195,16 +195,15 @@ fn bars(weeks: &[(i64, i64)], lang: Lang) -> String {
     }
     let grants: i64 = weeks.iter().map(|(g, _)| g).sum();
     let withdrawals: i64 = weeks.iter().map(|(_, w)| w).sum();
-    let label = match lang {
-        Lang::En => format!(
-            "{grants} grants and {withdrawals} withdrawals over {} weeks",
-            weeks.len()
-        ),
-        Lang::Zh => format!(
-            "{} 周内同意 {grants} 次，撤回 {withdrawals} 次",
-            weeks.len()
-        ),
-    };
+    let label = pages.words(
+        "console.chart_label",
+        lang,
+        &[
+            ("grants", &grants.to_string()),
+            ("withdrawals", &withdrawals.to_string()),
+            ("weeks", &weeks.len().to_string()),
+        ],
+    );
     format!(
         r##"<svg role="img" aria-label="{label}" width="{width}" height="48" viewBox="0 0 {width} 48"><line x1="0" y1="{half}" x2="{width}" y2="{half}" stroke="#59636e"/>{svg}</svg>"##
     )

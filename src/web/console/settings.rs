@@ -12,6 +12,7 @@ use sea_orm::ActiveEnum;
 use serde_json::{Value, json};
 
 use super::Staff;
+use crate::vocab::CountryCode;
 use crate::{
     AppState,
     actions::{purposes, retention_rules},
@@ -118,15 +119,16 @@ fn purpose_fields(form: &FormData) -> Result<PurposeFields, Vec<FieldError>> {
         .filter(|l| !l.trim().is_empty())
     {
         let parts: Vec<&str> = line.split('|').map(str::trim).collect();
-        match parts.as_slice() {
-            [name, role, country] => recipients.push(Recipient {
+        let country = parts.get(2).and_then(|c| CountryCode::parse(c));
+        match (parts.as_slice(), country) {
+            ([name, role, _], Some(country)) => recipients.push(Recipient {
                 name: name.to_string(),
                 role: role.to_string(),
-                country: country.to_uppercase(),
+                country,
             }),
             _ => errors.push(FieldError::new(
                 "recipients",
-                format!("`{line}`: write name | role | country code"),
+                format!("“{line}”: write name | role | country code (two letters)"),
             )),
         }
     }

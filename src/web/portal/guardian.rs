@@ -140,16 +140,11 @@ pub async fn confirm(
             }),
             _ => errors.push((
                 format!("decision.{key}"),
-                match lang {
-                    Lang::En => format!(
-                        "Choose yes or no for “{}”",
-                        p["title"].as_str().unwrap_or(key)
-                    ),
-                    Lang::Zh => format!(
-                        "请为“{}”选择同意或不同意",
-                        p["title"].as_str().unwrap_or(key)
-                    ),
-                },
+                state.pages.words(
+                    "form_error.decision",
+                    lang,
+                    &[("title", p["title"].as_str().unwrap_or(key))],
+                ),
             )),
         }
     }

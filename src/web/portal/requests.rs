@@ -25,6 +25,7 @@ use crate::{
         self, Request as DsRequest, RequestError, RequestType, budget, export,
         intake::{self, Details, Intake},
     },
+    vocab::CountryCode,
     web::{FormData, Lang},
 };
 
@@ -148,21 +149,16 @@ fn details_from(kind: RequestType, form: &FormData) -> Details {
 
 /// The intake's refusals as the form shows them: a missing list in words the person can act
 /// on, in their language; anything else as the intake says it.
-fn field_errors(errors: &[FieldError], lang: Lang) -> Vec<(String, String)> {
-    let say = |en: &str, zh: &str| if lang == Lang::Zh { zh } else { en }.to_string();
+fn field_errors(state: &AppState, errors: &[FieldError], lang: Lang) -> Vec<(String, String)> {
     errors
         .iter()
         .map(|e| {
             let field = e.field.trim_start_matches("details.").to_string();
             let message = match field.as_str() {
-                "changes" => say(
-                    "Enter at least one corrected value",
-                    "请至少填写一项需要更正的内容",
-                ),
-                "purposes" if e.message.starts_with("an objection") => say(
-                    "Choose at least one use of your data",
-                    "请至少选择一项处理目的",
-                ),
+                "changes" => state.pages.words("form_error.changes", lang, &[]),
+                "purposes" if e.message.starts_with("an objection") => {
+                    state.pages.words("form_error.purposes", lang, &[])
+                }
                 _ => e.message.clone(),
             };
             (field, message)
@@ -195,7 +191,7 @@ pub async fn file(
             let RequestError::Invalid(list) = e else {
                 return Err(e.into());
             };
-            let errors = field_errors(&list, visitor.lang);
+            let errors = field_errors(state, &list, visitor.lang);
             let data = details_data(state, visitor.lang, &code, &form, &errors).await?;
             return Ok(visitor.page(
                 state,
@@ -235,7 +231,7 @@ pub async fn file(
     let filed = match filed {
         Ok(filed) => filed,
         Err(RequestError::Invalid(errors)) => {
-            let errors = field_errors(&errors, visitor.lang);
+            let errors = field_errors(state, &errors, visitor.lang);
             let data = details_data(state, visitor.lang, &code, &form, &errors).await?;
             return Ok(visitor.page(
                 state,
@@ -331,29 +327,27 @@ pub async fn by_email(
     let visitor = Visitor::load(state, req).await?;
     let form = visitor.form(body).await?;
     let lang = visitor.lang;
-    let say = |en: &str, zh: &str| {
-        if lang == Lang::Zh {
-            zh.to_string()
-        } else {
-            en.to_string()
-        }
-    };
+    let say = |key: &str| state.pages.words(key, lang, &[]);
     let mut errors = Vec::new();
     let address = form.get("email").unwrap_or_default().to_string();
     if address.is_empty() {
-        errors.push((
-            "email".into(),
-            say("Enter your email address", "请输入您的电子邮箱"),
-        ));
+        errors.push(("email".into(), say("form_error.email_missing")));
     }
     let kind = match form.get("kind").map(kind_of) {
         Some(Ok(kind)) => Some(kind),
         _ => {
-            errors.push((
-                "kind".into(),
-                say("Choose what you would like us to do", "请选择申请类型"),
-            ));
+            errors.push(("kind".into(), say("form_error.kind")));
             None
+        }
+    };
+    let country = match form.get("jurisdiction").filter(|j| !j.is_empty()) {
+        None => None,
+        Some(text) => {
+            let parsed = CountryCode::parse(text);
+            if parsed.is_none() {
+                errors.push(("jurisdiction".into(), say("form_error.country")));
+            }
+            parsed
         }
     };
     let (Some(kind), true) = (kind, errors.is_empty()) else {
@@ -379,7 +373,7 @@ pub async fn by_email(
                 ..Details::default()
             },
             locale: Some(lang.tag().into()),
-            jurisdiction: form.get("jurisdiction").map(str::to_string),
+            jurisdiction: country,
         },
         None,
     )
@@ -391,10 +385,7 @@ pub async fn by_email(
                 .iter()
                 .map(|e| {
                     let message = if e.field == "email" {
-                        say(
-                            "Enter an email address like name@example.com",
-                            "请输入有效的电子邮箱，例如 name@example.com",
-                        )
+                        say("form_error.email_invalid")
                     } else {
                         e.message.clone()
                     };
@@ -460,14 +451,12 @@ pub async fn verify(
     let lang = visitor.lang;
     let message = match attempt {
         Ok(found) => return Ok(verified_page(state, visitor, &found, StatusCode::OK)),
-        Err(RequestError::WrongCode { left }) => match lang {
-            Lang::En => format!("That code is not right. You have {left} more tries."),
-            Lang::Zh => format!("验证码不正确，您还可以尝试 {left} 次。"),
-        },
-        Err(RequestError::CodeExpired) => match lang {
-            Lang::En => "That code has expired. Ask for a new one below.".to_string(),
-            Lang::Zh => "验证码已过期，请在下方重新获取。".to_string(),
-        },
+        Err(RequestError::WrongCode { left }) => {
+            state
+                .pages
+                .words("form_error.code_wrong", lang, &[("n", &left.to_string())])
+        }
+        Err(RequestError::CodeExpired) => state.pages.words("form_error.code_expired", lang, &[]),
         Err(e) => return Err(ApiError::from(e)),
     };
     let data = json!({
