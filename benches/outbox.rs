@@ -14,7 +14,7 @@
 
 // Shared with the integration suite, which uses the parts that read messages back.
 #[allow(dead_code)]
-#[path = "../tests/api/smtp.rs"]
+#[path = "../tests/api/support/smtp.rs"]
 mod smtp;
 
 // Shared by every bench; each uses some of it.

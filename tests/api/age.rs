@@ -11,9 +11,8 @@ use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, prelude::Expr};
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{TestApp, json, problem, purpose_body, spawn_app, spawn_app_with, subject_token},
-    smtp::SmtpSink,
+use crate::support::{
+    SmtpSink, TestApp, json, problem, purpose_body, spawn_app, spawn_app_with, subject_token,
 };
 
 fn today() -> NaiveDate {

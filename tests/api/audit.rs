@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json, key_id, spawn_app_with};
+use crate::support::{TestApp, json, key_id, spawn_app_with};
 
 async fn verify(app: &TestApp, key: &str) -> Value {
     json(

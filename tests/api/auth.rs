@@ -4,7 +4,7 @@ use consentry::auth::{Role, keys};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{json, key_id, key_secret, problem, spawn_app};
+use crate::support::{json, key_id, key_secret, problem, spawn_app};
 
 #[tokio::test]
 async fn a_request_without_a_key_is_a_401_problem() {
@@ -229,20 +229,20 @@ async fn keys_are_stored_only_as_hashes() {
 #[tokio::test]
 async fn subject_tokens_must_name_this_service_when_it_says_so() {
     use consentry::{auth::token::SubjectTokens, config::Secret};
-    let app = crate::helpers::spawn_app_with(|c| {
+    let app = crate::support::spawn_app_with(|c| {
         c.subject_token_audience = Some("consentry-portal".into());
         c.subject_token_issuer = Some("https://app.example.com".into());
     })
     .await;
     let exp = chrono::Utc::now().timestamp() + 600;
     let me = |token: String| app.get("/v1/me").bearer_auth(token).send();
-    let session_token = crate::helpers::subject_token("ann");
+    let session_token = crate::support::subject_token("ann");
     assert_eq!(
         me(session_token).await.unwrap().status(),
         reqwest::StatusCode::UNAUTHORIZED
     );
     let portal_token = SubjectTokens::new(
-        Secret::new(crate::helpers::TOKEN_SECRET),
+        Secret::new(crate::support::TOKEN_SECRET),
         Some("consentry-portal".into()),
         Some("https://app.example.com".into()),
     )

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 use serde_json::json;
 
-use crate::helpers::{
+use crate::support::{
     TestApp, key_id, key_secret, purpose_body, spawn_app, spawn_app_with, subject_token,
 };
 
@@ -39,7 +39,7 @@ pub(crate) fn command_for(app: &TestApp) -> Command {
 
 /// Copies a folder of the repository, as an operator would ship `templates/` and `policies/`.
 fn copy_repo_folder(name: &str, to: &std::path::Path) {
-    let from = crate::helpers::repo_path(name);
+    let from = crate::support::repo_path(name);
     for entry in walk(&from) {
         let target = to.join(name).join(entry.strip_prefix(&from).unwrap());
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
@@ -307,7 +307,7 @@ fn keys_create_refuses_an_unknown_role() {
 
 #[tokio::test]
 async fn mail_test_sends_through_smtp_and_reports_the_answer() {
-    let sink = crate::smtp::SmtpSink::start().await;
+    let sink = crate::support::SmtpSink::start().await;
     let out = bare_command()
         .env("CONSENTRY_SMTP_URL", sink.url())
         .args(["mail", "test", "--to", "person@example.com"])

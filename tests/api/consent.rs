@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, prelude::Expr};
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use crate::support::{
     TestApp, json, problem, purpose_body, spawn_app, spawn_app_with, subject_token,
     subject_token_expiring,
 };
@@ -841,7 +841,7 @@ async fn stats_count_current_consents_per_purpose_and_version() {
 async fn commits_reach_the_disk_before_they_are_answered() {
     use consentry::config::DatabaseKind;
     use sea_orm::{ConnectionTrait, Statement};
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let conn = app.state.db.conn();
     let backend = conn.get_database_backend();
     let (query, expected) = match app.state.db.kind() {

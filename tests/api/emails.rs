@@ -9,7 +9,7 @@ use consentry::notify::{
 use serde_json::Value;
 
 use crate::{
-    helpers::repo_path,
+    support::repo_path,
     words::{foreign_words, readable_text},
 };
 

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{json, problem, spawn_app, spawn_app_with};
+use crate::support::{json, problem, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn liveness_and_readiness_answer_ok() {

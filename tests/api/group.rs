@@ -5,7 +5,7 @@ use consentry::notify::outbox;
 use futures_util::future::join_all;
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 
-use crate::{helpers::spawn_app, notify::code};
+use crate::{notify::code, support::spawn_app};
 
 /// Units that fail, by refusing after they wrote or by a statement the database rejects
 /// (which on PostgreSQL aborts the transaction until rolled back), leave nothing; the others

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use crate::support::{
     TestApp, WEBHOOK_SECRET, event_body, json, problem, purpose_body, spawn_app, spawn_app_with,
     webhook_headers,
 };

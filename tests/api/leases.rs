@@ -4,7 +4,7 @@
 use chrono::TimeDelta;
 use consentry::lease;
 
-use crate::helpers::spawn_app;
+use crate::support::spawn_app;
 
 #[tokio::test]
 async fn a_lease_has_one_holder_until_it_expires() {
@@ -78,7 +78,7 @@ async fn shutting_down_lets_a_started_purge_finish_before_the_database_closes() 
     };
 
     let dir = tempfile::tempdir().unwrap();
-    let config = crate::helpers::test_config(&dir).await;
+    let config = crate::support::test_config(&dir).await;
     let app = consentry::App::build(config.clone()).await.unwrap();
     let state = app.state().clone();
     let run = actions::purges::launch(&state.db, &state.config, false, &Actor::Cli)

@@ -2,9 +2,7 @@
 //! database (a fresh SQLite file, or a fresh PostgreSQL database when
 //! `CONSENTRY_TEST_DATABASE_URL` points at a server).
 
-mod helpers;
-mod smtp;
-mod webhooks;
+mod support;
 
 mod age;
 mod audit;

@@ -6,7 +6,7 @@ use consentry::{audit::Actor, auth::Role, retention::purge};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, json, purpose_body, spawn_app_with, subject_token};
+use crate::support::{TestApp, json, purpose_body, spawn_app_with, subject_token};
 
 async fn scrape(app: &TestApp) -> String {
     let resp = app.get("/metrics").send().await.unwrap();
@@ -30,7 +30,7 @@ fn value(text: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn metrics_count_what_happened_and_name_no_one() {
     // Mail goes to a closed port and gets one attempt: the code email becomes a dead letter.
-    let closed = crate::smtp::free_port();
+    let closed = crate::support::free_port();
     let app = spawn_app_with(move |c| {
         c.smtp_url = Some(consentry::config::Secret::new(format!(
             "smtp://127.0.0.1:{closed}"

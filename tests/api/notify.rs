@@ -13,10 +13,8 @@ use reqwest::StatusCode;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
 
-use crate::{
-    helpers::{TestApp, json, problem, spawn_app, spawn_app_with},
-    smtp::{SmtpSink, free_port},
-    webhooks::WebhookReceiver,
+use crate::support::{
+    SmtpSink, TestApp, WebhookReceiver, free_port, json, problem, spawn_app, spawn_app_with,
 };
 
 pub(crate) fn code(n: u32) -> EmailContent {

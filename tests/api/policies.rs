@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use crate::support::{
     TestApp, json, problem, purpose_body, repo_path, spawn_app, spawn_app_with, subject_token,
 };
 
@@ -779,7 +779,7 @@ async fn a_consent_awaiting_fresh_consent_counts_until_the_new_version_takes_eff
         (check["allowed"].clone(), check["needs_reconsent"].clone()),
         (json!(true), json!(true))
     );
-    let browser = crate::portal::Browser::new(&app);
+    let browser = crate::support::Browser::new(&app);
     let home = browser.sign_in("p-1").await;
     home.shows("Agreed until");
     home.shows(&effective.format("%Y").to_string());

@@ -20,8 +20,7 @@ use serde_json::{Value, json};
 
 use crate::{
     cli::command_for,
-    helpers::{TestApp, json, problem},
-    requests::{Fixture, fixture},
+    support::{Fixture, TestApp, fixture, json, problem},
 };
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -388,7 +387,7 @@ async fn a_person_chooses_how_long_their_photos_are_kept() {
     let mine = |who: &str| {
         f.app
             .get("/v1/me/retention")
-            .bearer_auth(crate::helpers::subject_token(who))
+            .bearer_auth(crate::support::subject_token(who))
             .send()
     };
     let offered = json(mine("pia").await.unwrap(), StatusCode::OK).await;
@@ -397,7 +396,7 @@ async fn a_person_chooses_how_long_their_photos_are_kept() {
     let choose = |period: &str| {
         f.app
             .request(Method::PUT, "/v1/me/retention/photos")
-            .bearer_auth(crate::helpers::subject_token("pia"))
+            .bearer_auth(crate::support::subject_token("pia"))
             .header("user-agent", "Mozilla/5.0 (phone)")
             .json(&json!({"period": period}))
             .send()
@@ -449,12 +448,12 @@ async fn a_person_chooses_how_long_their_photos_are_kept() {
     assert_eq!(shown[0]["chosen"], "P30D");
     // The receipt of a consent to a purpose that uses photos shows the choice.
     f.app
-        .create_purposes(&admin, &[crate::helpers::purpose_body("photo_tagging")])
+        .create_purposes(&admin, &[crate::support::purpose_body("photo_tagging")])
         .await;
     let granted = json(
         f.app
             .request(Method::PUT, "/v1/me/consents/photo_tagging")
-            .bearer_auth(crate::helpers::subject_token("pia"))
+            .bearer_auth(crate::support::subject_token("pia"))
             .json(&json!({"granted": true, "policy_version": 2}))
             .send()
             .await
@@ -468,7 +467,7 @@ async fn a_person_chooses_how_long_their_photos_are_kept() {
                 "/v1/me/consents/receipts/{}",
                 granted["event_id"].as_str().unwrap()
             ))
-            .bearer_auth(crate::helpers::subject_token("pia"))
+            .bearer_auth(crate::support::subject_token("pia"))
             .send()
             .await
             .unwrap(),
@@ -976,13 +975,13 @@ async fn consentrys_own_data_goes_when_its_use_is_over() {
     let f = fixture().await;
     let admin = f.admin().await;
     f.app
-        .create_purposes(&admin, &[crate::helpers::purpose_body("analytics")])
+        .create_purposes(&admin, &[crate::support::purpose_body("analytics")])
         .await;
     for who in ["ann", "bob"] {
         json(
             f.app
                 .request(Method::PUT, "/v1/me/consents/analytics")
-                .bearer_auth(crate::helpers::subject_token(who))
+                .bearer_auth(crate::support::subject_token(who))
                 .json(&json!({"granted": true, "policy_version": 2}))
                 .send()
                 .await

@@ -9,8 +9,10 @@ use serde_json::{Value, json};
 
 use crate::{
     age::{confirm, family_app, guardian_link, history, years_ago},
-    helpers::{TestApp, WEBHOOK_SECRET, event_body, json, problem, purpose_body, webhook_headers},
-    requests::{Fixture, code_in, fixture_with},
+    support::{
+        Fixture, TestApp, WEBHOOK_SECRET, code_in, event_body, fixture_with, json, problem,
+        purpose_body, webhook_headers,
+    },
 };
 
 /// Copies of each operation sent at once.

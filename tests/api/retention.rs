@@ -5,7 +5,7 @@ use consentry::auth::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json, problem, purpose_body, spawn_app};
+use crate::support::{TestApp, json, problem, purpose_body, spawn_app};
 
 async fn rule(
     app: &TestApp,

@@ -10,10 +10,8 @@ use consentry::{
 use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 
-use crate::{
-    console::{PASSWORD, code_of, staff_browser},
-    helpers::{TestApp, spawn_app_with, subject_token},
-    portal::{Browser, Page},
+use crate::support::{
+    Browser, PASSWORD, Page, TestApp, code_of, spawn_app_with, staff_browser, subject_token,
 };
 
 /// An app behind a trusted proxy on loopback, so each browser can come from an address of its
@@ -246,7 +244,7 @@ async fn a_portal_link_signs_in_once_and_only_while_fresh() {
             "iat": chrono::Utc::now().timestamp() - 600,
             "exp": chrono::Utc::now().timestamp() + 600,
         }),
-        &jsonwebtoken::EncodingKey::from_secret(crate::helpers::TOKEN_SECRET.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(crate::support::TOKEN_SECRET.as_bytes()),
     )
     .unwrap();
     let stale = Browser::new(&app)

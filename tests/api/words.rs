@@ -7,12 +7,7 @@ use consentry::{audit::Actor, auth::Role};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::{
-    console::staff_browser,
-    helpers::{json, repo_path},
-    portal::{Browser, Page},
-    requests::{Fixture, fixture},
-};
+use crate::support::{Browser, Fixture, Page, fixture, json, repo_path, staff_browser};
 
 /// The text a reader meets on an HTML page: text between tags, plus the attributes a browser
 /// shows or reads aloud. Scripts and styles are left out, and so are `<code>` (identifiers
@@ -318,7 +313,7 @@ async fn every_page_reads_in_chinese_for_a_chinese_reader() {
     let officer = {
         // The same account, reading Chinese.
         let zh = Browser::speaking(&f.app, "zh-CN,zh;q=0.9");
-        crate::console::sign_in(&f.app, &zh, "officer@example.com").await;
+        crate::support::sign_in(&f.app, &zh, "officer@example.com").await;
         drop(officer);
         zh
     };

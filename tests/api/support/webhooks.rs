@@ -9,7 +9,7 @@ use poem::{Request, Response, Server, http::StatusCode, listener::TcpAcceptor};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::helpers::WEBHOOK_SECRET;
+use super::WEBHOOK_SECRET;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
