@@ -129,6 +129,7 @@ async fn load(db: &Db, n: usize) {
                 id: subject_id,
                 external_id: format!("user-{i}"),
                 email: Some(format!("user-{i}@example.com")),
+                display_name: None,
                 locale: Some(if i % 3 == 0 { "zh-CN" } else { "en" }.into()),
                 jurisdiction: Some("DE".into()),
                 birth_date: None,
@@ -254,6 +255,7 @@ async fn main() {
                     consentry::purpose::PurposeText {
                         title: key.into(),
                         description: String::new(),
+                        guardian: None,
                     },
                 )]
                 .into(),

@@ -403,6 +403,9 @@ impl From<GuardianError> for ApiError {
             GuardianError::Expired => Self::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string())
                 .with_reason("token_expired"),
             GuardianError::Used => Self::conflict(err.to_string()).with_reason("token_used"),
+            GuardianError::Unanswered(_) => {
+                Self::validation(vec![FieldError::new("decisions", err.to_string())])
+            }
             GuardianError::Refused { purpose, source } => {
                 let inner = Self::from(source);
                 Self {

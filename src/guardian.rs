@@ -1,7 +1,11 @@
-//! Guardian consent for minors: a single-use link emailed to the parent or guardian (the token
-//! is stored only as a hash and expires after 7 days), and the guardian's per-purpose decisions,
-//! recorded with actor `guardian`, under the ledger's rules on separate consent like anyone's
-//! (PIPL Art 29 treats a child's data as sensitive).
+//! Guardian consent for minors. A link is emailed to the parent or guardian (the token is stored
+//! only as a hash and expires after 7 days); the guardian answers one question at a time: the
+//! purposes that need no consent of their own together, then each that does on its own (PIPL
+//! Art 29 treats a child's data as sensitive, so for a child in China that is every purpose).
+//! Only what the guardian answered is recorded, with actor `guardian`, under the ledger's rules
+//! like anyone's. The link works until every question is answered; then a second, lasting link
+//! is emailed, where the guardian sees the child's choices and changes any of them (GDPR Art
+//! 7(3): withdrawing is as easy as giving) until the child comes of age or is erased.
 //! This room owns the `guardian_tokens` table.
 
 use chrono::TimeDelta;
@@ -16,16 +20,25 @@ use crate::{
     consent::{self, ConsentActor, ConsentError, Decision, PolicyRef, RecordRequest, Recorded},
     crypto,
     db::Tx,
+    law,
     notify::{
         email::{EmailContent, PurposeLine},
         outbox,
     },
-    purpose::{self, LegalBasis},
+    purpose::{self, LegalBasis, Purpose},
     subject::{self, AgeEvent, AgeStatus, Subject},
 };
 
-/// How long a guardian link stays valid.
+/// How long a guardian's consent link stays valid.
 pub const TOKEN_LIFETIME: TimeDelta = TimeDelta::days(7);
+
+/// A link that asks the guardian's consent, one question at a time.
+pub const CONSENT: &str = "consent";
+/// A lasting link where the guardian sees and changes the child's choices.
+pub const MANAGE: &str = "manage";
+
+/// How long a lasting link works when the child's birth date is unknown.
+const MANAGE_WITHOUT_BIRTH_DATE: TimeDelta = TimeDelta::days(365);
 
 /// The `guardian_tokens` table.
 pub mod entity {
@@ -40,7 +53,12 @@ pub mod entity {
         /// SHA-256 of the token; the token itself is only in the email.
         pub token_hash: String,
         pub guardian_email: String,
+        /// [`super::CONSENT`] (answer each question once) or [`super::MANAGE`] (lasting).
+        pub kind: String,
+        /// The purposes answered through a consent link so far, as a JSON list.
+        pub answered: String,
         pub expires_at: DateTimeUtc,
+        /// When every question of a consent link was answered.
         pub used_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
     }
@@ -62,8 +80,11 @@ pub enum GuardianError {
     UnknownToken,
     #[error("the link has expired; ask for a new one")]
     Expired,
-    #[error("the link was used already")]
+    #[error("every question of this link is answered already")]
     Used,
+    /// The answers do not match the question asked (these purposes).
+    #[error("answer yes or no for each of: {0}")]
+    Unanswered(String),
     /// A decision was refused; nothing of the submission was recorded.
     #[error("`{purpose}`: {source}")]
     Refused {
@@ -99,6 +120,8 @@ pub async fn request(
         subject_id: Set(subject.id.clone()),
         token_hash: Set(crypto::sha256_hex(token.as_bytes())),
         guardian_email: Set(guardian_email.to_string()),
+        kind: Set(CONSENT.into()),
+        answered: Set("[]".into()),
         expires_at: Set(expires_at),
         used_at: Set(None),
         created_at: Set(now),
@@ -107,23 +130,15 @@ pub async fn request(
     .await?;
     subject::set_guardian_email(tx, &subject.id, guardian_email).await?;
     let language = subject.locale.clone().unwrap_or_else(|| "en".into());
-    let purposes = purpose::list(&*tx, false)
-        .await?
-        .into_iter()
-        .filter(|p| p.legal_basis == LegalBasis::Consent)
-        .filter_map(|p| {
-            p.text(&language).map(|t| PurposeLine {
-                title: t.title.clone(),
-                description: t.description.clone(),
-            })
-        })
-        .collect();
+    let purposes = lines(&asked(&*tx).await?, &language);
     outbox::enqueue_email(
         tx,
         &format!("guardian_consent:{id}"),
         guardian_email,
         &language,
         &EmailContent::GuardianConsent {
+            service: config.controller.name.clone(),
+            child: subject::named(subject),
             confirm_url: format!("{}/guardian/confirm?token={token}", config.portal_url()),
             expires_at,
             purposes,
@@ -178,14 +193,69 @@ pub async fn forget_subject(tx: &mut Tx, subject_id: &str) -> Result<Vec<String>
     Ok(addresses)
 }
 
-/// The minor a guardian link is for, without using the link: for the page that shows the
-/// decisions to make. Fails as [`confirm`] would for an unknown, used or expired link.
+/// The purposes a guardian is asked about: the active ones based on consent.
+pub async fn asked(conn: &impl sea_orm::ConnectionTrait) -> Result<Vec<Purpose>, DbErr> {
+    Ok(purpose::list(conn, false)
+        .await?
+        .into_iter()
+        .filter(|p| p.legal_basis == LegalBasis::Consent)
+        .collect())
+}
+
+/// Each purpose as a parent reads it in an email: its title and its words for a parent.
+fn lines(purposes: &[Purpose], language: &str) -> Vec<PurposeLine> {
+    purposes
+        .iter()
+        .filter_map(|p| {
+            p.text(language).map(|t| PurposeLine {
+                title: t.title.clone(),
+                description: t.guardian.clone().unwrap_or_else(|| t.description.clone()),
+            })
+        })
+        .collect()
+}
+
+/// The questions a guardian answers for `minor`, in order: the purposes that need no consent
+/// of their own together, then each that does, alone (for a child in China, every one).
+pub fn questions(purposes: &[Purpose], minor: &Subject) -> Vec<Vec<Purpose>> {
+    let every_one_alone = law::child_needs_separate_consent(minor.jurisdiction.as_deref());
+    let (alone, together): (Vec<Purpose>, Vec<Purpose>) = purposes
+        .iter()
+        .cloned()
+        .partition(|p| every_one_alone || p.separate_consent);
+    std::iter::once(together)
+        .filter(|t| !t.is_empty())
+        .chain(alone.into_iter().map(|p| vec![p]))
+        .collect()
+}
+
+/// The purposes a consent link has answered so far.
+pub fn answered(link: &entity::Model) -> Vec<String> {
+    serde_json::from_str(&link.answered).unwrap_or_default()
+}
+
+/// The first question `link` has not answered, if any is left.
+pub fn next_question(
+    purposes: &[Purpose],
+    minor: &Subject,
+    link: &entity::Model,
+) -> Option<Vec<Purpose>> {
+    let done = answered(link);
+    questions(purposes, minor)
+        .into_iter()
+        .find(|q| q.iter().any(|p| !done.contains(&p.key)))
+}
+
+/// The link `token` opens, of `kind`, and the minor it is for, without using it. Fails for an
+/// unknown link, a consent link whose questions are all answered, or an expired one.
 pub async fn peek(
     conn: &impl sea_orm::ConnectionTrait,
     token: &str,
+    kind: &str,
 ) -> Result<(entity::Model, Subject), GuardianError> {
     let row = entity::Entity::find()
         .filter(entity::Column::TokenHash.eq(crypto::sha256_hex(token.as_bytes())))
+        .filter(entity::Column::Kind.eq(kind))
         .one(conn)
         .await?
         .ok_or(GuardianError::UnknownToken)?;
@@ -208,51 +278,110 @@ pub struct Evidence {
     pub ip: Option<std::net::IpAddr>,
 }
 
-/// Records a guardian's decisions with a link's token, then marks the minor as having a
-/// verified guardian, all in the caller's transaction. The token is claimed first, by a
-/// conditional update, so that parallel submissions of one link record once: the others wait
-/// for the first and find it used. The decisions go to the ledger as one submission, under the
-/// same rules as anyone's: a purpose that needs separate consent is granted on its own, and for
-/// a child in China every consent-based purpose is (PIPL Arts 28, 29, 31). If any decision is
-/// refused, the caller's transaction rolls back, so nothing is recorded, the token stays unused,
-/// and the error names the purpose.
+/// What answering a question did.
+#[derive(Debug)]
+pub struct Answered {
+    pub recorded: Vec<Recorded>,
+    /// Questions still to answer with the same link.
+    pub left: usize,
+}
+
+/// Records a guardian's answers, in the caller's transaction, and marks the minor as having a
+/// verified guardian. `decisions` answer purposes not answered yet (the portal sends one
+/// question at a time; an API client may send any of them, which the ledger then judges as one
+/// submission, so a child in China still gets one grant per submission). The link's answered list is updated only if it is still
+/// what was read (a compare-and-swap), so two submissions of one question record once: the
+/// other finds the question answered. When this was the last question, the link is used up and
+/// a lasting link is emailed to the guardian. If the ledger refuses a decision, the caller's
+/// transaction rolls back and nothing is recorded.
 ///
 /// The token is looked up by its SHA-256: it carries 256 random bits, so the lookup's timing
 /// reveals nothing useful about other tokens.
-pub async fn confirm(
+pub async fn answer(
     tx: &mut Tx,
     config: &Config,
     token: &str,
     decisions: Vec<Decision>,
     policy: PolicyRef,
     evidence: Evidence,
-) -> Result<Vec<Recorded>, GuardianError> {
-    let hash = crypto::sha256_hex(token.as_bytes());
+) -> Result<Answered, GuardianError> {
+    let (link, _) = peek(&*tx, token, CONSENT).await?;
+    let minor = subject::lock(tx, &link.subject_id)
+        .await?
+        .ok_or(GuardianError::UnknownToken)?;
+    let purposes = asked(&*tx).await?;
+    let mut done = answered(&link);
+    let open: Vec<Vec<Purpose>> = questions(&purposes, &minor)
+        .into_iter()
+        .filter(|q| q.iter().any(|p| !done.contains(&p.key)))
+        .collect();
+    let first = open.first().ok_or(GuardianError::Used)?;
+    let keys: std::collections::BTreeSet<&str> =
+        decisions.iter().map(|d| d.purpose.as_str()).collect();
+    // A purpose answered already is changed through the lasting link; any other goes to the
+    // ledger, which judges it (a required purpose cannot be refused, say).
+    if keys.is_empty()
+        || keys.len() != decisions.len()
+        || keys.iter().any(|k| done.iter().any(|d| d == k))
+    {
+        let first: Vec<&str> = first.iter().map(|p| p.key.as_str()).collect();
+        return Err(GuardianError::Unanswered(first.join(", ")));
+    }
+    done.extend(keys.iter().map(|k| k.to_string()));
+    let left = questions(&purposes, &minor)
+        .iter()
+        .filter(|q| q.iter().any(|p| !done.contains(&p.key)))
+        .count();
     let now = clock::now();
     let claimed = entity::Entity::update_many()
-        .col_expr(entity::Column::UsedAt, Expr::value(now))
-        .filter(entity::Column::TokenHash.eq(&hash))
+        .col_expr(
+            entity::Column::Answered,
+            Expr::value(serde_json::to_string(&done).unwrap_or_default()),
+        )
+        .col_expr(
+            entity::Column::UsedAt,
+            Expr::value((left == 0).then_some(now)),
+        )
+        .filter(entity::Column::Id.eq(&link.id))
+        .filter(entity::Column::Answered.eq(&link.answered))
         .filter(entity::Column::UsedAt.is_null())
-        .filter(entity::Column::ExpiresAt.gt(now))
         .exec(&*tx)
         .await?;
-    let row = entity::Entity::find()
-        .filter(entity::Column::TokenHash.eq(hash))
-        .one(&*tx)
-        .await?
-        .ok_or(GuardianError::UnknownToken)?;
     if claimed.rows_affected == 0 {
-        return Err(if row.used_at.is_some() {
-            GuardianError::Used
-        } else {
-            GuardianError::Expired
-        });
+        return Err(GuardianError::Used);
     }
-    let minor = subject::lock(tx, &row.subject_id)
-        .await?
-        .ok_or(GuardianError::UnknownToken)?;
+    let recorded = record(tx, config, &minor, decisions, policy, evidence).await?;
+    if minor.age_status == AgeStatus::MinorGuardianPending {
+        subject::age_event(tx, &minor, AgeEvent::GuardianVerified).await?;
+    }
+    audit::record(
+        &*tx,
+        &audit::Actor::Guardian,
+        "guardian.verified",
+        audit::Target::new("subject", &minor.id),
+        serde_json::json!({
+            "events": recorded.iter().filter_map(|r| r.event_id.clone()).collect::<Vec<_>>(),
+            "questions_left": left,
+        }),
+    )
+    .await?;
+    if left == 0 {
+        send_manage_link(tx, config, &minor, &link.guardian_email).await?;
+    }
+    Ok(Answered { recorded, left })
+}
+
+/// Records decisions a guardian made for `minor` through the ledger.
+async fn record(
+    tx: &mut Tx,
+    config: &Config,
+    minor: &Subject,
+    decisions: Vec<Decision>,
+    policy: PolicyRef,
+    evidence: Evidence,
+) -> Result<Vec<Recorded>, GuardianError> {
     let purposes: Vec<String> = decisions.iter().map(|d| d.purpose.clone()).collect();
-    let recorded = consent::record(
+    consent::record(
         tx,
         config,
         RecordRequest {
@@ -274,19 +403,80 @@ pub async fn confirm(
     .map_err(|source| GuardianError::Refused {
         purpose: source
             .purpose()
-            .map_or_else(|| purposes.join("`, `"), str::to_string),
+            .map_or_else(|| purposes.join(", "), str::to_string),
         source,
-    })?;
-    subject::age_event(tx, &minor, AgeEvent::GuardianVerified).await?;
-    audit::record(
-        &*tx,
-        &audit::Actor::Guardian,
-        "guardian.verified",
-        audit::Target::new("subject", &minor.id),
-        serde_json::json!({
-            "events": recorded.iter().filter_map(|r| r.event_id.clone()).collect::<Vec<_>>(),
-        }),
+    })
+}
+
+/// Emails the guardian a lasting link to see and change the child's choices; it works until
+/// the child reaches the age of consent of their country (a year, when the birth date is not
+/// known), and is deleted with the child's data on erasure.
+async fn send_manage_link(
+    tx: &mut Tx,
+    config: &Config,
+    minor: &Subject,
+    guardian_email: &str,
+) -> Result<(), GuardianError> {
+    let now = clock::now();
+    let (threshold, _) = crate::age::threshold(
+        &config.age,
+        minor.jurisdiction.as_deref().unwrap_or_default(),
+    );
+    let expires_at = minor
+        .birth_date
+        .and_then(|b| b.checked_add_months(chrono::Months::new(threshold * 12)))
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .filter(|d| *d > now)
+        .unwrap_or(now + MANAGE_WITHOUT_BIRTH_DATE);
+    let token = crypto::random_token();
+    let id = uuid::Uuid::now_v7().to_string();
+    entity::Entity::insert(entity::ActiveModel {
+        id: Set(id.clone()),
+        subject_id: Set(minor.id.clone()),
+        token_hash: Set(crypto::sha256_hex(token.as_bytes())),
+        guardian_email: Set(guardian_email.to_string()),
+        kind: Set(MANAGE.into()),
+        answered: Set("[]".into()),
+        expires_at: Set(expires_at),
+        used_at: Set(None),
+        created_at: Set(now),
+    })
+    .exec_without_returning(&*tx)
+    .await?;
+    let language = minor.locale.clone().unwrap_or_else(|| "en".into());
+    outbox::enqueue_email(
+        tx,
+        &format!("guardian_confirmed:{id}"),
+        guardian_email,
+        &language,
+        &EmailContent::GuardianConfirmed {
+            service: config.controller.name.clone(),
+            child: subject::named(minor),
+            manage_url: format!("{}/guardian/choices?token={token}", config.portal_url()),
+            expires_at,
+            contact: config.controller.contact_email.clone(),
+        },
     )
     .await?;
-    Ok(recorded)
+    Ok(())
+}
+
+/// A guardian's change through the lasting link: one purpose given or withdrawn.
+pub async fn change(
+    tx: &mut Tx,
+    config: &Config,
+    token: &str,
+    decision: Decision,
+    policy: PolicyRef,
+    evidence: Evidence,
+) -> Result<Vec<Recorded>, GuardianError> {
+    let (link, _) = peek(&*tx, token, MANAGE).await?;
+    let minor = subject::lock(tx, &link.subject_id)
+        .await?
+        .ok_or(GuardianError::UnknownToken)?;
+    if !asked(&*tx).await?.iter().any(|p| p.key == decision.purpose) {
+        return Err(GuardianError::Unanswered(decision.purpose));
+    }
+    record(tx, config, &minor, vec![decision], policy, evidence).await
 }

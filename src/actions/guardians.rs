@@ -9,7 +9,7 @@ use crate::{
     config::Config,
     consent::{Decision, PolicyRef, Recorded},
     db::Db,
-    guardian::{self, Evidence, GuardianError},
+    guardian::{self, Answered, Evidence, GuardianError},
     subject,
 };
 
@@ -28,17 +28,33 @@ pub async fn request(
     Ok(expires_at)
 }
 
-/// The guardian's decisions, authenticated by the link's token, which they use up.
-pub async fn confirm(
+/// The guardian's answers to the question their consent link is on; the link works until
+/// every question is answered.
+pub async fn answer(
     db: &Db,
     config: &Config,
     token: &str,
     decisions: Vec<Decision>,
     policy: PolicyRef,
     evidence: Evidence,
+) -> Result<Answered, GuardianError> {
+    let mut tx = db.begin().await?;
+    let answered = guardian::answer(&mut tx, config, token, decisions, policy, evidence).await?;
+    tx.commit().await?;
+    Ok(answered)
+}
+
+/// A guardian gives or withdraws one purpose through the lasting link.
+pub async fn change(
+    db: &Db,
+    config: &Config,
+    token: &str,
+    decision: Decision,
+    policy: PolicyRef,
+    evidence: Evidence,
 ) -> Result<Vec<Recorded>, GuardianError> {
     let mut tx = db.begin().await?;
-    let recorded = guardian::confirm(&mut tx, config, token, decisions, policy, evidence).await?;
+    let recorded = guardian::change(&mut tx, config, token, decision, policy, evidence).await?;
     tx.commit().await?;
     Ok(recorded)
 }

@@ -136,8 +136,11 @@ impl AgeGateApi {
 
     /// Record a guardian's consent
     ///
-    /// Authenticated by the token from the guardian's link, which works once. Each purpose is
-    /// recorded as its own decision with actor `guardian`; the minor is then
+    /// Authenticated by the token from the guardian's link. The decisions answer whole
+    /// questions: the purposes that need no consent of their own together, and each that does
+    /// alone (for a child in China, every purpose); the link works until every question is
+    /// answered, and the guardian is then emailed a lasting link to change the choices. Each
+    /// purpose is recorded as its own decision with actor `guardian`; the minor is then
     /// `minor_guardian_verified`. If any decision is refused, nothing is recorded, the link
     /// still works, and the 422 names the purpose.
     #[oai(
@@ -157,7 +160,7 @@ impl AgeGateApi {
             decisions: list,
             policy,
         } = body.0;
-        let recorded = guardians::confirm(
+        let answered = guardians::answer(
             &self.state.db,
             &self.state.config,
             &token,
@@ -166,6 +169,8 @@ impl AgeGateApi {
             guardian::Evidence { user_agent, ip },
         )
         .await?;
-        Ok(Json(recorded.into_iter().map(Into::into).collect()))
+        Ok(Json(
+            answered.recorded.into_iter().map(Into::into).collect(),
+        ))
     }
 }

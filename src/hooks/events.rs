@@ -86,6 +86,10 @@ pub struct SubjectUpsertedEvent {
     pub external_id: String,
     #[oai(validator(max_length = 320))]
     pub email: Option<String>,
+    /// What the app calls the person (a child's first name, say): a guardian's email and page
+    /// name the child with it.
+    #[oai(validator(min_length = 1, max_length = 100))]
+    pub name: Option<String>,
     #[oai(validator(min_length = 2, max_length = 16))]
     pub locale: Option<String>,
     pub jurisdiction: Option<CountryCode>,
@@ -344,6 +348,7 @@ pub async fn apply(tx: &mut Tx, config: &Config, event: Event) -> Result<Value, 
                 &e.external_id,
                 Profile {
                     email: e.email,
+                    display_name: e.name,
                     locale: e.locale,
                     jurisdiction: e.jurisdiction,
                     birth_date: e.birth_date,

@@ -101,9 +101,23 @@ pub enum EmailContent {
     },
     /// A guardian is asked to consent for a minor.
     GuardianConsent {
+        /// The operator's name, so that the parent knows who asks.
+        service: String,
+        /// Which child: the name the main app gave, or a masked address.
+        child: Option<String>,
         confirm_url: String,
         expires_at: DateTime<Utc>,
         purposes: Vec<PurposeLine>,
+    },
+    /// Every question of a guardian's link was answered: the lasting link to see and change the
+    /// child's choices.
+    GuardianConfirmed {
+        service: String,
+        child: Option<String>,
+        manage_url: String,
+        expires_at: DateTime<Utc>,
+        /// Where the guardian reaches the privacy team.
+        contact: String,
     },
     /// Data will be purged under the retention rules, from `purge_date` (the earliest of the
     /// lines' dates) on.
@@ -172,6 +186,7 @@ impl EmailContent {
             EmailContent::ExportReady { .. } => "export_ready",
             EmailContent::PolicyChanged { .. } => "policy_changed",
             EmailContent::GuardianConsent { .. } => "guardian_consent",
+            EmailContent::GuardianConfirmed { .. } => "guardian_confirmed",
             EmailContent::RetentionNotice { .. } => "retention_notice",
             EmailContent::RetentionPurged { .. } => "retention_purged",
             EmailContent::AdminDigest { .. } => "admin_digest",

@@ -27,6 +27,7 @@ pub const EMAILS: &[&str] = &[
     "export_ready",
     "policy_changed",
     "guardian_consent",
+    "guardian_confirmed",
     "retention_notice",
     "retention_purged",
     "admin_digest",

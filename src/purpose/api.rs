@@ -178,6 +178,7 @@ impl PurposesApi {
                     let text = p.text(&lang).cloned().unwrap_or(PurposeText {
                         title: p.key.clone(),
                         description: String::new(),
+                        guardian: None,
                     });
                     PublicPurpose {
                         key: p.key,

@@ -43,13 +43,20 @@ pub enum PurposeError {
     Db(#[from] DbErr),
 }
 
-/// A purpose's title and description in one language.
+/// A purpose's title and description in one language, and what a parent reads when deciding
+/// for a child (the description speaks to the person themselves).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PurposeText {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub title: String,
     #[oai(validator(max_length = 4000))]
     pub description: String,
+    /// For a parent or guardian: "We suggest tags for the photos your child uploads". Without
+    /// it, the guardian's page shows the description as what the child is told.
+    #[oai(validator(max_length = 4000))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardian: Option<String>,
 }
 
 /// Who receives data processed for a purpose (PIPL Arts 23 and 39 require naming them).

@@ -166,6 +166,7 @@ pub fn new_row(external_id: &str) -> model::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         external_id: Set(external_id.to_string()),
         email: Set(None),
+        display_name: Set(None),
         locale: Set(None),
         jurisdiction: Set(None),
         birth_date: Set(None),
@@ -189,6 +190,7 @@ pub fn new_row(external_id: &str) -> model::ActiveModel {
 #[derive(Debug, Clone, Default)]
 pub struct Profile {
     pub email: Option<String>,
+    pub display_name: Option<String>,
     pub locale: Option<String>,
     pub jurisdiction: Option<crate::vocab::CountryCode>,
     pub birth_date: Option<chrono::NaiveDate>,
@@ -213,6 +215,9 @@ pub async fn upsert(
     let mut row: model::ActiveModel = subject.clone().into();
     if let Some(v) = profile.email {
         row.email = Set(Some(v));
+    }
+    if let Some(v) = profile.display_name {
+        row.display_name = Set(Some(v));
     }
     if let Some(v) = profile.locale {
         row.locale = Set(Some(v));
@@ -381,6 +386,10 @@ pub async fn erase(tx: &mut Tx, subject_id: &str, pseudonym: &str) -> Result<(),
     update(tx, subject_id, |u| {
         u.col_expr(model::Column::ExternalId, Expr::value(pseudonym))
             .col_expr(model::Column::Email, Expr::value(Option::<String>::None))
+            .col_expr(
+                model::Column::DisplayName,
+                Expr::value(Option::<String>::None),
+            )
             .col_expr(model::Column::Locale, Expr::value(Option::<String>::None))
             .col_expr(
                 model::Column::BirthDate,
@@ -561,4 +570,19 @@ pub async fn record_acceptance(
     .exec_without_returning(&*tx)
     .await?;
     Ok(id)
+}
+
+/// How a guardian is told which child a message is about: the name the main app gave, else the
+/// child's address with most of its local part hidden (`k***@example.com`), else nothing.
+pub fn named(subject: &Subject) -> Option<String> {
+    if let Some(name) = subject
+        .display_name
+        .as_deref()
+        .filter(|n| !n.trim().is_empty())
+    {
+        return Some(name.trim().to_string());
+    }
+    let (local, domain) = subject.email.as_deref()?.split_once('@')?;
+    let first: String = local.chars().take(1).collect();
+    Some(format!("{first}***@{domain}"))
 }

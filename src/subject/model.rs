@@ -31,6 +31,9 @@ pub struct Model {
     pub external_id: String,
     /// Personal data: never logged.
     pub email: Option<String>,
+    /// What the main app calls the person (a child's first name, say), so that a guardian's
+    /// email and page say which child. Personal data: never logged.
+    pub display_name: Option<String>,
     pub locale: Option<String>,
     /// ISO 3166-1 alpha-2 country code.
     pub jurisdiction: Option<String>,

@@ -103,6 +103,8 @@ pub(crate) fn samples() -> Vec<(EmailContent, &'static str)> {
         ),
         (
             EmailContent::GuardianConsent {
+                service: "Lumora".into(),
+                child: Some("Mia".into()),
                 confirm_url: "https://privacy.example.com/guardian/xyz".into(),
                 expires_at: at,
                 purposes: vec![PurposeLine {
@@ -111,6 +113,16 @@ pub(crate) fn samples() -> Vec<(EmailContent, &'static str)> {
                 }],
             },
             "Photo tagging",
+        ),
+        (
+            EmailContent::GuardianConfirmed {
+                service: "Lumora".into(),
+                child: None,
+                manage_url: "https://privacy.example.com/guardian/choices?token=abc".into(),
+                expires_at: at,
+                contact: "privacy@lumora.example".into(),
+            },
+            "https://privacy.example.com/guardian/choices?token=abc",
         ),
         (
             EmailContent::RetentionNotice {

@@ -442,60 +442,81 @@ async fn pages_speak_the_visitors_language_and_the_switch_remembers_it() {
         .shows("您的申请");
 }
 
-#[tokio::test]
-async fn the_guardian_link_lands_on_a_form_with_nothing_chosen_and_each_state_has_a_page() {
-    let (f, _admin) = portal_fixture().await;
+/// A child of `jurisdiction` named Mia whose guardian is emailed a consent link; the link's path.
+async fn guardian_link_for(f: &Fixture, who: &str, jurisdiction: &str, guardian: &str) -> String {
     json(
         f.app
             .send_event(
                 "subject.upserted",
-                json!({"external_id": "kid", "email": "kid@example.com", "locale": "en",
-                       "jurisdiction": "DE", "birth_date": years_ago(10),
-                       "guardian_email": "parent@example.com"}),
+                json!({"external_id": who, "email": format!("{who}@example.com"), "name": "Mia",
+                       "locale": "en", "jurisdiction": jurisdiction, "birth_date": years_ago(10),
+                       "guardian_email": guardian}),
             )
             .await,
         StatusCode::OK,
     )
     .await;
     f.drain().await;
-    let mail = f.mail_to("parent@example.com", 1).await;
-    let link = first_link(&mail[0].text, "/guardian/confirm");
-    let browser = Browser::new(&f.app);
-    let page = browser.get(&link).await;
-    assert_eq!(page.status, StatusCode::OK);
-    page.shows("Decide for your child");
-    page.shows("Purpose marketing_email");
-    assert!(
-        !page.body.contains(" checked"),
-        "no decision is made in advance"
-    );
+    let mail = f.mail_to(guardian, 1).await;
+    assert!(mail[0].subject.contains("Mia"), "{}", mail[0].subject);
+    first_link(&mail[0].text, "/guardian/confirm")
+}
+
+/// Answers the question on `page` with `answers` (purpose, yes or no).
+async fn answer(browser: &Browser<'_>, page: &Page, answers: &[(&str, &str)]) -> Page {
     let token = page.field("token").unwrap();
     let policy = page.field("policy").unwrap();
+    let fields: Vec<(String, String)> = answers
+        .iter()
+        .map(|(key, answer)| (format!("decision.{key}"), answer.to_string()))
+        .chain([("token".into(), token), ("policy".into(), policy)])
+        .collect();
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    browser
+        .submit(page, "/portal/guardian/confirm", &fields)
+        .await
+}
 
-    let unanswered = browser
-        .submit(
-            &page,
-            "/portal/guardian/confirm",
-            &[("token", &token), ("policy", &policy)],
-        )
-        .await;
+#[tokio::test]
+async fn a_guardian_answers_one_question_at_a_time_and_can_change_any_answer_later() {
+    let (f, _admin) = portal_fixture().await;
+    let link = guardian_link_for(&f, "kid", "DE", "parent@example.com").await;
+    let browser = Browser::new(&f.app);
+    let first = browser.get(&link).await;
+    assert_eq!(first.status, StatusCode::OK);
+    first.shows("Decide for Mia");
+    first.shows("Question 1 of 2");
+    first.shows("Purpose marketing_email");
+    assert!(
+        !first.body.contains("Purpose cloud_backup"),
+        "asked on its own, later"
+    );
+    assert!(
+        !first.body.contains(" checked"),
+        "no decision is made in advance"
+    );
+
+    let unanswered = answer(&browser, &first, &[]).await;
     assert_eq!(unanswered.status, StatusCode::UNPROCESSABLE_ENTITY);
     unanswered.shows("Choose yes or no for “Purpose marketing_email”");
 
-    let done = browser
-        .submit(
-            &page,
-            "/portal/guardian/confirm",
-            &[
-                ("token", &token),
-                ("policy", &policy),
-                ("decision.marketing_email", "no"),
-                ("decision.cloud_backup", "yes"),
-            ],
-        )
-        .await;
+    let next = answer(&browser, &first, &[("marketing_email", "no")]).await;
+    assert_eq!(next.status, StatusCode::SEE_OTHER, "{}", next.body);
+    let second = browser.get(next.location()).await;
+    second.shows("Question 2 of 2");
+    second.shows("Purpose cloud_backup");
+    second.shows("What we tell your child:");
+    assert!(
+        !second.body.contains("outside mainland China"),
+        "a German parent reads no note of Chinese law"
+    );
+    assert_eq!(f.check("kid", "cloud_backup").await["allowed"], false);
+    let done = answer(&browser, &second, &[("cloud_backup", "yes")]).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
-    done.shows("You agreed to 1 and declined 1.");
+    done.shows("will use Mia&#x27;s data only as you agreed");
     assert_eq!(f.check("kid", "cloud_backup").await["allowed"], true);
 
     let used = browser.get(&link).await;
@@ -506,6 +527,77 @@ async fn the_guardian_link_lands_on_a_form_with_nothing_chosen_and_each_state_ha
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     unknown.shows("We do not recognise this link");
+
+    // The lasting link: each choice with one button, withdrawing as easy as giving.
+    f.drain().await;
+    let mail = f.mail_to("parent@example.com", 2).await;
+    let confirmed = mail
+        .iter()
+        .find(|m| m.text.contains("/guardian/choices"))
+        .unwrap();
+    let choices = browser
+        .get(&first_link(&confirmed.text, "/guardian/choices"))
+        .await;
+    assert_eq!(choices.status, StatusCode::OK, "{}", choices.body);
+    choices.shows("Mia");
+    let token = choices.field("token").unwrap();
+    let withdrawn = browser
+        .submit(
+            &choices,
+            "/portal/guardian/choices",
+            &[
+                ("token", &token),
+                ("purpose", "cloud_backup"),
+                ("decision", "withdraw"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        withdrawn.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        withdrawn.body
+    );
+    assert_eq!(f.check("kid", "cloud_backup").await["allowed"], false);
+    let given = browser
+        .submit(
+            &choices,
+            "/portal/guardian/choices",
+            &[
+                ("token", &token),
+                ("purpose", "marketing_email"),
+                ("decision", "grant"),
+            ],
+        )
+        .await;
+    assert_eq!(given.status, StatusCode::SEE_OTHER, "{}", given.body);
+    assert_eq!(f.check("kid", "marketing_email").await["allowed"], true);
+    browser
+        .get(given.location())
+        .await
+        .shows("Changed just now.");
+}
+
+#[tokio::test]
+async fn a_chinese_guardian_grants_two_separate_purposes_one_after_the_other() {
+    let (f, _admin) = portal_fixture().await;
+    let link = guardian_link_for(&f, "xiaoming", "CN", "mama@example.com").await;
+    let browser = Browser::speaking(&f.app, "zh-CN,zh;q=0.9");
+    let first = browser.get(&link).await;
+    first.shows("第 1 个问题，共 2 个");
+    first.shows("目的 cloud_backup");
+    first.shows("境外提供");
+    let next = answer(&browser, &first, &[("cloud_backup", "yes")]).await;
+    assert_eq!(next.status, StatusCode::SEE_OTHER, "{}", next.body);
+    let second = browser.get(next.location()).await;
+    second.shows("第 2 个问题，共 2 个");
+    let done = answer(&browser, &second, &[("marketing_email", "yes")]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(f.check("xiaoming", "cloud_backup").await["allowed"], true);
+    assert_eq!(
+        f.check("xiaoming", "marketing_email").await["allowed"],
+        true
+    );
 }
 
 /// The unsubscribe link the main app asks for to put in a marketing email to `who`, and its

@@ -64,6 +64,7 @@ fn purpose_form(p: Option<&purpose::Purpose>, form: &FormData, errors: &[FieldEr
             }
         })
     };
+    let guardian = |lang: &str| p.and_then(|p| p.texts.get(lang)?.guardian.clone());
     let pick =
         |name: &str, fallback: Option<String>| form.get(name).map(str::to_string).or(fallback);
     let basis = pick("legal_basis", p.map(|p| p.legal_basis.to_value()))
@@ -79,6 +80,8 @@ fn purpose_form(p: Option<&purpose::Purpose>, form: &FormData, errors: &[FieldEr
         "key": pick("key", p.map(|p| p.key.clone())),
         "title_en": pick("title_en", text("en", true)),
         "description_en": pick("description_en", text("en", false)),
+        "guardian_en": pick("guardian_en", guardian("en")),
+        "guardian_zh": pick("guardian_zh", guardian("zh-CN")),
         "title_zh": pick("title_zh", text("zh-CN", true)),
         "description_zh": pick("description_zh", text("zh-CN", false)),
         "bases": choices(BASES, &basis),
@@ -106,6 +109,10 @@ fn purpose_fields(form: &FormData) -> Result<PurposeFields, Vec<FieldError>> {
                         .get(&format!("description_{suffix}"))
                         .unwrap_or_default()
                         .to_string(),
+                    guardian: form
+                        .get(&format!("guardian_{suffix}"))
+                        .filter(|g| !g.trim().is_empty())
+                        .map(str::to_string),
                 },
             );
         }

@@ -63,6 +63,10 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
             get(guardian::show).post(guardian::confirm),
         )
         .at(
+            "/guardian/choices",
+            get(guardian::choices).post(guardian::change),
+        )
+        .at(
             "/unsubscribe",
             get(unsubscribe::show).post(unsubscribe::confirm),
         )
