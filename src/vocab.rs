@@ -45,6 +45,14 @@ pub enum Law {
     Pipl,
 }
 
+/// The short reference a person quotes for a request, in pages and emails alike: the id's last
+/// eight characters, upper case. They are random (an id's first characters are a timestamp,
+/// shared by requests filed in the same minute).
+pub fn reference(id: &str) -> String {
+    let tail: String = id.chars().rev().take(8).collect();
+    tail.chars().rev().collect::<String>().to_uppercase()
+}
+
 /// An ISO 3166-1 alpha-2 country code, kept in upper case: the one rule for what a country is.
 /// Parsed once where it enters (a JSON body, a query, a form, the configuration); `cn` is read
 /// as `CN`, and anything but two ASCII letters is refused.

@@ -56,6 +56,8 @@ handlebars_helper!(date: |value: str| {
         .unwrap_or_else(|_| value.to_string())
 });
 
+handlebars_helper!(reference: |id: str| crate::vocab::reference(id));
+
 /// `{{term code}}`: the catalogue's words for a stored code in the email's language.
 struct Term(Arc<Catalogue>);
 
@@ -93,6 +95,7 @@ impl Templates {
             registry.set_strict_mode(true);
             registry.register_helper("date", Box::new(date));
             registry.register_helper("term", Box::new(Term(words.clone())));
+            registry.register_helper("ref", Box::new(reference));
         }
         let layout = dir.join("partials").join("layout.hbs");
         html.register_partial("layout", read(&layout)?)

@@ -669,6 +669,7 @@ impl RequestsApi {
                 due_by,
                 limit: limit.0,
                 offset: offset.0,
+                ..Filter::default()
             },
             today,
         )

@@ -256,8 +256,21 @@ pub struct Filter {
     pub overdue: bool,
     /// Running requests due on or before this date.
     pub due_by: Option<NaiveDate>,
+    /// Running requests only (received and not yet finished).
+    pub running: bool,
+    /// Who has taken them.
+    pub taken: Option<Taken>,
     pub limit: u64,
     pub offset: u64,
+}
+
+/// Who has taken the requests a [`Filter`] lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// Nobody yet.
+    Nobody,
+    /// This reviewer (an audit actor, `staff:<id>`).
+    By(String),
 }
 
 /// A page of the admin queue, soonest deadline first, and the number of matches.
@@ -276,8 +289,13 @@ pub async fn list(
     if let Some(law) = filter.law {
         query = query.filter(model::Column::Law.eq(law));
     }
-    if filter.overdue || filter.due_by.is_some() {
+    if filter.running || filter.overdue || filter.due_by.is_some() {
         query = query.filter(model::Column::Status.is_in(RUNNING));
+    }
+    match &filter.taken {
+        Some(Taken::Nobody) => query = query.filter(model::Column::Reviewer.is_null()),
+        Some(Taken::By(actor)) => query = query.filter(model::Column::Reviewer.eq(actor)),
+        None => {}
     }
     if filter.overdue {
         query = query.filter(model::Column::DueDate.lt(today));

@@ -56,7 +56,7 @@ pub(crate) fn samples() -> Vec<(EmailContent, &'static str)> {
                 to_guardian: true,
                 due_date: day,
             },
-            "req-kid",
+            "REQ-KID",
         ),
         (
             EmailContent::RequestCompleted {

@@ -24,7 +24,7 @@ use crate::{
     notify::outbox,
     request::{
         self, Filter, Law, Outcome, Request as DsRequest, RequestError, RequestStatus, RequestType,
-        review,
+        Taken, review,
     },
     retention::{items, purge},
     staff, subject,
@@ -42,7 +42,7 @@ fn row(r: &DsRequest, who: &str, today: NaiveDate, names: &HashMap<String, Strin
     let running = request::is_open(r) && r.status != RequestStatus::Unverified;
     json!({
         "id": r.id,
-        "reference": r.id.chars().rev().take(8).collect::<String>().chars().rev().collect::<String>().to_uppercase(),
+        "reference": crate::vocab::reference(&r.id),
         "kind": r.kind.to_value(),
         "status": r.status.to_value(),
         "law": r.law.to_value(),
@@ -51,6 +51,7 @@ fn row(r: &DsRequest, who: &str, today: NaiveDate, names: &HashMap<String, Strin
         "overdue": running && days_left.is_some_and(|d| d < 0),
         "days_overdue": days_left.map(|d| -d),
         "due_soon": running && days_left.is_some_and(|d| (0..=DUE_SOON_DAYS).contains(&d)),
+        "running": running,
         "days_left": days_left,
         "reviewer": r.reviewer.as_ref().map(|actor| names.get(actor).unwrap_or(actor)),
         "received_at": r.received_at.to_rfc3339(),
@@ -69,9 +70,9 @@ async fn rows(
         .zip(who)
         .map(|(r, w)| {
             let person = w
-                .external_id
+                .email
                 .as_deref()
-                .or(w.email.as_deref())
+                .or(w.external_id.as_deref())
                 .unwrap_or("—");
             row(r, person, today, &names)
         })
@@ -217,8 +218,20 @@ pub async fn queue(req: &Request, Data(state): Data<&AppState>) -> Result<Respon
     let today = clock::now().date_naive();
     let parse = |name: &str| query_param(req, name).filter(|v| !v.is_empty());
     let page: u64 = parse("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let me = staff.actor().to_string();
+    let taken = match parse("taken").as_deref() {
+        Some("nobody") => Some(Taken::Nobody),
+        Some("me") => Some(Taken::By(me.clone())),
+        _ => None,
+    };
+    // Open requests unless asked otherwise: finished ones are history, not work.
+    let status = parse("status");
     let filter = Filter {
-        status: parse("status").and_then(|s| RequestStatus::try_from_value(&s).ok()),
+        running: status.is_none(),
+        taken: taken.clone(),
+        status: status
+            .as_deref()
+            .and_then(|s| RequestStatus::try_from_value(&s.to_string()).ok()),
         kind: parse("type").and_then(|s| RequestType::try_from_value(&s).ok()),
         law: parse("law").and_then(|s| Law::try_from_value(&s).ok()),
         overdue: parse("overdue").is_some(),
@@ -229,6 +242,21 @@ pub async fn queue(req: &Request, Data(state): Data<&AppState>) -> Result<Respon
         offset: page * PAGE,
     };
     let (list, total) = request::list(state.db.conn(), &filter, today).await?;
+    let count = |taken: Taken| {
+        let filter = Filter {
+            running: true,
+            taken: Some(taken),
+            limit: 0,
+            ..Filter::default()
+        };
+        async move {
+            request::list(state.db.conn(), &filter, today)
+                .await
+                .map(|(_, n)| n)
+        }
+    };
+    let waiting = count(Taken::Nobody).await?;
+    let mine = count(Taken::By(me)).await?;
     let option = |values: &[&str], chosen: Option<String>| -> Vec<Value> {
         values
             .iter()
@@ -239,7 +267,10 @@ pub async fn queue(req: &Request, Data(state): Data<&AppState>) -> Result<Respon
         "section": "requests",
         "requests": rows(state, &list, today).await?,
         "total": total,
-        "statuses": option(&["unverified", "verified", "in_review", "approved", "fulfilling", "completed", "rejected", "cancelled"], parse("status")),
+        "statuses": option(&["all", "unverified", "verified", "in_review", "approved", "fulfilling", "completed", "rejected", "cancelled"], status.clone()),
+        "waiting": waiting,
+        "mine": mine,
+        "taken": option(&["nobody", "me"], parse("taken")),
         "types": option(&["access", "export", "rectify", "erase", "restrict", "object"], parse("type")),
         "laws": option(&["gdpr", "pipl"], parse("law")),
         "overdue": filter.overdue,
@@ -300,7 +331,7 @@ async fn detail_data(
     let details = serde_json::from_str::<Value>(&r.details).unwrap_or_default();
     Ok(json!({
         "section": "requests",
-        "request": row(&r, who.external_id.as_deref().or(who.email.as_deref()).unwrap_or("—"), today, &names),
+        "request": row(&r, who.email.as_deref().or(who.external_id.as_deref()).unwrap_or("—"), today, &names),
         "details": details,
         "objected": details["purposes"].as_array().into_iter().flatten().filter_map(Value::as_str)
             .map(|k| titles.get(k).map_or(k, String::as_str)).collect::<Vec<_>>(),

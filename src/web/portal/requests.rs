@@ -259,7 +259,7 @@ pub async fn detail(
     let history = request::history(conn, &found.id).await?;
     let data = json!({
         "request": request_line(&found),
-        "reference": reference(&found.id),
+        "reference": crate::vocab::reference(&found.id),
         "filed": query_param(req, "filed").is_some(),
         "outcome": found.outcome.map(|o| o.to_value()),
         "history": history.iter().map(|e| json!({
@@ -281,13 +281,6 @@ async fn own(
         return Err(RequestError::NotFound.into());
     }
     Ok(found)
-}
-
-/// The short reference people quote: the request id's last eight characters, which are random
-/// (its first ones are a timestamp, shared by requests filed in the same minute).
-fn reference(id: &str) -> String {
-    let tail: String = id.chars().rev().take(8).collect();
-    tail.chars().rev().collect::<String>().to_uppercase()
 }
 
 /// `GET /portal/requests/by-email`: filing without an account.
@@ -428,7 +421,7 @@ fn verified_page(
 ) -> Response {
     let data = json!({
         "request": request_line(found),
-        "reference": reference(&found.id),
+        "reference": crate::vocab::reference(&found.id),
         "closed": found.closed_at.is_some() && found.verified_at.is_none(),
     });
     visitor.page(state, "verified", data, status)
