@@ -784,3 +784,44 @@ async fn a_consent_awaiting_fresh_consent_counts_until_the_new_version_takes_eff
     home.shows("Agreed until");
     home.shows(&effective.format("%Y").to_string());
 }
+
+/// The portal's diff compares what people read: headings, paragraphs, list items and table rows
+/// as rendered, never the Markdown source, and a Chinese version's wrapped lines join without
+/// spaces.
+#[tokio::test]
+async fn the_portal_diff_shows_rendered_blocks_not_markdown() {
+    let app = spawn_app().await;
+    let page = app
+        .get("/portal/policies/privacy-policy/diff?from=1&to=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let diff = &html[html.find("class=\"diff\"").unwrap()..];
+    assert!(!diff.contains("##"), "no Markdown heading marks");
+    assert!(!diff.contains("| "), "no Markdown table pipes");
+    assert!(!diff.contains("|---"), "no Markdown table rules");
+    assert!(diff.contains("<strong>"), "headings are shown as headings");
+    let zh = app
+        .get("/portal/policies/privacy-policy/diff?from=1&to=2&jurisdiction=CN&lang=zh-CN")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(zh.contains("个人信息"), "the Chinese version is compared");
+    let chinese_space = zh.char_indices().any(|(i, c)| {
+        c == ' '
+            && zh[..i]
+                .chars()
+                .last()
+                .is_some_and(|p| ('\u{4e00}'..='\u{9fff}').contains(&p))
+            && zh[i + 1..]
+                .chars()
+                .next()
+                .is_some_and(|n| ('\u{4e00}'..='\u{9fff}').contains(&n))
+    });
+    assert!(!chinese_space, "no space between two Chinese characters");
+}

@@ -137,8 +137,8 @@ fn summary(doc: &Policy) -> Value {
     })
 }
 
-/// `GET /portal/policies/{key}/diff?from=&to=`: the lines removed and added between two
-/// versions, each marked in words as well as by colour.
+/// `GET /portal/policies/{key}/diff?from=&to=`: the paragraphs, headings, list items and table
+/// rows removed and added between two versions, each marked in words as well as by colour.
 #[handler]
 pub async fn changes(
     req: &Request,
@@ -162,7 +162,9 @@ pub async fn changes(
     let b = policy::of_version(conn, &key, to, j.as_deref(), lang)
         .await?
         .ok_or_else(|| not_found(&key))?;
-    let lines = policy::diff::lines(&a.body, &b.body).await;
+    // Compared as the blocks people read, each already HTML (the documents' raw HTML escaped).
+    let blocks = |body: &str| markdown::blocks(body).join("\n");
+    let lines = policy::diff::lines(&blocks(&a.body), &blocks(&b.body)).await;
     let changed = lines
         .iter()
         .filter(|l| l.op != policy::diff::LineOp::Equal)
