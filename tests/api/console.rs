@@ -87,6 +87,7 @@ async fn an_account_is_set_up_from_its_link_and_signs_in_with_password_and_code(
     let enrol = browser.get("/console/signin/enrol").await;
     enrol.shows("totp-secret");
     enrol.shows("otpauth://totp/");
+    enrol.shows("<svg aria-hidden=\"true\" focusable=\"false\" class=\"qr\"");
     let wrong = browser
         .submit(&enrol, "/console/signin/enrol", &[("code", "000000")])
         .await;
