@@ -371,6 +371,7 @@ async fn a_request_by_email_goes_through_the_code_page() {
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
     missing.shows("请输入您的电子邮箱");
     missing.shows("请选择申请类型");
+    missing.shows("请选择您的居住地，或选择“其他地区”");
 
     let filed = browser
         .submit(
@@ -410,7 +411,11 @@ async fn an_address_past_its_daily_budget_gets_a_page_saying_to_come_back_tomorr
     let f = fixture_with(|c| c.rate_limit.filings_per_email_per_day = 1).await;
     let browser = Browser::speaking(&f.app, "zh-CN");
     let form = browser.get("/portal/requests/by-email").await;
-    let fields = [("email", "li@example.com"), ("kind", "access")];
+    let fields = [
+        ("email", "li@example.com"),
+        ("kind", "access"),
+        ("jurisdiction", "other"),
+    ];
     let filed = browser
         .submit(&form, "/portal/requests/by-email", &fields)
         .await;

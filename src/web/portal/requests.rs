@@ -300,7 +300,7 @@ fn by_email_data(form: &FormData, errors: &[(String, String)]) -> Value {
         "kinds": KINDS.iter().map(|k| json!({"code": k, "checked": *k == kind})).collect::<Vec<_>>(),
         "email": form.get("email"),
         "note": form.get("note"),
-        "jurisdiction": form.get("jurisdiction"),
+        "other": form.get("jurisdiction") == Some("other"),
         "countries": crate::web::page::COUNTRIES.iter().map(|(code, _, _)| json!({
             "code": code, "selected": form.get("jurisdiction") == Some(code),
         })).collect::<Vec<_>>(),
@@ -333,9 +333,15 @@ pub async fn by_email(
             None
         }
     };
-    let country = match form.get("jurisdiction").filter(|j| !j.is_empty()) {
-        None => None,
-        Some(text) => {
+    // Nothing is chosen for the person: where they live decides the law, so they say it, or
+    // say it is somewhere else.
+    let country = match form.get("jurisdiction").unwrap_or_default() {
+        "" => {
+            errors.push(("jurisdiction".into(), say("form_error.country")));
+            None
+        }
+        "other" => None,
+        text => {
             let parsed = CountryCode::parse(text);
             if parsed.is_none() {
                 errors.push(("jurisdiction".into(), say("form_error.country")));
