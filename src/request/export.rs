@@ -570,6 +570,18 @@ pub async fn peek(
     Ok(row)
 }
 
+/// A request's package while it can be downloaded, without its token: for the request's page,
+/// which points to the email that carries the link.
+pub async fn ready(
+    conn: &impl ConnectionTrait,
+    request_id: &str,
+) -> Result<Option<model::exports::Model>, sea_orm::DbErr> {
+    Ok(model::exports::Entity::find_by_id(request_id)
+        .one(conn)
+        .await?
+        .filter(|row| row.purged_at.is_none() && row.expires_at > clock::now()))
+}
+
 /// [`peek`], recording the download.
 pub async fn find(
     tx: &mut Tx,

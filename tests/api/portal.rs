@@ -734,7 +734,7 @@ fn unescape(html: &str) -> String {
 }
 
 /// The first link to this service in a mail's text that contains `part`, as a path.
-fn first_link(text: &str, part: &str) -> String {
+pub(crate) fn first_link(text: &str, part: &str) -> String {
     text.split_whitespace()
         .filter(|w| w.starts_with("http"))
         .find(|w| w.contains(part))

@@ -307,6 +307,74 @@ async fn every_page_reads_in_chinese_for_a_chinese_reader() {
     for path in &portal {
         found.extend(foreign_on(path, &person.get(path).await, &data));
     }
+    // A Chinese parent's pages: a question, then the lasting page of the child's choices.
+    json(
+        f.app
+            .send_event(
+                "subject.upserted",
+                json!({"external_id": "xiaohong", "name": "小红", "locale": "zh-CN",
+                       "jurisdiction": "CN", "birth_date": crate::age::years_ago(10),
+                       "guardian_email": "mama@example.com"}),
+            )
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    f.drain().await;
+    let invitation = f.sink.wait_for_text("/guardian/confirm").await;
+    let parent = Browser::speaking(&f.app, "zh-CN,zh;q=0.9");
+    let mut page = parent
+        .get(&crate::portal::first_link(
+            &invitation.text,
+            "/guardian/confirm",
+        ))
+        .await;
+    found.extend(foreign_on("/portal/guardian/confirm", &page, &data));
+    for _ in 0..10 {
+        if !page.body.contains("name=\"token\"") {
+            break;
+        }
+        let key = page
+            .body
+            .split("name=\"decision.")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let answered = parent
+            .submit(
+                &page,
+                "/portal/guardian/confirm",
+                &[
+                    ("token", &page.field("token").unwrap()),
+                    ("policy", &page.field("policy").unwrap()),
+                    (&format!("decision.{key}"), "yes"),
+                ],
+            )
+            .await;
+        page = match answered.status {
+            StatusCode::SEE_OTHER => parent.get(answered.location()).await,
+            _ => answered,
+        };
+    }
+    page.shows("谢谢，您的决定已记录");
+    found.extend(foreign_on("/portal/guardian/confirm (done)", &page, &data));
+    f.drain().await;
+    let lasting = f.sink.wait_for_text("/guardian/choices").await;
+    let choices = parent
+        .get(&crate::portal::first_link(
+            &lasting.text,
+            "/guardian/choices",
+        ))
+        .await;
+    found.extend(foreign_on("/portal/guardian/choices", &choices, &data));
+
+    // The fulfilled export's page says where its download link is.
+    person
+        .get(&format!("/portal/requests/{}", ids[2]))
+        .await
+        .shows("您的数据已可下载");
 
     let officer = staff_browser(&f.app, "officer@example.com", Role::Admin).await;
     officer.get("/console/account").await;

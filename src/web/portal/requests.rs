@@ -257,8 +257,10 @@ pub async fn detail(
     let conn = state.db.conn();
     let found = own(conn, &person.id, &id).await?;
     let history = request::history(conn, &found.id).await?;
+    let package = export::ready(conn, &found.id).await?;
     let data = json!({
         "request": request_line(&found),
+        "package": package.map(|p| json!({"sent_at": p.created_at.to_rfc3339(), "expires_at": p.expires_at.to_rfc3339()})),
         "reference": crate::vocab::reference(&found.id),
         "filed": query_param(req, "filed").is_some(),
         "outcome": found.outcome.map(|o| o.to_value()),

@@ -150,6 +150,17 @@ impl SmtpSink {
         }
         self.messages()
     }
+
+    /// Waits (up to 10 s) for a message whose text contains `part`, and returns it.
+    pub async fn wait_for_text(&self, part: &str) -> ReceivedMail {
+        for _ in 0..400 {
+            if let Some(mail) = self.messages().into_iter().find(|m| m.text.contains(part)) {
+                return mail;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no message with {part:?} arrived")
+    }
 }
 
 fn parse(raw: &[u8]) -> ReceivedMail {
