@@ -255,6 +255,28 @@ print(json.dumps(out))`;
     const result = await page.evaluate(async () => await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] } }));
     const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
     check(`axe: ${name}`, bad.length === 0, bad.map((v) => `${v.id} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`).join("; "));
+
+    // What a reader meets: no text under 16 px, and on the portal (read on phones) nothing
+    // wider than the 390 px screen. Screen-reader-only text counts: it must not overflow either.
+    const layout = await page.evaluate(() => {
+      const small = [];
+      for (const el of document.querySelectorAll("body *")) {
+        const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+        if (!own || el.closest("svg") || getComputedStyle(el).display === "none") continue;
+        const size = parseFloat(getComputedStyle(el).fontSize);
+        if (size < 16) small.push(`${el.tagName.toLowerCase()}${el.className ? "." + el.className : ""} ${size}px`);
+      }
+      const text = document.body.cloneNode(true);
+      text.querySelectorAll("code, textarea, script, style, [lang=en]").forEach((n) => n.remove());
+      const words = text.textContent;
+      const codes = [...new Set(words.match(/\b[a-z]+(?:_[a-z0-9]+)+\b|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g) || [])];
+      return { small: [...new Set(small)], wide: document.documentElement.scrollWidth, screen: window.innerWidth, codes };
+    });
+    check(`text of 16 px or more: ${name}`, layout.small.length === 0, layout.small.slice(0, 5).join(", "));
+    check(`no code words: ${name}`, layout.codes.length === 0, layout.codes.slice(0, 5).join(", "));
+    if (new URL(page.url()).pathname.startsWith("/portal")) {
+      check(`fits a 390 px screen: ${name}`, layout.wide <= layout.screen, `${layout.wide} px wide`);
+    }
   };
 
   try {
@@ -330,19 +352,39 @@ print(json.dumps(out))`;
     await gpage.goto(guardianLink.replace(/^https?:\/\/[^/]+/, base));
     await review(gpage, "14-guardian");
     check("nothing is chosen for the guardian", (await gpage.locator("input[type=radio]:checked").count()) === 0);
-    await gpage.getByRole("button", { name: "Record my decisions" }).click();
+    check("the page says which question of how many", (await gpage.getByText("Question 1 of 2").count()) === 1);
+    await gpage.getByRole("button", { name: "Record and go to the next question" }).click();
     await gpage.getByText("There is a problem").waitFor();
     await review(gpage, "15-guardian-errors");
     await gpage.getByRole("group", { name: "Tag people in your photos" }).getByLabel("Yes, I agree").check();
     await gpage.getByRole("group", { name: "News and offers by email" }).getByLabel("No").check();
+    await gpage.getByRole("button", { name: "Record and go to the next question" }).click();
+    await gpage.getByText("Question 2 of 2").waitFor();
+    check("a purpose that needs its own consent is asked alone", (await gpage.getByRole("group").count()) === 1);
+    check("a French parent reads no note of Chinese law", (await gpage.getByText("PIPL").count()) === 0);
+    await review(gpage, "15b-guardian-second-question");
     await gpage.getByRole("group", { name: "Back up photos abroad" }).getByLabel("No").check();
-    await gpage.getByRole("button", { name: "Record my decisions" }).click();
-    await gpage.getByText("your decisions are recorded").waitFor();
+    await gpage.getByRole("button", { name: "Record my answers" }).click();
+    await gpage.getByText("your answers are recorded").waitFor();
     await review(gpage, "16-guardian-done");
     const kid = (await api("GET", "/v1/subjects/kid/consents/photo_tagging", service)).body;
     check("the guardian's consent counts", kid.allowed === true, JSON.stringify(kid));
     await gpage.goto(guardianLink.replace(/^https?:\/\/[^/]+/, base));
     await review(gpage, "17-guardian-used");
+    // The lasting link: the child's choices, each with one button.
+    const choicesLink = await linkTo("parent@example.com", "/guardian/choices?token=");
+    await gpage.goto(choicesLink.replace(/^https?:\/\/[^/]+/, base));
+    await review(gpage, "17b-guardian-choices");
+    const news = () => gpage.locator("section", { has: gpage.getByRole("heading", { name: "News and offers by email" }) });
+    await news().getByRole("button", { name: "Agree" }).click();
+    await gpage.getByText("Changed just now.").waitFor();
+    await review(gpage, "17c-guardian-changed");
+    const given = (await api("GET", "/v1/subjects/kid/consents/marketing_email", service)).body;
+    check("the guardian gives with one button", given.allowed === true, JSON.stringify(given));
+    await news().getByRole("button", { name: "Withdraw my agreement" }).click();
+    await news().getByRole("button", { name: "Agree" }).waitFor();
+    const withdrawnKid = (await api("GET", "/v1/subjects/kid/consents/marketing_email", service)).body;
+    check("the guardian withdraws with the same one button", withdrawnKid.allowed === false, JSON.stringify(withdrawnKid));
     await gctx.close();
 
     // --- One-click unsubscribe from a marketing email ---
@@ -362,6 +404,29 @@ print(json.dumps(out))`;
     check("the provider's one-click POST works", oneClick.ok);
     check("one click withdraws", (await api("GET", "/v1/subjects/ann/consents/marketing_email", service)).body.reason === "withdrawn");
     await uctx.close();
+
+    // --- A parent in China: each purpose asked on its own; two granted, one declined ---
+    console.log("guardian link, in Chinese");
+    await event("subject.upserted", { external_id: "xiaohong", name: "小红", email: "xiaohong@example.com", locale: "zh-CN", jurisdiction: "CN", birth_date: born, guardian_email: "mama@example.com" });
+    const mamaLink = await linkTo("mama@example.com", "/guardian/confirm?token=");
+    const mctx = await newContext("zh-CN");
+    const mpage = await mctx.newPage();
+    await mpage.goto(mamaLink.replace(/^https?:\/\/[^/]+/, base));
+    await review(mpage, "17d-zh-guardian");
+    check("the page names the child", (await mpage.getByRole("heading", { name: "为小红作出决定" }).count()) === 1);
+    const answers = { cloud_backup: "同意", marketing_email: "不同意", photo_tagging: "同意" };
+    for (let n = 1; n <= 3; n += 1) {
+      await mpage.getByText(`第 ${n} 个问题，共 3 个`).waitFor();
+      check(`question ${n} asks one purpose`, (await mpage.getByRole("group").count()) === 1);
+      const key = (await mpage.locator("input[type=radio]").first().getAttribute("name")).replace("decision.", "");
+      await mpage.locator(`input[name="decision.${key}"][value="${answers[key] === "同意" ? "yes" : "no"}"]`).check();
+      await mpage.getByRole("button", { name: n === 3 ? "提交我的决定" : "提交并进入下一个问题" }).click();
+    }
+    await mpage.getByText("谢谢，您的决定已记录").waitFor();
+    await review(mpage, "17e-zh-guardian-done");
+    const granted = await Promise.all(["cloud_backup", "photo_tagging", "marketing_email"].map(async (k) => (await api("GET", `/v1/subjects/xiaohong/consents/${k}`, service)).body.allowed));
+    check("both separate consents are granted, the declined one is not", granted.join() === "true,true,false", granted.join());
+    await mctx.close();
 
     // --- The Chinese pages, and a request without an account ---
     console.log("portal, in Chinese");
@@ -481,7 +546,7 @@ print(json.dumps(out))`;
     await cpage.goto(`${base}/console/purges`);
     await cpage.getByRole("button", { name: "Dry run" }).click();
     await cpage.getByText("Purge run").first().waitFor();
-    await waitFor("the dry run to finish", async () => { await cpage.reload(); return (await cpage.textContent("main")).includes("completed"); });
+    await waitFor("the dry run to finish", async () => { await cpage.reload(); return (await cpage.textContent("main")).includes("Completed"); });
     await review(cpage, "39-console-purge");
     hooksFail = true;
     await api("PUT", "/v1/me/consents/photo_tagging", subjectToken("li"), { granted: false, policy_version: 3 });
