@@ -4,7 +4,11 @@
 
 use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, prelude::Expr};
 
-use super::{Outcome, Request, RequestError, RequestStatus, email, fulfil, model, transition};
+use chrono::TimeDelta;
+
+use super::{
+    Outcome, Request, RequestError, RequestStatus, RequestType, email, fulfil, model, transition,
+};
 use crate::{
     audit::Actor,
     clock,
@@ -93,6 +97,31 @@ pub fn rejection(request: &Request, reason: &str) -> EmailContent {
             language_for(request.locale.as_deref().unwrap_or("en")),
         )
         .to_string(),
+    }
+}
+
+/// The email the person gets once an approved request is carried out, as the console previews
+/// it before the reviewer approves: the download email of an access or export request (its
+/// link stands for the one the package will have), the completion email of any other.
+pub fn completion(request: &Request, config: &Config) -> EmailContent {
+    if matches!(request.kind, RequestType::Access | RequestType::Export) {
+        EmailContent::ExportReady {
+            request_id: request.id.clone(),
+            download_url: format!(
+                "{}/requests/{}/export?token=…",
+                config.portal_url(),
+                request.id
+            ),
+            expires_at: clock::now() + TimeDelta::days(i64::from(config.requests.export_days)),
+        }
+    } else {
+        EmailContent::RequestCompleted {
+            request_id: request.id.clone(),
+            request_type: request.kind.to_value(),
+            outcome: Outcome::Completed.to_value(),
+            note: None,
+            erased: Vec::new(),
+        }
     }
 }
 

@@ -259,11 +259,23 @@ async fn roles_hold_on_the_server_and_a_viewer_sees_no_writing_buttons() {
         .submit(&page, &format!("/console/requests/{id}/take"), &[])
         .await;
     assert_eq!(taken.status, StatusCode::SEE_OTHER);
-    let approved = reviewer
+    // Approving shows first what the person will be told once it is done, and changes nothing.
+    let preview = reviewer
         .submit(
             &page,
             &format!("/console/requests/{id}/approve"),
             &[("note", "checked")],
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    preview.shows("what the person will be told");
+    preview.shows("请求");
+    assert_eq!(f.admin_request(&id).await["status"], "in_review");
+    let approved = reviewer
+        .submit(
+            &preview,
+            &format!("/console/requests/{id}/approve"),
+            &[("note", "checked"), ("confirm", "1")],
         )
         .await;
     assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);

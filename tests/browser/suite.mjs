@@ -513,6 +513,9 @@ print(json.dumps(out))`;
     await cpage.getByRole("button", { name: "Take this request" }).click();
     await review(cpage, "35-console-request");
     await cpage.getByRole("button", { name: "Approve", exact: true }).click();
+    await cpage.getByText("what the person will be told").first().waitFor();
+    await review(cpage, "35b-console-approve-preview");
+    await cpage.getByRole("button", { name: "Approve", exact: true }).click();
     await cpage.getByText("being carried out").first().waitFor();
     check("approved from the console", (await api("GET", `/v1/admin/requests/${exportReq}`, admin)).body.request?.status === "fulfilling" ||
       (await api("GET", `/v1/admin/requests/${exportReq}`, admin)).body.status === "fulfilling");

@@ -394,6 +394,9 @@ pub async fn act(
     let result = match action.as_str() {
         "take" => reviews::take(&state.db, &id, &actor).await,
         "approve" => {
+            if form.get("confirm").is_none() {
+                return preview_approval(state, staff, &id, form.get("note")).await;
+            }
             reviews::approve(&state.db, &state.config, &id, &actor, form.get("note")).await
         }
         "reject" => {
@@ -434,6 +437,33 @@ pub async fn act(
 
 /// The rejection email as the person will read it, in their language with their law's
 /// remedies, and the button that sends it.
+/// The email the person will get once the approved request is carried out, in their language,
+/// before the reviewer approves.
+async fn preview_approval(
+    state: &AppState,
+    staff: Staff,
+    id: &str,
+    note: Option<&str>,
+) -> Result<Response, ApiError> {
+    let r = request::get(state.db.conn(), id).await?;
+    let locale = r.locale.clone().unwrap_or_else(|| "en".into());
+    let email = state
+        .dispatcher
+        .preview(&review::completion(&r, &state.config), &locale)
+        .map_err(|e| ApiError::internal(&e))?;
+    let data = json!({
+        "section": "requests",
+        "id": id,
+        "kind": r.kind.to_value(),
+        "note": note,
+        "to": r.email,
+        "language": crate::notify::templates::language_for(&locale),
+        "subject": email.subject,
+        "text": email.text,
+    });
+    Ok(staff.page(state, "approve_preview", data, StatusCode::OK))
+}
+
 async fn preview_rejection(
     state: &AppState,
     staff: Staff,
