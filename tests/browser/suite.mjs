@@ -268,7 +268,8 @@ print(json.dumps(out))`;
       }
       const text = document.body.cloneNode(true);
       text.querySelectorAll("code, textarea, script, style, [lang=en]").forEach((n) => n.remove());
-      const words = text.textContent;
+      // Links are addresses, not words.
+      const words = text.textContent.replace(/https?:\/\/\S+/g, " ");
       const codes = [...new Set(words.match(/\b[a-z]+(?:_[a-z0-9]+)+\b|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g) || [])];
       return { small: [...new Set(small)], wide: document.documentElement.scrollWidth, screen: window.innerWidth, codes };
     });
