@@ -32,6 +32,22 @@ impl FormData {
             .filter(|v| !v.is_empty())
     }
 
+    /// A period from the period picker (`<name>_n`, a number, and `<name>_unit`: `D`, `W`, `M`
+    /// or `Y`) as an ISO 8601 duration (`P30D`), or the field `name` itself when it was typed as
+    /// one; `None` when neither was filled. The domain checks the result.
+    pub fn period(&self, name: &str) -> Option<String> {
+        match self.get(&format!("{name}_n")) {
+            Some(n) => {
+                let unit = self
+                    .get(&format!("{name}_unit"))
+                    .filter(|u| matches!(*u, "D" | "W" | "M" | "Y"))
+                    .unwrap_or("D");
+                Some(format!("P{n}{unit}"))
+            }
+            None => self.get(name).map(str::to_string),
+        }
+    }
+
     /// Every non-blank value of `name`.
     pub fn all(&self, name: &str) -> Vec<String> {
         self.0
@@ -49,6 +65,21 @@ impl FormData {
                 .filter(|(_, v)| !v.is_empty())
         })
     }
+}
+
+/// A stored period as the picker shows it: a number and one unit (`P1Y6M` as 18 months,
+/// `P2W3D` as 17 days); `None` for no period, or one that mixes months and days.
+pub fn period_picker(period: Option<&str>) -> Option<serde_json::Value> {
+    let p: crate::period::Period = period?.parse().ok()?;
+    let (n, unit) = match (p.years * 12 + p.months, p.weeks * 7 + p.days) {
+        (0, 0) => (0, "D"),
+        (months, 0) if months % 12 == 0 => (months / 12, "Y"),
+        (months, 0) => (months, "M"),
+        (0, _) if p.days == 0 => (p.weeks, "W"),
+        (0, days) => (days, "D"),
+        _ => return None,
+    };
+    Some(serde_json::json!({"n": n, "unit": unit}))
 }
 
 #[cfg(test)]
@@ -69,5 +100,31 @@ mod tests {
             form.with_prefix("change.").collect::<Vec<_>>(),
             [("email", "x@y.z")]
         );
+    }
+
+    #[tokio::test]
+    async fn the_period_picker_reads_and_shows_iso_durations() {
+        let form = FormData::read(Body::from_string(
+            "period_n=30&period_unit=D&notice_before=P7D&bad_n=3&bad_unit=X".into(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(form.period("period").as_deref(), Some("P30D"));
+        assert_eq!(form.period("notice_before").as_deref(), Some("P7D"));
+        assert_eq!(form.period("bad").as_deref(), Some("P3D"));
+        assert_eq!(form.period("missing"), None);
+        let shown = |p: &str| {
+            period_picker(Some(p)).map(|v| {
+                (
+                    v["n"].as_u64().unwrap(),
+                    v["unit"].as_str().unwrap().to_string(),
+                )
+            })
+        };
+        assert_eq!(shown("P1Y"), Some((1, "Y".into())));
+        assert_eq!(shown("P1Y6M"), Some((18, "M".into())));
+        assert_eq!(shown("P2W"), Some((2, "W".into())));
+        assert_eq!(shown("P2W3D"), Some((17, "D".into())));
+        assert_eq!(shown("P1M3D"), None);
     }
 }

@@ -90,7 +90,9 @@ fn purpose_form(p: Option<&purpose::Purpose>, form: &FormData, errors: &[FieldEr
         "direct_marketing": form.get("direct_marketing").is_some() || p.is_some_and(|p| p.direct_marketing) && form.get("key").is_none(),
         "recipients": pick("recipients", p.map(|p| p.recipients.iter().map(|r| format!("{} | {} | {}", r.name, r.role, r.country)).collect::<Vec<_>>().join("\n"))),
         "categories": pick("categories", p.map(|p| p.data_categories.join(", "))),
-        "retention": pick("retention_period", p.and_then(|p| p.retention_period.clone())),
+        "retention_picked": crate::web::form::period_picker(
+            form.period("retention_period").or_else(|| p.and_then(|p| p.retention_period.clone())).as_deref(),
+        ),
         "archived": p.is_some_and(|p| p.archived_at.is_some()),
         "errors": errors_json(errors),
     })
@@ -164,7 +166,7 @@ fn purpose_fields(form: &FormData) -> Result<PurposeFields, Vec<FieldError>> {
             .filter(|c| !c.is_empty())
             .map(str::to_string)
             .collect(),
-        retention_period: form.get("retention_period").map(str::to_string),
+        retention_period: form.period("retention_period"),
     })
 }
 
@@ -269,10 +271,14 @@ fn rule_form(r: Option<&retention::Rule>, form: &FormData, errors: &[FieldError]
         "section": "retention",
         "editing": r.is_some(),
         "category": pick("category", r.map(|r| r.category.clone())),
-        "period": pick("period", r.map(|r| r.period.clone())),
+        "period_picked": crate::web::form::period_picker(
+            form.period("period").or_else(|| r.map(|r| r.period.clone())).as_deref(),
+        ),
         "clock_start": pick("clock_start", r.map(|r| r.clock_start.clone())).unwrap_or_else(|| "created".into()),
         "anonymize": pick("action", r.map(|r| r.action.to_value())).as_deref() == Some("anonymize"),
-        "notice_before": pick("notice_before", r.and_then(|r| r.notice_before.clone())),
+        "notice_before_picked": crate::web::form::period_picker(
+            form.period("notice_before").or_else(|| r.and_then(|r| r.notice_before.clone())).as_deref(),
+        ),
         "notify_after": form.get("notify_after").is_some() || fresh && r.is_some_and(|r| r.notify_after),
         "legal_hold": form.get("legal_hold").is_some() || fresh && r.is_some_and(|r| r.legal_hold),
         "title_en": pick("title_en", titles.get("en").cloned()),
@@ -290,7 +296,7 @@ fn rule_fields(form: &FormData) -> RuleFields {
         }
     }
     RuleFields {
-        period: form.get("period").unwrap_or_default().to_string(),
+        period: form.period("period").unwrap_or_default(),
         clock_start: form.get("clock_start").unwrap_or("created").to_string(),
         action: form.get("action").unwrap_or("delete").to_string(),
         titles,
@@ -302,7 +308,7 @@ fn rule_fields(form: &FormData) -> RuleFields {
             .filter(|o| !o.is_empty())
             .map(str::to_string)
             .collect(),
-        notice_before: form.get("notice_before").map(str::to_string),
+        notice_before: form.period("notice_before"),
         notify_after: form.get("notify_after").is_some(),
         legal_hold: form.get("legal_hold").is_some(),
     }
