@@ -137,6 +137,7 @@ pub fn api_service(state: &AppState) -> OpenApiService<impl poem_openapi::OpenAp
             hooks::api::HooksApi::new(state.clone()),
             request::api::RequestsApi::new(state.clone()),
             retention::api::RetentionApi::new(state.clone()),
+            crate::experience::api::ExperienceApi::new(state.clone()),
         ),
         "Consentry",
         env!("CARGO_PKG_VERSION"),
@@ -178,7 +179,33 @@ pub fn app(state: AppState) -> impl Endpoint<Output = Response> + 'static {
             }
             resp
         })
+        .around(open_to_every_site)
         .around(move |ep, req| request_scope(ep, req, metrics.clone()))
+}
+
+/// The consent script's endpoints answer pages of any of the operator's sites: `GET` and
+/// `POST` from any origin, without credentials (the visitor id travels in the body), and the
+/// preflight of the JSON `POST`. Every other path keeps the browser's same-origin rule.
+async fn open_to_every_site<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+    use poem::http::{Method, header};
+    if !req.uri().path().starts_with("/v1/experience") {
+        return ep.call(req).await.map(IntoResponse::into_response);
+    }
+    let mut resp = if req.method() == Method::OPTIONS {
+        Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST")
+            .header(header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type")
+            .header(header::ACCESS_CONTROL_MAX_AGE, "86400")
+            .finish()
+    } else {
+        ep.call(req).await?.into_response()
+    };
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    Ok(resp)
 }
 
 /// Refuses bodies over the limit with 413 before any handler reads them: by the declared length

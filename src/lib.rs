@@ -66,6 +66,7 @@ pub mod consent;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod experience;
 pub mod guardian;
 pub mod health;
 pub mod hooks;
@@ -128,6 +129,8 @@ pub struct AppState {
     pub pages: Arc<web::Pages>,
     /// The pages' one stylesheet.
     pub stylesheet: Arc<str>,
+    /// The consent script for the main app's pages.
+    pub sdk: Arc<web::sdk::Sdk>,
     /// Signs the pages' CSRF seeds; derived from the console key, which replicas share.
     pub page_key: Arc<[u8; 32]>,
 }
@@ -231,6 +234,7 @@ impl App {
         let pages = Arc::new(web::Pages::load(&config.templates_dir, web::AREAS)?);
         let css = config.templates_dir.join("assets").join("consentry.css");
         let stylesheet = Arc::from(words::read(&css)?);
+        let sdk = Arc::new(web::sdk::Sdk::load(&config.templates_dir)?);
         let checks = Arc::new(consent::check::Checks::new(&config.consent_cache));
         let console_key = staff::console_key(&config).map_err(StartupError::Key)?;
         let page_key = Arc::new(crypto::derive_key(&console_key, "consentry-pages"));
@@ -251,6 +255,7 @@ impl App {
             key_rate_limiter,
             pages,
             stylesheet,
+            sdk,
             page_key,
         };
         let acceptor = TcpAcceptor::from_tokio(listener)

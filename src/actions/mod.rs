@@ -5,6 +5,7 @@
 //! rooms import each other without a circle (`../shared/tools/rooms.py` checks it).
 
 pub mod accounts;
+pub mod banner;
 pub mod consents;
 pub mod events;
 pub mod filings;

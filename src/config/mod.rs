@@ -13,8 +13,10 @@ use figment::{
 use serde::Deserialize;
 
 pub use crate::crypto::Secret;
+pub use banner::BannerConfig;
 pub use mail::{SmtpSettings, parse_mailbox};
 
+mod banner;
 mod mail;
 
 /// Every setting, with the defaults that make `cargo run` work on a fresh machine.
@@ -97,6 +99,8 @@ pub struct Config {
     pub portal: PortalConfig,
     /// The privacy team's console served under `/console`.
     pub console: ConsoleConfig,
+    /// The consent script for the main app's pages.
+    pub banner: BannerConfig,
 }
 
 /// Staff sign-in to the console.
@@ -553,6 +557,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             portal: PortalConfig::default(),
             console: ConsoleConfig::default(),
+            banner: BannerConfig::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ mod form;
 mod markdown;
 pub mod page;
 pub mod portal;
+pub mod sdk;
 
 use std::sync::Arc;
 
@@ -49,6 +50,10 @@ pub fn mount(route: Route, state: &AppState) -> Route {
             protected(console::routes(state.clone()).boxed()),
         )
         .at("/assets/consentry.css", protected(get(stylesheet).boxed()))
+        .at("/sdk/consentry.js", get(sdk::script))
+        .at("/sdk/consentry.css", get(sdk::style))
+        .at("/sdk/demo", get(sdk::demo))
+        .at("/.well-known/gpc.json", get(sdk::gpc))
         .at("/", get(to_portal))
 }
 

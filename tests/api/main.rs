@@ -7,6 +7,7 @@ mod support;
 mod age;
 mod audit;
 mod auth;
+mod banner;
 mod cli;
 mod consent;
 mod console;

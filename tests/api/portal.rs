@@ -9,15 +9,20 @@ use serde_json::{Value, json};
 
 use crate::{
     age::years_ago,
-    support::{
-        Browser, Fixture, Page, code_in, fixture, fixture_with, json, purpose_body, subject_token,
-    },
+    support::{Browser, Fixture, Page, code_in, fixture_with, json, purpose_body, subject_token},
 };
 
 /// A fixture with the purposes the pages show: two by consent (one needing separate consent
 /// under PIPL), one by contract and required.
 pub(crate) async fn portal_fixture() -> (Fixture, String) {
-    let f = fixture().await;
+    portal_fixture_with(|_| {}).await
+}
+
+/// [`portal_fixture`] with a chance to change the configuration first.
+pub(crate) async fn portal_fixture_with(
+    customize: impl FnOnce(&mut consentry::config::Config),
+) -> (Fixture, String) {
+    let f = fixture_with(customize).await;
     let admin = f.app.key(Role::Admin).await;
     let mut abroad = purpose_body("cloud_backup");
     abroad["separate_consent"] = json!(true);
