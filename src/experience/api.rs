@@ -126,6 +126,7 @@ impl ExperienceApi {
             country.map(CountryCode::as_str),
             lang.tag(),
             |key| pages.words(key, lang, &[]),
+            |iso| crate::web::page::period_words(iso, lang),
         )
         .await
         .map_err(|e| match e {

@@ -32,6 +32,9 @@ pub struct BannerPurpose {
     /// How long the data is kept (ISO 8601), when the purpose says.
     #[oai(skip_serializing_if_is_none)]
     pub retention: Option<String>,
+    /// The same in words, in the experience's language.
+    #[oai(skip_serializing_if_is_none)]
+    pub kept_for: Option<String>,
     /// Opted out when the browser sends a Global Privacy Control signal.
     pub gpc_opt_out: bool,
 }
@@ -98,13 +101,15 @@ pub enum ExperienceError {
 }
 
 /// The experience for a visitor of `jurisdiction` (none: the policy for everywhere else) reading
-/// `language`; `words` gives the catalogue's text of a key in that language.
+/// `language`; `words` gives the catalogue's text of a key in that language, and `period` a
+/// period's words.
 pub async fn build(
     conn: &impl ConnectionTrait,
     config: &Config,
     jurisdiction: Option<&str>,
     language: &str,
     words: impl Fn(&str) -> String,
+    period: impl Fn(&str) -> String,
 ) -> Result<Experience, ExperienceError> {
     let banner = &config.banner;
     let document = policy::current(
@@ -149,6 +154,7 @@ pub async fn build(
                     .map(|r| format!("{} ({})", r.name, r.country))
                     .collect(),
                 retention: p.retention_period.clone(),
+                kept_for: p.retention_period.as_deref().map(&period),
                 gpc_opt_out: banner.gpc_opt_out.contains(&p.key),
             }
         })

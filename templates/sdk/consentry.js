@@ -92,7 +92,8 @@
   function fetchExperience() {
     var q = [];
     if (attr("data-jurisdiction")) q.push("jurisdiction=" + encodeURIComponent(attr("data-jurisdiction")));
-    var lang = attr("data-lang") || document.documentElement.lang;
+    /* The page may name a language; otherwise the server reads the browser's Accept-Language. */
+    var lang = attr("data-lang");
     if (lang) q.push("lang=" + encodeURIComponent(lang));
     return fetch(api + "/v1/experience" + (q.length ? "?" + q.join("&") : ""), { credentials: "omit" })
       .then(function (r) { if (!r.ok) throw new Error("experience " + r.status); return r.json(); });
@@ -205,7 +206,7 @@
       item.appendChild(el("p", "consentry-text", p.description));
       var facts = [];
       if (p.recipients.length) facts.push(w.recipients + " " + p.recipients.join("; "));
-      if (p.retention) facts.push(w.kept_for + " " + p.retention.replace(/^P/, ""));
+      if (p.kept_for) facts.push(w.kept_for + " " + p.kept_for);
       if (facts.length) item.appendChild(el("p", "consentry-facts", facts.join(" · ")));
       box.appendChild(item);
     });

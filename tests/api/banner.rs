@@ -328,3 +328,17 @@ async fn the_script_is_within_its_budget_cached_and_open_to_every_site() {
         "{page}"
     );
 }
+
+/// The README's snippet carries the script's integrity hash: a changed script must change it.
+#[test]
+fn the_readme_snippet_has_the_scripts_integrity_hash() {
+    use base64::Engine;
+    use sha2::Digest;
+    let script = std::fs::read(repo_path("templates/sdk/consentry.js")).unwrap();
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(&script));
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("integrity=\"sha384-{hash}\"")),
+        "set the README's integrity to sha384-{hash}"
+    );
+}

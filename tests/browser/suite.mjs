@@ -155,6 +155,13 @@ async function main() {
     CONSENTRY_CONTROLLER__NAME: "Lumora",
     CONSENTRY_PORTAL__SIGN_IN_URL: "https://app.example.com/login",
     CONSENTRY_OUTBOX__POLL_INTERVAL_MS: "100",
+    // The consent script: the banner asks about analytics and email news; a GPC signal opts
+    // out of the news; the visitor's country comes from a header a CDN would set.
+    CONSENTRY_BANNER__PURPOSES: '["analytics", "marketing_email"]',
+    CONSENTRY_BANNER__GPC_OPT_OUT: '["marketing_email"]',
+    CONSENTRY_BANNER__CONSENT_MODE: '{analytics = ["analytics_storage"], marketing_email = ["ad_user_data"]}',
+    CONSENTRY_BANNER__COUNTRY_HEADER: "X-Country",
+    CONSENTRY_BANNER__DEFAULT_COUNTRY: "DE",
     // One attempt: a failed delivery is a dead letter at once, for the console's retry.
     CONSENTRY_OUTBOX__MAX_ATTEMPTS: "1",
     RUST_LOG: "warn",
@@ -230,6 +237,7 @@ print(json.dumps(out))`;
       recipients: [{ name: "Lumora Singapore Pte. Ltd.", role: "processor", country: "SG" }],
       retention_period: "P6M",
     }),
+    purpose("analytics", ["Statistics about how the site is used", "Counts of visits and clicks, never tied to your name."], ["网站使用统计", "访问和点击次数的统计，不会与您的姓名关联。"], { recipients: [], retention_period: "P13M" }),
     purpose("account", ["Your account", "Your sign-in, settings and the photos you keep with us."], ["您的账户", "您的登录信息、设置以及您保存的照片。"], { legal_basis: "contract", required: true }),
   ]) {
     const r = await api("POST", "/v1/admin/purposes", admin, body);
@@ -359,6 +367,7 @@ print(json.dumps(out))`;
     await review(gpage, "15-guardian-errors");
     await gpage.getByRole("group", { name: "Tag people in your photos" }).getByLabel("Yes, I agree").check();
     await gpage.getByRole("group", { name: "News and offers by email" }).getByLabel("No").check();
+    await gpage.getByRole("group", { name: "Statistics about how the site is used" }).getByLabel("No").check();
     await gpage.getByRole("button", { name: "Record and go to the next question" }).click();
     await gpage.getByText("Question 2 of 2").waitFor();
     check("a purpose that needs its own consent is asked alone", (await gpage.getByRole("group").count()) === 1);
@@ -406,7 +415,7 @@ print(json.dumps(out))`;
     check("one click withdraws", (await api("GET", "/v1/subjects/ann/consents/marketing_email", service)).body.reason === "withdrawn");
     await uctx.close();
 
-    // --- A parent in China: each purpose asked on its own; two granted, one declined ---
+    // --- A parent in China: each purpose asked on its own; two granted, two declined ---
     console.log("guardian link, in Chinese");
     await event("subject.upserted", { external_id: "xiaohong", name: "小红", email: "xiaohong@example.com", locale: "zh-CN", jurisdiction: "CN", birth_date: born, guardian_email: "mama@example.com" });
     const mamaLink = await linkTo("mama@example.com", "/guardian/confirm?token=");
@@ -415,13 +424,13 @@ print(json.dumps(out))`;
     await mpage.goto(mamaLink.replace(/^https?:\/\/[^/]+/, base));
     await review(mpage, "17d-zh-guardian");
     check("the page names the child", (await mpage.getByRole("heading", { name: "为小红作出决定" }).count()) === 1);
-    const answers = { cloud_backup: "同意", marketing_email: "不同意", photo_tagging: "同意" };
-    for (let n = 1; n <= 3; n += 1) {
-      await mpage.getByText(`第 ${n} 个问题，共 3 个`).waitFor();
+    const answers = { analytics: "不同意", cloud_backup: "同意", marketing_email: "不同意", photo_tagging: "同意" };
+    for (let n = 1; n <= 4; n += 1) {
+      await mpage.getByText(`第 ${n} 个问题，共 4 个`).waitFor();
       check(`question ${n} asks one purpose`, (await mpage.getByRole("group").count()) === 1);
       const key = (await mpage.locator("input[type=radio]").first().getAttribute("name")).replace("decision.", "");
       await mpage.locator(`input[name="decision.${key}"][value="${answers[key] === "同意" ? "yes" : "no"}"]`).check();
-      await mpage.getByRole("button", { name: n === 3 ? "提交我的决定" : "提交并进入下一个问题" }).click();
+      await mpage.getByRole("button", { name: n === 4 ? "提交我的决定" : "提交并进入下一个问题" }).click();
     }
     await mpage.getByText("谢谢，您的决定已记录").waitFor();
     await review(mpage, "17e-zh-guardian-done");
@@ -477,6 +486,123 @@ print(json.dumps(out))`;
     await kpage.getByText("You gave consent to").waitFor();
     check("and works with Enter", true);
     await kctx.close();
+
+    // --- The consent script on the operator's own page (the demo shop) ---
+    console.log("consent script");
+    const visitorOf = async (context) => {
+      const cookie = (await context.cookies()).find((c) => c.name === "consentry");
+      return cookie && JSON.parse(decodeURIComponent(cookie.value));
+    };
+    const visitorCheck = async (context, purpose) => {
+      const kept = await visitorOf(context);
+      return (await api("GET", `/v1/subjects/visitor:${kept.v}/consents/${purpose}`, service)).body;
+    };
+    const banner = (page, name) => page.getByRole("region", { name });
+    /** The demo page, with the layout shifts it went through recorded from the start. */
+    const openDemo = async (context) => {
+      const demo = await context.newPage();
+      await demo.addInitScript(() => {
+        window.shifts = 0;
+        window.violations = [];
+        new PerformanceObserver((list) => { for (const e of list.getEntries()) if (!e.hadRecentInput) window.shifts += e.value; })
+          .observe({ type: "layout-shift", buffered: true });
+        document.addEventListener("securitypolicyviolation", (e) => window.violations.push(e.violatedDirective));
+      });
+      await demo.goto(`${base}/sdk/demo`);
+      return demo;
+    };
+
+    // Rejecting: nothing waiting runs, and the ledger has the refusal with its proof.
+    const sctx = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "en-GB" });
+    let spage = await openDemo(sctx);
+    await banner(spage, "Your privacy choices").waitFor();
+    check("a gated script does not run before consent", await spage.evaluate(() => window.analyticsRan === undefined));
+    check("the banner shifts no layout", (await spage.evaluate(() => window.shifts)) === 0);
+    check("the page runs under its nonce-only CSP without a violation", (await spage.evaluate(() => window.violations.length)) === 0);
+    await spage.getByRole("button", { name: "Reject all" }).click();
+    await spage.getByRole("button", { name: "Privacy choices" }).first().waitFor();
+    const rejected = await waitFor("the refusal in the ledger", async () => {
+      const c = await visitorCheck(sctx, "analytics");
+      return c.reason === "denied" && c;
+    });
+    check("rejecting records a refusal", rejected.allowed === false);
+    check("nothing waiting ran after rejecting", await spage.evaluate(() => window.analyticsRan === undefined));
+    await sctx.close();
+
+    // Accepting runs the analytics; a returning visitor is not asked again, and the analytics
+    // run with the network to Consentry cut.
+    const actx = await newContext("en-GB");
+    let apage = await openDemo(actx);
+    await banner(apage, "Your privacy choices").waitFor();
+    await review(apage, "27-banner");
+    await apage.getByRole("button", { name: "Accept all" }).click();
+    await apage.waitForFunction(() => window.analyticsRan === 1);
+    const accepted = await waitFor("the grant in the ledger", async () => (await visitorCheck(actx, "analytics")).allowed === true);
+    check("accepting records a grant", accepted);
+    await actx.route("**/v1/**", (route) => route.abort());
+    await apage.reload();
+    await apage.waitForFunction(() => window.analyticsRan === 1);
+    check("a returning visitor sees no banner", (await banner(apage, "Your privacy choices").count()) === 0);
+    check("the gated script runs with no network call", true);
+    await actx.close();
+
+    // Choosing for each, by keyboard alone, in a real dialog.
+    const kbctx = await newContext("en-GB");
+    const kbpage = await openDemo(kbctx);
+    await banner(kbpage, "Your privacy choices").waitFor();
+    let onCustomise = false;
+    for (let i = 0; i < 30 && !onCustomise; i++) {
+      await kbpage.keyboard.press("Tab");
+      onCustomise = await kbpage.evaluate(() => document.activeElement?.textContent === "Choose for each");
+    }
+    check("the banner's buttons are reached with Tab", onCustomise);
+    await kbpage.keyboard.press("Enter");
+    const dialogBox = kbpage.getByRole("dialog", { name: "Choose for each purpose" });
+    await dialogBox.waitFor();
+    await review(kbpage, "28-banner-dialog");
+    check("nothing is ticked in advance", (await dialogBox.locator("input:checked").count()) === 0);
+    check("focus moves into the dialog", await kbpage.evaluate(() => document.activeElement?.closest("[role=dialog]") !== null));
+    await kbpage.keyboard.press("Space");
+    for (let i = 0; i < 12; i++) {
+      await kbpage.keyboard.press("Tab");
+      if (await kbpage.evaluate(() => document.activeElement?.textContent === "Save my choices")) break;
+    }
+    check("focus stays inside the dialog", await kbpage.evaluate(() => document.activeElement?.closest("[role=dialog]") !== null));
+    await kbpage.keyboard.press("Enter");
+    await kbpage.waitForFunction(() => window.analyticsRan === 1);
+    const chosen = await waitFor("the chosen purposes in the ledger", async () => {
+      const [a, m] = [await visitorCheck(kbctx, "analytics"), await visitorCheck(kbctx, "marketing_email")];
+      return a.allowed === true && m.reason === "denied" && [a, m];
+    });
+    check("each purpose is recorded as chosen", !!chosen);
+    await kbpage.getByRole("button", { name: "Privacy choices" }).first().click();
+    await dialogBox.waitFor();
+    await kbpage.keyboard.press("Escape");
+    check("Escape closes the dialog", (await dialogBox.count()) === 0);
+    await kbctx.close();
+
+    // A browser sending Global Privacy Control is opted out before any choice.
+    const gctx2 = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "en-GB", extraHTTPHeaders: { "Sec-GPC": "1" } });
+    await gctx2.addInitScript(() => Object.defineProperty(Navigator.prototype, "globalPrivacyControl", { get: () => true }));
+    const gpage2 = await openDemo(gctx2);
+    await gpage2.getByText("we have honoured it").waitFor();
+    const optedOut = await waitFor("the GPC opt-out in the ledger", async () => {
+      const m = await visitorCheck(gctx2, "marketing_email");
+      return m.reason === "denied" && m;
+    });
+    check("GPC opts out of the marked purpose without a banner decision", optedOut.allowed === false);
+    check("and decides nothing else", (await visitorCheck(gctx2, "analytics")).reason === "no_consent");
+    await gctx2.close();
+
+    // A visitor from China reads Chinese and the Chinese policy.
+    const cnctx = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "zh-CN", extraHTTPHeaders: { "X-Country": "CN" } });
+    const cnpage = await openDemo(cnctx);
+    await banner(cnpage, "您的隐私选择").waitFor();
+    await cnpage.getByRole("button", { name: "全部接受" }).click();
+    await cnpage.waitForFunction(() => window.analyticsRan === 1);
+    const cn = await waitFor("the Chinese visitor's grant", async () => (await visitorCheck(cnctx, "analytics")).allowed === true);
+    check("a visitor from China sees the banner in Chinese and is recorded", cn);
+    await cnctx.close();
 
     // --- The privacy team's console ---
     console.log("console");
