@@ -119,6 +119,7 @@ async fn load(db: &Db, n: usize) {
                     policy_version: v2.version,
                     policy_jurisdiction: v2.jurisdiction.clone(),
                     last_event_id: e.id.clone(),
+                    channel: "portal".into(),
                     needs_reconsent: false,
                     reconsent_due_at: None,
                     updated_at: now,

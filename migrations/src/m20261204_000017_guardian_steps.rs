@@ -1,7 +1,9 @@
 //! A guardian answers one question at a time: the link keeps the purposes answered so far and
 //! stays usable until all are; a second kind of link, sent once every answer is in, lets the
 //! guardian see and change the child's choices later. The child may have a name the main app
-//! gives, so that the guardian knows which child a message is about.
+//! gives, so that the guardian knows which child a message is about. A consent's current state
+//! keeps the channel of its last decision, so that a check can say a refusal came from a
+//! browser's Global Privacy Control signal.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -34,6 +36,14 @@ impl MigrationTrait for Migration {
                     .add_column(string_len_null(Subjects::DisplayName, 100))
                     .to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Consents::Table)
+                    .add_column(string_len(Consents::Channel, 64).default(""))
+                    .to_owned(),
+            )
             .await
     }
 
@@ -51,6 +61,14 @@ impl MigrationTrait for Migration {
         manager
             .alter_table(
                 Table::alter()
+                    .table(Consents::Table)
+                    .drop_column(Consents::Channel)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
                     .table(Subjects::Table)
                     .drop_column(Subjects::DisplayName)
                     .to_owned(),
@@ -64,6 +82,12 @@ enum GuardianTokens {
     Table,
     Kind,
     Answered,
+}
+
+#[derive(DeriveIden)]
+enum Consents {
+    Table,
+    Channel,
 }
 
 #[derive(DeriveIden)]

@@ -28,7 +28,7 @@ impl Method {
     fn channel(self) -> &'static str {
         match self {
             Method::Banner => "banner",
-            Method::Gpc => "gpc",
+            Method::Gpc => crate::consent::check::GPC_CHANNEL,
         }
     }
 }

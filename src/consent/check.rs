@@ -28,11 +28,14 @@ pub struct CheckResult {
     /// The policy version the recorded decision was made under.
     pub policy_version: Option<i32>,
     pub needs_reconsent: bool,
-    /// Why: `consent_granted`, `not_consent_based`, `no_consent`, `withdrawn`, `denied`,
-    /// `reconsent_required`, `restricted`, `guardian_required`, `unknown_purpose`,
-    /// `purpose_archived`.
+    /// Why: `consent_granted`, `not_consent_based`, `no_consent`, `withdrawn`, `denied`, `gpc`
+    /// (refused by a browser's Global Privacy Control signal), `reconsent_required`,
+    /// `restricted`, `guardian_required`, `unknown_purpose`, `purpose_archived`.
     pub reason: &'static str,
 }
+
+/// The channel of decisions made by a browser's Global Privacy Control signal.
+pub const GPC_CHANNEL: &str = "gpc";
 
 /// What the answer depends on.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +43,8 @@ pub struct Facts {
     purpose: Option<(LegalBasis, bool)>,
     subject: Option<(bool, AgeStatus)>,
     consent: Option<(ConsentStatus, i32, bool, Option<DateTime<Utc>>)>,
+    /// The last decision came from a Global Privacy Control signal.
+    gpc: bool,
 }
 
 fn evaluate(f: &Facts, now: DateTime<Utc>) -> CheckResult {
@@ -77,6 +82,7 @@ fn evaluate(f: &Facts, now: DateTime<Utc>) -> CheckResult {
         }
         Some(ConsentStatus::Granted) => answer(false, "reconsent_required"),
         Some(ConsentStatus::Withdrawn) => answer(false, "withdrawn"),
+        Some(ConsentStatus::Denied) if f.gpc => answer(false, "gpc"),
         Some(ConsentStatus::Denied) => answer(false, "denied"),
         None => answer(false, "no_consent"),
     }
@@ -183,6 +189,10 @@ async fn facts(
             Expr::col((c.clone(), consents::Column::ReconsentDueAt)),
             Alias::new("reconsent_due_at"),
         )
+        .expr_as(
+            Expr::col((c.clone(), consents::Column::Channel)),
+            Alias::new("channel"),
+        )
         .from_as(purposes::Entity, p.clone())
         .join_as(
             JoinType::LeftJoin,
@@ -219,6 +229,7 @@ fn facts_from_row(row: &QueryResult) -> Result<Facts, DbErr> {
     let policy_version: Option<i32> = row.try_get("", "policy_version")?;
     let needs_reconsent: Option<bool> = row.try_get("", "needs_reconsent")?;
     let due: Option<DateTime<Utc>> = row.try_get("", "reconsent_due_at")?;
+    let channel: Option<String> = row.try_get("", "channel")?;
     Ok(Facts {
         purpose: Some((
             LegalBasis::try_from_value(&legal_basis).map_err(parse)?,
@@ -237,6 +248,7 @@ fn facts_from_row(row: &QueryResult) -> Result<Facts, DbErr> {
             )),
             _ => None,
         },
+        gpc: channel.as_deref() == Some(GPC_CHANNEL),
     })
 }
 
@@ -290,6 +302,7 @@ pub async fn check_many(
                         c.reconsent_due_at,
                     )
                 }),
+                gpc: consent.is_some_and(|c| c.channel == GPC_CHANNEL),
             };
             evaluate(&facts, now)
         })

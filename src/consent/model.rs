@@ -138,6 +138,8 @@ pub mod consents {
         pub policy_version: i32,
         pub policy_jurisdiction: String,
         pub last_event_id: String,
+        /// The channel of the last decision (`portal`, `banner`, `gpc`...).
+        pub channel: String,
         /// A material policy change happened after this consent was given.
         pub needs_reconsent: bool,
         /// From this instant (the new version's effective date) the consent no longer counts

@@ -240,6 +240,7 @@ async fn a_gpc_signal_only_opts_out_of_the_purposes_marked_for_it() {
         .check(&format!("visitor:{VISITOR}"), "marketing_email")
         .await;
     assert_eq!(check["allowed"], false);
+    assert_eq!(check["reason"], "gpc", "{check}");
     let policy = f.app.get("/.well-known/gpc.json").send().await.unwrap();
     assert_eq!(json(policy, StatusCode::OK).await["gpc"], true);
 }

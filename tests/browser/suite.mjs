@@ -588,7 +588,7 @@ print(json.dumps(out))`;
     await gpage2.getByText("we have honoured it").waitFor();
     const optedOut = await waitFor("the GPC opt-out in the ledger", async () => {
       const m = await visitorCheck(gctx2, "marketing_email");
-      return m.reason === "denied" && m;
+      return m.reason === "gpc" && m;
     });
     check("GPC opts out of the marked purpose without a banner decision", optedOut.allowed === false);
     check("and decides nothing else", (await visitorCheck(gctx2, "analytics")).reason === "no_consent");
