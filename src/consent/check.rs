@@ -320,6 +320,7 @@ mod tests {
             purpose: Some((basis, false)),
             subject: Some((false, AgeStatus::Adult)),
             consent: consent.map(|s| (s, 1, false, None)),
+            gpc: false,
         }
     }
 
