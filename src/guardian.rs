@@ -311,16 +311,23 @@ pub async fn answer(
         .ok_or(GuardianError::UnknownToken)?;
     let purposes = asked(&*tx).await?;
     let mut done = answered(&link);
-    let open: Vec<Vec<Purpose>> = questions(&purposes, &minor)
+    let all = questions(&purposes, &minor);
+    // With no purpose to ask about, the guardian only confirms who they are.
+    let nothing_asked = all.is_empty() && decisions.is_empty();
+    let open: Vec<Vec<Purpose>> = all
         .into_iter()
         .filter(|q| q.iter().any(|p| !done.contains(&p.key)))
         .collect();
-    let first = open.first().ok_or(GuardianError::Used)?;
+    let first = match open.first() {
+        Some(first) => first.clone(),
+        None if nothing_asked => Vec::new(),
+        None => return Err(GuardianError::Used),
+    };
     let keys: std::collections::BTreeSet<&str> =
         decisions.iter().map(|d| d.purpose.as_str()).collect();
     // A purpose answered already is changed through the lasting link; any other goes to the
     // ledger, which judges it (a required purpose cannot be refused, say).
-    if keys.is_empty()
+    if (keys.is_empty() && !nothing_asked)
         || keys.len() != decisions.len()
         || keys.iter().any(|k| done.iter().any(|d| d == k))
     {
@@ -350,7 +357,11 @@ pub async fn answer(
     if claimed.rows_affected == 0 {
         return Err(GuardianError::Used);
     }
-    let recorded = record(tx, config, &minor, decisions, policy, evidence).await?;
+    let recorded = if nothing_asked {
+        Vec::new()
+    } else {
+        record(tx, config, &minor, decisions, policy, evidence).await?
+    };
     if minor.age_status == AgeStatus::MinorGuardianPending {
         subject::age_event(tx, &minor, AgeEvent::GuardianVerified).await?;
     }
@@ -365,7 +376,7 @@ pub async fn answer(
         }),
     )
     .await?;
-    if left == 0 {
+    if left == 0 && !nothing_asked {
         send_manage_link(tx, config, &minor, &link.guardian_email).await?;
     }
     Ok(Answered { recorded, left })

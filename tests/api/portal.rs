@@ -895,3 +895,19 @@ async fn an_erasure_ends_the_persons_sessions() {
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
     after.shows("Your session has ended");
 }
+
+/// With no purpose based on consent yet, the guardian's link still opens a form, where the
+/// guardian confirms who they are; the link is then used up.
+#[tokio::test]
+async fn a_guardian_with_nothing_to_decide_confirms_on_a_form() {
+    let f = fixture_with(|_| {}).await;
+    let link = guardian_link_for(&f, "kid", "DE", "parent@example.com").await;
+    let browser = Browser::new(&f.app);
+    let page = browser.get(&link).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("<form"), "{}", page.body);
+    let done = answer(&browser, &page, &[]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    done.shows("your answers are recorded");
+    assert_eq!(browser.get(&link).await.status, StatusCode::GONE);
+}

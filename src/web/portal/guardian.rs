@@ -97,8 +97,11 @@ async fn question_data(
 ) -> Result<Option<Value>, ApiError> {
     let purposes = guardian::asked(state.db.conn()).await?;
     let all = guardian::questions(&purposes, minor);
-    let Some(question) = guardian::next_question(&purposes, minor, link) else {
-        return Ok(None);
+    // With no purpose to ask about, the page only asks the guardian to confirm.
+    let question = match guardian::next_question(&purposes, minor, link) {
+        Some(question) => question,
+        None if all.is_empty() => Vec::new(),
+        None => return Ok(None),
     };
     let number = all.iter().position(|q| *q == question).unwrap_or(0) + 1;
     let document = document(state, minor, lang).await?;
