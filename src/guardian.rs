@@ -111,23 +111,8 @@ pub async fn request(
     if subject.age_status != AgeStatus::MinorGuardianPending {
         return Err(GuardianError::NotNeeded);
     }
-    let token = crypto::random_token();
-    let now = clock::now();
-    let expires_at = now + TOKEN_LIFETIME;
-    let id = uuid::Uuid::now_v7().to_string();
-    entity::Entity::insert(entity::ActiveModel {
-        id: Set(id.clone()),
-        subject_id: Set(subject.id.clone()),
-        token_hash: Set(crypto::sha256_hex(token.as_bytes())),
-        guardian_email: Set(guardian_email.to_string()),
-        kind: Set(CONSENT.into()),
-        answered: Set("[]".into()),
-        expires_at: Set(expires_at),
-        used_at: Set(None),
-        created_at: Set(now),
-    })
-    .exec_without_returning(&*tx)
-    .await?;
+    let expires_at = clock::now() + TOKEN_LIFETIME;
+    let (id, token) = new_link(tx, subject, guardian_email, CONSENT, expires_at).await?;
     subject::set_guardian_email(tx, &subject.id, guardian_email).await?;
     let language = subject.locale.clone().unwrap_or_else(|| "en".into());
     let purposes = lines(&asked(&*tx).await?, &language);
@@ -154,6 +139,33 @@ pub async fn request(
     )
     .await?;
     Ok(expires_at)
+}
+
+/// Stores a new link of `kind` for `minor`'s guardian, keeping only its token's hash; returns
+/// the link's id and the token for the email.
+async fn new_link(
+    tx: &mut Tx,
+    minor: &Subject,
+    guardian_email: &str,
+    kind: &str,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(String, String), DbErr> {
+    let token = crypto::random_token();
+    let id = uuid::Uuid::now_v7().to_string();
+    entity::Entity::insert(entity::ActiveModel {
+        id: Set(id.clone()),
+        subject_id: Set(minor.id.clone()),
+        token_hash: Set(crypto::sha256_hex(token.as_bytes())),
+        guardian_email: Set(guardian_email.to_string()),
+        kind: Set(kind.into()),
+        answered: Set("[]".into()),
+        expires_at: Set(expires_at),
+        used_at: Set(None),
+        created_at: Set(clock::now()),
+    })
+    .exec_without_returning(&*tx)
+    .await?;
+    Ok((id, token))
 }
 
 /// Deletes (or, dry, counts) the links that expired at or before `as_of`. Part of the purge of
@@ -440,21 +452,7 @@ async fn send_manage_link(
         .map(|d| d.and_utc())
         .filter(|d| *d > now)
         .unwrap_or(now + MANAGE_WITHOUT_BIRTH_DATE);
-    let token = crypto::random_token();
-    let id = uuid::Uuid::now_v7().to_string();
-    entity::Entity::insert(entity::ActiveModel {
-        id: Set(id.clone()),
-        subject_id: Set(minor.id.clone()),
-        token_hash: Set(crypto::sha256_hex(token.as_bytes())),
-        guardian_email: Set(guardian_email.to_string()),
-        kind: Set(MANAGE.into()),
-        answered: Set("[]".into()),
-        expires_at: Set(expires_at),
-        used_at: Set(None),
-        created_at: Set(now),
-    })
-    .exec_without_returning(&*tx)
-    .await?;
+    let (id, token) = new_link(tx, minor, guardian_email, MANAGE, expires_at).await?;
     let language = minor.locale.clone().unwrap_or_else(|| "en".into());
     outbox::enqueue_email(
         tx,

@@ -93,22 +93,21 @@ impl Pages {
                 words: words.clone(),
             }),
         );
-        registry.register_helper(
-            "term",
-            Box::new(Term {
+        let in_language = |say: Say| {
+            Box::new(InLanguage {
                 words: words.clone(),
-            }),
-        );
+                say,
+            })
+        };
+        registry.register_helper("term", in_language(term));
+        registry.register_helper("by", in_language(by));
+        registry.register_helper("day", in_language(|_, value, lang| day_of(value, lang)));
+        registry.register_helper("when", in_language(|_, value, lang| when(value, lang)));
+        registry.register_helper("country", in_language(|_, code, lang| country(code, lang)));
         registry.register_helper(
-            "by",
-            Box::new(By {
-                words: words.clone(),
-            }),
+            "period",
+            in_language(|_, value, lang| period_words(value, lang)),
         );
-        registry.register_helper("day", Box::new(InLanguage(day_of)));
-        registry.register_helper("when", Box::new(InLanguage(when)));
-        registry.register_helper("country", Box::new(InLanguage(country)));
-        registry.register_helper("period", Box::new(InLanguage(period_words)));
         registry.register_helper("eq", Box::new(eq));
         registry.register_helper("concat", Box::new(concat));
         registry.register_helper("json", Box::new(pretty_json));
@@ -244,11 +243,18 @@ impl HelperDef for Translate {
     }
 }
 
+/// How a helper says a value in a language, with the catalogue at hand.
+type Say = fn(&Catalogue, &str, Lang) -> String;
+
 /// A helper whose words depend on the page's language: `{{term code}}` (a service code such as
-/// a request type or status), `{{day value}}` (a date or instant: `14 December 2026`,
-/// `2026年12月14日`), `{{when value}}` (an instant to the minute, UTC), `{{country "US"}}`,
-/// `{{period "P3M"}}` (a retention period in words). Each also works as a subexpression.
-struct InLanguage(fn(&str, Lang) -> String);
+/// a request type or status), `{{by actor}}` (who did something), `{{day value}}` (a date or
+/// instant: `14 December 2026`, `2026年12月14日`), `{{when value}}` (an instant to the minute,
+/// UTC), `{{country "US"}}`, `{{period "P3M"}}` (a retention period in words). Each also works
+/// as a subexpression.
+struct InLanguage {
+    words: Arc<Catalogue>,
+    say: Say,
+}
 
 impl HelperDef for InLanguage {
     fn call_inner<'reg: 'rc, 'rc>(
@@ -262,63 +268,30 @@ impl HelperDef for InLanguage {
             .param(0)
             .and_then(|p| p.value().as_str())
             .unwrap_or_default();
-        Ok(ScopedJson::Derived(Value::String((self.0)(
+        Ok(ScopedJson::Derived(Value::String((self.say)(
+            &self.words,
             value,
             lang_of(ctx),
         ))))
     }
 }
 
-/// `{{term code}}`: the catalogue's words for a stored code in the page's language.
-struct Term {
-    words: Arc<Catalogue>,
+/// The catalogue's words for a stored code.
+fn term(words: &Catalogue, code: &str, lang: Lang) -> String {
+    words.term(code, lang.tag()).to_string()
 }
 
-impl HelperDef for Term {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let code = h
-            .param(0)
-            .and_then(|p| p.value().as_str())
-            .unwrap_or_default();
-        let words = self.words.term(code, lang_of(ctx).tag()).to_string();
-        Ok(ScopedJson::Derived(Value::String(words)))
-    }
-}
-
-/// `{{by actor}}`: who did something, as an audit actor is stored (`api_key:<id>`, `cli`,
-/// `main_app`...) or already resolved to a member of staff's address by the handler.
-struct By {
-    words: Arc<Catalogue>,
-}
-
-impl HelperDef for By {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let actor = h
-            .param(0)
-            .and_then(|p| p.value().as_str())
-            .unwrap_or_default();
-        let lang = lang_of(ctx).tag();
-        let words = match actor.split_once(':') {
-            _ if actor.contains('@') => actor.to_string(),
-            Some((kind, id)) => fill(
-                self.words.get(&format!("who.{kind}"), lang).unwrap_or(kind),
-                &[("id", id.get(..8).unwrap_or(id))],
-            ),
-            None => self.words.term(actor, lang).to_string(),
-        };
-        Ok(ScopedJson::Derived(Value::String(words)))
+/// Who did something, as an audit actor is stored (`api_key:<id>`, `cli`, `main_app`...) or
+/// already resolved to a member of staff's address by the handler.
+fn by(words: &Catalogue, actor: &str, lang: Lang) -> String {
+    let lang = lang.tag();
+    match actor.split_once(':') {
+        _ if actor.contains('@') => actor.to_string(),
+        Some((kind, id)) => fill(
+            words.get(&format!("who.{kind}"), lang).unwrap_or(kind),
+            &[("id", id.get(..8).unwrap_or(id))],
+        ),
+        None => words.term(actor, lang).to_string(),
     }
 }
 

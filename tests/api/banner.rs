@@ -21,6 +21,21 @@ async fn experience(f: &Fixture, query: &str, language: &str) -> reqwest::Respon
         .unwrap()
 }
 
+/// The main app joins the visitor's choices to `who`, who signed in.
+async fn link(f: &Fixture, who: &str) -> Value {
+    json(
+        f.app
+            .post(&format!("/v1/subjects/{who}/visitors"))
+            .bearer_auth(&f.service)
+            .json(&json!({"visitor": VISITOR}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await
+}
+
 async fn decide(f: &Fixture, body: Value) -> reqwest::Response {
     f.app
         .post("/v1/experience/decisions")
@@ -150,17 +165,7 @@ async fn a_decision_is_recorded_with_proof_of_what_was_shown_and_joins_the_perso
     assert_eq!(visitor["allowed"], true, "{visitor}");
 
     // The person signs in; the main app joins the visitor's choices to them.
-    let linked = json(
-        f.app
-            .post("/v1/subjects/ann/visitors")
-            .bearer_auth(&f.service)
-            .json(&json!({"visitor": VISITOR}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let linked = link(&f, "ann").await;
     assert_eq!(linked["joined"], 2);
     assert_eq!(f.check("ann", "marketing_email").await["allowed"], true);
     let history = json(
@@ -187,17 +192,7 @@ async fn a_decision_is_recorded_with_proof_of_what_was_shown_and_joins_the_perso
             && reason.contains(shown["texts_sha256"].as_str().unwrap()),
         "the proof names what was shown: {granted}"
     );
-    let again = json(
-        f.app
-            .post("/v1/subjects/ann/visitors")
-            .bearer_auth(&f.service)
-            .json(&json!({"visitor": VISITOR}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let again = link(&f, "ann").await;
     assert_eq!(again["joined"], 0, "joining twice records nothing new");
 }
 

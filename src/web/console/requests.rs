@@ -395,7 +395,16 @@ pub async fn act(
         "take" => reviews::take(&state.db, &id, &actor).await,
         "approve" => {
             if form.get("confirm").is_none() {
-                return preview_approval(state, staff, &id, form.get("note")).await;
+                let config = state.config.clone();
+                return preview(
+                    state,
+                    staff,
+                    &id,
+                    "approve_preview",
+                    |r| review::completion(r, &config),
+                    json!({"note": form.get("note")}),
+                )
+                .await;
             }
             reviews::approve(&state.db, &state.config, &id, &actor, form.get("note")).await
         }
@@ -405,7 +414,15 @@ pub async fn act(
                 return Ok(staff.page(state, "request", data, StatusCode::UNPROCESSABLE_ENTITY));
             };
             if form.get("confirm").is_none() {
-                return preview_rejection(state, staff, &id, &reason).await;
+                return preview(
+                    state,
+                    staff,
+                    &id,
+                    "reject_preview",
+                    |r| review::rejection(r, &reason),
+                    json!({"reason": reason}),
+                )
+                .await;
             }
             reviews::reject(&state.db, &id, &reason, &actor).await
         }
@@ -437,53 +454,34 @@ pub async fn act(
 
 /// The rejection email as the person will read it, in their language with their law's
 /// remedies, and the button that sends it.
-/// The email the person will get once the approved request is carried out, in their language,
-/// before the reviewer approves.
-async fn preview_approval(
+/// What a decision will email the person, in their language, before the reviewer makes it:
+/// once an approved request is carried out (`approve_preview`), or the rejection with its
+/// reason and remedies (`reject_preview`). `fields` are the form's values to send on.
+async fn preview(
     state: &AppState,
     staff: Staff,
     id: &str,
-    note: Option<&str>,
+    template: &str,
+    email: impl FnOnce(&DsRequest) -> crate::notify::email::EmailContent,
+    fields: Value,
 ) -> Result<Response, ApiError> {
     let r = request::get(state.db.conn(), id).await?;
     let locale = r.locale.clone().unwrap_or_else(|| "en".into());
-    let email = state
+    let rendered = state
         .dispatcher
-        .preview(&review::completion(&r, &state.config), &locale)
+        .preview(&email(&r), &locale)
         .map_err(|e| ApiError::internal(&e))?;
-    let data = json!({
+    let mut data = json!({
         "section": "requests",
         "id": id,
         "kind": r.kind.to_value(),
-        "note": note,
         "to": r.email,
         "language": crate::notify::templates::language_for(&locale),
-        "subject": email.subject,
-        "text": email.text,
+        "subject": rendered.subject,
+        "text": rendered.text,
     });
-    Ok(staff.page(state, "approve_preview", data, StatusCode::OK))
-}
-
-async fn preview_rejection(
-    state: &AppState,
-    staff: Staff,
-    id: &str,
-    reason: &str,
-) -> Result<Response, ApiError> {
-    let r = request::get(state.db.conn(), id).await?;
-    let locale = r.locale.clone().unwrap_or_else(|| "en".into());
-    let email = state
-        .dispatcher
-        .preview(&review::rejection(&r, reason), &locale)
-        .map_err(|e| ApiError::internal(&e))?;
-    let data = json!({
-        "section": "requests",
-        "id": id,
-        "reason": reason,
-        "to": r.email,
-        "language": crate::notify::templates::language_for(&locale),
-        "subject": email.subject,
-        "text": email.text,
-    });
-    Ok(staff.page(state, "reject_preview", data, StatusCode::OK))
+    if let (Some(data), Value::Object(fields)) = (data.as_object_mut(), fields) {
+        data.extend(fields);
+    }
+    Ok(staff.page(state, template, data, StatusCode::OK))
 }
