@@ -304,6 +304,19 @@ pub fn parse_event(envelope: Envelope) -> Result<Event, ApiError> {
                 format!("unknown event type `{}`", envelope.kind),
             )])
         })?;
+    // The consent script's anonymous visitors have ids of their own in the ledger; a person the
+    // main app names never shares one.
+    if envelope
+        .data
+        .get("external_id")
+        .and_then(Value::as_str)
+        .is_some_and(|id| id.starts_with(crate::experience::VISITOR_PREFIX))
+    {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "data.external_id",
+            "a person's id may not start with `visitor:`, which names the consent script's visitors",
+        )]));
+    }
     let data = match kind {
         EventType::SubjectUpserted => {
             let e: SubjectUpsertedEvent = parse(envelope.data)?;

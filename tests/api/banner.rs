@@ -338,3 +338,26 @@ fn the_readme_snippet_has_the_scripts_integrity_hash() {
         "set the README's integrity to sha384-{hash}"
     );
 }
+
+/// The main app cannot name a person with a visitor's id.
+#[tokio::test]
+async fn a_person_cannot_take_a_visitors_id() {
+    let (f, _admin) = portal_fixture().await;
+    let refused = f
+        .app
+        .send_event(
+            "subject.upserted",
+            json!({"external_id": format!("visitor:{VISITOR}"), "email": "x@example.com"}),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let linked = f
+        .app
+        .post(&format!("/v1/subjects/visitor:{VISITOR}/visitors"))
+        .bearer_auth(&f.service)
+        .json(&json!({"visitor": VISITOR}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(linked.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
