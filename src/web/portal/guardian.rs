@@ -135,15 +135,63 @@ async fn question_data(
     })))
 }
 
+/// A guardian's link as a page opens it: the visitor, the form they sent (empty for a `GET`),
+/// the token, the link's row and the minor it is for.
+struct Opened {
+    visitor: Visitor,
+    form: FormData,
+    token: String,
+    link: guardian::entity::Model,
+    minor: Subject,
+}
+
+/// Opens the link of `kind` named by the query (`GET`) or the form (`POST`), rate-limited per
+/// client; a link that cannot be used answers with the page that says why.
+async fn open(
+    state: &AppState,
+    req: &Request,
+    body: Option<Body>,
+    kind: &str,
+) -> Result<Result<Opened, Response>, ApiError> {
+    state.rate_limiter.check(crate::http::client_ip(req))?;
+    let visitor = Visitor::load(state, req).await?;
+    let (form, token) = match body {
+        Some(body) => {
+            let form = visitor.form(body).await?;
+            let token = form.get("token").unwrap_or_default().to_string();
+            (form, token)
+        }
+        None => (
+            FormData::default(),
+            query_param(req, "token").unwrap_or_default(),
+        ),
+    };
+    match guardian::peek(state.db.conn(), &token, kind).await {
+        Ok((link, minor)) => Ok(Ok(Opened {
+            visitor,
+            form,
+            token,
+            link,
+            minor,
+        })),
+        Err(e) => link_state(state, visitor, &e, kind)
+            .map(Err)
+            .ok_or_else(|| e.into()),
+    }
+}
+
 /// `GET /portal/guardian/confirm?token=`: the link's next question.
 #[handler]
 pub async fn show(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
-    state.rate_limiter.check(crate::http::client_ip(req))?;
-    let visitor = Visitor::load(state, req).await?;
-    let token = query_param(req, "token").unwrap_or_default();
-    let (link, minor) = match guardian::peek(state.db.conn(), &token, guardian::CONSENT).await {
-        Ok(found) => found,
-        Err(e) => return link_state(state, visitor, &e, guardian::CONSENT).ok_or_else(|| e.into()),
+    let Opened {
+        visitor,
+        token,
+        link,
+        minor,
+        ..
+    } = match open(state, req, None, guardian::CONSENT).await? {
+        Ok(opened) => opened,
+        Err(page) => return Ok(page),
     };
     let lang = visitor.lang;
     match question_data(
@@ -171,13 +219,15 @@ pub async fn confirm(
     body: Body,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
-    state.rate_limiter.check(crate::http::client_ip(req))?;
-    let visitor = Visitor::load(state, req).await?;
-    let form = visitor.form(body).await?;
-    let token = form.get("token").unwrap_or_default().to_string();
-    let (link, minor) = match guardian::peek(state.db.conn(), &token, guardian::CONSENT).await {
-        Ok(found) => found,
-        Err(e) => return link_state(state, visitor, &e, guardian::CONSENT).ok_or_else(|| e.into()),
+    let Opened {
+        visitor,
+        form,
+        token,
+        link,
+        minor,
+    } = match open(state, req, Some(body), guardian::CONSENT).await? {
+        Ok(opened) => opened,
+        Err(page) => return Ok(page),
     };
     let lang = visitor.lang;
     let Some(shown) = question_data(state, lang, &minor, &token, &link, &form, &[]).await? else {
@@ -275,12 +325,14 @@ fn refusal(state: &AppState, lang: Lang, title: &str, reason: Option<&str>) -> S
 /// button to give or withdraw it.
 #[handler]
 pub async fn choices(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
-    state.rate_limiter.check(crate::http::client_ip(req))?;
-    let visitor = Visitor::load(state, req).await?;
-    let token = query_param(req, "token").unwrap_or_default();
-    let (_, minor) = match guardian::peek(state.db.conn(), &token, guardian::MANAGE).await {
-        Ok(found) => found,
-        Err(e) => return link_state(state, visitor, &e, guardian::MANAGE).ok_or_else(|| e.into()),
+    let Opened {
+        visitor,
+        token,
+        minor,
+        ..
+    } = match open(state, req, None, guardian::MANAGE).await? {
+        Ok(opened) => opened,
+        Err(page) => return Ok(page),
     };
     let changed = query_param(req, "changed");
     let data = choices_data(state, visitor.lang, &minor, &token, changed.as_deref()).await?;
@@ -327,13 +379,15 @@ pub async fn change(
     body: Body,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
-    state.rate_limiter.check(crate::http::client_ip(req))?;
-    let visitor = Visitor::load(state, req).await?;
-    let form = visitor.form(body).await?;
-    let token = form.get("token").unwrap_or_default().to_string();
-    let (_, minor) = match guardian::peek(state.db.conn(), &token, guardian::MANAGE).await {
-        Ok(found) => found,
-        Err(e) => return link_state(state, visitor, &e, guardian::MANAGE).ok_or_else(|| e.into()),
+    let Opened {
+        visitor,
+        form,
+        token,
+        minor,
+        ..
+    } = match open(state, req, Some(body), guardian::MANAGE).await? {
+        Ok(opened) => opened,
+        Err(page) => return Ok(page),
     };
     let purpose = form.get("purpose").unwrap_or_default().to_string();
     let decision = Decision {
