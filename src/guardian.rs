@@ -246,16 +246,23 @@ pub fn answered(link: &entity::Model) -> Vec<String> {
     serde_json::from_str(&link.answered).unwrap_or_default()
 }
 
+/// The questions with a purpose not in `done`, in order.
+fn open_questions(purposes: &[Purpose], minor: &Subject, done: &[String]) -> Vec<Vec<Purpose>> {
+    questions(purposes, minor)
+        .into_iter()
+        .filter(|q| q.iter().any(|p| !done.contains(&p.key)))
+        .collect()
+}
+
 /// The first question `link` has not answered, if any is left.
 pub fn next_question(
     purposes: &[Purpose],
     minor: &Subject,
     link: &entity::Model,
 ) -> Option<Vec<Purpose>> {
-    let done = answered(link);
-    questions(purposes, minor)
+    open_questions(purposes, minor, &answered(link))
         .into_iter()
-        .find(|q| q.iter().any(|p| !done.contains(&p.key)))
+        .next()
 }
 
 /// The link `token` opens, of `kind`, and the minor it is for, without using it. Fails for an
@@ -323,15 +330,11 @@ pub async fn answer(
         .ok_or(GuardianError::UnknownToken)?;
     let purposes = asked(&*tx).await?;
     let mut done = answered(&link);
-    let all = questions(&purposes, &minor);
     // With no purpose to ask about, the guardian only confirms who they are.
-    let nothing_asked = all.is_empty() && decisions.is_empty();
-    let open: Vec<Vec<Purpose>> = all
-        .into_iter()
-        .filter(|q| q.iter().any(|p| !done.contains(&p.key)))
-        .collect();
-    let first = match open.first() {
-        Some(first) => first.clone(),
+    let nothing_asked = purposes.is_empty() && decisions.is_empty();
+    let open = open_questions(&purposes, &minor, &done);
+    let first: Vec<&str> = match open.first() {
+        Some(first) => first.iter().map(|p| p.key.as_str()).collect(),
         None if nothing_asked => Vec::new(),
         None => return Err(GuardianError::Used),
     };
@@ -343,14 +346,10 @@ pub async fn answer(
         || keys.len() != decisions.len()
         || keys.iter().any(|k| done.iter().any(|d| d == k))
     {
-        let first: Vec<&str> = first.iter().map(|p| p.key.as_str()).collect();
         return Err(GuardianError::Unanswered(first.join(", ")));
     }
     done.extend(keys.iter().map(|k| k.to_string()));
-    let left = questions(&purposes, &minor)
-        .iter()
-        .filter(|q| q.iter().any(|p| !done.contains(&p.key)))
-        .count();
+    let left = open_questions(&purposes, &minor, &done).len();
     let now = clock::now();
     let claimed = entity::Entity::update_many()
         .col_expr(

@@ -279,6 +279,29 @@ pub async fn list(
     filter: &Filter,
     today: NaiveDate,
 ) -> Result<(Vec<Request>, u64), DbErr> {
+    let query = matching(filter, today);
+    let total = query.clone().count(conn).await?;
+    let page = query
+        .order_by_asc(model::Column::DueDate)
+        .order_by_asc(model::Column::Id)
+        .limit(filter.limit)
+        .offset(filter.offset)
+        .all(conn)
+        .await?;
+    Ok((page, total))
+}
+
+/// How many requests match `filter` (its page bounds aside).
+pub async fn count(
+    conn: &impl ConnectionTrait,
+    filter: &Filter,
+    today: NaiveDate,
+) -> Result<u64, DbErr> {
+    matching(filter, today).count(conn).await
+}
+
+/// The requests `filter` selects.
+fn matching(filter: &Filter, today: NaiveDate) -> sea_orm::Select<model::Entity> {
     let mut query = model::Entity::find();
     if let Some(status) = filter.status {
         query = query.filter(model::Column::Status.eq(status));
@@ -303,15 +326,7 @@ pub async fn list(
     if let Some(by) = filter.due_by {
         query = query.filter(model::Column::DueDate.lte(by));
     }
-    let total = query.clone().count(conn).await?;
-    let page = query
-        .order_by_asc(model::Column::DueDate)
-        .order_by_asc(model::Column::Id)
-        .limit(filter.limit)
-        .offset(filter.offset)
-        .all(conn)
-        .await?;
-    Ok((page, total))
+    query
 }
 
 /// Moves a request from `from` to `to` unless someone else moved it first, and records the

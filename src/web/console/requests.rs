@@ -246,14 +246,9 @@ pub async fn queue(req: &Request, Data(state): Data<&AppState>) -> Result<Respon
         let filter = Filter {
             running: true,
             taken: Some(taken),
-            limit: 0,
             ..Filter::default()
         };
-        async move {
-            request::list(state.db.conn(), &filter, today)
-                .await
-                .map(|(_, n)| n)
-        }
+        async move { request::count(state.db.conn(), &filter, today).await }
     };
     let waiting = count(Taken::Nobody).await?;
     let mine = count(Taken::By(me)).await?;
