@@ -148,7 +148,7 @@ async fn packages(db: &Db, config: &consentry::config::Config, n: usize) {
         .unwrap();
         txn.commit().await.unwrap();
         let started = Instant::now();
-        export::build(db.conn(), config, &filed, None)
+        export::build(db.conn(), config, &filed, &export::Parts::default())
             .await
             .unwrap();
         let took = started.elapsed().as_secs_f64();

@@ -459,9 +459,25 @@ impl From<RequestError> for ApiError {
                 ExtensionRefused::TooLate { .. } => "extension_too_late",
             }),
             RequestError::ExportGone => Self::new(StatusCode::GONE, detail),
+            RequestError::JobSettled => Self::conflict(detail).with_reason("job_settled"),
+            RequestError::System(e) => e.into(),
             RequestError::Export(cause) | RequestError::Key(cause) => Self::internal(&cause),
             RequestError::Consent(e) => e.into(),
             RequestError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::system::SystemError> for ApiError {
+    fn from(err: crate::system::SystemError) -> Self {
+        use crate::system::SystemError;
+        match err {
+            SystemError::NotFound => Self::not_found(err.to_string()),
+            SystemError::Exists => Self::conflict(err.to_string()).with_reason("exists"),
+            SystemError::Retired => Self::conflict(err.to_string()).with_reason("system_retired"),
+            SystemError::Invalid(errors) => Self::validation(errors),
+            SystemError::Key(cause) => Self::internal(&cause),
+            SystemError::Db(e) => e.into(),
         }
     }
 }

@@ -8,7 +8,7 @@ use poem::{
     http::{HeaderValue, Method, StatusCode, header},
     middleware::CatchPanic,
 };
-use poem_openapi::OpenApiService;
+use poem_openapi::{OpenApiService, payload::Payload};
 
 use crate::{
     AppState, age, audit, auth, consent, error::ApiError, error::problem_from_poem_error, health,
@@ -137,6 +137,7 @@ pub fn api_service(state: &AppState) -> OpenApiService<impl poem_openapi::OpenAp
             hooks::api::HooksApi::new(state.clone()),
             request::api::RequestsApi::new(state.clone()),
             retention::api::RetentionApi::new(state.clone()),
+            crate::system::api::SystemsApi::new(state.clone()),
             crate::experience::api::ExperienceApi::new(state.clone()),
         ),
         "Consentry",
@@ -363,3 +364,46 @@ mod tests {
         assert!(!is_plausible_request_id(""));
     }
 }
+
+/// A body kept as its exact bytes for a Standard Webhooks signature check (the signature
+/// covers the bytes, not their parse), documented in the OpenAPI as the JSON schema `T`.
+pub struct Signed<T>(Vec<u8>, std::marker::PhantomData<T>);
+
+impl<T> Signed<T> {
+    /// The bytes as received.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<T: poem_openapi::types::Type + Send> Payload for Signed<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type.starts_with("application/json")
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: poem_openapi::types::Type + Send> poem_openapi::payload::ParsePayload for Signed<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(
+        _request: &poem::Request,
+        body: &mut poem::RequestBody,
+    ) -> poem::Result<Self> {
+        Ok(Self(
+            body.take()?.into_vec().await?,
+            std::marker::PhantomData,
+        ))
+    }
+}
+
+poem_openapi::impl_apirequest_for_payload!(Signed<T>, T: poem_openapi::types::Type + Send);

@@ -85,6 +85,7 @@ pub mod retention;
 pub mod spreadsheet;
 pub mod staff;
 pub mod subject;
+pub mod system;
 pub mod tasks;
 pub mod telemetry;
 pub mod vocab;

@@ -45,6 +45,13 @@ pub enum Law {
     Pipl,
 }
 
+/// `a-z0-9-_`, 1 to 64 characters: the keys of policies, purposes, data categories and systems.
+pub fn is_key(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 /// The short reference a person quotes for a request, in pages and emails alike: the id's last
 /// eight characters, upper case. They are random (an id's first characters are a timestamp,
 /// shared by requests filed in the same minute).

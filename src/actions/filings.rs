@@ -9,7 +9,6 @@ use crate::{
     db::{Db, Group},
     request::{
         OnBehalfOf, Request, RequestError, export,
-        fulfil::{self, Report},
         intake::{self, Attempt, Intake},
         model::exports,
     },
@@ -83,17 +82,4 @@ pub async fn open_package(
     let package = export::find(&mut tx, request_id, token).await?;
     tx.commit().await?;
     Ok(package)
-}
-
-/// Records the main app's report on a fulfilment job and finishes the request.
-pub async fn report_fulfilment(
-    db: &Db,
-    config: &Config,
-    job_id: &str,
-    report: Report,
-) -> Result<Request, RequestError> {
-    let mut tx = db.begin().await?;
-    let request = fulfil::complete_job(&mut tx, config, job_id, report).await?;
-    tx.commit().await?;
-    Ok(request)
 }

@@ -20,3 +20,4 @@ pub mod purposes;
 pub mod receipts;
 pub mod retention_rules;
 pub mod reviews;
+pub mod systems;

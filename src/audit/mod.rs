@@ -40,6 +40,8 @@ pub enum Actor {
     Guardian,
     /// A member of staff signed in to the console, by account id.
     Staff(String),
+    /// A registered system reporting on its own job, by its key (see `system`).
+    DataSystem(String),
 }
 
 impl std::fmt::Display for Actor {
@@ -52,6 +54,7 @@ impl std::fmt::Display for Actor {
             Actor::Subject => f.write_str("subject"),
             Actor::Guardian => f.write_str("guardian"),
             Actor::Staff(id) => write!(f, "staff:{id}"),
+            Actor::DataSystem(key) => write!(f, "data_system:{key}"),
         }
     }
 }

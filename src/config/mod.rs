@@ -222,6 +222,9 @@ pub struct RequestsConfig {
     /// a key is generated into `<data_dir>/pseudonym.key` on first use. Keep it: with it, and
     /// only with it, the kept proof of an erased person's consent is found from their old id.
     pub pseudonym_key: Option<Secret>,
+    /// Key sealing the signing secrets of registered systems: 32 bytes, base64. Without one, a
+    /// key is generated into `<data_dir>/systems.key` on first use.
+    pub systems_key: Option<Secret>,
     /// Addresses that receive the daily digest of overdue and soon-due requests.
     pub digest_to: Vec<String>,
     /// When the digest is sent: a cron expression with seconds, in UTC.
@@ -246,6 +249,7 @@ impl Default for RequestsConfig {
             export_key: None,
             export_previous_keys: Vec::new(),
             pseudonym_key: None,
+            systems_key: None,
             digest_to: Vec::new(),
             digest_schedule: "0 0 7 * * *".into(),
             digest_due_within_days: 3,
@@ -840,6 +844,10 @@ impl Config {
         if let Some(key) = &self.requests.pseudonym_key {
             crate::crypto::parse_key(key.expose())
                 .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__PSEUDONYM_KEY", m))?;
+        }
+        if let Some(key) = &self.requests.systems_key {
+            crate::crypto::parse_key(key.expose())
+                .map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__SYSTEMS_KEY", m))?;
         }
         for to in &self.requests.digest_to {
             parse_mailbox(to).map_err(|m| ConfigError::new("CONSENTRY_REQUESTS__DIGEST_TO", m))?;

@@ -1,13 +1,8 @@
 //! `POST /v1/hooks/events`: events from the main app, authenticated by their Standard Webhooks
 //! signature rather than an API key (the signature also proves the body is unchanged).
 
-use poem::{Request, RequestBody};
-use poem_openapi::{
-    ApiResponse, OpenApi,
-    payload::{Json, ParsePayload, Payload},
-    registry::{MetaSchemaRef, Registry},
-    types::Type,
-};
+use poem::Request;
+use poem_openapi::{ApiResponse, OpenApi, payload::Json};
 use serde_json::Value;
 
 use super::events::{self, Envelope, EnvelopeSchema};
@@ -15,6 +10,7 @@ use crate::{
     AppState, actions,
     api_tags::ApiTags,
     error::{ApiError, FieldError},
+    http::Signed,
 };
 
 pub struct HooksApi {
@@ -29,35 +25,8 @@ impl HooksApi {
     }
 }
 
-/// The exact bytes of a signed event, kept for signature verification; documented as the
-/// event envelope.
-pub struct SignedBody(Vec<u8>);
-
-impl Payload for SignedBody {
-    const CONTENT_TYPE: &'static str = "application/json";
-
-    fn check_content_type(content_type: &str) -> bool {
-        content_type.starts_with("application/json")
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        EnvelopeSchema::schema_ref()
-    }
-
-    fn register(registry: &mut Registry) {
-        EnvelopeSchema::register(registry);
-    }
-}
-
-poem_openapi::impl_apirequest_for_payload!(SignedBody,);
-
-impl ParsePayload for SignedBody {
-    const IS_REQUIRED: bool = true;
-
-    async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        Ok(Self(body.take()?.into_vec().await?))
-    }
-}
+/// The exact bytes of a signed event, documented as the event envelope.
+type SignedBody = Signed<EnvelopeSchema>;
 
 #[derive(ApiResponse)]
 enum EventResponse {
@@ -82,7 +51,7 @@ impl HooksApi {
     /// was refused is not remembered and may be sent again.
     #[oai(path = "/v1/hooks/events", method = "post", tag = "ApiTags::Service")]
     async fn receive(&self, req: &Request, body: SignedBody) -> Result<EventResponse, ApiError> {
-        if !self.verifier.verify(&body.0, req.headers()) {
+        if !self.verifier.verify(body.bytes(), req.headers()) {
             return Err(ApiError::unauthorized(
                 "missing, invalid or stale webhook signature",
             ));
@@ -99,7 +68,7 @@ impl HooksApi {
                 format!("1 to {} characters", super::MAX_ID_LEN),
             )]));
         }
-        let value: Value = serde_json::from_slice(&body.0)
+        let value: Value = serde_json::from_slice(body.bytes())
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
         let envelope =
             <Envelope as poem_openapi::types::ParseFromJSON>::parse_from_json(Some(value))

@@ -16,11 +16,12 @@ use crate::{
     db::Tx,
     error::{ApiError, FieldError, field_named_in},
     guardian,
-    policy::{self, PolicyStatus, document::is_key},
+    policy::{self, PolicyStatus},
     request::{self, RequestType},
     retention,
     retention::items,
     subject::{self, AgeStatus, Profile},
+    vocab::is_key,
 };
 
 /// The envelope every event comes in, as read: `data` is parsed once `type` is known, so that

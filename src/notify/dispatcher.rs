@@ -32,6 +32,8 @@ pub struct Dispatcher {
     webhooks: WebhookSender,
     mail: MailConfig,
     config: OutboxConfig,
+    /// The whole configuration, for the key that opens registered systems' secrets.
+    service: Config,
 }
 
 /// What one pass over the outbox did.
@@ -73,6 +75,7 @@ impl Dispatcher {
             webhooks: WebhookSender::from_config(config).map_err(SetupError::Webhooks)?,
             mail: config.mail.clone(),
             config: config.outbox.clone(),
+            service: config.clone(),
         })
     }
 
@@ -93,20 +96,33 @@ impl Dispatcher {
     pub async fn deliver(&self, message: &OutboxMessage) -> Result<(), Failure> {
         match message.kind {
             Kind::Email => self.send_email(message).await,
-            Kind::Webhook => self
-                .webhooks
-                .deliver(
-                    &message.id,
-                    &message.topic,
-                    &message.payload,
-                    clock::now().timestamp(),
-                )
+            Kind::Webhook => self.send_webhook(message).await,
+        }
+    }
+
+    async fn send_webhook(&self, message: &OutboxMessage) -> Result<(), Failure> {
+        let endpoint = match &message.system_key {
+            Some(key) => crate::system::endpoint(self.db.conn(), &self.service, key)
                 .await
                 .map_err(|e| Failure {
-                    detail: e.0,
-                    permanent: false,
-                }),
-        }
+                    permanent: matches!(e, crate::system::SystemError::NotFound),
+                    detail: format!("system `{key}`: {e}"),
+                })?,
+            None => None,
+        };
+        self.webhooks
+            .deliver(
+                &message.id,
+                &message.topic,
+                &message.payload,
+                clock::now().timestamp(),
+                endpoint.as_ref(),
+            )
+            .await
+            .map_err(|e| Failure {
+                detail: e.0,
+                permanent: false,
+            })
     }
 
     /// An email as it would be sent in `locale`, for a preview before the change that sends it.

@@ -64,6 +64,9 @@ pub enum EmailContent {
         note: Option<String>,
         /// What an erasure of part of the data deleted, per category (empty otherwise).
         erased: Vec<CategoryCount>,
+        /// What each registered system did (empty with no system registered).
+        #[serde(default)]
+        systems: Vec<SystemOutcome>,
     },
     /// A request was refused, with the reason and the remedies the law gives.
     RequestRejected {
@@ -145,6 +148,17 @@ pub enum EmailContent {
 pub struct PurposeLine {
     pub title: String,
     pub description: String,
+}
+
+/// What one system did for a request, as the completion email tells it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SystemOutcome {
+    pub name: String,
+    /// `job_done`, `job_restricted`, `job_not_applicable` or, for a system the request did
+    /// not wait for, where its job stands (`job_pending`...).
+    pub status: String,
+    /// Why the system kept data, for `job_restricted`.
+    pub note: Option<String>,
 }
 
 /// How many items of a data category a retention email concerns.

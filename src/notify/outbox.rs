@@ -57,6 +57,8 @@ pub mod entity {
         pub delivered_at: Option<DateTimeUtc>,
         /// Lower goes first; see [`super::Priority`].
         pub priority: i16,
+        /// The registered system a webhook goes to; `None` for the main app.
+        pub system_key: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -161,12 +163,24 @@ pub async fn enqueue_webhook(
     event_type: &str,
     data: Value,
 ) -> Result<bool, DbErr> {
+    enqueue_webhook_to(tx, None, dedupe_key, event_type, data).await
+}
+
+/// Queues a webhook like [`enqueue_webhook`], to the registered system `system_key` (its
+/// endpoint and secret, read when it is delivered), or to the main app for `None`.
+pub async fn enqueue_webhook_to(
+    tx: &mut Tx,
+    system_key: Option<&str>,
+    dedupe_key: &str,
+    event_type: &str,
+    data: Value,
+) -> Result<bool, DbErr> {
     let body = serde_json::json!({
         "type": event_type,
         "occurred_at": clock::canonical(clock::now()),
         "data": data,
     });
-    let row = row(
+    let mut row = row(
         Kind::Webhook,
         event_type,
         dedupe_key,
@@ -175,6 +189,7 @@ pub async fn enqueue_webhook(
         body.to_string(),
         Priority::Urgent,
     );
+    row.system_key = Set(system_key.map(str::to_string));
     insert(tx, row).await
 }
 
@@ -251,6 +266,7 @@ fn row(
         created_at: Set(now),
         delivered_at: Set(None),
         priority: Set(priority as i16),
+        system_key: Set(None),
     }
 }
 
@@ -473,6 +489,17 @@ pub async fn list(
         None
     };
     Ok((rows, next))
+}
+
+/// The message queued under `dedupe_key`, if there is one.
+pub async fn find_by_key(
+    conn: &impl ConnectionTrait,
+    dedupe_key: &str,
+) -> Result<Option<OutboxMessage>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::DedupeKey.eq(dedupe_key))
+        .one(conn)
+        .await
 }
 
 /// Where the message queued under `dedupe_key` stands, if there is one.

@@ -1,4 +1,4 @@
-//! Outgoing webhooks to the main app, signed per Standard Webhooks.
+//! Outgoing webhooks to the main app and to registered systems, signed per Standard Webhooks.
 //!
 //! The body is fixed when the message is queued, and `webhook-id` is the outbox row's id, so a
 //! retried or repeated delivery is byte-for-byte the same message and the receiver can drop
@@ -9,7 +9,10 @@ use std::time::Duration;
 use reqwest::redirect::Policy;
 use standardwebhooks::Webhook;
 
-use crate::config::{Config, WebhooksConfig, parse_webhook_secrets};
+use crate::{
+    config::{Config, WebhooksConfig, parse_webhook_secrets},
+    system::Endpoint,
+};
 
 /// Signs and posts webhooks.
 pub struct WebhookSender {
@@ -54,23 +57,36 @@ impl WebhookSender {
         })
     }
 
-    /// Posts `body` for `event_type` with the Standard Webhooks headers; only a 2xx counts.
+    /// Posts `body` for `event_type` with the Standard Webhooks headers, to a system's own
+    /// endpoint signed with its secret, or (`None`) to the main app's; only a 2xx counts.
     pub async fn deliver(
         &self,
         message_id: &str,
         event_type: &str,
         body: &str,
         timestamp: i64,
+        system: Option<&Endpoint>,
     ) -> Result<(), DeliveryError> {
-        let url = self.endpoints.endpoint(event_type).ok_or_else(|| {
-            DeliveryError(format!(
-                "no webhook endpoint is configured for {event_type}"
-            ))
-        })?;
-        let signer = self
-            .signer
-            .as_ref()
-            .ok_or_else(|| DeliveryError("no webhook secret is configured".into()))?;
+        let own_signer;
+        let (url, signer) = match system {
+            Some(endpoint) => {
+                own_signer = Webhook::from_bytes(endpoint.secret.clone())
+                    .map_err(|e| DeliveryError(format!("the system's secret: {e}")))?;
+                (endpoint.url.as_str(), &own_signer)
+            }
+            None => {
+                let url = self.endpoints.endpoint(event_type).ok_or_else(|| {
+                    DeliveryError(format!(
+                        "no webhook endpoint is configured for {event_type}"
+                    ))
+                })?;
+                let signer = self
+                    .signer
+                    .as_ref()
+                    .ok_or_else(|| DeliveryError("no webhook secret is configured".into()))?;
+                (url, signer)
+            }
+        };
         let webhook_id = format!("msg_{message_id}");
         let signature = signer
             .sign(&webhook_id, timestamp, body.as_bytes())

@@ -23,7 +23,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::{crypto, error::FieldError};
+use crate::{crypto, error::FieldError, vocab::is_key};
 
 /// The largest body a document may have: ten times a long privacy policy, and a bound on what a
 /// diff of two versions may cost.
@@ -112,13 +112,6 @@ impl Document {
             Err(errors)
         }
     }
-}
-
-/// `a-z0-9-_`, 1 to 64 characters: policy and purpose keys.
-pub fn is_key(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// A plausible BCP 47 tag: letters and digits in hyphen-separated parts, at most 16 characters.

@@ -24,7 +24,8 @@ use crate::{
     db::Tx,
     error::FieldError,
     period::Period,
-    policy::document::{is_key, is_language},
+    policy::document::is_language,
+    vocab::is_key,
 };
 pub use model::{LegalBasis, SeparateConsentReason};
 

@@ -1,6 +1,6 @@
 //! Data-subject requests over HTTP: filing and following them in the portal, filing without a
-//! login (email code), the reviewers' queue and decisions, and the main app's fulfilment
-//! callback. A person only ever sees their own requests: another person's id answers 404, as an
+//! login (email code), the reviewers' queue and decisions (the jobs of each system are in
+//! `system::api`). A person only ever sees their own requests: another person's id answers 404, as an
 //! unknown one does.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -10,11 +10,10 @@ use poem_openapi::{
     param::{Path, Query},
     payload::{Attachment, Json},
 };
-use serde_json::Value;
 
 use super::{
     Filter, Law, OnBehalfOf, Outcome, Request, RequestError, RequestStatus, RequestType, budget,
-    export, fulfil,
+    export,
     intake::{self, Details, Intake},
 };
 use crate::vocab::CountryCode;
@@ -305,20 +304,6 @@ struct Extension {
 struct Completion {
     outcome: Outcome,
     /// Required for `restricted`: the legal hold or impossibility that stopped the erasure.
-    #[oai(validator(max_length = 2000))]
-    note: Option<String>,
-}
-
-/// The main app's report on a fulfilment job.
-#[derive(Object)]
-#[oai(skip_serializing_if_is_none)]
-struct FulfilmentReport {
-    /// For access and export requests: what the main app holds about the person. Leave it out
-    /// when it holds nothing more.
-    data: Option<Value>,
-    /// `restricted` when an erasure could not delete everything (a legal hold, or a technical
-    /// impossibility); give the reason in `note`.
-    outcome: Option<Outcome>,
     #[oai(validator(max_length = 2000))]
     note: Option<String>,
 }
@@ -887,42 +872,6 @@ impl RequestsApi {
             restricted: true,
             lifts_at,
         }))
-    }
-
-    /// Report a finished fulfilment job
-    ///
-    /// The main app's answer to a `fulfilment.requested` webhook. Repeating a report is
-    /// harmless: a finished job answers with its request and changes nothing.
-    #[oai(
-        path = "/v1/fulfilments/:id/complete",
-        method = "post",
-        tag = "ApiTags::Service"
-    )]
-    async fn fulfilment_complete(
-        &self,
-        auth: ApiKey,
-        id: Path<String>,
-        body: Json<FulfilmentReport>,
-    ) -> Result<Json<RequestView>, ApiError> {
-        auth.0.require(Role::Service)?;
-        if body.0.outcome == Some(Outcome::Restricted) && body.0.note.is_none() {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "note",
-                "say why the request ends restricted",
-            )]));
-        }
-        let request = filings::report_fulfilment(
-            &self.state.db,
-            &self.state.config,
-            &id.0,
-            fulfil::Report {
-                data: body.0.data,
-                outcome: body.0.outcome,
-                note: body.0.note,
-            },
-        )
-        .await?;
-        Ok(Json(request.into()))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Packages for access and export requests: everything Consentry holds about the person plus
-//! what the main app sent, as one JSON document (access, GDPR Art 15) or a ZIP of that document
-//! and CSV tables (export, GDPR Art 20, PIPL Art 45(3)).
+//! what the main app or each registered system sent, as one JSON document (access, GDPR Art
+//! 15) or a ZIP of that document, CSV tables and a folder per system (export, GDPR Art 20,
+//! PIPL Art 45(3)).
 //!
 //! A package is written page by page from the database straight into an encrypted file under
 //! `<data_dir>/exports/`, so memory stays flat however much a person has. Encryption is the
@@ -292,12 +293,40 @@ impl Package {
     }
 }
 
+/// What the systems outside Consentry sent for a package.
+#[derive(Debug, Default, Clone)]
+pub struct Parts {
+    /// The main app's data, from its single job (no system registered).
+    pub main_app: Option<Value>,
+    /// Each registered system's data: its key, its name and what it sent.
+    pub systems: Vec<(String, String, Value)>,
+}
+
+/// Seals a system's part of a package for the time it waits in the database for the others,
+/// with the current export key.
+pub fn seal_part(config: &Config, part: &Value) -> Result<String, RequestError> {
+    let keys = keys(config)?;
+    Ok(crypto::seal(&keys.current.1, part.to_string().as_bytes()))
+}
+
+/// Opens what [`seal_part`] sealed, with whichever configured export key sealed it.
+pub fn open_part(config: &Config, sealed: &str) -> Result<Value, RequestError> {
+    let keys = keys(config)?;
+    std::iter::once(&keys.current)
+        .chain(&keys.previous)
+        .find_map(|(_, key)| crypto::open(key, sealed))
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| {
+            RequestError::Export("a system's part does not open with any export key".into())
+        })
+}
+
 /// Writes the package for an access or export request.
 pub async fn build(
     conn: &impl ConnectionTrait,
     config: &Config,
     request: &Request,
-    main_app: Option<&Value>,
+    parts: &Parts,
 ) -> Result<Package, RequestError> {
     let keys = keys(config)?;
     let dir = config.data_dir.join("exports");
@@ -312,7 +341,12 @@ pub async fn build(
             .compression_method(zip::CompressionMethod::Deflated);
         zip.start_file("package.json", options)
             .map_err(export_err)?;
-        write_json(conn, &mut zip, request, main_app).await?;
+        write_json(conn, &mut zip, request, parts, true).await?;
+        for (key, _, data) in &parts.systems {
+            zip.start_file(format!("systems/{key}/data.json"), options)
+                .map_err(export_err)?;
+            serde_json::to_writer_pretty(&mut zip, data).map_err(export_err)?;
+        }
         if let Some(subject_id) = &request.subject_id {
             zip.start_file("consents.csv", options)
                 .map_err(export_err)?;
@@ -327,7 +361,7 @@ pub async fn build(
         sealed = zip.finish().map_err(export_err)?.into_inner();
         "application/zip"
     } else {
-        write_json(conn, &mut sealed, request, main_app).await?;
+        write_json(conn, &mut sealed, request, parts, false).await?;
         "application/json"
     };
     let size = sealed.finish().map_err(export_err)?;
@@ -448,12 +482,14 @@ async fn write_array<E: EntityTrait<Model: Sync>>(
 
 /// The package document. Internal columns that mean nothing to the person (chain bookkeeping
 /// of the subject row) are left out; the consent events keep their hashes, which are the
-/// proof of each decision.
+/// proof of each decision. Each system's data is in the document, or with `in_folders` named
+/// here and written to its own folder beside it.
 async fn write_json(
     conn: &impl ConnectionTrait,
     out: &mut impl Write,
     request: &Request,
-    main_app: Option<&Value>,
+    parts: &Parts,
+    in_folders: bool,
 ) -> Result<(), RequestError> {
     let head = json!({
         "request": {
@@ -503,10 +539,25 @@ async fn write_json(
             .collect();
         write!(out, ",\"retention_choices\":{}", Value::Array(choices)).map_err(export_err)?;
     }
+    if !parts.systems.is_empty() {
+        let systems: serde_json::Map<String, Value> = parts
+            .systems
+            .iter()
+            .map(|(key, name, data)| {
+                let part = if in_folders {
+                    json!({"name": name, "folder": format!("systems/{key}/")})
+                } else {
+                    json!({"name": name, "data": data})
+                };
+                (key.clone(), part)
+            })
+            .collect();
+        write!(out, ",\"systems\":{}", Value::Object(systems)).map_err(export_err)?;
+    }
     write!(
         out,
         ",\"main_app\":{}}}",
-        main_app.cloned().unwrap_or(Value::Null)
+        parts.main_app.clone().unwrap_or(Value::Null)
     )
     .map_err(export_err)
 }

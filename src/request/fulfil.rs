@@ -1,20 +1,18 @@
 //! Fulfilment of approved requests.
 //!
 //! Restriction and objection are carried out by Consentry alone. Access, export, rectification
-//! and erasure need the main app, which holds the real data: approval queues a signed
-//! `fulfilment.requested` webhook (retried by the outbox until the main app accepts it), and
-//! the main app answers with `POST /v1/fulfilments/{id}/complete`, carrying its data for an
-//! access or export request. Consentry then finishes its own part: the package, the erasure of
-//! its own copy, the final email.
+//! and erasure need the systems that hold the real data: approval queues one signed
+//! `fulfilment.requested` job per system (see [`super::jobs`]; the main app alone when no
+//! system is registered), retried by the outbox until each accepts it, and each answers for its
+//! job, carrying its data for an access or export request. Once every required job is done,
+//! Consentry finishes its own part: the package, the erasure of its own copy, the final email.
 
-use sea_orm::{ActiveEnum, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, prelude::Expr};
-use serde_json::{Value, json};
+use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, QueryFilter, prelude::Expr};
+use serde_json::json;
 
 use super::{
-    Outcome, Request, RequestError, RequestStatus, RequestType, email, export,
-    intake::Details,
-    model::{self, FulfilmentStatus},
-    transition,
+    Outcome, Request, RequestError, RequestStatus, RequestType, email, export, intake::Details,
+    jobs, model, transition,
 };
 use crate::{
     audit::Actor,
@@ -24,7 +22,7 @@ use crate::{
     db::Tx,
     guardian, law,
     notify::{
-        email::{CategoryCount, EmailContent},
+        email::{CategoryCount, EmailContent, SystemOutcome},
         outbox::{self, Undelivered},
     },
     retention::items,
@@ -74,16 +72,7 @@ pub async fn start(
                 let objected = details.purposes.clone().unwrap_or_default();
                 withdraw_objected(tx, config, &fulfilling, &objected).await?;
             }
-            finish(
-                tx,
-                config,
-                fulfilling,
-                Outcome::Completed,
-                None,
-                None,
-                actor,
-            )
-            .await
+            finish(tx, config, fulfilling, Finish::default(), actor).await
         }
         RequestType::Access | RequestType::Export | RequestType::Rectify | RequestType::Erase => {
             let subject = match &request.subject_id {
@@ -95,38 +84,22 @@ pub async fn start(
             {
                 subject::rectify(tx, &subject.id, changes).await?;
             }
-            let job_id = uuid::Uuid::now_v7().to_string();
-            model::fulfilments::Entity::insert(model::fulfilments::ActiveModel {
-                id: Set(job_id.clone()),
-                request_id: Set(request.id.clone()),
-                status: Set(FulfilmentStatus::Pending),
-                created_at: Set(clock::now()),
-                completed_at: Set(None),
-            })
-            .exec_without_returning(&*tx)
-            .await?;
-            outbox::enqueue_webhook(
+            let sent = jobs::fan_out(tx, &fulfilling, subject.as_ref(), &details, note).await?;
+            if sent > 0 {
+                return Ok(fulfilling);
+            }
+            // Systems are registered and none of them holds what the request covers.
+            finish(
                 tx,
-                &format!("fulfilment:{job_id}"),
-                FULFILMENT_REQUESTED,
-                json!({
-                    "fulfilment_id": job_id,
-                    "request_id": request.id,
-                    "type": request.kind.to_value(),
-                    "external_id": subject.as_ref().map(|s| s.external_id.clone()),
-                    // A person the main app knows only by address (filed without a login).
-                    "email": if subject.is_none() { request.email.clone() } else { None },
-                    "changes": details.changes,
-                    // An erasure of part of the data: only these; the account stays.
-                    "scope": super::erasure_scope(&details).map(|(categories, item_refs)| {
-                        json!({"categories": categories, "item_refs": item_refs})
-                    }),
-                    "note": note,
-                    "complete_path": format!("/v1/fulfilments/{job_id}/complete"),
-                }),
+                config,
+                fulfilling,
+                Finish {
+                    note: Some("no registered system holds data this request covers".into()),
+                    ..Finish::default()
+                },
+                actor,
             )
-            .await?;
-            Ok(fulfilling)
+            .await
         }
     }
 }
@@ -184,16 +157,7 @@ pub async fn object_on_receipt(
     )
     .await?;
     let fulfilling = super::get(&*tx, &request.id).await?;
-    finish(
-        tx,
-        config,
-        fulfilling,
-        Outcome::Completed,
-        None,
-        None,
-        &Actor::System,
-    )
-    .await
+    finish(tx, config, fulfilling, Finish::default(), &Actor::System).await
 }
 
 /// Withdraws the consents to `objected` purposes (GDPR Art 21, PIPL Art 44), each under the
@@ -227,59 +191,26 @@ async fn withdraw_objected(
     Ok(())
 }
 
-/// What the main app reports for a job.
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    /// The main app's data for an access or export request.
-    pub data: Option<Value>,
-    /// `restricted` when an erasure had to stop short of deletion.
-    pub outcome: Option<Outcome>,
+/// How a request being fulfilled ends.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub outcome: Outcome,
     pub note: Option<String>,
+    /// What the systems sent for an access or export package.
+    pub parts: export::Parts,
+    /// What each registered system did, for the completion email.
+    pub systems: Vec<SystemOutcome>,
 }
 
-/// Records the main app's answer to a job and finishes the request, in the caller's
-/// transaction. The job is claimed first, by a conditional update, so that parallel reports of
-/// one job apply once: the others wait and are answered with the request as it then stands.
-pub async fn complete_job(
-    tx: &mut Tx,
-    config: &Config,
-    job_id: &str,
-    report: Report,
-) -> Result<Request, RequestError> {
-    let claimed = model::fulfilments::Entity::update_many()
-        .col_expr(
-            model::fulfilments::Column::Status,
-            Expr::value(FulfilmentStatus::Completed),
-        )
-        .col_expr(
-            model::fulfilments::Column::CompletedAt,
-            Expr::value(clock::now()),
-        )
-        .filter(model::fulfilments::Column::Id.eq(job_id))
-        .filter(model::fulfilments::Column::Status.eq(FulfilmentStatus::Pending))
-        .exec(&*tx)
-        .await?;
-    let job = model::fulfilments::Entity::find_by_id(job_id)
-        .one(&*tx)
-        .await?
-        .ok_or(RequestError::NotFound)?;
-    let request = super::get(&*tx, &job.request_id).await?;
-    if claimed.rows_affected == 0 {
-        return Ok(request);
+impl Default for Finish {
+    fn default() -> Self {
+        Self {
+            outcome: Outcome::Completed,
+            note: None,
+            parts: export::Parts::default(),
+            systems: Vec::new(),
+        }
     }
-    if request.status != RequestStatus::Fulfilling {
-        return Err(RequestError::refused(&request, "completed"));
-    }
-    finish(
-        tx,
-        config,
-        request,
-        report.outcome.unwrap_or(Outcome::Completed),
-        report.note,
-        report.data,
-        &Actor::MainApp,
-    )
-    .await
 }
 
 /// Finishes Consentry's part of a request being fulfilled and closes it with the final email,
@@ -289,11 +220,15 @@ pub async fn finish(
     tx: &mut Tx,
     config: &Config,
     request: Request,
-    outcome: Outcome,
-    note: Option<String>,
-    main_app_data: Option<Value>,
+    finish: Finish,
     actor: &Actor,
 ) -> Result<Request, RequestError> {
+    let Finish {
+        outcome,
+        note,
+        parts,
+        systems,
+    } = finish;
     let now = clock::now();
     let subject = match &request.subject_id {
         Some(id) => subject::lock(tx, id).await?,
@@ -334,7 +269,7 @@ pub async fn finish(
                     in_part = true;
                     format!("erased in part, the account stays: {record}")
                 }
-                None => erase_own_copy(tx, config, &request, s).await?,
+                None => erase_own_copy(tx, config, &request, s, &systems).await?,
             };
             super::record_event(
                 &*tx,
@@ -348,16 +283,6 @@ pub async fn finish(
         }
         _ => {}
     }
-    model::fulfilments::Entity::update_many()
-        .col_expr(
-            model::fulfilments::Column::Status,
-            Expr::value(FulfilmentStatus::Completed),
-        )
-        .col_expr(model::fulfilments::Column::CompletedAt, Expr::value(now))
-        .filter(model::fulfilments::Column::RequestId.eq(&request.id))
-        .filter(model::fulfilments::Column::Status.eq(FulfilmentStatus::Pending))
-        .exec(&*tx)
-        .await?;
     transition(
         &*tx,
         &request,
@@ -373,7 +298,7 @@ pub async fn finish(
     )
     .await?;
     if matches!(request.kind, RequestType::Access | RequestType::Export) {
-        let package = export::build(&*tx, config, &request, main_app_data.as_ref()).await?;
+        let package = export::build(&*tx, config, &request, &parts).await?;
         let expires_at = package.record(&*tx, &request.id, config).await?;
         email(
             tx,
@@ -395,8 +320,14 @@ pub async fn finish(
                 request_id: request.id.clone(),
                 request_type: request.kind.to_value(),
                 outcome: outcome.to_value(),
-                note: note.clone(),
+                // With systems, each one's reason is in its own line.
+                note: if systems.is_empty() {
+                    note.clone()
+                } else {
+                    None
+                },
                 erased,
+                systems,
             },
         )
         .await?;
@@ -424,6 +355,7 @@ async fn erase_own_copy(
     config: &Config,
     request: &Request,
     subject: &subject::Subject,
+    systems: &[SystemOutcome],
 ) -> Result<String, RequestError> {
     let pseudonym = subject::pseudonym(config, &subject.external_id).map_err(RequestError::Key)?;
     let mut addresses: Vec<String> = [subject.email.clone(), request.email.clone()]
@@ -456,7 +388,14 @@ async fn erase_own_copy(
         &Actor::System,
         "subject.erased",
         crate::audit::Target::new("subject", &subject.id),
-        json!({"request_id": request.id, "pseudonym": pseudonym, "proof_kept_until": kept_until}),
+        json!({
+            "request_id": request.id,
+            "pseudonym": pseudonym,
+            "proof_kept_until": kept_until,
+            // Each system's confirmation, as the request's history records it in full.
+            "systems": systems.iter().map(|s| json!({"name": s.name, "status": s.status}))
+                .collect::<Vec<_>>(),
+        }),
     )
     .await?;
     let mut record = format!(

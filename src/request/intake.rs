@@ -127,7 +127,7 @@ pub async fn validate(conn: &impl ConnectionTrait, intake: &Intake) -> Result<()
         },
         RequestType::Erase => {
             for (i, category) in intake.details.categories.iter().flatten().enumerate() {
-                if !crate::policy::document::is_key(category) {
+                if !crate::vocab::is_key(category) {
                     errors.push(FieldError::new(
                         format!("details.categories.{i}"),
                         "1-64 characters from a-z, 0-9, `-` and `_`",

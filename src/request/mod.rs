@@ -20,6 +20,7 @@ pub mod digest;
 pub mod export;
 pub mod fulfil;
 pub mod intake;
+pub mod jobs;
 pub mod model;
 pub mod review;
 
@@ -134,6 +135,10 @@ pub enum RequestError {
     ExportGone,
     #[error("export package: {0}")]
     Export(String),
+    #[error("the job is done or not applicable already")]
+    JobSettled,
+    #[error(transparent)]
+    System(#[from] crate::system::SystemError),
     #[error("pseudonym key: {0}")]
     Key(String),
     #[error(transparent)]

@@ -160,18 +160,37 @@ pub mod budgets {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Where a job for the main app stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+/// Where a job for a system (or the main app) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, poem_openapi::Enum)]
+#[oai(rename = "JobStatus", rename_all = "snake_case")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum FulfilmentStatus {
-    /// Sent (or queued) to the main app, not yet reported done.
+    /// Queued or sent, not yet answered.
     #[sea_orm(string_value = "pending")]
     Pending,
-    #[sea_orm(string_value = "completed")]
-    Completed,
+    /// The system has the job and is working on it.
+    #[sea_orm(string_value = "acknowledged")]
+    Acknowledged,
+    /// The system confirmed it carried the job out.
+    #[sea_orm(string_value = "done")]
+    Done,
+    /// The system reported it could not, or the job could not be delivered; a reviewer
+    /// retries it.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    /// A reviewer found the system holds nothing to do for this request, and said why.
+    #[sea_orm(string_value = "not_applicable")]
+    NotApplicable,
 }
 
-/// The `fulfilments` table: jobs sent to the main app for a request.
+impl FulfilmentStatus {
+    /// Whether the job needs nothing more from its system.
+    pub fn is_settled(self) -> bool {
+        matches!(self, Self::Done | Self::NotApplicable)
+    }
+}
+
+/// The `fulfilments` table: one job per system (or the main app's single job) for a request.
 pub mod fulfilments {
     use sea_orm::entity::prelude::*;
 
@@ -183,7 +202,24 @@ pub mod fulfilments {
         pub request_id: String,
         pub status: super::FulfilmentStatus,
         pub created_at: DateTimeUtc,
+        /// When the job was done or found not applicable.
         pub completed_at: Option<DateTimeUtc>,
+        /// The registered system; `None` for the main app's single job.
+        pub system_key: Option<String>,
+        /// Sent once, then once more per retry after a delivered attempt.
+        pub round: i32,
+        /// When the system's time allowance runs out.
+        pub due_at: Option<DateTimeUtc>,
+        pub acknowledged_at: Option<DateTimeUtc>,
+        pub outcome: Option<super::Outcome>,
+        /// JSON: what the system reports it did (`counts` per category, a `reference`).
+        pub evidence: Option<String>,
+        /// The system's note, its failure, or the reviewer's reason for "not applicable".
+        pub note: Option<String>,
+        /// An access or export part, sealed with the export key until the package is built.
+        pub part: Option<String>,
+        /// The reviewer who marked the job not applicable.
+        pub decided_by: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

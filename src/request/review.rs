@@ -121,6 +121,7 @@ pub fn completion(request: &Request, config: &Config) -> EmailContent {
             outcome: Outcome::Completed.to_value(),
             note: None,
             erased: Vec::new(),
+            systems: Vec::new(),
         }
     }
 }
@@ -235,7 +236,19 @@ pub async fn complete(
     if !next_steps(&request).complete {
         return Err(RequestError::refused(&request, "completed"));
     }
-    fulfil::finish(tx, config, request, outcome, note, None, actor).await
+    super::jobs::close_open(tx, &request.id, actor).await?;
+    fulfil::finish(
+        tx,
+        config,
+        request,
+        fulfil::Finish {
+            outcome,
+            note,
+            ..Default::default()
+        },
+        actor,
+    )
+    .await
 }
 
 /// Records in a request's history that its approval was refused and rolled back, and why, so

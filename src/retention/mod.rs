@@ -32,8 +32,8 @@ use crate::{
     db::{Db, Tx},
     error::FieldError,
     period::Period,
-    policy::document::is_key,
     purpose,
+    vocab::is_key,
 };
 
 /// The clock start meaning "when the item was created".

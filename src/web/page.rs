@@ -289,7 +289,14 @@ fn by(words: &Catalogue, actor: &str, lang: Lang) -> String {
         _ if actor.contains('@') => actor.to_string(),
         Some((kind, id)) => fill(
             words.get(&format!("who.{kind}"), lang).unwrap_or(kind),
-            &[("id", id.get(..8).unwrap_or(id))],
+            // A key's or an account's id is long and random; a system's key is its name.
+            &[(
+                "id",
+                match kind {
+                    "data_system" => id,
+                    _ => id.get(..8).unwrap_or(id),
+                },
+            )],
         ),
         None => words.term(actor, lang).to_string(),
     }

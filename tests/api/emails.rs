@@ -3,7 +3,7 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use consentry::notify::{
-    email::{CategoryCount, EmailContent, NoticeLine, PurposeLine, RequestLine},
+    email::{CategoryCount, EmailContent, NoticeLine, PurposeLine, RequestLine, SystemOutcome},
     templates::{EMAILS, LANGUAGES, Rendered, Templates},
 };
 use serde_json::Value;
@@ -68,8 +68,20 @@ pub(crate) fn samples() -> Vec<(EmailContent, &'static str)> {
                     category: "training_data".into(),
                     count: 2,
                 }],
+                systems: vec![
+                    SystemOutcome {
+                        name: "Image storage".into(),
+                        status: "job_done".into(),
+                        note: None,
+                    },
+                    SystemOutcome {
+                        name: "Billing".into(),
+                        status: "job_restricted".into(),
+                        note: Some("invoices are kept ten years".into()),
+                    },
+                ],
             },
-            "tax records are kept until 2030",
+            "invoices are kept ten years",
         ),
         (
             EmailContent::RequestRejected {
