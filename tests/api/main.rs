@@ -25,4 +25,5 @@ mod races;
 mod requests;
 mod retention;
 mod signin;
+mod systems;
 mod words;

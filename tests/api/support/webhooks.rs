@@ -30,9 +30,14 @@ pub struct WebhookReceiver {
 
 impl WebhookReceiver {
     pub async fn start(failures: usize) -> Self {
+        Self::start_signed_by(WEBHOOK_SECRET, failures).await
+    }
+
+    /// Like [`Self::start`], for a registered system that signs with its own `secret`.
+    pub async fn start_signed_by(secret: &str, failures: usize) -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let failures = Arc::new(AtomicUsize::new(failures));
-        let verifier = Arc::new(standardwebhooks::Webhook::new(WEBHOOK_SECRET).unwrap());
+        let verifier = Arc::new(standardwebhooks::Webhook::new(secret).unwrap());
         let (log, left) = (received.clone(), failures.clone());
         let endpoint = poem::endpoint::make(move |mut req: Request| {
             let (log, left, verifier) = (log.clone(), left.clone(), verifier.clone());
