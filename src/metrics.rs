@@ -280,6 +280,17 @@ async fn render_database(out: &mut String, state: &AppState) -> Result<(), DbErr
         due_soon as f64,
     );
 
+    let name = "consentry_fulfilment_jobs_overdue";
+    family(
+        out,
+        name,
+        "gauge",
+        "Systems' jobs past their time allowance and not done, by system key.",
+    );
+    for (system, n) in request::jobs::overdue(conn, now).await? {
+        line(out, name, &[("system", &system)], n as f64);
+    }
+
     let name = "consentry_purge_runs";
     family(
         out,

@@ -140,6 +140,9 @@ pub enum EmailContent {
         due_soon: Vec<RequestLine>,
         dead_letters: u64,
         purge_summary: Option<String>,
+        /// Systems with jobs past their time allowance.
+        #[serde(default)]
+        overdue_systems: Vec<SystemLine>,
     },
 }
 
@@ -148,6 +151,13 @@ pub enum EmailContent {
 pub struct PurposeLine {
     pub title: String,
     pub description: String,
+}
+
+/// A system with jobs past its allowance, in the digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SystemLine {
+    pub name: String,
+    pub jobs: u64,
 }
 
 /// What one system did for a request, as the completion email tells it.

@@ -1,5 +1,5 @@
-//! The daily digest for reviewers: overdue requests, requests due soon, and dead letters in the
-//! outbox. Each recipient gets one per day: the outbox's dedupe key (the date and the address)
+//! The daily digest for reviewers: overdue requests, requests due soon, systems with jobs past
+//! their allowance, and dead letters in the outbox. Each recipient gets one per day: the outbox's dedupe key (the date and the address)
 //! makes a second run on the same day, or a run on another replica, queue nothing. The same
 //! digest, with a summary of the run, follows every retention purge.
 
@@ -15,7 +15,7 @@ use crate::{
     config::Config,
     db::Tx,
     notify::{
-        email::{EmailContent, RequestLine},
+        email::{EmailContent, RequestLine, SystemLine},
         outbox,
     },
 };
@@ -69,8 +69,21 @@ async fn digest(
         .filter(|(status, _, _)| *status == outbox::Status::Dead)
         .map(|(_, _, n)| n)
         .sum();
+    let systems = crate::system::list(conn).await?;
+    let overdue_systems = super::jobs::overdue(conn, clock::now())
+        .await?
+        .into_iter()
+        .map(|(key, n)| SystemLine {
+            name: systems
+                .iter()
+                .find(|s| s.key == key)
+                .map_or(key, |s| s.name.clone()),
+            jobs: n.max(0) as u64,
+        })
+        .collect();
     Ok(EmailContent::AdminDigest {
         generated_at: clock::now(),
+        overdue_systems,
         overdue: lines(conn, config, None, today).await?,
         due_soon: lines(conn, config, Some(today), soon).await?,
         dead_letters: dead_letters.max(0) as u64,
@@ -106,10 +119,12 @@ pub async fn queue(tx: &mut Tx, config: &Config, today: NaiveDate) -> Result<u64
         overdue,
         due_soon,
         dead_letters: 0,
+        overdue_systems,
         ..
     } = &content
         && overdue.is_empty()
         && due_soon.is_empty()
+        && overdue_systems.is_empty()
     {
         return Ok(0);
     }

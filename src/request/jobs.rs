@@ -666,7 +666,7 @@ pub async fn close_open(tx: &mut Tx, request_id: &str, actor: &Actor) -> Result<
 pub async fn overdue(
     conn: &impl ConnectionTrait,
     now: DateTime<Utc>,
-) -> Result<Vec<(String, i64)>, RequestError> {
+) -> Result<Vec<(String, i64)>, sea_orm::DbErr> {
     let counts: Vec<(Option<String>, i64)> = fulfilments::Entity::find()
         .select_only()
         .column(fulfilments::Column::SystemKey)

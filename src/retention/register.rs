@@ -1,10 +1,12 @@
 //! The record of processing activities (GDPR Art 30, PIPL Art 55's assessment record) generated
-//! from the purposes and the retention rules: the first document a regulator asks for.
+//! from the purposes, the retention rules and the registry of systems that hold each category:
+//! the first document a regulator asks for.
 
 use super::Rule;
 use crate::{
     law::{self, Regime},
     purpose::{LegalBasis, Purpose, Recipient},
+    system::System,
 };
 
 /// One line of the register: one purpose.
@@ -19,6 +21,8 @@ pub struct Line {
     pub purpose_retention: Option<String>,
     /// The rule of each of the purpose's categories that has one.
     pub category_retention: Vec<CategoryRetention>,
+    /// The systems in service that hold each of the purpose's categories.
+    pub holders: Vec<CategoryHolders>,
     pub separate_consent_reason: Option<String>,
     /// Countries data goes to outside the EU/EEA (a GDPR Chapter V transfer).
     pub outside_eea: Vec<String>,
@@ -36,8 +40,20 @@ pub struct CategoryRetention {
     pub clock_start: String,
 }
 
+/// Where one category is kept: the names of the systems that hold it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CategoryHolders {
+    pub category: String,
+    pub systems: Vec<String>,
+}
+
 /// The register, one line per purpose, in the language asked for where texts exist.
-pub fn lines(purposes: &[Purpose], rules: &[Rule], language: &str) -> Vec<Line> {
+pub fn lines(
+    purposes: &[Purpose],
+    rules: &[Rule],
+    systems: &[System],
+    language: &str,
+) -> Vec<Line> {
     purposes
         .iter()
         .map(|p| {
@@ -64,6 +80,21 @@ pub fn lines(purposes: &[Purpose], rules: &[Rule], language: &str) -> Vec<Line> 
                     })
                 })
                 .collect();
+            let holders = p
+                .data_categories
+                .iter()
+                .filter_map(|c| {
+                    let names: Vec<String> = systems
+                        .iter()
+                        .filter(|s| s.retired_at.is_none() && s.categories.contains(c))
+                        .map(|s| s.name.clone())
+                        .collect();
+                    (!names.is_empty()).then(|| CategoryHolders {
+                        category: c.clone(),
+                        systems: names,
+                    })
+                })
+                .collect();
             Line {
                 purpose: p.key.clone(),
                 title: p
@@ -75,6 +106,7 @@ pub fn lines(purposes: &[Purpose], rules: &[Rule], language: &str) -> Vec<Line> 
                 recipients: p.recipients.clone(),
                 purpose_retention: p.retention_period.clone(),
                 category_retention,
+                holders,
                 separate_consent_reason: p
                     .separate_consent_reason
                     .map(|r| sea_orm::ActiveEnum::to_value(&r)),
@@ -96,6 +128,7 @@ pub fn csv(lines: &[Line]) -> Result<Vec<u8>, csv::Error> {
         "data_categories",
         "recipients",
         "retention",
+        "systems",
         "separate_consent_reason",
         "transfers_outside_eea",
         "transfers_outside_china",
@@ -120,6 +153,11 @@ pub fn csv(lines: &[Line]) -> Result<Vec<u8>, csv::Error> {
                         .iter()
                         .map(|r| format!("{}: {} from {}", r.category, r.period, r.clock_start)),
                 )
+                .collect::<Vec<_>>()
+                .join("; "),
+            l.holders
+                .iter()
+                .map(|h| format!("{}: {}", h.category, h.systems.join(", ")))
                 .collect::<Vec<_>>()
                 .join("; "),
             l.separate_consent_reason.clone().unwrap_or_default(),

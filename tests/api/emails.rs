@@ -3,7 +3,10 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use consentry::notify::{
-    email::{CategoryCount, EmailContent, NoticeLine, PurposeLine, RequestLine, SystemOutcome},
+    email::{
+        CategoryCount, EmailContent, NoticeLine, PurposeLine, RequestLine, SystemLine,
+        SystemOutcome,
+    },
     templates::{EMAILS, LANGUAGES, Rendered, Templates},
 };
 use serde_json::Value;
@@ -169,8 +172,12 @@ pub(crate) fn samples() -> Vec<(EmailContent, &'static str)> {
                 due_soon: vec![],
                 dead_letters: 4,
                 purge_summary: Some("1,204 items purged".into()),
+                overdue_systems: vec![SystemLine {
+                    name: "Training cluster".into(),
+                    jobs: 2,
+                }],
             },
-            "req-overdue",
+            "Training cluster",
         ),
         (
             EmailContent::RestrictionLifted {

@@ -493,6 +493,7 @@ async fn urgent_messages_are_claimed_before_bulk_ones_queued_earlier() {
         due_soon: Vec::new(),
         dead_letters: 0,
         purge_summary: None,
+        overdue_systems: Vec::new(),
     };
     for n in 0..50 {
         queue_email(

@@ -13,8 +13,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Fixture, WebhookReceiver, fixture, fixture_with, json, problem, subject_token, token_in,
-    webhook_headers,
+    Fixture, WebhookReceiver, fixture, fixture_with, json, problem, purpose_body, staff_browser,
+    subject_token, token_in, webhook_headers,
 };
 
 const IMAGES_SECRET: &str = "whsec_aW1hZ2VzLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVm";
@@ -846,5 +846,183 @@ async fn the_registry_keeps_secrets_sealed_and_without_systems_the_main_app_gets
     assert!(
         !audit.contains(&secret[6..]),
         "the audit log never holds the secret"
+    );
+}
+
+#[tokio::test]
+async fn the_console_registers_systems_and_shows_each_requests_systems() {
+    let f = fixture().await;
+    let admin = staff_browser(&f.app, "sys-admin@example.com", Role::Admin).await;
+    let form = admin.get("/console/systems/new").await;
+    let bad = admin
+        .submit(
+            &form,
+            "/console/systems",
+            &[
+                ("key", "images"),
+                ("name", "Image storage"),
+                ("categories", "photos"),
+                ("allowance_days", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    bad.shows("at least one request type");
+    bad.shows("1 to 60 days");
+    let receiver = WebhookReceiver::start(0).await;
+    let made = admin
+        .submit(
+            &form,
+            "/console/systems",
+            &[
+                ("key", "images"),
+                ("name", "Image storage"),
+                ("endpoint", &receiver.url),
+                ("type_erase", "1"),
+                ("categories", "photos"),
+                ("allowance_days", "3"),
+                ("required", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    made.shows("it is shown this once");
+    assert!(made.body.contains("whsec_"));
+    // Through the main app's URL, no secret of its own: straight back to the list.
+    let via_main = admin
+        .submit(
+            &form,
+            "/console/systems",
+            &[
+                ("key", "training"),
+                ("name", "Training cluster"),
+                ("type_erase", "1"),
+                ("categories", "training_data"),
+                ("allowance_days", "10"),
+                ("required", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(via_main.status, StatusCode::SEE_OTHER, "{}", via_main.body);
+    let list = admin.get("/console/systems").await;
+    list.shows("Image storage");
+    list.shows("the main app&#x27;s webhook URL");
+    let edit = admin.get("/console/systems/images/edit").await;
+    assert!(
+        !edit.body.contains("whsec_"),
+        "the secret is never shown again"
+    );
+
+    // The register lists the systems per category.
+    let key = f.app.key(Role::Admin).await;
+    f.app
+        .create_purposes(&key, &[purpose_body("tagging")])
+        .await;
+    let register = admin.get("/console/register").await;
+    register.shows("<code>photos</code>: Image storage");
+
+    // The request's page shows each system with its status; a reviewer acts on one.
+    let id = approved(&f, "ola", json!({"type": "erase"})).await;
+    let reviewer = staff_browser(&f.app, "sys-rev@example.com", Role::Reviewer).await;
+    let page = reviewer.get(&format!("/console/requests/{id}")).await;
+    page.shows("Image storage");
+    page.shows("Training cluster");
+    page.shows("Waiting for the system");
+    let listed = jobs(&f, &id).await;
+    let training_job = job_of(&listed, "training")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image_job = job_of(&listed, "images")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refused = reviewer
+        .submit(
+            &page,
+            &format!("/console/requests/{id}/jobs/{training_job}/not-applicable"),
+            &[("reason", "")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    refused.shows("say why this system has nothing to do");
+    let retried = reviewer
+        .submit(
+            &page,
+            &format!("/console/requests/{id}/jobs/{image_job}/retry"),
+            &[],
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::SEE_OTHER, "{}", retried.body);
+    let marked = reviewer
+        .submit(
+            &page,
+            &format!("/console/requests/{id}/jobs/{training_job}/not-applicable"),
+            &[("reason", "no training on this account")],
+        )
+        .await;
+    assert_eq!(marked.status, StatusCode::SEE_OTHER, "{}", marked.body);
+    json(
+        f.complete_job(&image_job, json!({"evidence": {"counts": {"photos": 4}}}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let done = reviewer.get(&format!("/console/requests/{id}")).await;
+    done.shows("Nothing to do there");
+    done.shows("no training on this account");
+    done.shows("<code>photos</code>: 4");
+    assert!(!done.body.contains("/jobs/"), "nothing left to act on");
+    // A viewer may not change the registry.
+    let viewer = staff_browser(&f.app, "sys-view@example.com", Role::Viewer).await;
+    assert_eq!(
+        viewer.get("/console/systems/new").await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn a_system_past_its_allowance_is_shown_counted_and_named_in_the_digest() {
+    let f = fixture_with(|c| c.requests.digest_to = vec!["privacy-team@example.com".into()]).await;
+    let _images = register(&f, "images", IMAGES_SECRET, &["erase"], &["photos"], true).await;
+    let id = approved(&f, "pia", json!({"type": "erase"})).await;
+    // Six days later, the five allowed have run out.
+    model::fulfilments::Entity::update_many()
+        .col_expr(
+            model::fulfilments::Column::DueAt,
+            sea_orm::prelude::Expr::value(Utc::now() - chrono::TimeDelta::days(1)),
+        )
+        .filter(model::fulfilments::Column::RequestId.eq(&id))
+        .exec(f.app.state.db.conn())
+        .await
+        .unwrap();
+    let listed = jobs(&f, &id).await;
+    assert_eq!(job_of(&listed, "images")["overdue"], true);
+    let metrics = f
+        .app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("consentry_fulfilment_jobs_overdue{system=\"images\"} 1"),
+        "{metrics}"
+    );
+    let mut tx = f.app.state.db.begin().await.unwrap();
+    let queued =
+        consentry::request::digest::queue(&mut tx, &f.app.state.config, Utc::now().date_naive())
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(queued, 1);
+    f.drain().await;
+    let digest = f.sink.wait_for_text("Systems past their allowance").await;
+    assert!(
+        digest.text.contains("- The images system: 1 job(s)"),
+        "{}",
+        digest.text
     );
 }

@@ -11,6 +11,7 @@ mod requests;
 mod settings;
 mod signin;
 mod subjects;
+mod systems;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/requests", get(requests::queue))
         .at("/requests/:id", get(requests::detail))
         .at("/requests/:id/:action", post(requests::act))
+        .at("/requests/:id/jobs/:job/:action", post(systems::act_on_job))
         .at("/subjects", get(subjects::search))
         .at("/subjects/:external_id", get(subjects::profile))
         .at("/subjects/:external_id/holds", post(subjects::hold))
@@ -70,6 +72,11 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/retention/new", get(settings::rule_editor))
         .at("/retention/:category/edit", get(settings::rule_editor))
         .at("/retention/:category", post(settings::save_rule))
+        .at("/systems", get(systems::list).post(systems::save))
+        .at("/systems/new", get(systems::editor))
+        .at("/systems/:key/edit", get(systems::editor))
+        .at("/systems/:key", post(systems::save))
+        .at("/systems/:key/retire", post(systems::retire))
         .at("/policies", get(records::policy_list).post(records::draft))
         .at("/policies/new", get(records::new_draft))
         .at("/policies/:id", get(records::policy_page))

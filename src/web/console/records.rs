@@ -37,6 +37,7 @@ pub async fn register_page(
             "purpose": l.purpose, "title": l.title, "legal_basis": l.legal_basis.to_value(),
             "categories": l.data_categories, "recipients": l.recipients,
             "purpose_retention": l.purpose_retention, "category_retention": l.category_retention,
+            "holders": l.holders,
             "separate": l.separate_consent_reason, "outside_eea": l.outside_eea,
             "outside_china": l.outside_china, "archived": l.archived,
         })).collect::<Vec<_>>(),
@@ -48,7 +49,8 @@ async fn register_lines(state: &AppState, language: &str) -> Result<Vec<register
     let conn = state.db.conn();
     let purposes = purpose::list(conn, true).await?;
     let rules = retention::list(conn).await?;
-    Ok(register::lines(&purposes, &rules, language))
+    let systems = crate::system::list(conn).await?;
+    Ok(register::lines(&purposes, &rules, &systems, language))
 }
 
 /// `GET /console/register.csv`.

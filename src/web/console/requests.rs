@@ -289,7 +289,7 @@ pub async fn detail(
     Ok(staff.page(state, "request", data, StatusCode::OK))
 }
 
-async fn detail_data(
+pub(super) async fn detail_data(
     state: &AppState,
     id: &str,
     errors: &[FieldError],
@@ -324,6 +324,7 @@ async fn detail_data(
     );
     let next = request::review::next_steps(&r);
     let details = serde_json::from_str::<Value>(&r.details).unwrap_or_default();
+    let jobs = request::jobs::of_request(conn, &r.id).await?;
     Ok(json!({
         "section": "requests",
         "request": row(&r, who.email.as_deref().or(who.external_id.as_deref()).unwrap_or("—"), today, &names),
@@ -352,6 +353,8 @@ async fn detail_data(
             "note": e.note,
             "at": e.occurred_at.to_rfc3339(),
         })).collect::<Vec<_>>(),
+        "jobs": super::systems::jobs_view(&jobs),
+        "fulfilling": r.status == request::RequestStatus::Fulfilling,
         "can_take": next.take,
         "can_decide": next.approve,
         "can_reject": next.reject,
