@@ -248,6 +248,21 @@ async fn every_page_reads_in_chinese_for_a_chinese_reader() {
     assert_eq!(decided.status(), StatusCode::OK);
     f.approve_and_fulfil(&ids[2], json!({"data": {"照片": 3}}))
         .await;
+    // A registered system: the erasure waits for it.
+    let system = f
+        .app
+        .post("/v1/admin/systems")
+        .bearer_auth(&admin)
+        .json(
+            &json!({"key": "oss", "name": "阿里云对象存储", "request_types": ["erase"],
+                      "categories": ["photos"], "allowance_days": 5}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(system.status(), StatusCode::CREATED);
+    let approved = f.decide(&f.reviewer, &ids[0], "approve", json!({})).await;
+    assert_eq!(approved.status(), StatusCode::OK);
     f.drain().await;
     let by_email = json(
         f.file_by_email(
@@ -418,6 +433,9 @@ async fn every_page_reads_in_chinese_for_a_chinese_reader() {
         "/console/audit".into(),
         "/console/keys".into(),
         "/console/account".into(),
+        "/console/systems".into(),
+        "/console/systems/new".into(),
+        "/console/systems/oss/edit".into(),
     ];
     for id in &ids {
         console.push(format!("/console/requests/{id}"));
