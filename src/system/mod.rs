@@ -166,10 +166,16 @@ impl SystemFields {
         let mut errors = Vec::new();
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            errors.push(FieldError::new("name", "1 to 200 characters"));
+            errors.push(FieldError::new(
+                "name",
+                "give the system a name of 1 to 200 characters",
+            ));
         }
         if self.description.chars().count() > 2000 {
-            errors.push(FieldError::new("description", "at most 2000 characters"));
+            errors.push(FieldError::new(
+                "description",
+                "keep the description to 2000 characters",
+            ));
         }
         if let Some(endpoint) = &self.endpoint {
             // Never echo the URL: its query or user part may hold a token.
@@ -177,14 +183,14 @@ impl SystemFields {
                 Ok(url) if matches!(url.scheme(), "http" | "https") => {}
                 _ => errors.push(FieldError::new(
                     "endpoint",
-                    "an http:// or https:// URL, or none for the main app's webhook URL",
+                    "give an http:// or https:// URL, or leave it empty for the main app's webhook URL",
                 )),
             }
         }
         if self.request_types.is_empty() {
             errors.push(FieldError::new(
                 "request_types",
-                "at least one request type",
+                "choose at least one request type",
             ));
         }
         if let Some(other) = self.request_types.iter().find(|t| !TYPES.contains(t)) {
@@ -198,7 +204,10 @@ impl SystemFields {
             ));
         }
         if self.categories.is_empty() {
-            errors.push(FieldError::new("categories", "at least one data category"));
+            errors.push(FieldError::new(
+                "categories",
+                "name at least one data category it holds",
+            ));
         }
         if let Some(bad) = self.categories.iter().find(|c| !is_key(c)) {
             errors.push(FieldError::new(
@@ -209,7 +218,7 @@ impl SystemFields {
         if !(1..=MAX_ALLOWANCE_DAYS).contains(&self.allowance_days) {
             errors.push(FieldError::new(
                 "allowance_days",
-                format!("1 to {MAX_ALLOWANCE_DAYS} days"),
+                format!("give a number of days from 1 to {MAX_ALLOWANCE_DAYS}"),
             ));
         }
         if errors.is_empty() {
@@ -357,7 +366,7 @@ pub async fn create(
         &*tx,
         actor,
         "system.created",
-        Target::new("system", key),
+        Target::new("data_system", key),
         fields.audited(),
     )
     .await?;
@@ -411,7 +420,7 @@ pub async fn update(
         &*tx,
         actor,
         "system.updated",
-        Target::new("system", key),
+        Target::new("data_system", key),
         details,
     )
     .await?;
@@ -437,7 +446,7 @@ pub async fn retire(tx: &mut Tx, key: &str, actor: &Actor) -> Result<System, Sys
         &*tx,
         actor,
         "system.retired",
-        Target::new("system", key),
+        Target::new("data_system", key),
         json!({"name": system.name}),
     )
     .await?;

@@ -833,7 +833,7 @@ async fn the_registry_keeps_secrets_sealed_and_without_systems_the_main_app_gets
 
     let audit = json(
         f.app
-            .get("/v1/admin/audit?target_type=system")
+            .get("/v1/admin/audit?target_type=data_system")
             .bearer_auth(&admin)
             .send()
             .await
@@ -867,8 +867,8 @@ async fn the_console_registers_systems_and_shows_each_requests_systems() {
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    bad.shows("at least one request type");
-    bad.shows("1 to 60 days");
+    bad.shows("choose at least one request type");
+    bad.shows("give a number of days from 1 to 60");
     let receiver = WebhookReceiver::start(0).await;
     let made = admin
         .submit(
@@ -928,6 +928,7 @@ async fn the_console_registers_systems_and_shows_each_requests_systems() {
     page.shows("Image storage");
     page.shows("Training cluster");
     page.shows("Waiting for the system");
+    page.shows("waiting for 2 of 2 systems");
     let listed = jobs(&f, &id).await;
     let training_job = job_of(&listed, "training")["id"]
         .as_str()

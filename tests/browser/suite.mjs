@@ -689,6 +689,59 @@ print(json.dumps(out))`;
     await waitFor("the retried webhook", () => jobs.filter((j) => j.type === "consent.withdrawn").length > before);
     check("a retried dead letter is delivered", true);
 
+    // Systems that hold the data: registered in the console, each reached for an erasure.
+    await cpage.goto(`${base}/console/systems`);
+    await review(cpage, "50-console-systems-empty");
+    await cpage.getByRole("link", { name: "Register a system" }).click();
+    await cpage.getByLabel("Key").fill("images");
+    await cpage.getByLabel("System", { exact: true }).fill("Image storage (OSS)");
+    await cpage.getByLabel(/Endpoint/).fill(`http://127.0.0.1:${hookPort}/images`);
+    await cpage.getByLabel("Erasure", { exact: false }).check();
+    await cpage.getByLabel("Data categories it holds").fill("photos, generated_images");
+    await cpage.getByLabel("Days allowed").fill("0");
+    await cpage.getByRole("button", { name: "Save" }).click();
+    await cpage.getByText("a number of days from 1 to 60").first().waitFor();
+    await review(cpage, "51-console-system-error");
+    await cpage.getByLabel("Days allowed").fill("5");
+    await cpage.getByRole("button", { name: "Save" }).click();
+    await cpage.getByText("it is shown this once").waitFor();
+    await review(cpage, "52-console-system-secret");
+    const systemSecret = (await cpage.locator("code.secret").textContent()).trim();
+    check("a system's signing secret is shown once", systemSecret.startsWith("whsec_"));
+    await cpage.goto(`${base}/console/systems/new`);
+    await cpage.getByLabel("Key").fill("training");
+    await cpage.getByLabel("System", { exact: true }).fill("Training cluster");
+    await cpage.getByLabel("Erasure", { exact: false }).check();
+    await cpage.getByLabel("Data categories it holds").fill("training_data");
+    await cpage.getByLabel("Days allowed").fill("10");
+    await cpage.getByRole("button", { name: "Save" }).click();
+    await cpage.getByRole("heading", { name: "Systems" }).waitFor();
+    await review(cpage, "53-console-systems");
+    await event("subject.upserted", { external_id: "mia", email: "mia@example.com", locale: "en", jurisdiction: "FR" });
+    const sysReq = (await api("POST", "/v1/me/requests", subjectToken("mia"), { type: "erase" })).body.id;
+    await api("POST", `/v1/admin/requests/${sysReq}/approve`, admin, {});
+    const imagesJob = await waitFor("the image store's job", () => jobs.find((j) => j.type === "fulfilment.requested" && j.data.request_id === sysReq && j.data.system === "images"));
+    check("each system gets its own job", !!await waitFor("the training job", () => jobs.find((j) => j.data?.request_id === sysReq && j.data.system === "training")));
+    const report = JSON.stringify({ status: "done", evidence: { counts: { photos: 12 }, reference: "oss-del-881" } });
+    const rid = `msg_${crypto.randomUUID()}`;
+    const rts = Math.floor(Date.now() / 1000).toString();
+    const rkey = Buffer.from(systemSecret.slice("whsec_".length), "base64");
+    const rsig = crypto.createHmac("sha256", rkey).update(`${rid}.${rts}.${report}`).digest("base64");
+    const reported = await fetch(`${base}/v1/systems/images/fulfilments/${imagesJob.data.fulfilment_id}`, {
+      method: "POST", headers: { "content-type": "application/json", "webhook-id": rid, "webhook-timestamp": rts, "webhook-signature": `v1,${rsig}` }, body: report,
+    });
+    check("a system reports on its own signed path", reported.status === 200);
+    await cpage.goto(`${base}/console/requests/${sysReq}`);
+    await cpage.locator("#systems").scrollIntoViewIfNeeded();
+    await review(cpage, "54-console-request-systems");
+    check("the request shows each system's status", (await cpage.textContent("main")).includes("Waiting for the system"));
+    await cpage.getByText("Not applicable").first().click();
+    await cpage.getByLabel("Why this system has nothing to do for this request").fill("Mia never opted in to model training.");
+    await cpage.getByRole("button", { name: "Not applicable" }).click();
+    await cpage.getByText("Nothing to do there").first().waitFor();
+    await review(cpage, "55-console-request-systems-done");
+    check("the request completes once every system is settled", (await api("GET", `/v1/admin/requests/${sysReq}`, admin)).body.status === "completed");
+
     for (const [path, name] of [["/console/subjects?q=li@example.com", "41-console-subject"], ["/console/register", "42-console-register"],
       ["/console/purposes", "43-console-purposes"], ["/console/retention", "44-console-retention"], ["/console/audit", "45-console-audit"],
       ["/console/keys", "46-console-keys"], ["/console/account", "47-console-account"], ["/console/policies", "48-console-policies"],

@@ -354,6 +354,8 @@ pub(super) async fn detail_data(
             "at": e.occurred_at.to_rfc3339(),
         })).collect::<Vec<_>>(),
         "jobs": super::systems::jobs_view(&jobs),
+        "jobs_required": jobs.iter().filter(|j| j.required).count(),
+        "jobs_waiting": jobs.iter().filter(|j| j.required && !j.row.status.is_settled()).count(),
         "fulfilling": r.status == request::RequestStatus::Fulfilling,
         "can_take": next.take,
         "can_decide": next.approve,
