@@ -84,7 +84,10 @@ impl Server {
             .env("CONSENTRY_TEMPLATES_DIR", format!("{root}/templates"))
             .env("CONSENTRY_WEBHOOK_SECRET", MAIN_SECRET)
             .env("CONSENTRY_WEBHOOKS__URL", hooks)
-            .env("CONSENTRY_LOG__LEVEL", "error")
+            .env(
+                "CONSENTRY_LOG__LEVEL",
+                std::env::var("SYSTEMS_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+            )
             // A job claimed by the killed process is claimed again this soon.
             .env("CONSENTRY_OUTBOX__CLAIM_TIMEOUT_SECONDS", "5")
             .env("CONSENTRY_OUTBOX__BACKOFF_BASE_SECONDS", "1")

@@ -57,6 +57,10 @@ pub enum SetupError {
     Webhooks(String),
 }
 
+/// Where a message goes: a registered system's endpoint, `None` for the usual one (the SMTP
+/// server, the main app's webhook URL), or why the system cannot be reached.
+type Route = Result<Option<crate::system::Endpoint>, Failure>;
+
 /// A failed delivery: what to record (no personal data), and whether trying again could help.
 #[derive(Debug)]
 pub struct Failure {
@@ -92,37 +96,50 @@ impl Dispatcher {
         }
     }
 
-    /// Sends one claimed message without recording the outcome; the pipeline records it. A crash between the two is what the claim's lease protects against.
+    /// Sends one claimed message without recording the outcome; the pipeline records it. A
+    /// crash between the two is what the claim's lease protects against.
     pub async fn deliver(&self, message: &OutboxMessage) -> Result<(), Failure> {
-        match message.kind {
-            Kind::Email => self.send_email(message).await,
-            Kind::Webhook => self.send_webhook(message).await,
+        let route = self.route(message).await;
+        self.send(message, route).await
+    }
+
+    /// Where a webhook for a registered system goes, read from the database. The pipeline
+    /// reads it before a delivery starts, never during one: a delivery in flight holds no
+    /// database connection, since the loop that claims the next batch, while those deliveries
+    /// wait for it, may need every connection there is.
+    async fn route(&self, message: &OutboxMessage) -> Route {
+        match (&message.kind, &message.system_key) {
+            (Kind::Webhook, Some(key)) => {
+                crate::system::endpoint(self.db.conn(), &self.service, key)
+                    .await
+                    .map_err(|e| Failure {
+                        permanent: matches!(e, crate::system::SystemError::NotFound),
+                        detail: format!("system `{key}`: {e}"),
+                    })
+            }
+            _ => Ok(None),
         }
     }
 
-    async fn send_webhook(&self, message: &OutboxMessage) -> Result<(), Failure> {
-        let endpoint = match &message.system_key {
-            Some(key) => crate::system::endpoint(self.db.conn(), &self.service, key)
+    /// Sends a message by its route, without touching the database.
+    async fn send(&self, message: &OutboxMessage, route: Route) -> Result<(), Failure> {
+        match message.kind {
+            Kind::Email => self.send_email(message).await,
+            Kind::Webhook => self
+                .webhooks
+                .deliver(
+                    &message.id,
+                    &message.topic,
+                    &message.payload,
+                    clock::now().timestamp(),
+                    route?.as_ref(),
+                )
                 .await
                 .map_err(|e| Failure {
-                    permanent: matches!(e, crate::system::SystemError::NotFound),
-                    detail: format!("system `{key}`: {e}"),
-                })?,
-            None => None,
-        };
-        self.webhooks
-            .deliver(
-                &message.id,
-                &message.topic,
-                &message.payload,
-                clock::now().timestamp(),
-                endpoint.as_ref(),
-            )
-            .await
-            .map_err(|e| Failure {
-                detail: e.0,
-                permanent: false,
-            })
+                    detail: e.0,
+                    permanent: false,
+                }),
+        }
     }
 
     /// An email as it would be sent in `locale`, for a preview before the change that sends it.
@@ -268,8 +285,10 @@ impl<'a> Pipeline<'a> {
             let Some(message) = self.waiting.pop_front() else {
                 break;
             };
+            // Read here, while no delivery runs (see `Dispatcher::route`).
+            let route = dispatcher.route(&message).await;
             self.in_flight.push(Box::pin(async move {
-                let outcome = dispatcher.deliver(&message).await;
+                let outcome = dispatcher.send(&message, route).await;
                 (message, outcome)
             }));
         }

@@ -264,7 +264,7 @@ pub async fn answer(
         .await?
         .filter(|job| from.is_none() || job.system_key.as_deref() == from)
         .ok_or(RequestError::NotFound)?;
-    let request = super::get(&*tx, &job.request_id).await?;
+    let request = super::lock(tx, &job.request_id).await?;
     let actor = match from {
         Some(key) => Actor::DataSystem(key.to_string()),
         None => Actor::MainApp,
@@ -514,12 +514,21 @@ async fn settle(
 }
 
 /// Finds a request's open job for a reviewer's decision on it.
-async fn open_job(tx: &Tx, job_id: &str) -> Result<(fulfilments::Model, Request), RequestError> {
+async fn open_job(
+    tx: &mut Tx,
+    job_id: &str,
+) -> Result<(fulfilments::Model, Request), RequestError> {
+    let request_id = fulfilments::Entity::find_by_id(job_id)
+        .one(&*tx)
+        .await?
+        .ok_or(RequestError::NotFound)?
+        .request_id;
+    let request = super::lock(tx, &request_id).await?;
+    // Read again under the lock: a report may have settled it meanwhile.
     let job = fulfilments::Entity::find_by_id(job_id)
-        .one(tx)
+        .one(&*tx)
         .await?
         .ok_or(RequestError::NotFound)?;
-    let request = super::get(tx, &job.request_id).await?;
     if request.status != RequestStatus::Fulfilling {
         return Err(RequestError::refused(&request, "changed"));
     }

@@ -226,6 +226,17 @@ pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Request, Reque
         .ok_or(RequestError::NotFound)
 }
 
+/// A request, its row locked until the transaction ends, so that changes which read its jobs
+/// before they move it (each system's report, a reviewer's decision on a job) queue up: the last
+/// of two reports arriving together sees the first one's job done, and completes the request.
+pub async fn lock(tx: &mut Tx, id: &str) -> Result<Request, RequestError> {
+    model::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(&*tx)
+        .await?
+        .ok_or(RequestError::NotFound)
+}
+
 /// A subject's requests, newest first.
 pub async fn of_subject(
     conn: &impl ConnectionTrait,

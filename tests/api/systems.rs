@@ -1027,3 +1027,59 @@ async fn a_system_past_its_allowance_is_shown_counted_and_named_in_the_digest() 
         digest.text
     );
 }
+
+/// Every system's report, each sent several times, all at once: the request completes once,
+/// with one confirmation per system and one email (the last report sees the others' jobs done,
+/// whichever commits first).
+#[tokio::test]
+async fn reports_of_every_system_arriving_together_complete_the_request_once() {
+    let f = fixture_with(|c| c.rate_limit.per_minute = 100_000).await;
+    let mut remotes = Vec::new();
+    for (key, secret) in [
+        ("images", IMAGES_SECRET),
+        ("training", TRAINING_SECRET),
+        ("mailing", MAILING_SECRET),
+    ] {
+        remotes.push(register(&f, key, secret, &["erase"], &["photos"], true).await);
+    }
+    let id = approved(&f, "quinn", json!({"type": "erase"})).await;
+    let listed = jobs(&f, &id).await;
+    let ids: Vec<String> = listed
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect();
+    let answers = futures_util::future::join_all(
+        ids.iter()
+            .flat_map(|job| std::iter::repeat_n(job, 8))
+            .map(|job| f.complete_job(job, json!({}))),
+    )
+    .await;
+    for answer in answers {
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    assert_eq!(status(&f, &id).await, "completed");
+    let history = f.admin_request(&id).await["history"].clone();
+    let confirmed = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["note"].as_str().is_some_and(|n| n.ends_with("confirmed")))
+        .count();
+    assert_eq!(confirmed, 3, "{history}");
+    let completions = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["to_status"] == "completed")
+        .count();
+    assert_eq!(completions, 1);
+    f.drain().await;
+    let mails = f.mail_to("quinn@example.com", 2).await;
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.text.contains("is complete"))
+            .count(),
+        1
+    );
+}
