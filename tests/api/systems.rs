@@ -1083,3 +1083,99 @@ async fn reports_of_every_system_arriving_together_complete_the_request_once() {
         1
     );
 }
+
+/// A system that must keep data (a legal hold) ends the erasure restricted, and the email says
+/// which system kept what and why.
+#[tokio::test]
+async fn a_system_keeping_data_ends_the_erasure_restricted_and_the_email_says_where() {
+    let f = fixture().await;
+    let images = register(&f, "images", IMAGES_SECRET, &["erase"], &["photos"], true).await;
+    let billing = register(
+        &f,
+        "billing",
+        TRAINING_SECRET,
+        &["erase"],
+        &["invoices"],
+        true,
+    )
+    .await;
+    let id = approved(&f, "rae", json!({"type": "erase"})).await;
+    let job = |remote: &Remote| {
+        remote.jobs_for(&id)[0]["fulfilment_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    json(
+        report(
+            &f,
+            &images,
+            IMAGES_SECRET,
+            &job(&images),
+            json!({"status": "done"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    // A restriction needs its reason.
+    problem(
+        report(
+            &f,
+            &billing,
+            TRAINING_SECRET,
+            &job(&billing),
+            json!({"status": "done", "outcome": "restricted"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let done = json(
+        report(
+            &f,
+            &billing,
+            TRAINING_SECRET,
+            &job(&billing),
+            json!({"status": "done", "outcome": "restricted", "note": "invoices are kept ten years under tax law"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["outcome"], "restricted");
+    let viewer = f.app.key(Role::Viewer).await;
+    let person = json(
+        f.app
+            .get("/v1/admin/subjects/rae")
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        person["profile"]["restricted"], true,
+        "kept somewhere, so restricted here too: {person}"
+    );
+    f.drain().await;
+    let mails = f.mail_to("rae@example.com", 2).await;
+    let completed = mails
+        .iter()
+        .find(|m| m.text.contains("is complete"))
+        .unwrap();
+    assert!(
+        completed.text.contains("- The images system: Done"),
+        "{}",
+        completed.text
+    );
+    assert!(
+        completed.text.contains(
+            "- The billing system: Kept, with processing restricted (invoices are kept ten years under tax law)"
+        ),
+        "{}",
+        completed.text
+    );
+}
