@@ -21,7 +21,6 @@
 mod common;
 
 use std::{
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -30,8 +29,8 @@ use std::{
 };
 
 use common::{
-    MakeRequest, Run, api_key, closed_loop, database, engine, memory_mib, open_loop, pick,
-    print_row,
+    MakeRequest, Run, Service, api_key, closed_loop, database, engine, free_port, memory_mib,
+    open_loop, pick, print_row,
 };
 use consentry::{
     audit::Actor,
@@ -164,69 +163,18 @@ async fn load(db: &Db, n: usize) {
     }
 }
 
-/// The release binary, serving the bench database on a free port.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(url: &str, data_dir: &std::path::Path) -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let root = env!("CARGO_MANIFEST_DIR");
-        let child = Command::new(env!("CARGO_BIN_EXE_consentry"))
-            .arg("serve")
-            // The bench's own setting is not one of the service's.
-            .env_remove("CONSENTRY_BENCH_DATABASE_URL")
-            .env("DATABASE_URL", url)
-            .env("CONSENTRY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CONSENTRY_DATA_DIR", data_dir)
-            .env("CONSENTRY_POLICIES_DIR", format!("{root}/policies"))
-            .env("CONSENTRY_TEMPLATES_DIR", format!("{root}/templates"))
-            .env("CONSENTRY_SUBJECT_TOKEN_SECRET", TOKEN_SECRET)
-            .env("CONSENTRY_LOG__LEVEL", "warn")
-            .env("CONSENTRY_OUTBOX__DISPATCH", "false")
-            // SQLite runs each connection on a thread of its own: few connections mean fewer
-            // thread switches; PostgreSQL runs transactions side by side.
-            .env(
-                "CONSENTRY_DATABASE_MAX_CONNECTIONS",
-                if engine() == "sqlite" { "4" } else { "16" },
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the release binary starts");
-        let server = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client
-                .get(format!("{}/health/ready", server.base))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server did not become ready");
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The release binary on a free port, its outbox left alone.
+async fn serve(url: &str, data_dir: &std::path::Path) -> Service {
+    Service::start(
+        url,
+        data_dir,
+        free_port(),
+        &[
+            ("CONSENTRY_SUBJECT_TOKEN_SECRET", TOKEN_SECRET),
+            ("CONSENTRY_OUTBOX__DISPATCH", "false"),
+        ],
+    )
+    .await
 }
 
 #[tokio::main]
@@ -281,7 +229,7 @@ async fn main() {
     let service = api_key(&db, Role::Service).await;
     let admin = api_key(&db, Role::Admin).await;
 
-    let server = Server::start(&url, &config.data_dir).await;
+    let server = serve(&url, &config.data_dir).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -422,7 +370,7 @@ async fn main() {
     assert_eq!(broken, 0, "every chain verifies");
 
     // 2b. A withdrawal recorded by one process, checked on another that remembered the grant.
-    let other = Server::start(&url, &config.data_dir).await;
+    let other = serve(&url, &config.data_dir).await;
     let mut stale = Vec::new();
     for i in 0..STALENESS_SAMPLES.min(pool) {
         let check = || {
@@ -465,7 +413,7 @@ async fn main() {
     drop(server);
 
     // 3. A material change for everyone, on a fresh server process.
-    let server = Server::start(&url, &config.data_dir).await;
+    let server = serve(&url, &config.data_dir).await;
     let draft = client
         .post(format!("{}/v1/admin/policies", server.base))
         .bearer_auth(&admin)

@@ -23,7 +23,6 @@ mod common;
 
 use std::{
     collections::{HashMap, HashSet},
-    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -31,7 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{api_key, database, engine};
+use common::{Service, api_key, database, engine, free_port};
 use consentry::{
     audit::Actor,
     auth::Role,
@@ -43,7 +42,7 @@ use consentry::{
     },
     subject,
 };
-use poem::{Request, Response, Server as PoemServer, listener::TcpAcceptor};
+use poem::{Request, Response, Server, listener::TcpAcceptor};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -66,61 +65,24 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// The release binary, on a fixed port so that it can be started again where it was.
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    async fn start(url: &str, data_dir: &std::path::Path, port: u16, hooks: &str) -> Self {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let child = Command::new(env!("CARGO_BIN_EXE_consentry"))
-            .arg("serve")
-            .env_remove("CONSENTRY_BENCH_DATABASE_URL")
-            .env("DATABASE_URL", url)
-            .env("CONSENTRY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CONSENTRY_DATA_DIR", data_dir)
-            .env("CONSENTRY_POLICIES_DIR", format!("{root}/policies"))
-            .env("CONSENTRY_TEMPLATES_DIR", format!("{root}/templates"))
-            .env("CONSENTRY_WEBHOOK_SECRET", MAIN_SECRET)
-            .env("CONSENTRY_WEBHOOKS__URL", hooks)
-            .env(
-                "CONSENTRY_LOG__LEVEL",
-                std::env::var("SYSTEMS_BENCH_LOG").unwrap_or_else(|_| "error".into()),
-            )
+/// The release binary on `port` (so that it can be started again where it was), delivering
+/// to the receivers at `hooks`.
+async fn serve(url: &str, data_dir: &std::path::Path, port: u16, hooks: &str) -> Service {
+    let level = std::env::var("SYSTEMS_BENCH_LOG").unwrap_or_else(|_| "error".into());
+    Service::start(
+        url,
+        data_dir,
+        port,
+        &[
+            ("CONSENTRY_WEBHOOK_SECRET", MAIN_SECRET),
+            ("CONSENTRY_WEBHOOKS__URL", hooks),
+            ("CONSENTRY_LOG__LEVEL", &level),
             // A job claimed by the killed process is claimed again this soon.
-            .env("CONSENTRY_OUTBOX__CLAIM_TIMEOUT_SECONDS", "5")
-            .env("CONSENTRY_OUTBOX__BACKOFF_BASE_SECONDS", "1")
-            .env(
-                "CONSENTRY_DATABASE_MAX_CONNECTIONS",
-                if engine() == "sqlite" { "4" } else { "16" },
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the release binary starts");
-        let server = Self { child };
-        let client = reqwest::Client::new();
-        for _ in 0..400 {
-            if let Ok(r) = client
-                .get(format!("http://127.0.0.1:{port}/health/ready"))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server did not become ready");
-    }
-}
-
-/// SIGKILL: no graceful shutdown, no last deliveries recorded.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            ("CONSENTRY_OUTBOX__CLAIM_TIMEOUT_SECONDS", "5"),
+            ("CONSENTRY_OUTBOX__BACKOFF_BASE_SECONDS", "1"),
+        ],
+    )
+    .await
 }
 
 /// What the receivers saw.
@@ -193,7 +155,7 @@ async fn receivers(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(
-        PoemServer::new_with_acceptor(TcpAcceptor::from_tokio(listener).unwrap()).run(endpoint),
+        Server::new_with_acceptor(TcpAcceptor::from_tokio(listener).unwrap()).run(endpoint),
     );
     base
 }
@@ -359,14 +321,11 @@ async fn main() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (tx, rx) = mpsc::unbounded_channel();
     let hooks = receivers(systems, seen.clone(), tx).await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let reported = Arc::new(AtomicUsize::new(0));
     reporters(base.clone(), service.clone(), rx, reported.clone());
-    let server = Server::start(&url, &config.data_dir, port, &format!("{hooks}/main")).await;
+    let server = serve(&url, &config.data_dir, port, &format!("{hooks}/main")).await;
 
     // 1. The baseline: the main app's single job per request.
     let started = Instant::now();
@@ -378,7 +337,7 @@ async fn main() {
         n as f64 / baseline
     );
 
-    // 2. Ten systems, and a SIGKILL half-way through the reports.
+    // 2. Ten systems, and a SIGKILL (dropping the service) half-way through the reports.
     let client = reqwest::Client::new();
     for s in 0..systems {
         let resp = client
@@ -404,7 +363,7 @@ async fn main() {
     let at_kill = completed(&db, &fanned_ids).await;
     drop(server);
     let killed_at = started.elapsed().as_secs_f64();
-    let server = Server::start(&url, &config.data_dir, port, &format!("{hooks}/main")).await;
+    let server = serve(&url, &config.data_dir, port, &format!("{hooks}/main")).await;
     let restarted_at = started.elapsed().as_secs_f64();
     wait_until_completed(&db, &fanned_ids, Duration::from_secs(1200)).await;
     let fanned = started.elapsed().as_secs_f64();

@@ -1,6 +1,7 @@
 //! What the benchmarks share: a fresh database per run (SQLite in a temporary folder, or a new
-//! PostgreSQL database when `CONSENTRY_BENCH_DATABASE_URL` names a server), memory readings,
-//! and HTTP load in closed and open loops with their table rows.
+//! PostgreSQL database when `CONSENTRY_BENCH_DATABASE_URL` names a server), the release binary
+//! as a process of its own, memory readings, and HTTP load in closed and open loops with their
+//! table rows.
 
 use consentry::{
     audit::Actor,
@@ -202,4 +203,76 @@ pub fn print_row(name: &str, conns: usize, run: &mut Run, baseline: f64) {
         run.percentile_ms(0.5),
         run.percentile_ms(0.99),
     );
+}
+
+/// The release binary serving the bench database on `port`; killed (SIGKILL) when dropped.
+pub struct Service {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl Service {
+    /// Starts it with the settings every bench needs and `env` on top, and waits until it is
+    /// ready.
+    pub async fn start(
+        url: &str,
+        data_dir: &std::path::Path,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_consentry"));
+        command
+            .arg("serve")
+            // The bench's own setting is not one of the service's.
+            .env_remove("CONSENTRY_BENCH_DATABASE_URL")
+            .env("DATABASE_URL", url)
+            .env("CONSENTRY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CONSENTRY_DATA_DIR", data_dir)
+            .env("CONSENTRY_POLICIES_DIR", format!("{root}/policies"))
+            .env("CONSENTRY_TEMPLATES_DIR", format!("{root}/templates"))
+            .env("CONSENTRY_LOG__LEVEL", "warn")
+            // SQLite runs each connection on a thread of its own: few connections mean fewer
+            // thread switches; PostgreSQL runs transactions side by side.
+            .env(
+                "CONSENTRY_DATABASE_MAX_CONNECTIONS",
+                if engine() == "sqlite" { "4" } else { "16" },
+            )
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null());
+        let service = Self {
+            child: command.spawn().expect("the release binary starts"),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            if let Ok(r) = client
+                .get(format!("{}/health/ready", service.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return service;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service did not become ready");
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }

@@ -27,7 +27,7 @@ use crate::{
     AppState,
     audit::Actor,
     auth::Role,
-    error::ApiError,
+    error::{ApiError, FieldError},
     staff::{self, StaffUser, sessions},
 };
 
@@ -203,4 +203,25 @@ async fn session_user(
 /// How long a completed console session lasts.
 fn session_lifetime(state: &AppState) -> TimeDelta {
     TimeDelta::minutes(state.config.console.session_minutes.into())
+}
+
+/// The field errors a refused save shows on its form: the domain's own, or else its refusal (a
+/// key taken, say) under `field`. A server error stays an error page.
+fn refusal(err: ApiError, field: &str) -> Result<Vec<FieldError>, ApiError> {
+    if err.status().is_server_error() {
+        return Err(err);
+    }
+    let mut errors = err.field_errors().to_vec();
+    if errors.is_empty() {
+        errors.push(FieldError::new(field, err.detail().unwrap_or("refused")));
+    }
+    Ok(errors)
+}
+
+/// Field errors as the form templates read them.
+fn errors_json(errors: &[FieldError]) -> Vec<serde_json::Value> {
+    errors
+        .iter()
+        .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
+        .collect()
 }

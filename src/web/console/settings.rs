@@ -46,13 +46,6 @@ fn choices(values: &[&str], chosen: &str) -> Vec<Value> {
         .collect()
 }
 
-fn errors_json(errors: &[FieldError]) -> Vec<Value> {
-    errors
-        .iter()
-        .map(|e| json!({"field": e.field, "message": e.message}))
-        .collect()
-}
-
 /// The purpose form's values: from a purpose being edited, or from a submitted form.
 fn purpose_form(p: Option<&purpose::Purpose>, form: &FormData, errors: &[FieldError]) -> Value {
     let text = |lang: &str, title: bool| {
@@ -94,7 +87,7 @@ fn purpose_form(p: Option<&purpose::Purpose>, form: &FormData, errors: &[FieldEr
             form.period("retention_period").or_else(|| p.and_then(|p| p.retention_period.clone())).as_deref(),
         ),
         "archived": p.is_some_and(|p| p.archived_at.is_some()),
-        "errors": errors_json(errors),
+        "errors": super::errors_json(errors),
     })
 }
 
@@ -222,14 +215,7 @@ pub async fn save_purpose(
         None => purposes::create(&state.db, &target, fields, &staff.actor()).await,
     };
     if let Err(e) = saved {
-        let err = ApiError::from(e);
-        if err.status().is_server_error() {
-            return Err(err);
-        }
-        let mut errors = err.field_errors().to_vec();
-        if errors.is_empty() {
-            errors.push(FieldError::new("key", err.detail().unwrap_or("refused")));
-        }
+        let errors = super::refusal(e.into(), "key")?;
         return Ok(staff.page(
             state,
             "purpose",
@@ -284,7 +270,7 @@ fn rule_form(r: Option<&retention::Rule>, form: &FormData, errors: &[FieldError]
         "title_en": pick("title_en", titles.get("en").cloned()),
         "title_zh": pick("title_zh", titles.get("zh-CN").cloned()),
         "options": pick("options", Some(options.join(", "))),
-        "errors": errors_json(errors),
+        "errors": super::errors_json(errors),
     })
 }
 
@@ -359,17 +345,7 @@ pub async fn save_rule(
         }
     };
     if let Err(e) = saved {
-        let err = ApiError::from(e);
-        if err.status().is_server_error() {
-            return Err(err);
-        }
-        let mut errors = err.field_errors().to_vec();
-        if errors.is_empty() {
-            errors.push(FieldError::new(
-                "category",
-                err.detail().unwrap_or("refused"),
-            ));
-        }
+        let errors = super::refusal(e.into(), "category")?;
         let data = rule_form(existing.as_ref(), &form, &errors);
         return Ok(staff.page(state, "rule", data, StatusCode::UNPROCESSABLE_ENTITY));
     }

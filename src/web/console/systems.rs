@@ -73,7 +73,7 @@ fn form_data(s: Option<&System>, form: &FormData, errors: &[FieldError]) -> Valu
         "allowance_days": pick("allowance_days", s.map(|s| s.allowance_days.to_string())).unwrap_or_else(|| "7".into()),
         "required": if submitted { form.get("required").is_some() } else { s.is_none_or(|s| s.required) },
         "has_secret": s.is_some_and(|s| s.has_secret),
-        "errors": errors.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>(),
+        "errors": super::errors_json(errors),
     })
 }
 
@@ -181,14 +181,7 @@ pub async fn save(
         }
         Ok((_, None)) => Ok(staff.redirect("/console/systems")),
         Err(e) => {
-            let err = ApiError::from(e);
-            if err.status().is_server_error() {
-                return Err(err);
-            }
-            let mut errors = err.field_errors().to_vec();
-            if errors.is_empty() {
-                errors.push(FieldError::new("key", err.detail().unwrap_or("refused")));
-            }
+            let errors = super::refusal(e.into(), "key")?;
             let data = form_data(existing.as_ref(), &form, &errors);
             Ok(staff.page(state, "system", data, StatusCode::UNPROCESSABLE_ENTITY))
         }
