@@ -357,6 +357,7 @@ pub(super) async fn detail_data(
         "jobs_required": jobs.iter().filter(|j| j.required).count(),
         "jobs_waiting": jobs.iter().filter(|j| j.required && !j.row.status.is_settled()).count(),
         "fulfilling": r.status == request::RequestStatus::Fulfilling,
+        "can_act": next.take || next.approve || next.reject || next.extend || next.complete,
         "can_take": next.take,
         "can_decide": next.approve,
         "can_reject": next.reject,
