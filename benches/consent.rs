@@ -9,7 +9,9 @@
 //! 2. **Writes**: 16 and then 64 clients flipping consents through the portal endpoint, each
 //!    request a real change; afterwards every touched subject's hash chain is verified. Then a
 //!    second server process on the same database: how long after one process answered a
-//!    withdrawal the other, which had just answered "allowed" for it, stops allowing it.
+//!    withdrawal the other, which had just answered "allowed" for it, stops allowing it. Before
+//!    that, on PostgreSQL, three server processes on the one database take checks and writes
+//!    spread over them: their aggregate rates, against one process's in the same run.
 //! 3. **A material policy change** affecting every subject, on a freshly started server: the
 //!    time `POST /v1/admin/policies/{id}/publish` takes and the server's peak memory.
 //!
@@ -250,6 +252,8 @@ async fn main() {
                 .bearer_auth(&service)
         })
     };
+    // For the three processes of part 2b, against one.
+    let check_all = check.clone();
     // The same 1,000 people checked again and again, as a main app checks its active users:
     // answered from the consent cache after the first time.
     let hot: MakeRequest = {
@@ -369,8 +373,70 @@ async fn main() {
     );
     assert_eq!(broken, 0, "every chain verifies");
 
-    // 2b. A withdrawal recorded by one process, checked on another that remembered the grant.
+    // 2b. Three replicas on one PostgreSQL: checks and writes spread over them. (SQLite is the
+    // embedded default: one process writes it.)
     let other = serve(&url, &config.data_dir).await;
+    if engine() == "postgres" {
+        let third = serve(&url, &config.data_dir).await;
+        let bases: Arc<Vec<String>> =
+            Arc::new(vec![base.clone(), other.base.clone(), third.base.clone()]);
+        let spread_check: MakeRequest = {
+            let (bases, service) = (bases.clone(), service.clone());
+            Arc::new(move |c: &reqwest::Client, seed: &mut u64| {
+                let base = &bases[pick(seed, bases.len())];
+                let who = pick(seed, n);
+                let purpose = PURPOSES[pick(seed, PURPOSES.len())];
+                c.get(format!("{base}/v1/subjects/user-{who}/consents/{purpose}"))
+                    .bearer_auth(&service)
+            })
+        };
+        let spread_toggle: MakeRequest = {
+            let (bases, minted) = (bases.clone(), minted.clone());
+            let granted: Arc<Vec<AtomicBool>> =
+                Arc::new((0..pool).map(|_| AtomicBool::new(true)).collect());
+            Arc::new(move |c: &reqwest::Client, seed: &mut u64| {
+                let base = &bases[pick(seed, bases.len())];
+                let who = pick(seed, minted.len());
+                let grant = !granted[who].fetch_xor(true, Ordering::Relaxed);
+                c.put(format!("{base}/v1/me/consents/marketing_email"))
+                    .bearer_auth(&minted[who])
+                    .json(&json!({"granted": grant, "policy_version": 2}))
+            })
+        };
+        println!(
+            "\n2b. three server processes on one database, requests spread over them, {secs} s per row"
+        );
+        println!(
+            "{:<40} {:>5} {:>9} {:>8} {:>8} {:>9}",
+            "", "conns", "req/s", "p50 ms", "p99 ms", "/1 process"
+        );
+        for conns in [16, 64] {
+            let one = closed_loop(&client, conns, secs, check_all.clone()).await;
+            let mut three = closed_loop(&client, conns, secs, spread_check.clone()).await;
+            print_row(
+                "checks from all, three processes",
+                conns,
+                &mut three,
+                one.rate(),
+            );
+        }
+        for clients in [16, 64] {
+            let events_before = count_events(&db).await;
+            let mut writes = closed_loop(&client, clients, secs, spread_toggle.clone()).await;
+            let written = count_events(&db).await - events_before;
+            println!(
+                "{:<40} {clients:>5} {:>9.0} {:>8.2} {:>8.2} {:>9.0} events/s",
+                "writes, three processes",
+                writes.rate(),
+                writes.percentile_ms(0.5),
+                writes.percentile_ms(0.99),
+                written as f64 / writes.elapsed.as_secs_f64(),
+            );
+        }
+        drop(third);
+    }
+
+    // 2c. A withdrawal recorded by one process, checked on another that remembered the grant.
     let mut stale = Vec::new();
     for i in 0..STALENESS_SAMPLES.min(pool) {
         let check = || {
@@ -404,7 +470,7 @@ async fn main() {
         elapsed: Duration::from_secs(1),
     };
     println!(
-        "\n2b. a withdrawal seen by a second server process: {} samples, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "\n2c. a withdrawal seen by a second server process: {} samples, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         stale.latencies.len(),
         stale.percentile_ms(0.5),
         stale.percentile_ms(0.99),
