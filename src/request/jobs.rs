@@ -424,12 +424,12 @@ async fn settle(
     {
         return Ok(request);
     }
-    let mut parts = export::Parts::default();
-    let mut outcomes = Vec::new();
-    for job in jobs
+    let done: Vec<&Job> = jobs
         .iter()
         .filter(|j| j.row.status == FulfilmentStatus::Done)
-    {
+        .collect();
+    let mut parts = export::Parts::default();
+    for job in &done {
         let data = job
             .row
             .part
@@ -445,10 +445,9 @@ async fn settle(
             )),
             (Some(_), None) => {}
         }
-        outcomes.push(job);
     }
-    let restricted: Vec<&&Job> = outcomes
-        .iter()
+    let restricted: Vec<&Job> = done
+        .into_iter()
         .filter(|j| j.row.outcome == Some(Outcome::Restricted))
         .collect();
     let outcome = if restricted.is_empty() {
