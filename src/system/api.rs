@@ -252,7 +252,7 @@ impl FulfilmentReport {
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
 struct Acknowledgement {
-    /// The system's own reference for the work (a ticket, a batch id).
+    /// The system's own reference for the work (a job number, a batch id).
     #[oai(validator(max_length = 200))]
     reference: Option<String>,
 }
