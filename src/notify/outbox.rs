@@ -502,6 +502,26 @@ pub async fn find_by_key(
         .await
 }
 
+/// Where the messages queued under `dedupe_keys` stand, by key, in one query; keys without a
+/// message are left out.
+pub async fn statuses_of(
+    conn: &impl ConnectionTrait,
+    dedupe_keys: &[String],
+) -> Result<std::collections::HashMap<String, Status>, DbErr> {
+    if dedupe_keys.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String, Status)> = entity::Entity::find()
+        .select_only()
+        .column(entity::Column::DedupeKey)
+        .column(entity::Column::Status)
+        .filter(entity::Column::DedupeKey.is_in(dedupe_keys.iter().map(String::as_str)))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Where the message queued under `dedupe_key` stands, if there is one.
 pub async fn status_of(
     conn: &impl ConnectionTrait,

@@ -231,21 +231,24 @@ pub async fn of_request(
         .all(conn)
         .await?;
     let systems = system::list(conn).await?;
-    let mut jobs = Vec::with_capacity(rows.len());
-    for row in rows {
-        let system = row
-            .system_key
-            .as_ref()
-            .and_then(|key| systems.iter().find(|s| &s.key == key));
-        let delivery = outbox::status_of(conn, &message_key(&row)).await?;
-        jobs.push(Job {
-            system_name: system.map(|s| s.name.clone()),
-            required: system.is_none_or(|s| s.required),
-            delivery,
-            row,
-        });
-    }
-    Ok(jobs)
+    let keys: Vec<String> = rows.iter().map(message_key).collect();
+    let deliveries = outbox::statuses_of(conn, &keys).await?;
+    Ok(rows
+        .into_iter()
+        .zip(keys)
+        .map(|(row, key)| {
+            let system = row
+                .system_key
+                .as_ref()
+                .and_then(|k| systems.iter().find(|s| &s.key == k));
+            Job {
+                system_name: system.map(|s| s.name.clone()),
+                required: system.is_none_or(|s| s.required),
+                delivery: deliveries.get(&key).copied(),
+                row,
+            }
+        })
+        .collect())
 }
 
 /// Records a system's answer for job `job_id`. `from` is the system whose signature the
