@@ -243,10 +243,14 @@ async fn main() {
         let base = base.clone();
         Arc::new(move |c: &reqwest::Client, _: &mut u64| c.get(format!("{base}/health/live")))
     };
+    // Each run of checks "from all" is moved to other people (the workers' seeds repeat from
+    // run to run), so that no run is answered from what an earlier one left in the cache.
+    let shift = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let next_people = || shift.fetch_add(n / 7 + 1, Ordering::Relaxed);
     let check: MakeRequest = {
-        let (base, service) = (base.clone(), service.clone());
+        let (base, service, shift) = (base.clone(), service.clone(), shift.clone());
         Arc::new(move |c: &reqwest::Client, seed: &mut u64| {
-            let who = pick(seed, n);
+            let who = (pick(seed, n) + shift.load(Ordering::Relaxed)) % n;
             let purpose = PURPOSES[pick(seed, PURPOSES.len())];
             c.get(format!("{base}/v1/subjects/user-{who}/consents/{purpose}"))
                 .bearer_auth(&service)
@@ -276,6 +280,7 @@ async fn main() {
     let mut peaks = Vec::new();
     for conns in [16, 64] {
         let baseline = closed_loop(&client, conns, secs, health.clone()).await;
+        next_people();
         let mut rows = [
             ("GET /health/live (baseline)", baseline),
             (
@@ -306,6 +311,7 @@ async fn main() {
         ("baseline, same rate (open)", hot_peak / 2.0, health),
         ("check of 1,000, half its peak (open)", hot_peak / 2.0, hot),
     ] {
+        next_people();
         let mut paced = open_loop(&client, rate, secs, request).await;
         print_row(name, 0, &mut paced, f64::NAN);
     }
