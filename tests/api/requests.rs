@@ -307,20 +307,8 @@ async fn an_export_is_a_zip_of_json_and_csv_files() {
             .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
         "in Chinese"
     );
-    let bytes = f
-        .app
-        .get(&format!(
-            "/v1/me/requests/{id}/export?token={}",
-            token_in(ready)
-        ))
-        .bearer_auth(subject_token("eve"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let bytes = f.download("eve", id, ready).await;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().to_string()).collect();
     names.sort();
     assert_eq!(

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Fixture, WebhookReceiver, fixture, fixture_with, json, problem, purpose_body, staff_browser,
-    subject_token, token_in, webhook_headers,
+    webhook_headers,
 };
 
 const IMAGES_SECRET: &str = "whsec_aW1hZ2VzLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVm";
@@ -511,20 +511,8 @@ async fn an_export_is_assembled_from_every_systems_part() {
     f.drain().await;
     let mails = f.mail_to("eve@example.com", 2).await;
     let ready = mails.iter().find(|m| m.text.contains("token=")).unwrap();
-    let bytes = f
-        .app
-        .get(&format!(
-            "/v1/me/requests/{id}/export?token={}",
-            token_in(ready)
-        ))
-        .bearer_auth(subject_token("eve"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let bytes = f.download("eve", &id, ready).await;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     for remote in &remotes {
         let mut text = String::new();
         zip.by_name(&format!("systems/{}/data.json", remote.key))

@@ -176,6 +176,24 @@ impl Fixture {
             .expect("a job was sent")
     }
 
+    /// The signed-in person `who` downloads the package of request `id` with the token of
+    /// the "export ready" email `ready`.
+    pub(crate) async fn download(&self, who: &str, id: &str, ready: &ReceivedMail) -> Vec<u8> {
+        self.app
+            .get(&format!(
+                "/v1/me/requests/{id}/export?token={}",
+                token_in(ready)
+            ))
+            .bearer_auth(subject_token(who))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
     pub(crate) async fn mail_to(&self, to: &str, n: usize) -> Vec<ReceivedMail> {
         self.sink
             .wait_for(n)
