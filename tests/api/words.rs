@@ -5,6 +5,7 @@
 
 use consentry::{audit::Actor, auth::Role};
 use reqwest::StatusCode;
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
 use crate::support::{Browser, Fixture, Page, fixture, json, repo_path, staff_browser};
@@ -288,13 +289,22 @@ async fn every_page_reads_in_chinese_for_a_chinese_reader() {
     consentry::actions::purges::execute(&f.app.state.db, &f.app.state.config, run.clone())
         .await
         .unwrap();
-    let data = [
+    // An API key is named by the start of its random id, which may happen to be all letters.
+    let key_ids: Vec<String> = consentry::auth::keys::entity::Entity::find()
+        .all(f.app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|key| key.id.chars().take(8).collect())
+        .collect();
+    let mut data = vec![
         "wei@example.com",
         "li@example.com",
         "阿里云",
         controller.as_str(),
         "wei",
     ];
+    data.extend(key_ids.iter().map(String::as_str));
 
     let person = Browser::speaking(&f.app, "zh-CN,zh;q=0.9");
     person.sign_in("wei").await;
