@@ -23,7 +23,11 @@
 
 mod group;
 
-pub use group::Group;
+pub use group::{Batcher, Each, Group, Sets};
+
+/// Rows in one multi-row statement at most: with up to 30 columns a row, the bound parameters
+/// stay under SQLite's limit of 32,766 (PostgreSQL's is 65,535).
+pub const ROWS_PER_STATEMENT: usize = 1000;
 
 use std::{
     any::Any,

@@ -118,6 +118,8 @@ pub struct AppState {
     /// Writes that stand alone and come in numbers (consent decisions, requests filed
     /// without login), committed together.
     pub group: Arc<db::Group>,
+    /// The shared commit of consent decisions that stand alone.
+    pub decisions: Arc<consent::Decisions>,
     /// Counters for `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Requests per client on the endpoints that need no credentials.
@@ -242,11 +244,17 @@ impl App {
         db.watch_other_writers(Duration::from_millis(
             config.consent_cache.watch_interval_ms,
         ));
-        let group = Arc::new(db::Group::start(db.clone()));
+        let config = Arc::new(config);
+        let group = Arc::new(db::Group::start(db.clone(), db::Each));
+        let decisions = Arc::new(consent::Decisions::start(
+            db.clone(),
+            consent::DecisionSets::new(config.clone()),
+        ));
         let state = AppState {
-            config: Arc::new(config),
+            config,
             db,
             group,
+            decisions,
             subject_tokens,
             dispatcher,
             key_cache,

@@ -124,7 +124,9 @@ impl Metrics {
                 *n as f64,
             );
         }
-        let (commits, units) = state.group.counts();
+        let (commits, units) = [state.group.counts(), state.decisions.counts()]
+            .into_iter()
+            .fold((0, 0), |(c, u), (commits, units)| (c + commits, u + units));
         family(
             &mut out,
             "consentry_group_commits_total",

@@ -2,15 +2,15 @@
 //! visitor, recorded through the ledger's rules like anyone's, with what was shown as proof;
 //! and, once the visitor signs in, their choices joined to the person's own ledger.
 
-use std::{net::IpAddr, sync::Arc};
+use std::net::IpAddr;
 
 use crate::{
     config::Config,
     consent::{
-        ConsentActor, ConsentError, ConsentStatus, Decision, PolicyRef, RecordRequest, Recorded,
-        ledger,
+        ConsentActor, ConsentError, ConsentStatus, Decision, Decisions, PolicyRef, RecordRequest,
+        Recorded, ledger,
     },
-    db::{Db, Group},
+    db::Db,
     experience::{self, Experience},
     vocab::CountryCode,
 };
@@ -45,8 +45,7 @@ pub struct Browser {
 /// the digest of its texts, the browser. Decisions come in numbers, so each is committed in a
 /// transaction shared with others.
 pub async fn record(
-    group: &Group,
-    config: &Arc<Config>,
+    ledger_writer: &Decisions,
     visitor: &str,
     shown: &Experience,
     decisions: Vec<Decision>,
@@ -74,7 +73,7 @@ pub async fn record(
         )),
         audited_by: None,
     };
-    ledger::record_alone(group, config.clone(), request).await
+    ledger::record_alone(ledger_writer, request).await
 }
 
 /// Joins a visitor's choices to the person `external_id` who signed in with that browser: each

@@ -392,8 +392,7 @@ impl ConsentApi {
     ) -> Result<Vec<RecordedView>, ApiError> {
         let (user_agent, ip) = crate::http::client_evidence(req);
         let recorded = super::record_alone(
-            &self.state.group,
-            self.state.config.clone(),
+            &self.state.decisions,
             RecordRequest {
                 external_id,
                 decisions,
@@ -641,8 +640,7 @@ impl ConsentApi {
         auth.0.require(Role::Service)?;
         let b = body.0;
         let recorded = super::record_alone(
-            &self.state.group,
-            self.state.config.clone(),
+            &self.state.decisions,
             RecordRequest {
                 external_id: external_id.0,
                 decisions: decisions(b.decisions),

@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::future::BoxFuture;
 use sea_orm::{
     ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, prelude::*,
     sea_query::OnConflict,
@@ -18,7 +19,7 @@ use crate::{
     audit, clock,
     config::Config,
     crypto,
-    db::{Group, Tx},
+    db::{Batcher, ROWS_PER_STATEMENT, Sets, Tx},
     error::FieldError,
     law,
     notify::outbox,
@@ -97,31 +98,147 @@ pub async fn record(
             purpose::find_many(&*tx, &keys).await
         })
         .await?;
-    check_purposes(&req, &purposes)?;
     let mut subject = subject::find_or_create_locked(tx, &req.external_id).await?;
+    let documents = documents(tx, &req.policy.key).await?;
+    let mut current = current_states(&*tx, &[subject.id.as_str()], &keys).await?;
+    let mut changes = Changes::default();
+    let (results, confirms_own) = decide(
+        config,
+        &req,
+        now,
+        &purposes,
+        &documents,
+        &mut subject,
+        &mut current,
+        &mut changes,
+    )?;
+    changes.write(tx).await?;
+    if let Some(by) = &req.audited_by {
+        audit::record(
+            &*tx,
+            by,
+            "consent.corrected",
+            audit::Target::new("subject", &subject.id),
+            json!({"events": results.iter().filter_map(|r| r.event_id.clone()).collect::<Vec<_>>()}),
+        )
+        .await?;
+    }
+    if confirms_own {
+        subject::age_event(tx, &subject, AgeEvent::ConfirmedOwnConsent).await?;
+    }
+    Ok(results)
+}
+
+/// The published and retired documents of a policy, read once per transaction.
+async fn documents(tx: &Tx, key: &str) -> Result<Arc<Vec<Policy>>, DbErr> {
+    tx.remember(format!("policy-headers:{key}"), async {
+        policy::list_public_headers(tx, key).await
+    })
+    .await
+}
+
+/// The current states of these people for these purposes, by person and purpose.
+async fn current_states(
+    conn: &impl ConnectionTrait,
+    subject_ids: &[&str],
+    purposes: &[&str],
+) -> Result<BTreeMap<(String, String), consents::Model>, DbErr> {
+    if subject_ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(consents::Entity::find()
+        .filter(consents::Column::SubjectId.is_in(subject_ids.iter().copied()))
+        .filter(consents::Column::PurposeKey.is_in(purposes.iter().copied()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|c| ((c.subject_id.clone(), c.purpose_key.clone()), c))
+        .collect())
+}
+
+/// What decisions change, gathered in memory by [`decide`] for one request or many, then
+/// written with one statement per table.
+#[derive(Default)]
+struct Changes {
+    events: Vec<events::Model>,
+    /// The current state after the last change, by person and purpose.
+    states: BTreeMap<(String, String), consents::Model>,
+    /// `consent.withdrawn` webhooks: dedupe key and data.
+    withdrawals: Vec<(String, serde_json::Value)>,
+    /// Each changed person's new chain head: sequence number and hash.
+    heads: BTreeMap<String, (i64, String)>,
+}
+
+impl Changes {
+    async fn write(self, tx: &mut Tx) -> Result<(), DbErr> {
+        for chunk in self.events.chunks(ROWS_PER_STATEMENT) {
+            events::Entity::insert_many(chunk.iter().cloned().map(events::ActiveModel::from))
+                .exec_without_returning(&*tx)
+                .await?;
+        }
+        let states: Vec<consents::Model> = self.states.into_values().collect();
+        for chunk in states.chunks(ROWS_PER_STATEMENT) {
+            consents::Entity::insert_many(chunk.iter().cloned().map(consents::ActiveModel::from))
+                .on_conflict(
+                    OnConflict::columns([
+                        consents::Column::SubjectId,
+                        consents::Column::PurposeKey,
+                    ])
+                    .update_columns([
+                        consents::Column::Status,
+                        consents::Column::PolicyId,
+                        consents::Column::PolicyKey,
+                        consents::Column::PolicyVersion,
+                        consents::Column::PolicyJurisdiction,
+                        consents::Column::LastEventId,
+                        consents::Column::Channel,
+                        consents::Column::NeedsReconsent,
+                        consents::Column::ReconsentDueAt,
+                        consents::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+                )
+                .exec_without_returning(&*tx)
+                .await?;
+        }
+        outbox::enqueue_webhooks(tx, "consent.withdrawn", &self.withdrawals).await?;
+        let heads: Vec<(String, i64, String)> = self
+            .heads
+            .into_iter()
+            .map(|(id, (seq, hash))| (id, seq, hash))
+            .collect();
+        for chunk in heads.chunks(ROWS_PER_STATEMENT) {
+            subject::advance_consent_chains(&*tx, chunk).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Decides one request against the state read before (`subject`, and `current` by person and
+/// purpose), in memory: what it changes goes to `changes`, and `subject` and `current` move
+/// with it, so that a later request in the same batch sees them. A refusal changes nothing.
+/// Returns what was recorded and whether the person is confirming their own consent past the
+/// age threshold (see [`check_subject`]).
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    config: &Config,
+    req: &RecordRequest,
+    now: DateTime<Utc>,
+    purposes: &BTreeMap<String, Purpose>,
+    documents: &[Policy],
+    subject: &mut Subject,
+    current: &mut BTreeMap<(String, String), consents::Model>,
+    changes: &mut Changes,
+) -> Result<(Vec<Recorded>, bool), ConsentError> {
+    check_purposes(req, purposes)?;
     let jurisdiction = req
         .jurisdiction
         .as_ref()
         .map(|c| c.to_string())
         .or_else(|| subject.jurisdiction.clone());
-    let documents = tx
-        .remember(format!("policy-headers:{}", req.policy.key), async {
-            policy::list_public_headers(&*tx, &req.policy.key).await
-        })
-        .await?;
-    let shown = resolve_policy(&documents, &req, &subject, jurisdiction.as_deref())?;
-    let confirms_own = check_subject(config, &req, &subject, &purposes, now.date_naive())?;
-    let superseded_by = superseding_material_version(&documents, &shown);
-
-    let current: BTreeMap<String, consents::Model> = consents::Entity::find()
-        .filter(consents::Column::SubjectId.eq(&subject.id))
-        .filter(consents::Column::PurposeKey.is_in(keys.iter().copied()))
-        .all(&*tx)
-        .await?
-        .into_iter()
-        .map(|c| (c.purpose_key.clone(), c))
-        .collect();
-
+    let shown = resolve_policy(documents, req, subject, jurisdiction.as_deref())?;
+    let confirms_own = check_subject(config, req, subject, purposes, now.date_naive())?;
+    let superseded_by = superseding_material_version(documents, &shown);
     let language = req
         .language
         .clone()
@@ -129,7 +246,8 @@ pub async fn record(
         .unwrap_or_else(|| shown.language.clone());
     let mut results = Vec::with_capacity(req.decisions.len());
     for decision in &req.decisions {
-        let existing = current.get(&decision.purpose);
+        let key = (subject.id.clone(), decision.purpose.clone());
+        let existing = current.get(&key);
         let action = match (decision.granted, existing.map(|c| c.status)) {
             (true, _) => Action::Grant,
             (false, Some(ConsentStatus::Granted)) => Action::Withdraw,
@@ -170,11 +288,11 @@ pub async fn record(
             hash: String::new(),
         };
         event.hash = event_hash(&event);
-        events::Entity::insert(events::ActiveModel::from(event.clone()))
-            .exec_without_returning(&*tx)
-            .await?;
         subject.consent_seq = event.seq;
         subject.consent_hash = event.hash.clone();
+        changes
+            .heads
+            .insert(subject.id.clone(), (event.seq, event.hash.clone()));
 
         let needs_reconsent = action == Action::Grant && superseded_by.is_some();
         let state = consents::Model {
@@ -191,80 +309,192 @@ pub async fn record(
             reconsent_due_at: if needs_reconsent { superseded_by } else { None },
             updated_at: now,
         };
-        consents::Entity::insert(consents::ActiveModel::from(state))
-            .on_conflict(
-                OnConflict::columns([consents::Column::SubjectId, consents::Column::PurposeKey])
-                    .update_columns([
-                        consents::Column::Status,
-                        consents::Column::PolicyId,
-                        consents::Column::PolicyKey,
-                        consents::Column::PolicyVersion,
-                        consents::Column::PolicyJurisdiction,
-                        consents::Column::LastEventId,
-                        consents::Column::Channel,
-                        consents::Column::NeedsReconsent,
-                        consents::Column::ReconsentDueAt,
-                        consents::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&*tx)
-            .await?;
-
+        current.insert(key.clone(), state.clone());
+        changes.states.insert(key, state);
         if action == Action::Withdraw {
-            outbox::enqueue_webhook(
-                tx,
-                &format!("consent.withdrawn:{}", event.id),
-                "consent.withdrawn",
+            changes.withdrawals.push((
+                format!("consent.withdrawn:{}", event.id),
                 json!({
                     "external_id": req.external_id,
                     "purpose": decision.purpose,
                     "event_id": event.id,
                     "occurred_at": clock::canonical(event.occurred_at),
                 }),
-            )
-            .await?;
+            ));
         }
         results.push(Recorded {
             purpose: decision.purpose.clone(),
             status: action.status(),
             policy_version: shown.version,
             needs_reconsent,
-            event_id: Some(event.id),
+            event_id: Some(event.id.clone()),
         });
+        changes.events.push(event);
     }
-    if let Some(by) = &req.audited_by {
-        audit::record(
-            &*tx,
-            by,
-            "consent.corrected",
-            audit::Target::new("subject", &subject.id),
-            json!({"events": results.iter().filter_map(|r| r.event_id.clone()).collect::<Vec<_>>()}),
-        )
-        .await?;
+    Ok((results, confirms_own))
+}
+
+/// The answer to one request of a batch.
+type Answer = Result<Vec<Recorded>, ConsentError>;
+
+/// Records a batch of requests as [`record`] would one by one, in this order, with a few
+/// statements for the whole batch: the people, purposes, documents and current states read
+/// with one query each, every decision made in memory, and the changes written with one
+/// statement per table. A request that needs more than the ledger (an audit entry, an age
+/// event) or follows one about the same person is recorded alone afterwards. An `Err` means
+/// the database refused the set (such as another writer meeting one of the same new people
+/// first): nothing of it stays meaningful and the caller rolls it back.
+async fn record_set(
+    tx: &mut Tx,
+    config: &Config,
+    reqs: &[RecordRequest],
+) -> Result<Vec<Option<Answer>>, DbErr> {
+    let now = clock::now();
+    let mut answers: Vec<Option<Answer>> = reqs
+        .iter()
+        .map(|req| validate(req, now).err().map(Err))
+        .collect();
+    let mut keys: Vec<&str> = reqs
+        .iter()
+        .flat_map(|r| r.decisions.iter().map(|d| d.purpose.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let purposes = purpose::find_many(&*tx, &keys).await?;
+    let mut people: Vec<&str> = reqs.iter().map(|r| r.external_id.as_str()).collect();
+    people.sort_unstable();
+    people.dedup();
+    let mut subjects: BTreeMap<String, (Subject, bool)> = subject::find_many_locked(tx, &people)
+        .await?
+        .into_iter()
+        .map(|s| (s.external_id.clone(), (s, true)))
+        .collect();
+    let ids: Vec<&str> = subjects.values().map(|(s, _)| s.id.as_str()).collect();
+    let mut current = current_states(&*tx, &ids, &keys).await?;
+    let mut changes = Changes::default();
+    // People whose later requests wait for an earlier one's extra writes.
+    let mut waiting = std::collections::BTreeSet::new();
+    let mut kept_new = std::collections::BTreeSet::new();
+    let mut confirming = Vec::new();
+    for (i, req) in reqs.iter().enumerate() {
+        if answers[i].is_some() {
+            continue;
+        }
+        if req.audited_by.is_some() || waiting.contains(&req.external_id) {
+            waiting.insert(req.external_id.clone());
+            continue;
+        }
+        let documents = documents(tx, &req.policy.key).await?;
+        let (subject, stored) = subjects
+            .entry(req.external_id.clone())
+            .or_insert_with(|| (subject::first_met(&req.external_id), false));
+        let decided = decide(
+            config,
+            req,
+            now,
+            &purposes,
+            &documents,
+            subject,
+            &mut current,
+            &mut changes,
+        );
+        if let Ok((_, confirms_own)) = &decided {
+            if !*stored {
+                kept_new.insert(req.external_id.clone());
+            }
+            if *confirms_own {
+                confirming.push(subject.clone());
+                waiting.insert(req.external_id.clone());
+            }
+        }
+        answers[i] = Some(decided.map(|(results, _)| results));
     }
-    if confirms_own {
-        subject::age_event(tx, &subject, AgeEvent::ConfirmedOwnConsent).await?;
+    let new: Vec<Subject> = kept_new
+        .iter()
+        .filter_map(|id| subjects.get(id).map(|(s, _)| s.clone()))
+        .collect();
+    if subject::insert_first_met(&*tx, &new).await? != new.len() as u64 {
+        return Err(DbErr::Custom(
+            "another writer stored one of the batch's new people first".into(),
+        ));
     }
-    if results.iter().any(|r| r.event_id.is_some()) {
-        subject::advance_consent_chain(tx, &subject.id, subject.consent_seq, &subject.consent_hash)
-            .await?;
+    changes.write(tx).await?;
+    for subject in &confirming {
+        subject::age_event(tx, subject, AgeEvent::ConfirmedOwnConsent).await?;
     }
-    Ok(results)
+    Ok(answers)
+}
+
+/// The shared commit's way with consent decisions: the whole batch as a set
+/// ([`record_set`]), the requests it leaves then each alone under a savepoint; if the
+/// database refuses the set, every request alone.
+pub struct DecisionSets {
+    config: Arc<Config>,
+}
+
+/// Consent decisions that stand alone (the portal's, the main app's, a banner's), recorded in
+/// a transaction shared with other people's.
+pub type Decisions = Batcher<DecisionSets>;
+
+impl DecisionSets {
+    pub fn new(config: Arc<Config>) -> Self {
+        Self { config }
+    }
+}
+
+impl Sets for DecisionSets {
+    type Item = RecordRequest;
+    type Answer = Answer;
+
+    fn key(item: &RecordRequest) -> &str {
+        &item.external_id
+    }
+
+    fn write<'t>(
+        &'t self,
+        tx: &'t mut Tx,
+        items: Vec<RecordRequest>,
+    ) -> BoxFuture<'t, Result<Vec<Answer>, DbErr>> {
+        Box::pin(async move {
+            let point = tx.savepoint().await?;
+            let answers = match record_set(tx, &self.config, &items).await {
+                Ok(answers) => {
+                    tx.keep(point).await?;
+                    answers
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a set of consent decisions was refused; recording each alone");
+                    tx.roll_back_to(point).await?;
+                    items.iter().map(|_| None).collect()
+                }
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (req, answer) in items.into_iter().zip(answers) {
+                if let Some(answer) = answer {
+                    out.push(answer);
+                    continue;
+                }
+                let point = tx.savepoint().await?;
+                let answer = record(tx, &self.config, req).await;
+                if answer.is_ok() {
+                    tx.keep(point).await?;
+                } else {
+                    tx.roll_back_to(point).await?;
+                }
+                out.push(answer);
+            }
+            Ok(out)
+        })
+    }
 }
 
 /// [`record`] for decisions that stand alone (the portal's, the main app's): in a transaction
-/// shared with other people's decisions ([`Group`]), answered once it has committed.
+/// shared with other people's decisions, answered once it has committed.
 pub async fn record_alone(
-    group: &Group,
-    config: Arc<Config>,
+    decisions: &Decisions,
     req: RecordRequest,
 ) -> Result<Vec<Recorded>, ConsentError> {
-    group
-        .run(req.external_id.clone(), move |tx| {
-            Box::pin(async move { record(tx, &config, req).await })
-        })
-        .await
+    decisions.submit(req).await?
 }
 
 /// Where a withdrawal came from, for [`withdraw`].

@@ -23,7 +23,9 @@ pub mod unsubscribe;
 
 use crate::error::FieldError;
 pub use check::{CheckResult, check, check_many};
-pub use ledger::{Decision, PolicyRef, RecordRequest, Recorded, record, record_alone};
+pub use ledger::{
+    Decision, DecisionSets, Decisions, PolicyRef, RecordRequest, Recorded, record, record_alone,
+};
 pub use model::{Action, ConsentActor, ConsentStatus};
 
 /// What can go wrong with consent.

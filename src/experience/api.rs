@@ -254,8 +254,7 @@ impl ExperienceApi {
             })
             .collect();
         let recorded = banner::record(
-            &self.state.group,
-            &self.state.config,
+            &self.state.decisions,
             &body.visitor,
             &shown,
             decisions,

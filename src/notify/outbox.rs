@@ -23,7 +23,7 @@ use crate::{
     audit::{self, Actor},
     clock,
     config::OutboxConfig,
-    db::Tx,
+    db::{ROWS_PER_STATEMENT, Tx},
 };
 
 /// The `outbox` table.
@@ -164,6 +164,43 @@ pub async fn enqueue_webhook(
     data: Value,
 ) -> Result<bool, DbErr> {
     enqueue_webhook_to(tx, None, dedupe_key, event_type, data).await
+}
+
+/// [`enqueue_webhook`] for many webhooks of one type to the main app, with one statement per
+/// few hundred: `(dedupe_key, data)` each.
+pub async fn enqueue_webhooks(
+    tx: &mut Tx,
+    event_type: &str,
+    webhooks: &[(String, Value)],
+) -> Result<(), DbErr> {
+    if webhooks.is_empty() {
+        return Ok(());
+    }
+    let occurred_at = clock::canonical(clock::now());
+    for chunk in webhooks.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk.iter().map(|(dedupe_key, data)| {
+            let body = serde_json::json!({
+                "type": event_type,
+                "occurred_at": occurred_at,
+                "data": data,
+            });
+            row(
+                Kind::Webhook,
+                event_type,
+                dedupe_key,
+                None,
+                None,
+                body.to_string(),
+                Priority::Urgent,
+            )
+        });
+        entity::Entity::insert_many(rows)
+            .on_conflict_do_nothing_on([entity::Column::DedupeKey])
+            .exec_without_returning(&*tx)
+            .await?;
+    }
+    tx.wake_outbox();
+    Ok(())
 }
 
 /// Queues a webhook like [`enqueue_webhook`], to the registered system `system_key` (its

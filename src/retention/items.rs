@@ -9,7 +9,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, prelude::Expr, sea_query::OnConflict,
 };
 
-use crate::db::Tx;
+use crate::db::{ROWS_PER_STATEMENT, Tx};
 
 /// The `data_items` table.
 pub mod entity {
@@ -78,8 +78,6 @@ pub async fn record(tx: &Tx, subject_id: &str, item: Recorded) -> Result<(), DbE
 
 /// Most items one bulk registration takes.
 pub const MAX_BULK: usize = 5000;
-/// Items per statement: 15 parameters each stays under SQLite's limit of 32,766.
-const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Registers many items (or updates their clocks), each dated by its category's rule, with a
 /// few statements per thousand items instead of several per item. An item already known keeps

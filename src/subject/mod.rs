@@ -14,8 +14,8 @@ pub mod model;
 use std::collections::BTreeMap;
 
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
-    prelude::*, sea_query::SelectStatement,
+    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, TryIntoModel, prelude::*, sea_query::SelectStatement,
 };
 
 use crate::{age::Outcome, clock, db::Tx};
@@ -104,6 +104,44 @@ pub async fn find_or_create_locked(tx: &mut Tx, external_id: &str) -> Result<Sub
     locked()
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("subject vanished after insert".into()))
+}
+
+/// Many people by their external ids, locked until the transaction ends like
+/// [`find_or_create_locked`] does, in external id order so that writers locking overlapping
+/// sets wait for one another instead of deadlocking. People not met yet are absent: a caller
+/// that decides in memory stands in [`first_met`] for them and stores only those it keeps.
+pub async fn find_many_locked(tx: &Tx, external_ids: &[&str]) -> Result<Vec<Subject>, DbErr> {
+    model::Entity::find()
+        .filter(model::Column::ExternalId.is_in(external_ids.iter().copied()))
+        .order_by_asc(model::Column::ExternalId)
+        .lock_exclusive()
+        .all(tx)
+        .await
+}
+
+/// A person as first met ([`new_row`]), not stored yet: see [`insert_first_met`].
+pub fn first_met(external_id: &str) -> Subject {
+    new_row(external_id)
+        .try_into_model()
+        .expect("a new row sets every column")
+}
+
+/// Stores people made with [`first_met`], with one statement. Returns how many were stored:
+/// fewer than given when another writer stored one of the same people meanwhile, and the
+/// caller's decisions about them were made against a person who is not the stored one.
+pub async fn insert_first_met(tx: &Tx, people: &[Subject]) -> Result<u64, DbErr> {
+    if people.is_empty() {
+        return Ok(0);
+    }
+    let rows = people.iter().map(|p| model::ActiveModel::from(p.clone()));
+    let inserted = model::Entity::insert_many(rows)
+        .on_conflict_do_nothing_on([model::Column::ExternalId])
+        .exec_without_returning(tx)
+        .await?;
+    Ok(match inserted {
+        sea_orm::TryInsertResult::Inserted(n) => n,
+        _ => 0,
+    })
 }
 
 /// The internal ids of many people by their external ids, creating those who are new (as
@@ -300,6 +338,33 @@ pub async fn advance_consent_chain(
             .col_expr(model::Column::ConsentHash, Expr::value(hash))
     })
     .await
+}
+
+/// [`advance_consent_chain`] for many people, with one statement: `(id, seq, hash)` each.
+pub async fn advance_consent_chains(tx: &Tx, heads: &[(String, i64, String)]) -> Result<(), DbErr> {
+    if heads.is_empty() {
+        return Ok(());
+    }
+    let mut seq = sea_orm::sea_query::CaseStatement::new();
+    let mut hash = sea_orm::sea_query::CaseStatement::new();
+    for (id, s, h) in heads {
+        seq = seq.case(model::Column::Id.eq(id.as_str()), *s);
+        hash = hash.case(model::Column::Id.eq(id.as_str()), h.as_str());
+    }
+    model::Entity::update_many()
+        .col_expr(
+            model::Column::ConsentSeq,
+            seq.finally(Expr::col(model::Column::ConsentSeq)).into(),
+        )
+        .col_expr(
+            model::Column::ConsentHash,
+            hash.finally(Expr::col(model::Column::ConsentHash)).into(),
+        )
+        .col_expr(model::Column::UpdatedAt, Expr::value(clock::now()))
+        .filter(model::Column::Id.is_in(heads.iter().map(|(id, _, _)| id.as_str())))
+        .exec(tx)
+        .await?;
+    Ok(())
 }
 
 /// Applies a rectification to what Consentry holds of the person: the contact address and the

@@ -3,11 +3,16 @@
 
 use consentry::{
     auth::Role,
-    consent::model::events,
+    config::DatabaseKind,
+    consent::{ConsentActor, Decision, PolicyRef, RecordRequest, model::events},
+    notify::outbox,
     subject::{self, AgeStatus, model as subjects},
 };
+use futures_util::future::join_all;
 use reqwest::StatusCode;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, prelude::Expr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, prelude::Expr,
+};
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -859,4 +864,136 @@ async fn commits_reach_the_disk_before_they_are_answered() {
         .or_else(|_| row.try_get_by_index::<String>(0))
         .unwrap();
     assert_eq!(value, expected, "{query}");
+}
+
+/// Makes the database itself refuse consent events on `channel`, as a constraint would.
+async fn refuse_channel(app: &TestApp, channel: &str) {
+    let conn = app.state.db.conn();
+    let statements = match app.state.db.kind() {
+        DatabaseKind::Sqlite => vec![format!(
+            "CREATE TRIGGER refuse_channel BEFORE INSERT ON consent_events \
+             WHEN NEW.channel = '{channel}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )],
+        DatabaseKind::Postgres => vec![
+            format!(
+                "CREATE FUNCTION refuse_channel() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.channel = '{channel}' THEN RAISE EXCEPTION 'refused'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER refuse_channel BEFORE INSERT ON consent_events \
+             FOR EACH ROW EXECUTE FUNCTION refuse_channel()"
+                .to_string(),
+        ],
+    };
+    for sql in statements {
+        conn.execute_unprepared(&sql).await.unwrap();
+    }
+}
+
+/// Decisions handed to the shared commit together are decided as one set: a person's requests
+/// in one batch follow one another in their chain, withdrawals are queued for the main app, and
+/// when the database refuses the set, each request is recorded alone and only the refused one
+/// fails.
+#[tokio::test]
+async fn a_set_of_decisions_keeps_each_persons_order_and_a_refused_one_fails_alone() {
+    let (app, admin) = app_with_purposes().await;
+    let service = app.key(Role::Service).await;
+    refuse_channel(&app, "refused").await;
+    let request = |who: String, purpose: &str, granted: bool, channel: &str| RecordRequest {
+        external_id: who,
+        decisions: vec![Decision {
+            purpose: purpose.to_string(),
+            granted,
+        }],
+        policy: PolicyRef {
+            key: consentry::policy::DEFAULT_KEY.into(),
+            version: 2,
+            id: None,
+        },
+        actor: ConsentActor::MainApp,
+        channel: channel.to_string(),
+        language: None,
+        jurisdiction: None,
+        user_agent: None,
+        ip: None,
+        occurred_at: None,
+        reason: None,
+        audited_by: None,
+    };
+    let decisions = app.state.decisions.clone();
+    let (_, items_before) = decisions.counts();
+    let first: Vec<RecordRequest> = (0..10)
+        .flat_map(|n| {
+            let who = format!("set-{n}");
+            [
+                request(who.clone(), "analytics", true, "web"),
+                request(who.clone(), "analytics", false, "web"),
+                request(who, "marketing_email", true, "web"),
+            ]
+        })
+        .collect();
+    let answers = join_all(first.into_iter().map(|r| decisions.submit(r))).await;
+    for answer in answers {
+        let recorded = answer.unwrap().unwrap();
+        assert!(
+            recorded[0].event_id.is_some(),
+            "each decision changed something"
+        );
+    }
+    let (commits, items) = decisions.counts();
+    assert_eq!(items - items_before, 30);
+    assert!(commits < 30, "the decisions shared commits");
+    for n in 0..10 {
+        let who = format!("set-{n}");
+        let actions: Vec<(String, String)> = history(&app, &who)
+            .await
+            .iter()
+            .rev()
+            .map(|e| (e["purpose"].to_string(), e["action"].to_string()))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("\"analytics\"", "\"grant\""),
+                ("\"analytics\"", "\"withdraw\""),
+                ("\"marketing_email\"", "\"grant\"")
+            ]
+            .map(|(p, a)| (p.to_string(), a.to_string())),
+            "{who}'s requests follow one another"
+        );
+        assert_ledger_holds(&app, &service, &admin, &who).await;
+    }
+    let withdrawals = outbox::entity::Entity::find()
+        .filter(outbox::entity::Column::Topic.eq("consent.withdrawn"))
+        .count(app.state.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(withdrawals, 10, "one webhook per withdrawal");
+
+    // The database refuses one request of the next set.
+    let second: Vec<RecordRequest> = (0..10)
+        .map(|n| {
+            let channel = if n == 4 { "refused" } else { "web" };
+            request(format!("set-{n}"), "analytics", true, channel)
+        })
+        .chain([request("set-new".into(), "analytics", true, "web")])
+        .collect();
+    let answers = join_all(second.into_iter().map(|r| decisions.submit(r))).await;
+    for (n, answer) in answers.into_iter().enumerate() {
+        assert_eq!(
+            matches!(answer, Ok(Ok(_))),
+            n != 4,
+            "request {n}: {answer:?}"
+        );
+    }
+    for n in 0..10 {
+        let c = check(&app, &service, &format!("set-{n}"), "analytics").await;
+        let expected = if n == 4 { "withdrawn" } else { "granted" };
+        assert_eq!(c["status"], expected, "set-{n}");
+        assert_ledger_holds(&app, &service, &admin, &format!("set-{n}")).await;
+    }
+    assert_eq!(
+        check(&app, &service, "set-new", "analytics").await["status"],
+        "granted"
+    );
 }

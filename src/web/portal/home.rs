@@ -251,8 +251,7 @@ async fn record(
 ) -> Result<(), ApiError> {
     let (user_agent, ip) = crate::http::client_evidence(req);
     consent::record_alone(
-        &state.group,
-        state.config.clone(),
+        &state.decisions,
         RecordRequest {
             external_id: person.external_id.clone(),
             decisions: vec![Decision {
