@@ -151,6 +151,18 @@ impl Metrics {
             &[],
             units as f64,
         );
+        family(
+            &mut out,
+            "consentry_consent_sets_refused_total",
+            "counter",
+            "Groups of consent decisions the database refused as a set, then wrote one by one.",
+        );
+        line(
+            &mut out,
+            "consentry_consent_sets_refused_total",
+            &[],
+            state.decisions.sets().refused() as f64,
+        );
         render_pool(&mut out, state);
         render_database(&mut out, state).await?;
         Ok(out)

@@ -430,6 +430,7 @@ async fn record_set(
 /// database refuses the set, every request alone.
 pub struct DecisionSets {
     config: Arc<Config>,
+    refused: std::sync::atomic::AtomicU64,
 }
 
 /// Consent decisions that stand alone (the portal's, the main app's, a banner's), recorded in
@@ -438,7 +439,15 @@ pub type Decisions = Batcher<DecisionSets>;
 
 impl DecisionSets {
     pub fn new(config: Arc<Config>) -> Self {
-        Self { config }
+        Self {
+            config,
+            refused: Default::default(),
+        }
+    }
+
+    /// Sets the database refused, each then written decision by decision: for `/metrics`.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -465,6 +474,8 @@ impl Sets for DecisionSets {
                 Err(e) => {
                     tracing::warn!(error = %e, "a set of consent decisions was refused; recording each alone");
                     tx.roll_back_to(point).await?;
+                    self.refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     items.iter().map(|_| None).collect()
                 }
             };

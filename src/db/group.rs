@@ -67,6 +67,7 @@ struct Pending<S: Sets> {
 pub struct Batcher<S: Sets> {
     items: mpsc::Sender<Pending<S>>,
     counts: Arc<Counts>,
+    sets: Arc<S>,
 }
 
 /// Transactions committed and the items they carried, for `/metrics`.
@@ -95,7 +96,16 @@ impl<S: Sets> Batcher<S> {
                 counts.clone(),
             ));
         }
-        Self { items, counts }
+        Self {
+            items,
+            counts,
+            sets,
+        }
+    }
+
+    /// How batches are written, for what it counts.
+    pub fn sets(&self) -> &S {
+        &self.sets
     }
 
     /// Group transactions committed so far, and the items they carried: their ratio is the

@@ -943,6 +943,7 @@ async fn a_set_of_decisions_keeps_each_persons_order_and_a_refused_one_fails_alo
     let (commits, items) = decisions.counts();
     assert_eq!(items - items_before, 30);
     assert!(commits < 30, "the decisions shared commits");
+    assert_eq!(decisions.sets().refused(), 0, "the set was written as one");
     for n in 0..10 {
         let who = format!("set-{n}");
         let actions: Vec<(String, String)> = history(&app, &who)
@@ -986,6 +987,7 @@ async fn a_set_of_decisions_keeps_each_persons_order_and_a_refused_one_fails_alo
             "request {n}: {answer:?}"
         );
     }
+    assert_eq!(decisions.sets().refused(), 1);
     for n in 0..10 {
         let c = check(&app, &service, &format!("set-{n}"), "analytics").await;
         let expected = if n == 4 { "withdrawn" } else { "granted" };

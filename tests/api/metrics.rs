@@ -102,6 +102,7 @@ async fn metrics_count_what_happened_and_name_no_one() {
     // Two decisions and one filing, one after another: three commits of one unit each.
     assert_eq!(value(&text, "consentry_group_commit_units_total"), 3.0);
     assert_eq!(value(&text, "consentry_group_commits_total"), 3.0);
+    assert_eq!(value(&text, "consentry_consent_sets_refused_total"), 0.0);
     assert_eq!(
         value(
             &text,
