@@ -178,22 +178,9 @@ pub async fn enqueue_webhooks(
     }
     let occurred_at = clock::canonical(clock::now());
     for chunk in webhooks.chunks(ROWS_PER_STATEMENT) {
-        let rows = chunk.iter().map(|(dedupe_key, data)| {
-            let body = serde_json::json!({
-                "type": event_type,
-                "occurred_at": occurred_at,
-                "data": data,
-            });
-            row(
-                Kind::Webhook,
-                event_type,
-                dedupe_key,
-                None,
-                None,
-                body.to_string(),
-                Priority::Urgent,
-            )
-        });
+        let rows = chunk
+            .iter()
+            .map(|(dedupe_key, data)| webhook_row(event_type, dedupe_key, data, &occurred_at));
         entity::Entity::insert_many(rows)
             .on_conflict_do_nothing_on([entity::Column::DedupeKey])
             .exec_without_returning(&*tx)
@@ -212,12 +199,25 @@ pub async fn enqueue_webhook_to(
     event_type: &str,
     data: Value,
 ) -> Result<bool, DbErr> {
+    let occurred_at = clock::canonical(clock::now());
+    let mut row = webhook_row(event_type, dedupe_key, &data, &occurred_at);
+    row.system_key = Set(system_key.map(str::to_string));
+    insert(tx, row).await
+}
+
+/// A webhook's outbox row: the Standard Webhooks body of `type`, `occurred_at` and `data`.
+fn webhook_row(
+    event_type: &str,
+    dedupe_key: &str,
+    data: &Value,
+    occurred_at: &str,
+) -> entity::ActiveModel {
     let body = serde_json::json!({
         "type": event_type,
-        "occurred_at": clock::canonical(clock::now()),
+        "occurred_at": occurred_at,
         "data": data,
     });
-    let mut row = row(
+    row(
         Kind::Webhook,
         event_type,
         dedupe_key,
@@ -225,9 +225,7 @@ pub async fn enqueue_webhook_to(
         None,
         body.to_string(),
         Priority::Urgent,
-    );
-    row.system_key = Set(system_key.map(str::to_string));
-    insert(tx, row).await
+    )
 }
 
 async fn insert(tx: &mut Tx, row: entity::ActiveModel) -> Result<bool, DbErr> {
