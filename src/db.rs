@@ -15,8 +15,9 @@
 //! other processes, such as a CLI command. Readers stay concurrent under WAL. On PostgreSQL it is
 //! a plain transaction and row locks do the work, so several replicas can share one database.
 //!
-//! Writes that stand alone and come in numbers go through [`Group`] instead: one transaction
-//! for many callers, a savepoint each, so that a commit (a disk flush on SQLite) is shared.
+//! Writes that stand alone and come in numbers go through a [`Batcher`] instead: one
+//! transaction for many callers, so that a commit (a disk flush on SQLite) is shared; [`Group`]
+//! gives each caller's work a savepoint, a room's own [`Sets`] may write the batch as a set.
 //!
 //! Each committed transaction that ran anything but a `SELECT` moves a counter ([`Db::writes`]);
 //! in-process caches use it to drop what a write made here may have changed.
@@ -142,7 +143,7 @@ impl Tx {
     /// Reads something once per transaction: the first call under `key` runs `read`, later ones
     /// get the same value. For reference data the transaction reads again and again but does not
     /// change itself, such as the purposes and policy documents each of a batch of consent
-    /// decisions is checked against ([`Group`]): a round trip saved per use.
+    /// decisions is checked against ([`Batcher`]): a round trip saved per use.
     pub async fn remember<T, F>(&self, key: String, read: F) -> Result<Arc<T>, DbErr>
     where
         T: Any + Send + Sync,

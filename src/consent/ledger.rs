@@ -426,7 +426,7 @@ async fn record_set(
 }
 
 /// The shared commit's way with consent decisions: the whole batch as a set
-/// ([`record_set`]), the requests it leaves then each alone under a savepoint; if the
+/// (`record_set`), the requests it leaves then each alone under a savepoint; if the
 /// database refuses the set, every request alone.
 pub struct DecisionSets {
     config: Arc<Config>,
