@@ -41,6 +41,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::BoxFuture;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     DbErr, ExecResult, QueryResult, SqliteTransactionMode, Statement, TransactionOptions,
@@ -72,6 +73,10 @@ pub struct Db {
 /// Something to do once a transaction has committed, and never if it rolls back.
 type AfterCommit = Box<dyn FnOnce() + Send + Sync>;
 
+/// Writes a room's rows held back until the commit ([`Tx::append_at_commit`]), all at once.
+pub type AppendAll =
+    for<'a> fn(&'a Tx, Vec<Box<dyn Any + Send>>) -> BoxFuture<'a, Result<(), DbErr>>;
+
 /// The write unit: one transaction, begun by an edge (an API handler, a job, a CLI command)
 /// with [`Db::begin`], handed as `&mut Tx` to every service function that takes part, and
 /// committed once by the edge. Dropping it rolls back, and the work registered with
@@ -91,11 +96,28 @@ pub struct Tx {
     writes: Arc<AtomicU64>,
     /// Reads remembered for the rest of the transaction; see [`Tx::remember`].
     memo: std::sync::Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    /// Rows to write just before the commit; see [`Tx::append_at_commit`].
+    appends: std::sync::Mutex<Vec<(AppendAll, Box<dyn Any + Send>)>>,
 }
 
 impl Tx {
-    /// Commits, then runs what was registered to follow the commit, in order.
+    /// Writes what was held back for the commit, commits, then runs what was registered to
+    /// follow the commit, in order.
     pub async fn commit(self) -> Result<(), DbErr> {
+        let appends = std::mem::take(&mut *self.appends.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut by_writer: Vec<(AppendAll, Vec<Box<dyn Any + Send>>)> = Vec::new();
+        for (write, row) in appends {
+            match by_writer
+                .iter_mut()
+                .find(|(w, _)| std::ptr::fn_addr_eq(*w, write))
+            {
+                Some((_, rows)) => rows.push(row),
+                None => by_writer.push((write, vec![row])),
+            }
+        }
+        for (write, rows) in by_writer {
+            write(&self, rows).await?;
+        }
         let Self {
             txn,
             _writer,
@@ -124,6 +146,18 @@ impl Tx {
             effect();
         }
         Ok(())
+    }
+
+    /// Holds `row` back until the commit, when `write` writes it with every other row held
+    /// for the same `write`, in the order they were held. For rows that take a lock every
+    /// writer shares (the audit chain's head): taken at the commit, it is held for a few
+    /// statements instead of the whole transaction. Nothing in the transaction can read them
+    /// before it commits; a [`Tx::roll_back_to`] drops those held since its savepoint.
+    pub fn append_at_commit(&self, write: AppendAll, row: Box<dyn Any + Send>) {
+        self.appends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((write, row));
     }
 
     /// Registers work that must follow the commit: waking a worker, invalidating a cache.
@@ -173,6 +207,7 @@ impl Tx {
         self.txn.execute_unprepared("SAVEPOINT unit").await?;
         Ok(Savepoint {
             effects: self.after_commit.len(),
+            appends: self.appends.lock().unwrap_or_else(|e| e.into_inner()).len(),
         })
     }
 
@@ -197,6 +232,10 @@ impl Tx {
             .execute_unprepared("ROLLBACK TO SAVEPOINT unit")
             .await?;
         self.after_commit.truncate(point.effects);
+        self.appends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .truncate(point.appends);
         self.keep(point).await
     }
 
@@ -241,6 +280,8 @@ impl ConnectionTrait for Tx {
 pub struct Savepoint {
     /// How many after-commit effects were registered when it was marked.
     effects: usize,
+    /// How many rows were held for the commit when it was marked.
+    appends: usize,
 }
 
 impl Db {
@@ -312,6 +353,7 @@ impl Db {
             queued: false,
             writes: self.writes.clone(),
             memo: std::sync::Mutex::default(),
+            appends: std::sync::Mutex::default(),
         })
     }
 

@@ -1,5 +1,6 @@
 //! The audit log: append-only and hash-chained, written in the same transaction as the change it
-//! records, so that an audited change and its entry commit or roll back together.
+//! records, so that an audited change and its entry commit or roll back together. Entries are
+//! linked into the chain as the transaction commits ([`record`]).
 //!
 //! Each entry's hash is SHA-256 over the previous entry's hash and the entry's canonical JSON.
 //! Editing, deleting or reordering entries breaks the chain, which [`verify`] reports with the
@@ -10,14 +11,20 @@
 pub mod api;
 pub mod model;
 
+use std::any::Any;
+
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     prelude::*,
 };
 use serde_json::Value;
 
-use crate::{clock, crypto, db::Tx};
+use crate::{
+    clock, crypto,
+    db::{ROWS_PER_STATEMENT, Tx},
+};
 use model::{audit_log, chain_heads};
 
 /// Name of the audit log's row in `chain_heads`.
@@ -77,8 +84,9 @@ impl Target {
 
 /// Appends an entry. Call it with the transaction that makes the change.
 ///
-/// Locking the chain head (`FOR UPDATE` on PostgreSQL; SQLite has one writer at a time) makes
-/// concurrent appenders queue up, so the chain never forks.
+/// The entry is linked into the chain when the transaction commits ([`append`]), so that the
+/// chain's head, which every appender locks, is held for a few statements at the commit and
+/// not for the whole transaction: writers about different people do not take turns for it.
 pub async fn record(
     tx: &Tx,
     actor: &Actor,
@@ -86,34 +94,59 @@ pub async fn record(
     target: Target,
     details: Value,
 ) -> Result<(), DbErr> {
-    let head = chain_heads::Entity::find_by_id(CHAIN)
-        .lock_exclusive()
-        .one(tx)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("the audit chain head is missing".into()))?;
-    let mut entry = audit_log::Model {
-        seq: head.seq + 1,
+    let entry = audit_log::Model {
+        seq: 0,
         occurred_at: clock::now(),
         actor: actor.to_string(),
         action: action.to_string(),
         target_type: target.kind.to_string(),
         target_id: target.id,
         details: crypto::canonical_json(&details),
-        prev_hash: head.hash,
+        prev_hash: String::new(),
         hash: String::new(),
     };
-    entry.hash = entry_hash(&entry);
-    audit_log::Entity::insert(audit_log::ActiveModel::from(entry.clone()))
-        .exec(tx)
-        .await?;
-    chain_heads::ActiveModel {
-        chain: Set(CHAIN.to_string()),
-        seq: Set(entry.seq),
-        hash: Set(entry.hash),
-    }
-    .update(tx)
-    .await?;
+    tx.append_at_commit(append, Box::new(entry));
     Ok(())
+}
+
+/// Links a transaction's entries into the chain, in the order they were recorded, and writes
+/// them with the new head. Locking the head (`FOR UPDATE` on PostgreSQL; SQLite has one writer
+/// at a time) makes concurrent commits queue up here, so the chain never forks.
+fn append(tx: &Tx, entries: Vec<Box<dyn Any + Send>>) -> BoxFuture<'_, Result<(), DbErr>> {
+    Box::pin(async move {
+        let head = chain_heads::Entity::find_by_id(CHAIN)
+            .lock_exclusive()
+            .one(tx)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("the audit chain head is missing".into()))?;
+        let (mut seq, mut prev_hash) = (head.seq, head.hash);
+        let mut rows = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let mut entry = *entry
+                .downcast::<audit_log::Model>()
+                .expect("only audit entries are appended by the audit log");
+            seq += 1;
+            entry.seq = seq;
+            entry.prev_hash = prev_hash;
+            entry.hash = entry_hash(&entry);
+            prev_hash = entry.hash.clone();
+            rows.push(audit_log::ActiveModel::from(entry));
+        }
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            audit_log::Entity::insert_many(rows.by_ref().take(ROWS_PER_STATEMENT))
+                .exec_without_returning(tx)
+                .await?;
+        }
+        chain_heads::ActiveModel {
+            chain: Set(CHAIN.to_string()),
+            seq: Set(seq),
+            hash: Set(prev_hash),
+        }
+        .update(tx)
+        .await?;
+        Ok(())
+    })
 }
 
 /// The digest that links `entry` to its predecessor.

@@ -1,9 +1,13 @@
 //! The audit log: written with each change, filtered and paged, and its chain verifies until a
 //! row is edited or removed behind the service's back.
 
-use consentry::auth::Role;
+use consentry::{
+    audit::{Actor, Target},
+    auth::Role,
+};
+use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, json, key_id, spawn_app_with};
@@ -185,4 +189,82 @@ async fn concurrent_writes_never_fork_the_chain() {
 /// An app whose audit log starts empty: no policy documents are imported at start-up.
 async fn spawn_app_without_policies() -> TestApp {
     spawn_app_with(|c| c.policies_dir = c.data_dir.join("no-policies")).await
+}
+
+/// Records a test entry about `i`.
+async fn entry(tx: &consentry::db::Tx, i: usize) -> Result<(), DbErr> {
+    consentry::audit::record(
+        tx,
+        &Actor::Cli,
+        "test.recorded",
+        Target::new("test", i.to_string()),
+        json!({"i": i}),
+    )
+    .await
+}
+
+/// Entries are linked into the chain as their transaction commits: transactions recording at
+/// once, on their own or sharing a group commit, leave one unforked chain in commit order; a
+/// unit rolled back to its savepoint and a transaction dropped leave no entry.
+#[tokio::test]
+async fn entries_recorded_at_once_link_into_one_chain_at_their_commits() {
+    let app = spawn_app_with(|_| {}).await;
+    let admin = app.key(Role::Admin).await;
+    let before = verify(&app, &admin).await["checked"].as_u64().unwrap();
+    let grouped = join_all((0..40).map(|i| {
+        let group = app.state.group.clone();
+        async move {
+            group
+                .run(format!("unit-{i:02}"), move |tx| {
+                    Box::pin(async move {
+                        entry(tx, i).await?;
+                        entry(tx, i + 1000).await?;
+                        if i % 4 == 0 {
+                            Err(DbErr::Custom("refused after recording".into()))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                })
+                .await
+        }
+    }));
+    let alone = join_all((100..120).map(|i| {
+        let db = app.state.db.clone();
+        async move {
+            let tx = db.begin().await.unwrap();
+            entry(&tx, i).await.unwrap();
+            if i % 5 == 0 {
+                drop(tx);
+            } else {
+                tx.commit().await.unwrap();
+            }
+        }
+    }));
+    let (grouped, _) = tokio::join!(grouped, alone);
+    assert_eq!(grouped.iter().filter(|r| r.is_ok()).count(), 30);
+    let kept: Vec<String> = consentry::audit::model::audit_log::Entity::find()
+        .filter(consentry::audit::model::audit_log::Column::Action.eq("test.recorded"))
+        .all(app.state.db.conn())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.target_id)
+        .collect();
+    let mut expected: Vec<String> = (0..40)
+        .filter(|i| i % 4 != 0)
+        .flat_map(|i| [i, i + 1000])
+        .chain((100..120).filter(|i| i % 5 != 0))
+        .map(|i| i.to_string())
+        .collect();
+    let mut got = kept.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "exactly the committed entries");
+    let after = verify(&app, &admin).await;
+    assert_eq!(after["ok"], true, "{after}");
+    assert_eq!(
+        after["checked"].as_u64().unwrap(),
+        before + expected.len() as u64
+    );
 }
