@@ -150,6 +150,10 @@ pub async fn closed_loop(
     }
 }
 
+/// Requests an open loop keeps in flight at most: each is a connection, and a server that falls
+/// behind would otherwise take the load generator past its open-file limit.
+const MAX_IN_FLIGHT: usize = 2048;
+
 /// Open loop: requests start on a fixed schedule at `rate` per second, and latency counts from
 /// the scheduled start, so a stall is not hidden by sending less (coordinated omission).
 pub async fn open_loop(
@@ -163,11 +167,16 @@ pub async fn open_loop(
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
     let mut seed = 7;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     for i in 0..total {
         let due = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
         let req = request(client, &mut seed);
+        // Past the cap a request waits for a connection to come back; its latency still
+        // counts from when it was due.
+        let permit = in_flight.clone().acquire_owned().await.unwrap();
         tasks.push(tokio::spawn(async move {
+            let _permit = permit;
             let resp = req.send().await.unwrap();
             assert!(resp.status().is_success());
             resp.bytes().await.unwrap();

@@ -102,16 +102,13 @@ pub async fn record(
     let documents = documents(tx, &req.policy.key).await?;
     let mut current = current_states(&*tx, &[subject.id.as_str()], &keys).await?;
     let mut changes = Changes::default();
-    let (results, confirms_own) = decide(
+    let known = Known {
         config,
-        &req,
         now,
-        &purposes,
-        &documents,
-        &mut subject,
-        &mut current,
-        &mut changes,
-    )?;
+        purposes: &purposes,
+        documents: &documents,
+    };
+    let (results, confirms_own) = decide(&known, &req, &mut subject, &mut current, &mut changes)?;
     changes.write(tx).await?;
     if let Some(by) = &req.audited_by {
         audit::record(
@@ -214,22 +211,34 @@ impl Changes {
     }
 }
 
+/// What requests are decided against besides the person: the time, and the purposes and
+/// policy documents read for them.
+#[derive(Clone, Copy)]
+struct Known<'a> {
+    config: &'a Config,
+    now: DateTime<Utc>,
+    purposes: &'a BTreeMap<String, Purpose>,
+    documents: &'a [Policy],
+}
+
 /// Decides one request against the state read before (`subject`, and `current` by person and
 /// purpose), in memory: what it changes goes to `changes`, and `subject` and `current` move
 /// with it, so that a later request in the same batch sees them. A refusal changes nothing.
 /// Returns what was recorded and whether the person is confirming their own consent past the
 /// age threshold (see [`check_subject`]).
-#[allow(clippy::too_many_arguments)]
 fn decide(
-    config: &Config,
+    known: &Known<'_>,
     req: &RecordRequest,
-    now: DateTime<Utc>,
-    purposes: &BTreeMap<String, Purpose>,
-    documents: &[Policy],
     subject: &mut Subject,
     current: &mut BTreeMap<(String, String), consents::Model>,
     changes: &mut Changes,
 ) -> Result<(Vec<Recorded>, bool), ConsentError> {
+    let Known {
+        config,
+        now,
+        purposes,
+        documents,
+    } = *known;
     check_purposes(req, purposes)?;
     let jurisdiction = req
         .jurisdiction
@@ -388,16 +397,13 @@ async fn record_set(
         let (subject, stored) = subjects
             .entry(req.external_id.clone())
             .or_insert_with(|| (subject::first_met(&req.external_id), false));
-        let decided = decide(
+        let known = Known {
             config,
-            req,
             now,
-            &purposes,
-            &documents,
-            subject,
-            &mut current,
-            &mut changes,
-        );
+            purposes: &purposes,
+            documents: &documents,
+        };
+        let decided = decide(&known, req, subject, &mut current, &mut changes);
         if let Ok((_, confirms_own)) = &decided {
             if !*stored {
                 kept_new.insert(req.external_id.clone());

@@ -8,7 +8,7 @@
 //! main app's "may I?" from the current state. [`ledger::verify`] walks a subject's chain.
 //!
 //! Transactions: this room owns `consent_events` and `consents`, and alone moves the head of a
-//! person's chain (through [`crate::subject::advance_consent_chain`]). [`record`] runs in the
+//! person's chain (through [`crate::subject::advance_consent_chains`]). [`record`] runs in the
 //! edge's [`crate::db::Tx`], so an objection or a guardian's decisions commit with the rest of
 //! what the edge does, or not at all.
 

@@ -5,7 +5,7 @@
 //!
 //! This room owns the `subjects` and `policy_acceptances` tables: other rooms change a person
 //! only through its functions ([`restrict`], [`lift_restriction`], [`erase`], [`age_event`],
-//! [`advance_consent_chain`], ...), each taking the caller's [`Tx`]. The age status moves only
+//! [`advance_consent_chains`], ...), each taking the caller's [`Tx`]. The age status moves only
 //! through [`AgeStatus::after`], the one state machine every writer shares.
 
 pub mod api;
@@ -325,22 +325,9 @@ pub async fn set_guardian_email(tx: &mut Tx, subject_id: &str, email: &str) -> R
     .await
 }
 
-/// Moves the head of a person's consent chain to its newest event. Called only by the consent
-/// ledger, inside the transaction that appends the event.
-pub async fn advance_consent_chain(
-    tx: &mut Tx,
-    subject_id: &str,
-    seq: i64,
-    hash: &str,
-) -> Result<(), DbErr> {
-    update(tx, subject_id, |u| {
-        u.col_expr(model::Column::ConsentSeq, Expr::value(seq))
-            .col_expr(model::Column::ConsentHash, Expr::value(hash))
-    })
-    .await
-}
-
-/// [`advance_consent_chain`] for many people, with one statement: `(id, seq, hash)` each.
+/// Moves the heads of people's consent chains to their newest events, with one statement:
+/// `(id, seq, hash)` each. Called only by the consent ledger, inside the transaction that
+/// appends the events.
 pub async fn advance_consent_chains(tx: &Tx, heads: &[(String, i64, String)]) -> Result<(), DbErr> {
     if heads.is_empty() {
         return Ok(());
