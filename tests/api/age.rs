@@ -247,15 +247,8 @@ async fn grant_own(app: &TestApp, who: &str, purpose: &str) -> reqwest::Response
 }
 
 async fn check(app: &TestApp, service: &str, who: &str, purpose: &str) -> Value {
-    json(
-        app.get(&format!("/v1/subjects/{who}/consents/{purpose}"))
-            .bearer_auth(service)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await
+    app.read(&format!("/v1/subjects/{who}/consents/{purpose}"), service)
+        .await
 }
 
 pub(crate) async fn ask_guardian(app: &TestApp, who: &str, guardian: &str) -> reqwest::Response {
@@ -680,18 +673,7 @@ async fn a_minor_without_a_guardian_gets_an_erasure_request_after_the_grace_peri
     let requests = |who: &'static str| {
         let app = &app;
         let viewer = &viewer;
-        async move {
-            json(
-                app.get(&format!("/v1/admin/subjects/{who}"))
-                    .bearer_auth(viewer)
-                    .send()
-                    .await
-                    .unwrap(),
-                StatusCode::OK,
-            )
-            .await["requests"]
-                .clone()
-        }
+        async move { app.read(&format!("/v1/admin/subjects/{who}"), viewer).await["requests"].clone() }
     };
     let opened = requests("waiting").await;
     assert_eq!(opened.as_array().unwrap().len(), 1);

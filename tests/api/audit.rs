@@ -13,15 +13,7 @@ use serde_json::{Value, json};
 use crate::support::{TestApp, json, key_id, spawn_app_with};
 
 async fn verify(app: &TestApp, key: &str) -> Value {
-    json(
-        app.get("/v1/admin/audit/verify")
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await
+    app.read("/v1/admin/audit/verify", key).await
 }
 
 async fn create_key(app: &TestApp, admin: &str, name: &str) -> Value {
@@ -49,15 +41,9 @@ async fn key_creation_and_revocation_are_audited_with_their_actor() {
         .await
         .unwrap();
 
-    let page = json(
-        app.get(&format!("/v1/admin/audit?target_id={id}"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let page = app
+        .read(&format!("/v1/admin/audit?target_id={id}"), &admin)
+        .await;
     let items = page["items"].as_array().unwrap();
     let actions: Vec<_> = items
         .iter()
@@ -88,11 +74,7 @@ async fn the_audit_log_pages_with_a_cursor_and_filters_by_action() {
             Some(c) => format!("/v1/admin/audit?action=api_key.created&limit=2&cursor={c}"),
             None => "/v1/admin/audit?action=api_key.created&limit=2".to_string(),
         };
-        let page = json(
-            app.get(&path).bearer_auth(&admin).send().await.unwrap(),
-            StatusCode::OK,
-        )
-        .await;
+        let page = app.read(&path, &admin).await;
         for item in page["items"].as_array().unwrap() {
             seen.push(item["seq"].as_i64().unwrap());
         }

@@ -70,15 +70,7 @@ async fn malformed_json_is_a_400_problem_and_creates_nothing() {
         .await
         .unwrap();
     problem(resp, StatusCode::BAD_REQUEST).await;
-    let keys = json(
-        app.get("/v1/admin/keys")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let keys = app.read("/v1/admin/keys", &admin).await;
     assert_eq!(
         keys.as_array().unwrap().len(),
         1,

@@ -306,15 +306,9 @@ async fn a_persons_items_are_paged() {
             Some(c) => format!("?limit=120&cursor={c}"),
             None => "?limit=120".to_string(),
         };
-        let page = json(
-            app.get(&format!("/v1/admin/subjects/many/items{query}"))
-                .bearer_auth(&viewer)
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await;
+        let page = app
+            .read(&format!("/v1/admin/subjects/many/items{query}"), &viewer)
+            .await;
         seen.extend(
             page["items"]
                 .as_array()
@@ -473,15 +467,9 @@ async fn consent_and_policy_acceptance_from_the_main_app_are_recorded() {
     )
     .await;
     assert_eq!(recorded["result"]["events"].as_array().unwrap().len(), 1);
-    let history = json(
-        app.get("/v1/admin/subjects/c-1/consents/history")
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let history = app
+        .read("/v1/admin/subjects/c-1/consents/history", &viewer)
+        .await;
     let event = &history["items"][0];
     assert_eq!(event["actor"], "main_app");
     assert_eq!(event["channel"], "main_app");

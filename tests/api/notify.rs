@@ -368,30 +368,14 @@ async fn a_message_out_of_attempts_is_dead_until_an_admin_retries_it() {
 
     let viewer = app.key(Role::Viewer).await;
     let admin = app.key(Role::Admin).await;
-    let page = json(
-        app.get("/v1/admin/outbox?status=dead")
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let page = app.read("/v1/admin/outbox?status=dead", &viewer).await;
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     let id = items[0]["id"].as_str().unwrap().to_string();
     assert!(items[0]["last_error"].as_str().unwrap().contains("500"));
     assert!(items[0].get("payload").is_none() && items[0].get("recipient").is_none());
 
-    let stats = json(
-        app.get("/v1/admin/outbox/stats")
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let stats = app.read("/v1/admin/outbox/stats", &viewer).await;
     assert_eq!(stats["dead"], 1);
 
     let path = format!("/v1/admin/outbox/{id}/retry");
@@ -410,15 +394,9 @@ async fn a_message_out_of_attempts_is_dead_until_an_admin_retries_it() {
     let report = app.state.dispatcher.drain_once(Utc::now()).await.unwrap();
     assert_eq!(report.delivered, 1);
 
-    let audit = json(
-        app.get("/v1/admin/audit?action=outbox.retried")
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let audit = app
+        .read("/v1/admin/audit?action=outbox.retried", &viewer)
+        .await;
     assert_eq!(audit["items"][0]["target_id"], id);
     problem(
         app.post("/v1/admin/outbox/nope/retry")

@@ -361,15 +361,8 @@ async fn material_draft_from(app: &TestApp, admin: &str, effective_at: &str) -> 
 
 /// The main app's check of `analytics` for `who`.
 async fn analytics_check(app: &TestApp, service: &str, who: &str) -> Value {
-    json(
-        app.get(&format!("/v1/subjects/{who}/consents/analytics"))
-            .bearer_auth(service)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await
+    app.read(&format!("/v1/subjects/{who}/consents/analytics"), service)
+        .await
 }
 
 async fn policy_change_emails(app: &TestApp) -> Vec<outbox::Model> {
@@ -629,15 +622,7 @@ async fn purposes_are_validated_listed_archived_and_only_deleted_when_unused() {
             .len(),
         0
     );
-    let admin_list = json(
-        app.get("/v1/admin/purposes")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let admin_list = app.read("/v1/admin/purposes", &admin).await;
     assert_eq!(admin_list.as_array().unwrap().len(), 1);
     let p = problem(
         app.request(reqwest::Method::PUT, "/v1/me/consents/analytics")

@@ -106,16 +106,10 @@ impl Fixture {
 
     /// An item as the admin view shows it.
     async fn item(&self, who: &str, item: &str) -> Value {
-        let view = json(
-            self.app
-                .get(&format!("/v1/admin/subjects/{who}"))
-                .bearer_auth(&self.reviewer)
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await;
+        let view = self
+            .app
+            .read(&format!("/v1/admin/subjects/{who}"), &self.reviewer)
+            .await;
         view["data_items"]
             .as_array()
             .unwrap()
@@ -258,16 +252,10 @@ async fn a_thirty_day_rule_keeps_on_day_29_notices_on_day_30_and_purges_on_day_3
         mails[1].text
     );
 
-    let detail = json(
-        f.app
-            .get(&format!("/v1/admin/purge-runs/{}", day31_run.id))
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let detail = f
+        .app
+        .read(&format!("/v1/admin/purge-runs/{}", day31_run.id), &viewer)
+        .await;
     assert_eq!(detail["jobs_acknowledged"], 1);
     assert_eq!(detail["jobs_pending"], 0);
     assert_eq!(detail["report"]["categories"][0]["purging"], 2);
@@ -358,16 +346,10 @@ async fn retention_emails_name_categories_in_words_in_the_persons_language() {
         assert!(mail.text.contains("为您生成的图片"), "{}", mail.text);
         assert!(!mail.text.contains("generated_images"), "{}", mail.text);
     }
-    let rule = json(
-        f.app
-            .get("/v1/admin/retention-rules/generated_images")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let rule = f
+        .app
+        .read("/v1/admin/retention-rules/generated_images", &admin)
+        .await;
     assert_eq!(rule["titles"]["en"], "pictures we made for you");
 }
 
@@ -629,16 +611,10 @@ async fn held_items_and_categories_are_kept_and_reported() {
     .await;
     let (_, next) = f.run(created + days(32), false).await;
     assert_eq!((next.items_purging, next.items_held), (1, 2));
-    let audit = json(
-        f.app
-            .get("/v1/admin/audit?action=data_item.released")
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let audit = f
+        .app
+        .read("/v1/admin/audit?action=data_item.released", &viewer)
+        .await;
     assert!(audit.to_string().contains("case closed"), "{audit}");
 }
 
@@ -732,16 +708,10 @@ async fn a_dry_run_reports_exactly_what_the_real_run_then_does() {
     let id = started["id"].as_str().unwrap();
     let mut status = String::new();
     for _ in 0..200 {
-        let run = json(
-            f.app
-                .get(&format!("/v1/admin/purge-runs/{id}"))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await;
+        let run = f
+            .app
+            .read(&format!("/v1/admin/purge-runs/{id}"), &admin)
+            .await;
         status = run["status"].as_str().unwrap().to_string();
         if status != "running" {
             assert_eq!(run["trigger"], "manual");
@@ -751,16 +721,7 @@ async fn a_dry_run_reports_exactly_what_the_real_run_then_does() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(status, "completed");
-    let listed = json(
-        f.app
-            .get("/v1/admin/purge-runs?limit=2")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let listed = f.app.read("/v1/admin/purge-runs?limit=2", &admin).await;
     assert_eq!(listed[0]["id"], id, "newest first");
     assert_eq!(listed.as_array().unwrap().len(), 2);
     let reviewer = f.reviewer.clone();

@@ -60,16 +60,9 @@ async fn deliver_copies(
 
 /// The requests of one type the reviewers' queue shows.
 async fn queued(f: &Fixture, kind: &str) -> Value {
-    json(
-        f.app
-            .get(&format!("/v1/admin/requests?type={kind}"))
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await
+    f.app
+        .read(&format!("/v1/admin/requests?type={kind}"), &f.reviewer)
+        .await
 }
 
 #[tokio::test]
@@ -177,15 +170,9 @@ async fn a_refused_guardian_decision_records_nothing_and_the_link_still_works() 
         "{refused}"
     );
     assert!(history(&app, "kid").await.is_empty(), "nothing recorded");
-    let check = json(
-        app.get("/v1/subjects/kid/consents/photo_tagging")
-            .bearer_auth(&service)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let check = app
+        .read("/v1/subjects/kid/consents/photo_tagging", &service)
+        .await;
     assert_eq!(check["allowed"], false);
 
     json(

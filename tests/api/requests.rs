@@ -768,16 +768,7 @@ async fn an_erasure_leaves_no_address_behind_and_its_proof_can_be_found_again() 
         .find(|n| n.contains("proof of consent"))
         .unwrap_or_else(|| panic!("{request}"))
         .to_string();
-    let proof = json(
-        f.app
-            .get("/v1/admin/erasures/tim")
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let proof = f.app.read("/v1/admin/erasures/tim", &f.reviewer).await;
     let pseudonym = proof["pseudonym"].as_str().unwrap();
     assert!(record.contains(pseudonym), "{record}");
     assert_eq!(proof["chain"]["ok"], true);
@@ -787,16 +778,13 @@ async fn an_erasure_leaves_no_address_behind_and_its_proof_can_be_found_again() 
         consentry::subject::pseudonym(&f.app.state.config, "tim").unwrap(),
         "keyed: only the key turns the old id into the pseudonym"
     );
-    let history = json(
-        f.app
-            .get(&format!("/v1/admin/subjects/{pseudonym}/consents/history"))
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let history = f
+        .app
+        .read(
+            &format!("/v1/admin/subjects/{pseudonym}/consents/history"),
+            &f.reviewer,
+        )
+        .await;
     assert_eq!(history["items"][0]["purpose"], "photo_tagging");
     problem(
         f.app
@@ -888,16 +876,7 @@ async fn an_erasure_of_some_categories_deletes_only_those_and_keeps_the_account(
         StatusCode::OK,
     )
     .await;
-    let record = json(
-        f.app
-            .get("/v1/admin/subjects/una")
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let record = f.app.read("/v1/admin/subjects/una", &f.reviewer).await;
     assert_eq!(
         record["profile"]["email"], "una@example.com",
         "the account stays"
@@ -1044,16 +1023,10 @@ async fn an_erasure_under_a_legal_hold_ends_restricted_with_the_reason() {
         done["decision_reason"],
         "tax records must be kept for 10 years"
     );
-    let check = json(
-        f.app
-            .get("/v1/subjects/hal/consents/analytics")
-            .bearer_auth(&f.service)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let check = f
+        .app
+        .read("/v1/subjects/hal/consents/analytics", &f.service)
+        .await;
     assert_eq!(check["allowed"], false);
     assert_eq!(check["reason"], "restricted");
 }
@@ -1525,16 +1498,7 @@ async fn next_of_kin_act_for_a_deceased_person_under_pipl_only() {
             .unwrap()
             .contains("death certificate")
     );
-    let own = json(
-        f.app
-            .get("/v1/admin/subjects/wei")
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let own = f.app.read("/v1/admin/subjects/wei", &f.reviewer).await;
     assert!(
         own["requests"].as_array().unwrap().is_empty(),
         "the relative's own account is not the deceased's"
@@ -1574,16 +1538,7 @@ async fn reviewers_see_who_asked_and_people_outside_any_regime_read_no_law() {
         StatusCode::OK,
     )
     .await;
-    let queue = json(
-        f.app
-            .get("/v1/admin/requests")
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let queue = f.app.read("/v1/admin/requests", &f.reviewer).await;
     let of = |who: &str| {
         queue["items"]
             .as_array()
@@ -1758,16 +1713,9 @@ async fn the_queue_filters_by_status_type_law_and_deadline() {
     let list = |query: &'static str| {
         let (f, viewer) = (&f, viewer.clone());
         async move {
-            json(
-                f.app
-                    .get(&format!("/v1/admin/requests{query}"))
-                    .bearer_auth(viewer)
-                    .send()
-                    .await
-                    .unwrap(),
-                StatusCode::OK,
-            )
-            .await
+            f.app
+                .read(&format!("/v1/admin/requests{query}"), &viewer)
+                .await
         }
     };
     assert_eq!(list("").await["total"], 3);
@@ -1854,16 +1802,9 @@ async fn each_client_reaches_only_what_its_role_allows() {
         StatusCode::UNAUTHORIZED,
     )
     .await;
-    json(
-        f.app
-            .get(&format!("/v1/admin/requests/{id}"))
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    f.app
+        .read(&format!("/v1/admin/requests/{id}"), &viewer)
+        .await;
     json(
         f.decide(&f.reviewer, id, "approve", json!({})).await,
         StatusCode::OK,

@@ -24,15 +24,7 @@ async fn rule(
 
 /// The purge date of a subject's item, as the admin view shows it.
 async fn purge_after(app: &TestApp, viewer: &str, who: &str, item: &str) -> Option<DateTime<Utc>> {
-    let view = json(
-        app.get(&format!("/v1/admin/subjects/{who}"))
-            .bearer_auth(viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let view = app.read(&format!("/v1/admin/subjects/{who}"), viewer).await;
     let found = view["data_items"]
         .as_array()
         .unwrap()
@@ -195,15 +187,9 @@ async fn each_item_is_dated_by_its_rule_and_redated_when_the_rule_changes() {
         purge_after(&app, &viewer, "u1", "img-1").await,
         Some(at("2026-02-09T08:00:00Z"))
     );
-    let audit = json(
-        app.get("/v1/admin/audit?action=retention_rule.updated")
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let audit = app
+        .read("/v1/admin/audit?action=retention_rule.updated", &viewer)
+        .await;
     assert!(audit.to_string().contains("P90D") && audit.to_string().contains("P30D"));
 
     // An event-started clock: nothing until the event arrives.
@@ -262,15 +248,8 @@ async fn categories_without_a_rule_are_reported_as_gaps() {
     )
     .await;
     let coverage = || async {
-        json(
-            app.get("/v1/admin/retention-rules/coverage")
-                .bearer_auth(&viewer)
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await
+        app.read("/v1/admin/retention-rules/coverage", &viewer)
+            .await
     };
     let gaps = coverage().await;
     assert_eq!(

@@ -110,19 +110,15 @@ async fn report(
 }
 
 async fn jobs(f: &Fixture, request_id: &str) -> Vec<Value> {
-    json(
-        f.app
-            .get(&format!("/v1/admin/requests/{request_id}/jobs"))
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await
-    .as_array()
-    .unwrap()
-    .clone()
+    f.app
+        .read(
+            &format!("/v1/admin/requests/{request_id}/jobs"),
+            &f.reviewer,
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn job_of<'a>(jobs: &'a [Value], system: &str) -> &'a Value {
@@ -682,16 +678,10 @@ async fn a_reviewer_finds_a_system_not_applicable_and_optional_systems_do_not_ho
     );
     assert_eq!(job_of(&listed, "mailing")["status"], "pending");
 
-    let audit = json(
-        f.app
-            .get("/v1/admin/audit?action=fulfilment.not_applicable")
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let audit = f
+        .app
+        .read("/v1/admin/audit?action=fulfilment.not_applicable", &viewer)
+        .await;
     assert!(audit.to_string().contains("never opted in"), "{audit}");
 }
 
@@ -765,16 +755,7 @@ async fn the_registry_keeps_secrets_sealed_and_without_systems_the_main_app_gets
     .await;
     let secret = made["secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("whsec_"));
-    let shown = json(
-        f.app
-            .get("/v1/admin/systems/cdn")
-            .bearer_auth(&f.reviewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let shown = f.app.read("/v1/admin/systems/cdn", &f.reviewer).await;
     assert!(shown.get("secret").is_none());
     assert_eq!(shown["has_secret"], true);
     let row = consentry::system::entity::Entity::find_by_id("cdn")
@@ -819,17 +800,11 @@ async fn the_registry_keeps_secrets_sealed_and_without_systems_the_main_app_gets
     .await;
     assert_eq!(done["status"], "completed");
 
-    let audit = json(
-        f.app
-            .get("/v1/admin/audit?target_type=data_system")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await
-    .to_string();
+    let audit = f
+        .app
+        .read("/v1/admin/audit?target_type=data_system", &admin)
+        .await
+        .to_string();
     assert!(audit.contains("system.created") && audit.contains("system.retired"));
     assert!(
         !audit.contains(&secret[6..]),
@@ -1134,16 +1109,7 @@ async fn a_system_keeping_data_ends_the_erasure_restricted_and_the_email_says_wh
     assert_eq!(done["status"], "completed");
     assert_eq!(done["outcome"], "restricted");
     let viewer = f.app.key(Role::Viewer).await;
-    let person = json(
-        f.app
-            .get("/v1/admin/subjects/rae")
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let person = f.app.read("/v1/admin/subjects/rae", &viewer).await;
     assert_eq!(
         person["profile"]["restricted"], true,
         "kept somewhere, so restricted here too: {person}"

@@ -125,6 +125,15 @@ impl TestApp {
         self.request(Method::POST, path)
     }
 
+    /// `GET path` with `key`, which must answer 200: its JSON body.
+    pub async fn read(&self, path: &str, key: &str) -> Value {
+        json(
+            self.get(path).bearer_auth(key).send().await.unwrap(),
+            StatusCode::OK,
+        )
+        .await
+    }
+
     /// Creates an API key directly, as `consentry keys create` does, and returns it.
     pub async fn key(&self, role: Role) -> String {
         let mut tx = self.state.db.begin().await.expect("transaction");

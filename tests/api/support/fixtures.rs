@@ -94,16 +94,9 @@ impl Fixture {
 
     /// A request as reviewers see it, with its history.
     pub(crate) async fn admin_request(&self, id: &str) -> Value {
-        json(
-            self.app
-                .get(&format!("/v1/admin/requests/{id}"))
-                .bearer_auth(&self.reviewer)
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await
+        self.app
+            .read(&format!("/v1/admin/requests/{id}"), &self.reviewer)
+            .await
     }
 
     /// The person grants a purpose in the portal.
@@ -123,16 +116,12 @@ impl Fixture {
 
     /// The main app's consent check.
     pub(crate) async fn check(&self, who: &str, purpose: &str) -> Value {
-        json(
-            self.app
-                .get(&format!("/v1/subjects/{who}/consents/{purpose}"))
-                .bearer_auth(&self.service)
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::OK,
-        )
-        .await
+        self.app
+            .read(
+                &format!("/v1/subjects/{who}/consents/{purpose}"),
+                &self.service,
+            )
+            .await
     }
 
     pub(crate) async fn complete_job(&self, job: &str, body: Value) -> reqwest::Response {
