@@ -24,7 +24,7 @@
 
 mod group;
 
-pub use group::{Batcher, Each, Group, Sets};
+pub use group::{Batch, Batcher, Each, Group, Sets};
 
 /// How much of a SQLite database file each connection maps into memory for reading.
 const SQLITE_MMAP_BYTES: u64 = 1 << 30;

@@ -124,6 +124,31 @@ impl Metrics {
                 *n as f64,
             );
         }
+        let (reads, read) = state.checks.reads();
+        family(
+            &mut out,
+            "consentry_consent_check_reads_total",
+            "counter",
+            "Queries made for single consent checks the cache could not answer; each reads every check waiting.",
+        );
+        line(
+            &mut out,
+            "consentry_consent_check_reads_total",
+            &[],
+            reads as f64,
+        );
+        family(
+            &mut out,
+            "consentry_consent_check_read_checks_total",
+            "counter",
+            "Single checks those queries answered; divided by the queries, the mean batch.",
+        );
+        line(
+            &mut out,
+            "consentry_consent_check_read_checks_total",
+            &[],
+            read as f64,
+        );
         let (commits, units) = [state.group.counts(), state.decisions.counts()]
             .into_iter()
             .fold((0, 0), |(c, u), (commits, units)| (c + commits, u + units));
@@ -161,7 +186,7 @@ impl Metrics {
             &mut out,
             "consentry_consent_sets_refused_total",
             &[],
-            state.decisions.sets().refused() as f64,
+            state.decisions.batch().refused() as f64,
         );
         render_pool(&mut out, state);
         render_database(&mut out, state).await?;

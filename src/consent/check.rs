@@ -1,20 +1,24 @@
 //! "May we process this person's data for this purpose?" — the main app's hot path.
 //!
-//! The answer comes from the current-state rows alone: one indexed query for a single check,
-//! three set queries for a batch, whatever its size. Single checks are answered from memory
-//! when the same question was read recently ([`Checks`]).
+//! The answer comes from the current-state rows alone: one query for any number of checks,
+//! which joins the pairs asked about to the purposes, the people and their states. Single
+//! checks are answered from memory when the same question was read recently, and otherwise
+//! read together with the other single checks waiting ([`Checks`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use sea_orm::{
-    ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryResult,
+    ConnectionTrait, DbErr, QueryResult,
     prelude::*,
-    sea_query::{Alias, Expr, ExprTrait, JoinType, Query},
+    sea_query::{Alias, Expr, ExprTrait, JoinType, Query, SelectStatement, ValueTuple},
 };
 
 use super::model::{ConsentStatus, consents};
 use crate::{
+    config::DatabaseKind,
+    db::{Batch, Batcher, Db, ROWS_PER_STATEMENT},
     purpose::{LegalBasis, model as purposes},
     subject::{AgeStatus, model as subjects},
 };
@@ -88,18 +92,10 @@ fn evaluate(f: &Facts, now: DateTime<Utc>) -> CheckResult {
     }
 }
 
-/// One check, in one query.
-pub async fn check(
-    conn: &impl ConnectionTrait,
-    external_id: &str,
-    purpose_key: &str,
-    now: DateTime<Utc>,
-) -> Result<CheckResult, DbErr> {
-    Ok(evaluate(&facts(conn, external_id, purpose_key).await?, now))
-}
-
-/// Single checks answered from the facts read for the same person and purpose, while they are
-/// current. An entry is used only while the database's change count ([`crate::db::Db::writes`])
+/// Single checks, answered from memory while the facts read for the same person and purpose
+/// are current, and otherwise read together with the other checks waiting ([`Reads`]).
+///
+/// A cached entry is used only while the database's change count ([`crate::db::Db::writes`])
 /// has not moved since it was read: it moves when this process commits a write, so a
 /// withdrawal is never answered from memory by the replica that recorded it, and when another
 /// process commits one (`NOTIFY` on PostgreSQL, `data_version` polled on SQLite), so other
@@ -108,10 +104,12 @@ pub async fn check(
 /// re-consent deadline passing is seen at once.
 pub struct Checks {
     cache: Option<moka::sync::Cache<(String, String), (u64, Facts)>>,
+    reads: Batcher<Reads>,
 }
 
 impl Checks {
-    pub fn new(config: &crate::config::ConsentCacheConfig) -> Self {
+    /// Starts the tasks that read checks together.
+    pub fn start(db: Db, config: &crate::config::ConsentCacheConfig) -> Self {
         Self {
             cache: config.enabled.then(|| {
                 moka::sync::Cache::builder()
@@ -119,21 +117,22 @@ impl Checks {
                     .time_to_live(std::time::Duration::from_millis(config.ttl_ms))
                     .build()
             }),
+            reads: Batcher::start(db, Reads),
         }
     }
 
-    /// [`check`], from memory when the facts are current.
+    /// One check, from memory when its facts are current.
     pub async fn check(
         &self,
-        db: &crate::db::Db,
+        db: &Db,
         external_id: &str,
         purpose_key: &str,
         now: DateTime<Utc>,
     ) -> Result<CheckResult, DbErr> {
-        let Some(cache) = &self.cache else {
-            return check(db.conn(), external_id, purpose_key, now).await;
-        };
         let key = (external_id.to_string(), purpose_key.to_string());
+        let Some(cache) = &self.cache else {
+            return Ok(evaluate(&self.reads.submit(key).await?, now));
+        };
         // Read before the database, so that a write committing meanwhile leaves the entry
         // filed under a count that is already past.
         let writes = db.writes();
@@ -142,21 +141,97 @@ impl Checks {
         {
             return Ok(evaluate(&facts, now));
         }
-        let facts = facts(db.conn(), external_id, purpose_key).await?;
+        let facts = self.reads.submit(key.clone()).await?;
         let answer = evaluate(&facts, now);
         cache.insert(key, (writes, facts));
         Ok(answer)
     }
+
+    /// Queries made for single checks so far, and the checks they answered: their ratio is
+    /// the mean batch.
+    pub fn reads(&self) -> (u64, u64) {
+        self.reads.counts()
+    }
 }
 
-/// The facts of one check, in one query.
+/// Single checks waiting for the database, read with one query per batch: under load the
+/// hop to the database (on SQLite a connection's own thread, on PostgreSQL a backend process)
+/// is made once for many checks instead of once for each.
+pub struct Reads;
+
+impl Batch for Reads {
+    type Item = (String, String);
+    type Answer = Facts;
+    const MAX: usize = 64;
+
+    /// Two on SQLite, so that one batch gathers while the other is read; four on PostgreSQL,
+    /// so that round trips overlap.
+    fn tasks(kind: DatabaseKind) -> usize {
+        match kind {
+            DatabaseKind::Sqlite => 2,
+            DatabaseKind::Postgres => 4,
+        }
+    }
+
+    fn handle<'a>(
+        &'a self,
+        db: &'a Db,
+        items: Vec<Self::Item>,
+    ) -> BoxFuture<'a, Result<Vec<Facts>, DbErr>> {
+        Box::pin(async move { facts(db.conn(), &items).await })
+    }
+}
+
+/// Many checks at once, in one query per thousand.
+pub async fn check_many(
+    conn: &impl ConnectionTrait,
+    pairs: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<Vec<CheckResult>, DbErr> {
+    Ok(facts(conn, pairs)
+        .await?
+        .iter()
+        .map(|f| evaluate(f, now))
+        .collect())
+}
+
+/// The facts of each (person, purpose) pair, in order: one query per thousand distinct pairs,
+/// which joins them as a `VALUES` list to the purposes, the people and their current states.
 async fn facts(
     conn: &impl ConnectionTrait,
-    external_id: &str,
-    purpose_key: &str,
-) -> Result<Facts, DbErr> {
-    let (p, s, c) = (Alias::new("p"), Alias::new("s"), Alias::new("c"));
-    let query = Query::select()
+    pairs: &[(String, String)],
+) -> Result<Vec<Facts>, DbErr> {
+    let distinct: Vec<&(String, String)> =
+        pairs.iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let mut found = BTreeMap::new();
+    for chunk in distinct.chunks(ROWS_PER_STATEMENT) {
+        for row in conn.query_all(&facts_query(chunk)).await? {
+            let external_id: String = row.try_get("", "external_id")?;
+            let purpose_key: String = row.try_get("", "purpose_key")?;
+            found.insert((external_id, purpose_key), facts_from_row(&row)?);
+        }
+    }
+    Ok(pairs
+        .iter()
+        .map(|pair| found.get(pair).cloned().unwrap_or_default())
+        .collect())
+}
+
+fn facts_query(pairs: &[&(String, String)]) -> SelectStatement {
+    let (q, p, s, c) = (
+        Alias::new("q"),
+        Alias::new("p"),
+        Alias::new("s"),
+        Alias::new("c"),
+    );
+    // The columns of a `VALUES` list are named so on both engines.
+    let (q_subject, q_purpose) = (
+        (q.clone(), Alias::new("column1")),
+        (q.clone(), Alias::new("column2")),
+    );
+    Query::select()
+        .expr_as(Expr::col(q_subject.clone()), Alias::new("external_id"))
+        .expr_as(Expr::col(q_purpose.clone()), Alias::new("purpose_key"))
         .expr_as(
             Expr::col((p.clone(), purposes::Column::LegalBasis)),
             Alias::new("legal_basis"),
@@ -193,35 +268,37 @@ async fn facts(
             Expr::col((c.clone(), consents::Column::Channel)),
             Alias::new("channel"),
         )
-        .from_as(purposes::Entity, p.clone())
+        .from_values(
+            pairs.iter().map(|(subject, purpose)| {
+                ValueTuple::Two(subject.as_str().into(), purpose.as_str().into())
+            }),
+            q,
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            purposes::Entity,
+            p.clone(),
+            Expr::col((p, purposes::Column::Key)).equals(q_purpose.clone()),
+        )
         .join_as(
             JoinType::LeftJoin,
             subjects::Entity,
             s.clone(),
-            Expr::col((s.clone(), subjects::Column::ExternalId)).eq(external_id),
+            Expr::col((s.clone(), subjects::Column::ExternalId)).equals(q_subject),
         )
         .join_as(
             JoinType::LeftJoin,
             consents::Entity,
             c.clone(),
             Expr::col((c.clone(), consents::Column::SubjectId))
-                .equals((s.clone(), subjects::Column::Id))
-                .and(
-                    Expr::col((c.clone(), consents::Column::PurposeKey))
-                        .equals((p.clone(), purposes::Column::Key)),
-                ),
+                .equals((s, subjects::Column::Id))
+                .and(Expr::col((c, consents::Column::PurposeKey)).equals(q_purpose)),
         )
-        .and_where(Expr::col((p, purposes::Column::Key)).eq(purpose_key))
-        .to_owned();
-    match conn.query_one(&query).await? {
-        None => Ok(Facts::default()),
-        Some(row) => facts_from_row(&row),
-    }
+        .to_owned()
 }
 
 fn facts_from_row(row: &QueryResult) -> Result<Facts, DbErr> {
-    let parse = |e: sea_orm::DbErr| e;
-    let legal_basis: String = row.try_get("", "legal_basis")?;
+    let legal_basis: Option<String> = row.try_get("", "legal_basis")?;
     let archived_at: Option<DateTime<Utc>> = row.try_get("", "archived_at")?;
     let restricted: Option<bool> = row.try_get("", "restricted")?;
     let age_status: Option<String> = row.try_get("", "age_status")?;
@@ -231,17 +308,17 @@ fn facts_from_row(row: &QueryResult) -> Result<Facts, DbErr> {
     let due: Option<DateTime<Utc>> = row.try_get("", "reconsent_due_at")?;
     let channel: Option<String> = row.try_get("", "channel")?;
     Ok(Facts {
-        purpose: Some((
-            LegalBasis::try_from_value(&legal_basis).map_err(parse)?,
-            archived_at.is_some(),
-        )),
+        purpose: match legal_basis {
+            Some(basis) => Some((LegalBasis::try_from_value(&basis)?, archived_at.is_some())),
+            None => None,
+        },
         subject: match (restricted, age_status) {
-            (Some(r), Some(a)) => Some((r, AgeStatus::try_from_value(&a).map_err(parse)?)),
+            (Some(r), Some(a)) => Some((r, AgeStatus::try_from_value(&a)?)),
             _ => None,
         },
         consent: match (status, policy_version) {
             (Some(s), Some(v)) => Some((
-                ConsentStatus::try_from_value(&s).map_err(parse)?,
+                ConsentStatus::try_from_value(&s)?,
                 v,
                 needs_reconsent.unwrap_or(false),
                 due,
@@ -250,63 +327,6 @@ fn facts_from_row(row: &QueryResult) -> Result<Facts, DbErr> {
         },
         gpc: channel.as_deref() == Some(GPC_CHANNEL),
     })
-}
-
-/// Many checks at once: the subjects, purposes and consents involved are read with one query
-/// each.
-pub async fn check_many(
-    conn: &impl ConnectionTrait,
-    pairs: &[(String, String)],
-    now: DateTime<Utc>,
-) -> Result<Vec<CheckResult>, DbErr> {
-    let external_ids: Vec<&str> = pairs.iter().map(|(s, _)| s.as_str()).collect();
-    let purpose_keys: Vec<&str> = pairs.iter().map(|(_, p)| p.as_str()).collect();
-    let subjects: BTreeMap<String, subjects::Model> = subjects::Entity::find()
-        .filter(subjects::Column::ExternalId.is_in(external_ids))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|s| (s.external_id.clone(), s))
-        .collect();
-    let purposes: BTreeMap<String, purposes::Model> = purposes::Entity::find()
-        .filter(purposes::Column::Key.is_in(purpose_keys.iter().copied()))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|p| (p.key.clone(), p))
-        .collect();
-    let subject_ids: Vec<&str> = subjects.values().map(|s| s.id.as_str()).collect();
-    let consents: BTreeMap<(String, String), consents::Model> = consents::Entity::find()
-        .filter(consents::Column::SubjectId.is_in(subject_ids))
-        .filter(consents::Column::PurposeKey.is_in(purpose_keys))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|c| ((c.subject_id.clone(), c.purpose_key.clone()), c))
-        .collect();
-    Ok(pairs
-        .iter()
-        .map(|(external_id, purpose_key)| {
-            let subject = subjects.get(external_id);
-            let consent = subject.and_then(|s| consents.get(&(s.id.clone(), purpose_key.clone())));
-            let facts = Facts {
-                purpose: purposes
-                    .get(purpose_key)
-                    .map(|p| (p.legal_basis, p.archived_at.is_some())),
-                subject: subject.map(|s| (s.restricted, s.age_status)),
-                consent: consent.map(|c| {
-                    (
-                        c.status,
-                        c.policy_version,
-                        c.needs_reconsent,
-                        c.reconsent_due_at,
-                    )
-                }),
-                gpc: consent.is_some_and(|c| c.channel == GPC_CHANNEL),
-            };
-            evaluate(&facts, now)
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! [`record`] appends events and updates the current state in one transaction, after checking
 //! the rules that make consent valid: the policy version must be published, a required purpose
 //! cannot be withdrawn, a purpose needing PIPL separate consent is granted on its own, and a
-//! restricted subject or a minor without a verified guardian cannot grant. [`check()`] answers the
+//! restricted subject or a minor without a verified guardian cannot grant. [`check::Checks`] answers the
 //! main app's "may I?" from the current state. [`ledger::verify`] walks a subject's chain.
 //!
 //! Transactions: this room owns `consent_events` and `consents`, and alone moves the head of a
@@ -22,7 +22,7 @@ pub mod reconsent;
 pub mod unsubscribe;
 
 use crate::error::FieldError;
-pub use check::{CheckResult, check, check_many};
+pub use check::{CheckResult, check_many};
 pub use ledger::{
     Decision, DecisionSets, Decisions, PolicyRef, RecordRequest, Recorded, record, record_alone,
 };

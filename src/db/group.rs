@@ -1,24 +1,28 @@
-//! Group commit: many callers' units of work in one transaction.
+//! Batches: many callers' items handled together, by a few tasks.
 //!
-//! A commit is the expensive part of a small write. On SQLite with `synchronous=FULL` each one
-//! waits for the disk, and only one writer runs at a time; on PostgreSQL each is a few round
-//! trips and a WAL flush. So edges whose write stands alone (a consent decision from the portal
-//! or the main app, a request filed without login) hand it to a [`Batcher`]: a writer task takes
-//! every item waiting (up to [`MAX_BATCH`]), writes them all in one transaction, commits once,
-//! and only then answers each caller. Nothing is answered before it is durable, and each answer
-//! is the one the item would have got in a transaction of its own.
+//! A round trip and a commit are the expensive parts of a small read or write. On SQLite with
+//! `synchronous=FULL` each commit waits for the disk, only one writer runs at a time, and every
+//! statement is handed to a connection's own thread and back; on PostgreSQL each statement is a
+//! round trip to a backend process and each commit a WAL flush. So edges whose work stands
+//! alone hand it to a [`Batcher`]: a task takes every item waiting (up to [`Batch::MAX`]),
+//! handles them all at once, and only then answers each caller.
 //!
-//! How a batch is written is the [`Sets`] implementation's: [`Each`] runs arbitrary work, one
-//! savepoint per unit so that a refused or failing one rolls back alone ([`Group`]); a room
-//! whose writes are all alike (consent decisions) reads the state of the whole batch with one
-//! query per table and writes it with one statement per table.
+//! Writes (a consent decision from the portal or the main app, a request filed without login)
+//! are [`Sets`]: one transaction per batch, committed once, and nothing answered before it is
+//! durable; each answer is the one the item would have got in a transaction of its own. How a
+//! batch is written is the implementation's: [`Each`] runs arbitrary work, one savepoint per
+//! unit so that a refused or failing one rolls back alone ([`Group`]); a room whose writes are
+//! all alike (consent decisions) reads the state of the whole batch with one query per table and
+//! writes it with one statement per table. Reads (a consent check the cache cannot answer)
+//! implement [`Batch`] directly: one query for the batch.
 //!
-//! Items carry a key, the row they are about (a person, an email address); a batch is written in
-//! key order, keeping the order of arrival among equal keys, so batches running side by side,
-//! here or on other replicas, lock rows in one order and cannot deadlock.
+//! Written items carry a key, the row they are about (a person, an email address); a batch is
+//! written in key order, keeping the order of arrival among equal keys, so batches running side
+//! by side, here or on other replicas, lock rows in one order and cannot deadlock.
 
 use std::{
     any::Any,
+    cmp::Ordering as Order,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -32,16 +36,39 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::{Db, Tx};
 use crate::config::DatabaseKind;
 
-/// Items in one transaction at most: enough to spread a commit over many callers, few enough
-/// that the first in a batch is not kept waiting long.
-const MAX_BATCH: usize = 128;
-/// Items waiting for a writer at most; callers beyond it wait to hand theirs over.
+/// Items waiting for a task at most; callers beyond it wait to hand theirs over.
 const QUEUE: usize = 4096;
 /// Writer tasks on PostgreSQL, so that one batch's round trips overlap another's. SQLite has
 /// one writer at a time whatever runs, so one task.
 const POSTGRES_WRITERS: usize = 4;
 
-/// How a batch of items is written.
+/// What a [`Batcher`]'s tasks do with a batch.
+pub trait Batch: Send + Sync + 'static {
+    type Item: Send + 'static;
+    type Answer: Send + 'static;
+
+    /// Items in one batch at most: enough to spread a round trip or a commit over many
+    /// callers, few enough that the first in a batch is not kept waiting long.
+    const MAX: usize;
+
+    /// Tasks taking batches side by side on the engine.
+    fn tasks(kind: DatabaseKind) -> usize;
+
+    /// The order items are handled in; the order of arrival among equals.
+    fn order(_: &Self::Item, _: &Self::Item) -> Order {
+        Order::Equal
+    }
+
+    /// Handles `items` and returns each one's answer, in the same order. An `Err` means none
+    /// was handled: every caller is told the database is unavailable.
+    fn handle<'a>(
+        &'a self,
+        db: &'a Db,
+        items: Vec<Self::Item>,
+    ) -> BoxFuture<'a, Result<Vec<Self::Answer>, DbErr>>;
+}
+
+/// How a batch of items is written, in one transaction.
 pub trait Sets: Send + Sync + 'static {
     type Item: Send + 'static;
     type Answer: Send + 'static;
@@ -58,40 +85,67 @@ pub trait Sets: Send + Sync + 'static {
     ) -> BoxFuture<'t, Result<Vec<Self::Answer>, DbErr>>;
 }
 
-struct Pending<S: Sets> {
-    item: S::Item,
-    answer: oneshot::Sender<Result<S::Answer, DbErr>>,
+impl<S: Sets> Batch for S {
+    type Item = S::Item;
+    type Answer = S::Answer;
+    const MAX: usize = 128;
+
+    fn tasks(kind: DatabaseKind) -> usize {
+        match kind {
+            DatabaseKind::Sqlite => 1,
+            DatabaseKind::Postgres => POSTGRES_WRITERS,
+        }
+    }
+
+    fn order(a: &Self::Item, b: &Self::Item) -> Order {
+        S::key(a).cmp(S::key(b))
+    }
+
+    fn handle<'a>(
+        &'a self,
+        db: &'a Db,
+        items: Vec<Self::Item>,
+    ) -> BoxFuture<'a, Result<Vec<Self::Answer>, DbErr>> {
+        Box::pin(async move {
+            let mut tx = db.begin().await?;
+            let answers = self.write(&mut tx, items).await?;
+            tx.commit().await?;
+            Ok(answers)
+        })
+    }
 }
 
-/// The handle callers hand their items to; the writer tasks end when it is dropped.
-pub struct Batcher<S: Sets> {
-    items: mpsc::Sender<Pending<S>>,
+struct Pending<B: Batch> {
+    item: B::Item,
+    answer: oneshot::Sender<Result<B::Answer, DbErr>>,
+}
+
+/// The handle callers hand their items to; the tasks end when it is dropped.
+pub struct Batcher<B: Batch> {
+    items: mpsc::Sender<Pending<B>>,
     counts: Arc<Counts>,
-    sets: Arc<S>,
+    batch: Arc<B>,
 }
 
-/// Transactions committed and the items they carried, for `/metrics`.
+/// Batches handled (for writes: transactions committed) and the items they carried, for
+/// `/metrics`.
 #[derive(Default)]
 struct Counts {
-    commits: AtomicU64,
+    batches: AtomicU64,
     items: AtomicU64,
 }
 
-impl<S: Sets> Batcher<S> {
-    /// Starts the writer tasks.
-    pub fn start(db: Db, sets: S) -> Self {
+impl<B: Batch> Batcher<B> {
+    /// Starts the tasks.
+    pub fn start(db: Db, batch: B) -> Self {
         let (items, waiting) = mpsc::channel(QUEUE);
         let waiting = Arc::new(Mutex::new(waiting));
         let counts = Arc::new(Counts::default());
-        let sets = Arc::new(sets);
-        let writers = match db.kind() {
-            DatabaseKind::Sqlite => 1,
-            DatabaseKind::Postgres => POSTGRES_WRITERS,
-        };
-        for _ in 0..writers {
+        let batch = Arc::new(batch);
+        for _ in 0..B::tasks(db.kind()) {
             db.tasks().spawn_service(run(
                 db.clone(),
-                sets.clone(),
+                batch.clone(),
                 waiting.clone(),
                 counts.clone(),
             ));
@@ -99,27 +153,26 @@ impl<S: Sets> Batcher<S> {
         Self {
             items,
             counts,
-            sets,
+            batch,
         }
     }
 
-    /// How batches are written, for what it counts.
-    pub fn sets(&self) -> &S {
-        &self.sets
+    /// How batches are handled, for what it counts.
+    pub fn batch(&self) -> &B {
+        &self.batch
     }
 
-    /// Group transactions committed so far, and the items they carried: their ratio is the
-    /// mean batch.
+    /// Batches handled so far, and the items they carried: their ratio is the mean batch.
     pub fn counts(&self) -> (u64, u64) {
         (
-            self.counts.commits.load(Ordering::Relaxed),
+            self.counts.batches.load(Ordering::Relaxed),
             self.counts.items.load(Ordering::Relaxed),
         )
     }
 
-    /// Writes `item` in a transaction shared with others and answers once it has committed;
-    /// an `Err` if the transaction was not committed.
-    pub async fn submit(&self, item: S::Item) -> Result<S::Answer, DbErr> {
+    /// Hands `item` over and answers once its batch is handled (for writes: committed); an
+    /// `Err` if it was not.
+    pub async fn submit(&self, item: B::Item) -> Result<B::Answer, DbErr> {
         let (answer, answered) = oneshot::channel();
         if self.items.send(Pending { item, answer }).await.is_err() {
             return Err(stopped());
@@ -132,52 +185,46 @@ fn stopped() -> DbErr {
     DbErr::Conn(RuntimeErr::Internal("the group writer has stopped".into()))
 }
 
-async fn run<S: Sets>(
+async fn run<B: Batch>(
     db: Db,
-    sets: Arc<S>,
-    waiting: Arc<Mutex<mpsc::Receiver<Pending<S>>>>,
+    batch: Arc<B>,
+    waiting: Arc<Mutex<mpsc::Receiver<Pending<B>>>>,
     counts: Arc<Counts>,
 ) {
     loop {
-        let mut batch = Vec::new();
+        let mut pending = Vec::new();
         {
             let mut waiting = waiting.lock().await;
             let Some(first) = waiting.recv().await else {
                 return;
             };
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
+            pending.push(first);
+            while pending.len() < B::MAX {
                 match waiting.try_recv() {
-                    Ok(pending) => batch.push(pending),
+                    Ok(next) => pending.push(next),
                     Err(_) => break,
                 }
             }
         }
-        commit(&db, &*sets, batch, &counts).await;
+        answer(&db, &*batch, pending, &counts).await;
     }
 }
 
-async fn commit<S: Sets>(db: &Db, sets: &S, mut batch: Vec<Pending<S>>, counts: &Counts) {
-    batch.sort_by(|a, b| S::key(&a.item).cmp(S::key(&b.item)));
-    let size = batch.len();
-    let (items, senders): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.answer)).unzip();
-    let outcome = async {
-        let mut tx = db.begin().await?;
-        let answers = sets.write(&mut tx, items).await?;
-        tx.commit().await?;
-        Ok::<_, DbErr>(answers)
-    }
-    .await;
-    match outcome {
+async fn answer<B: Batch>(db: &Db, batch: &B, mut pending: Vec<Pending<B>>, counts: &Counts) {
+    pending.sort_by(|a, b| B::order(&a.item, &b.item));
+    let size = pending.len();
+    let (items, senders): (Vec<_>, Vec<_>) =
+        pending.into_iter().map(|p| (p.item, p.answer)).unzip();
+    match batch.handle(db, items).await {
         Ok(answers) => {
-            counts.commits.fetch_add(1, Ordering::Relaxed);
+            counts.batches.fetch_add(1, Ordering::Relaxed);
             counts.items.fetch_add(size as u64, Ordering::Relaxed);
             for (sender, answer) in senders.into_iter().zip(answers) {
                 let _ = sender.send(Ok(answer));
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, items = size, "a group commit failed");
+            tracing::error!(error = %e, items = size, "a batch failed");
             let why = e.to_string();
             for sender in senders {
                 let _ = sender.send(Err(DbErr::Conn(RuntimeErr::Internal(why.clone()))));

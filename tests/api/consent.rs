@@ -719,7 +719,9 @@ async fn batch_checks_answer_each_pair_in_order_up_to_a_thousand() {
             {"subject": "b-1", "purpose": "analytics"},
             {"subject": "b-1", "purpose": "marketing_email"},
             {"subject": "nobody", "purpose": "analytics"},
-            {"subject": "b-1", "purpose": "service"}
+            {"subject": "b-1", "purpose": "service"},
+            {"subject": "b-1", "purpose": "nothing"},
+            {"subject": "b-1", "purpose": "analytics"}
         ]}))
         .send()
         .await
@@ -742,7 +744,9 @@ async fn batch_checks_answer_each_pair_in_order_up_to_a_thousand() {
             (true, "consent_granted"),
             (false, "no_consent"),
             (false, "no_consent"),
-            (true, "not_consent_based")
+            (true, "not_consent_based"),
+            (false, "unknown_purpose"),
+            (true, "consent_granted")
         ]
     );
     let too_many: Vec<Value> = (0..1001)
@@ -756,6 +760,78 @@ async fn batch_checks_answer_each_pair_in_order_up_to_a_thousand() {
         .await
         .unwrap();
     problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+}
+
+/// Single checks the cache cannot answer, arriving at once, are read together: fewer queries
+/// than checks, and each check still gets its own answer, the one the batch endpoint gives for
+/// the same pair.
+#[tokio::test]
+async fn single_checks_arriving_together_are_read_together_and_each_gets_its_own_answer() {
+    let (app, _) = app_with_purposes().await;
+    let service = app.key(Role::Service).await;
+    // Of t-0..t-19 on analytics: every fourth granted then withdrawn, the other even ones
+    // granted, the odd ones refused; t-20..t-24 never met.
+    for i in 0..20_usize {
+        let who = format!("t-{i}");
+        json(
+            put_consent(&app, &who, "analytics", i.is_multiple_of(2)).await,
+            StatusCode::OK,
+        )
+        .await;
+        if i.is_multiple_of(4) {
+            json(
+                put_consent(&app, &who, "analytics", false).await,
+                StatusCode::OK,
+            )
+            .await;
+        }
+    }
+    let expected = |i: usize, purpose: &str| match purpose {
+        "nothing" => "unknown_purpose",
+        "service" => "not_consent_based",
+        "analytics" if i < 20 && i.is_multiple_of(4) => "withdrawn",
+        "analytics" if i < 20 && i.is_multiple_of(2) => "consent_granted",
+        "analytics" if i < 20 => "denied",
+        _ => "no_consent",
+    };
+    let pairs: Vec<(usize, &str)> = (0..25)
+        .flat_map(|i| {
+            ["analytics", "marketing_email", "service", "nothing"].map(move |purpose| (i, purpose))
+        })
+        .collect();
+
+    let (queries_before, read_before) = app.state.checks.reads();
+    let answers = join_all(pairs.iter().map(|(i, purpose)| {
+        let (app, service) = (&app, &service);
+        async move { check(app, service, &format!("t-{i}"), purpose).await }
+    }))
+    .await;
+    let (queries, read) = app.state.checks.reads();
+    let (queries, read) = (queries - queries_before, read - read_before);
+    assert_eq!(read, 100, "every check was read from the database");
+    assert!(queries < read, "100 checks at once took {queries} queries");
+
+    let batch = app
+        .post("/v1/consents/check")
+        .bearer_auth(&service)
+        .json(&json!({"checks": pairs
+            .iter()
+            .map(|(i, purpose)| json!({"subject": format!("t-{i}"), "purpose": purpose}))
+            .collect::<Vec<_>>()}))
+        .send()
+        .await
+        .unwrap();
+    let batch = json(batch, StatusCode::OK).await;
+    for (((i, purpose), single), batched) in pairs
+        .iter()
+        .zip(&answers)
+        .zip(batch["results"].as_array().unwrap())
+    {
+        assert_eq!(single["reason"], expected(*i, purpose), "t-{i} {purpose}");
+        for field in ["allowed", "reason", "status", "policy_version"] {
+            assert_eq!(single[field], batched[field], "t-{i} {purpose} {field}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -943,7 +1019,7 @@ async fn a_set_of_decisions_keeps_each_persons_order_and_a_refused_one_fails_alo
     let (commits, items) = decisions.counts();
     assert_eq!(items - items_before, 30);
     assert!(commits < 30, "the decisions shared commits");
-    assert_eq!(decisions.sets().refused(), 0, "the set was written as one");
+    assert_eq!(decisions.batch().refused(), 0, "the set was written as one");
     for n in 0..10 {
         let who = format!("set-{n}");
         let actions: Vec<(String, String)> = history(&app, &who)
@@ -987,7 +1063,7 @@ async fn a_set_of_decisions_keeps_each_persons_order_and_a_refused_one_fails_alo
             "request {n}: {answer:?}"
         );
     }
-    assert_eq!(decisions.sets().refused(), 1);
+    assert_eq!(decisions.batch().refused(), 1);
     for n in 0..10 {
         let c = check(&app, &service, &format!("set-{n}"), "analytics").await;
         let expected = if n == 4 { "withdrawn" } else { "granted" };

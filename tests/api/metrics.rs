@@ -103,6 +103,12 @@ async fn metrics_count_what_happened_and_name_no_one() {
     assert_eq!(value(&text, "consentry_group_commit_units_total"), 3.0);
     assert_eq!(value(&text, "consentry_group_commits_total"), 3.0);
     assert_eq!(value(&text, "consentry_consent_sets_refused_total"), 0.0);
+    // Two checks, one after the other: two queries of one check each.
+    assert_eq!(value(&text, "consentry_consent_check_reads_total"), 2.0);
+    assert_eq!(
+        value(&text, "consentry_consent_check_read_checks_total"),
+        2.0
+    );
     assert_eq!(
         value(
             &text,
