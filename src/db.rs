@@ -23,11 +23,13 @@
 //! in-process caches use it to drop what a write made here may have changed.
 
 mod group;
+mod readers;
 
 pub use group::{Batch, Batcher, Each, Group, Sets};
+pub use readers::Readers;
 
 /// How much of a SQLite database file each connection maps into memory for reading.
-const SQLITE_MMAP_BYTES: u64 = 1 << 30;
+const SQLITE_MMAP_BYTES: i64 = 1 << 30;
 
 /// Rows in one multi-row statement at most: with up to 30 columns a row, the bound parameters
 /// stay under SQLite's limit of 32,766 (PostgreSQL's is 65,535).
@@ -71,6 +73,8 @@ pub struct Db {
     writes: Arc<AtomicU64>,
     /// The background tasks that use this pool; stopped before it closes.
     tasks: Tasks,
+    /// SQLite: connections for the hottest reads, made on the calling thread.
+    readers: Option<Arc<Readers>>,
 }
 
 /// Something to do once a transaction has committed, and never if it rolls back.
@@ -314,6 +318,10 @@ impl Db {
                     .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
             });
         let conn = Database::connect(options).await?;
+        let readers = match kind {
+            DatabaseKind::Sqlite => Some(Arc::new(Readers::new(config.database_url().expose())?)),
+            DatabaseKind::Postgres => None,
+        };
         Ok(Self {
             conn,
             url: Arc::from(config.database_url().expose()),
@@ -322,6 +330,7 @@ impl Db {
             outbox_ready: Arc::new(Notify::new()),
             writes: Arc::new(AtomicU64::new(0)),
             tasks: Tasks::default(),
+            readers,
         })
     }
 
@@ -332,6 +341,11 @@ impl Db {
 
     pub fn kind(&self) -> DatabaseKind {
         self.kind
+    }
+
+    /// On SQLite, connections that read on the calling thread ([`Readers`]).
+    pub fn readers(&self) -> Option<Arc<Readers>> {
+        self.readers.clone()
     }
 
     /// Begins the write unit. The only place where transactions begin; called by edges only.

@@ -238,10 +238,7 @@ impl App {
         let css = config.templates_dir.join("assets").join("consentry.css");
         let stylesheet = Arc::from(words::read(&css)?);
         let sdk = Arc::new(web::sdk::Sdk::load(&config.templates_dir)?);
-        let checks = Arc::new(consent::check::Checks::start(
-            db.clone(),
-            &config.consent_cache,
-        ));
+        let checks = Arc::new(consent::check::Checks::start(&db, &config.consent_cache));
         let console_key = staff::console_key(&config).map_err(StartupError::Key)?;
         let page_key = Arc::new(crypto::derive_key(&console_key, "consentry-pages"));
         db.watch_other_writers(Duration::from_millis(

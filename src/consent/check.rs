@@ -3,22 +3,31 @@
 //! The answer comes from the current-state rows alone: one query for any number of checks,
 //! which joins the pairs asked about to the purposes, the people and their states. Single
 //! checks are answered from memory when the same question was read recently, and otherwise
-//! read together with the other single checks waiting ([`Checks`]).
+//! read on the calling thread (SQLite) or together with the other single checks waiting
+//! (PostgreSQL) ([`Checks`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use sea_orm::{
     ConnectionTrait, DbErr, QueryResult,
     prelude::*,
-    sea_query::{Alias, Expr, ExprTrait, JoinType, Query, SelectStatement, ValueTuple},
+    sea_query::{
+        Alias, Expr, ExprTrait, JoinType, Query, SelectStatement, SqliteQueryBuilder, ValueTuple,
+    },
 };
 
 use super::model::{ConsentStatus, consents};
 use crate::{
     config::DatabaseKind,
-    db::{Batch, Batcher, Db, ROWS_PER_STATEMENT},
+    db::{Batch, Batcher, Db, ROWS_PER_STATEMENT, Readers},
     purpose::{LegalBasis, model as purposes},
     subject::{AgeStatus, model as subjects},
 };
@@ -93,7 +102,8 @@ fn evaluate(f: &Facts, now: DateTime<Utc>) -> CheckResult {
 }
 
 /// Single checks, answered from memory while the facts read for the same person and purpose
-/// are current, and otherwise read together with the other checks waiting ([`Reads`]).
+/// are current, and otherwise read on the calling thread (SQLite, [`Readers`]) or together
+/// with the other checks waiting (PostgreSQL, [`Waiting`]).
 ///
 /// A cached entry is used only while the database's change count ([`crate::db::Db::writes`])
 /// has not moved since it was read: it moves when this process commits a write, so a
@@ -104,12 +114,20 @@ fn evaluate(f: &Facts, now: DateTime<Utc>) -> CheckResult {
 /// re-consent deadline passing is seen at once.
 pub struct Checks {
     cache: Option<moka::sync::Cache<(String, String), (u64, Facts)>>,
-    reads: Batcher<Reads>,
+    reads: Reads,
+}
+
+/// Where single checks the cache cannot answer are read.
+enum Reads {
+    /// On the calling thread, one query each, counted.
+    Here(Arc<Readers>, AtomicU64),
+    /// In batches.
+    Batched(Batcher<Waiting>),
 }
 
 impl Checks {
-    /// Starts the tasks that read checks together.
-    pub fn start(db: Db, config: &crate::config::ConsentCacheConfig) -> Self {
+    /// Starts the tasks that read checks together, where the engine wants them.
+    pub fn start(db: &Db, config: &crate::config::ConsentCacheConfig) -> Self {
         Self {
             cache: config.enabled.then(|| {
                 moka::sync::Cache::builder()
@@ -117,7 +135,10 @@ impl Checks {
                     .time_to_live(std::time::Duration::from_millis(config.ttl_ms))
                     .build()
             }),
-            reads: Batcher::start(db, Reads),
+            reads: match db.readers() {
+                Some(readers) => Reads::Here(readers, AtomicU64::new(0)),
+                None => Reads::Batched(Batcher::start(db.clone(), Waiting)),
+            },
         }
     }
 
@@ -131,7 +152,7 @@ impl Checks {
     ) -> Result<CheckResult, DbErr> {
         let key = (external_id.to_string(), purpose_key.to_string());
         let Some(cache) = &self.cache else {
-            return Ok(evaluate(&self.reads.submit(key).await?, now));
+            return Ok(evaluate(&self.read(key).await?, now));
         };
         // Read before the database, so that a write committing meanwhile leaves the entry
         // filed under a count that is already past.
@@ -141,36 +162,77 @@ impl Checks {
         {
             return Ok(evaluate(&facts, now));
         }
-        let facts = self.reads.submit(key.clone()).await?;
+        let facts = self.read(key.clone()).await?;
         let answer = evaluate(&facts, now);
         cache.insert(key, (writes, facts));
         Ok(answer)
     }
 
+    async fn read(&self, key: (String, String)) -> Result<Facts, DbErr> {
+        match &self.reads {
+            Reads::Here(readers, count) => {
+                count.fetch_add(1, Ordering::Relaxed);
+                read_here(readers, &key)
+            }
+            Reads::Batched(batcher) => batcher.submit(key).await,
+        }
+    }
+
     /// Queries made for single checks so far, and the checks they answered: their ratio is
     /// the mean batch.
     pub fn reads(&self) -> (u64, u64) {
-        self.reads.counts()
+        match &self.reads {
+            Reads::Here(_, count) => {
+                let n = count.load(Ordering::Relaxed);
+                (n, n)
+            }
+            Reads::Batched(batcher) => batcher.counts(),
+        }
     }
 }
 
-/// Single checks waiting for the database, read with one query per batch: under load the
-/// hop to the database (on SQLite a connection's own thread, on PostgreSQL a backend process)
-/// is made once for many checks instead of once for each.
-pub struct Reads;
+/// One check's facts, read on this thread.
+fn read_here(
+    readers: &Readers,
+    (external_id, purpose_key): &(String, String),
+) -> Result<Facts, DbErr> {
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let pair = (String::new(), String::new());
+        facts_query(&[&pair]).build(SqliteQueryBuilder).0
+    });
+    readers
+        .read(|conn| {
+            conn.prepare_cached(sql)?
+                .query_row([external_id, purpose_key], |row| {
+                    Ok(Row {
+                        legal_basis: row.get("legal_basis")?,
+                        archived_at: row.get("archived_at")?,
+                        restricted: row.get("restricted")?,
+                        age_status: row.get("age_status")?,
+                        status: row.get("status")?,
+                        policy_version: row.get("policy_version")?,
+                        needs_reconsent: row.get("needs_reconsent")?,
+                        reconsent_due_at: row.get("reconsent_due_at")?,
+                        channel: row.get("channel")?,
+                    })
+                })
+        })?
+        .facts()
+}
 
-impl Batch for Reads {
+/// Single checks waiting for the database, read with one query per batch: under load the
+/// round trip to a PostgreSQL backend is made once for many checks instead of once for each.
+pub struct Waiting;
+
+impl Batch for Waiting {
     type Item = (String, String);
     type Answer = Facts;
     const MAX: usize = 64;
 
-    /// Two on SQLite, so that one batch gathers while the other is read; four on PostgreSQL,
-    /// so that round trips overlap.
-    fn tasks(kind: DatabaseKind) -> usize {
-        match kind {
-            DatabaseKind::Sqlite => 2,
-            DatabaseKind::Postgres => 4,
-        }
+    /// Four, so that round trips overlap.
+    fn tasks(_: DatabaseKind) -> usize {
+        4
     }
 
     fn handle<'a>(
@@ -208,7 +270,7 @@ async fn facts(
         for row in conn.query_all(&facts_query(chunk)).await? {
             let external_id: String = row.try_get("", "external_id")?;
             let purpose_key: String = row.try_get("", "purpose_key")?;
-            found.insert((external_id, purpose_key), facts_from_row(&row)?);
+            found.insert((external_id, purpose_key), Row::read(&row)?.facts()?);
         }
     }
     Ok(pairs
@@ -297,36 +359,59 @@ fn facts_query(pairs: &[&(String, String)]) -> SelectStatement {
         .to_owned()
 }
 
-fn facts_from_row(row: &QueryResult) -> Result<Facts, DbErr> {
-    let legal_basis: Option<String> = row.try_get("", "legal_basis")?;
-    let archived_at: Option<DateTime<Utc>> = row.try_get("", "archived_at")?;
-    let restricted: Option<bool> = row.try_get("", "restricted")?;
-    let age_status: Option<String> = row.try_get("", "age_status")?;
-    let status: Option<String> = row.try_get("", "status")?;
-    let policy_version: Option<i32> = row.try_get("", "policy_version")?;
-    let needs_reconsent: Option<bool> = row.try_get("", "needs_reconsent")?;
-    let due: Option<DateTime<Utc>> = row.try_get("", "reconsent_due_at")?;
-    let channel: Option<String> = row.try_get("", "channel")?;
-    Ok(Facts {
-        purpose: match legal_basis {
-            Some(basis) => Some((LegalBasis::try_from_value(&basis)?, archived_at.is_some())),
-            None => None,
-        },
-        subject: match (restricted, age_status) {
-            (Some(r), Some(a)) => Some((r, AgeStatus::try_from_value(&a)?)),
-            _ => None,
-        },
-        consent: match (status, policy_version) {
-            (Some(s), Some(v)) => Some((
-                ConsentStatus::try_from_value(&s)?,
-                v,
-                needs_reconsent.unwrap_or(false),
-                due,
-            )),
-            _ => None,
-        },
-        gpc: channel.as_deref() == Some(GPC_CHANNEL),
-    })
+/// A row of [`facts_query`], as either driver reads it.
+struct Row {
+    legal_basis: Option<String>,
+    archived_at: Option<DateTime<Utc>>,
+    restricted: Option<bool>,
+    age_status: Option<String>,
+    status: Option<String>,
+    policy_version: Option<i32>,
+    needs_reconsent: Option<bool>,
+    reconsent_due_at: Option<DateTime<Utc>>,
+    channel: Option<String>,
+}
+
+impl Row {
+    fn read(row: &QueryResult) -> Result<Self, DbErr> {
+        Ok(Self {
+            legal_basis: row.try_get("", "legal_basis")?,
+            archived_at: row.try_get("", "archived_at")?,
+            restricted: row.try_get("", "restricted")?,
+            age_status: row.try_get("", "age_status")?,
+            status: row.try_get("", "status")?,
+            policy_version: row.try_get("", "policy_version")?,
+            needs_reconsent: row.try_get("", "needs_reconsent")?,
+            reconsent_due_at: row.try_get("", "reconsent_due_at")?,
+            channel: row.try_get("", "channel")?,
+        })
+    }
+
+    fn facts(self) -> Result<Facts, DbErr> {
+        Ok(Facts {
+            purpose: match self.legal_basis {
+                Some(basis) => Some((
+                    LegalBasis::try_from_value(&basis)?,
+                    self.archived_at.is_some(),
+                )),
+                None => None,
+            },
+            subject: match (self.restricted, self.age_status) {
+                (Some(r), Some(a)) => Some((r, AgeStatus::try_from_value(&a)?)),
+                _ => None,
+            },
+            consent: match (self.status, self.policy_version) {
+                (Some(s), Some(v)) => Some((
+                    ConsentStatus::try_from_value(&s)?,
+                    v,
+                    self.needs_reconsent.unwrap_or(false),
+                    self.reconsent_due_at,
+                )),
+                _ => None,
+            },
+            gpc: self.channel.as_deref() == Some(GPC_CHANNEL),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -762,11 +762,11 @@ async fn batch_checks_answer_each_pair_in_order_up_to_a_thousand() {
     problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
 }
 
-/// Single checks the cache cannot answer, arriving at once, are read together: fewer queries
-/// than checks, and each check still gets its own answer, the one the batch endpoint gives for
-/// the same pair.
+/// Single checks the cache cannot answer, arriving at once, each get their own answer, the one
+/// the batch endpoint gives for the same pair: on SQLite each read on the thread serving it, on
+/// PostgreSQL read together, in fewer queries than checks.
 #[tokio::test]
-async fn single_checks_arriving_together_are_read_together_and_each_gets_its_own_answer() {
+async fn single_checks_arriving_at_once_each_get_their_own_answer() {
     let (app, _) = app_with_purposes().await;
     let service = app.key(Role::Service).await;
     // Of t-0..t-19 on analytics: every fourth granted then withdrawn, the other even ones
@@ -809,7 +809,12 @@ async fn single_checks_arriving_together_are_read_together_and_each_gets_its_own
     let (queries, read) = app.state.checks.reads();
     let (queries, read) = (queries - queries_before, read - read_before);
     assert_eq!(read, 100, "every check was read from the database");
-    assert!(queries < read, "100 checks at once took {queries} queries");
+    match app.state.db.kind() {
+        DatabaseKind::Sqlite => assert_eq!(queries, read),
+        DatabaseKind::Postgres => {
+            assert!(queries < read, "100 checks at once took {queries} queries")
+        }
+    }
 
     let batch = app
         .post("/v1/consents/check")
