@@ -113,10 +113,13 @@ fn evaluate(f: &Facts, now: DateTime<Utc>) -> CheckResult {
 /// `consent_cache.ttl_ms` whatever happens. The answer is evaluated at each call, so a
 /// re-consent deadline passing is seen at once.
 pub struct Checks {
-    cache:
-        Option<moka::sync::Cache<(String, String), (u64, Facts), foldhash::quality::RandomState>>,
+    cache: Option<Remembered>,
     reads: Reads,
 }
+
+/// The facts of checks answered lately, by (person, purpose), with the change count they were
+/// read at.
+type Remembered = moka::sync::Cache<(String, String), (u64, Facts), foldhash::quality::RandomState>;
 
 /// Where single checks the cache cannot answer are read.
 enum Reads {
