@@ -18,7 +18,7 @@
 //!
 //! `cargo bench --bench consent` (SQLite); `CONSENTRY_BENCH_DATABASE_URL=postgres://...` for
 //! PostgreSQL. `CONSENT_BENCH_SUBJECTS` (default 100000) and `CONSENT_BENCH_SECONDS`
-//! (default 10) scale it.
+//! (default 10) scale it; `CONSENT_BENCH_CHECKS_ONLY=true` stops after the checks.
 
 #[allow(dead_code)]
 mod common;
@@ -337,6 +337,9 @@ async fn main() {
         memory_mib(&server.pid(), "VmRSS:"),
         memory_mib(&server.pid(), "VmHWM:")
     );
+    if env_or("CONSENT_BENCH_CHECKS_ONLY", false) {
+        return;
+    }
 
     // 2. Writes: clients flip consents of 10,000 subjects through the portal, every request a
     // real change.

@@ -119,7 +119,7 @@ pub struct Checks {
 
 /// The facts of checks answered lately, by (person, purpose), with the change count they were
 /// read at.
-type Remembered = moka::sync::Cache<(String, String), (u64, Facts), foldhash::quality::RandomState>;
+type Remembered = moka::sync::Cache<(String, String), (u64, Facts)>;
 
 /// Where single checks the cache cannot answer are read.
 enum Reads {
@@ -137,9 +137,7 @@ impl Checks {
                 moka::sync::Cache::builder()
                     .max_capacity(config.capacity)
                     .time_to_live(std::time::Duration::from_millis(config.ttl_ms))
-                    // A check hashes its key twice when the cache cannot answer it (look up,
-                    // then file): with the standard SipHash that was a tenth of the check.
-                    .build_with_hasher(foldhash::quality::RandomState::default())
+                    .build()
             }),
             reads: match db.readers() {
                 Some(readers) => Reads::Here(readers, AtomicU64::new(0)),
@@ -236,7 +234,7 @@ impl Batch for Waiting {
     type Answer = Facts;
     const MAX: usize = 64;
 
-    /// Four, so that round trips overlap.
+    /// Four, so that round trips overlap (two gave the same throughput, with longer waits).
     fn tasks(_: DatabaseKind) -> usize {
         4
     }
