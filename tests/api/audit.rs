@@ -193,24 +193,17 @@ async fn entries_recorded_at_once_link_into_one_chain_at_their_commits() {
     let app = spawn_app_with(|_| {}).await;
     let admin = app.key(Role::Admin).await;
     let before = verify(&app, &admin).await["checked"].as_u64().unwrap();
-    let grouped = join_all((0..40).map(|i| {
-        let group = app.state.group.clone();
-        async move {
-            group
-                .run(format!("unit-{i:02}"), move |tx| {
-                    Box::pin(async move {
-                        entry(tx, i).await?;
-                        entry(tx, i + 1000).await?;
-                        if i % 4 == 0 {
-                            Err(DbErr::Custom("refused after recording".into()))
-                        } else {
-                            Ok(())
-                        }
-                    })
-                })
-                .await
-        }
-    }));
+    let grouped = app.run_units(40, |i, tx| {
+        Box::pin(async move {
+            entry(tx, i).await?;
+            entry(tx, i + 1000).await?;
+            if i % 4 == 0 {
+                Err(DbErr::Custom("refused after recording".into()))
+            } else {
+                Ok(())
+            }
+        })
+    });
     let alone = join_all((100..120).map(|i| {
         let db = app.state.db.clone();
         async move {

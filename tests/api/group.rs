@@ -2,7 +2,6 @@
 //! savepoint.
 
 use consentry::notify::outbox;
-use futures_util::future::join_all;
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 
 use crate::{notify::code, support::spawn_app};
@@ -14,34 +13,28 @@ use crate::{notify::code, support::spawn_app};
 async fn units_sharing_a_commit_fail_alone() {
     let app = spawn_app().await;
     let (commits_before, units_before) = app.state.group.counts();
-    let answers = join_all((0..30).map(|i| {
-        let group = app.state.group.clone();
-        async move {
-            group
-                .run(format!("unit-{i:02}"), move |tx| {
-                    Box::pin(async move {
-                        outbox::enqueue_email(
-                            tx,
-                            &format!("unit:{i}"),
-                            "unit@example.com",
-                            "en",
-                            &code(i as u32),
-                        )
-                        .await?;
-                        match i % 5 {
-                            0 => Err(DbErr::Custom("refused after writing".into())),
-                            1 => tx
-                                .execute_unprepared("INSERT INTO outbox (id) VALUES (NULL)")
-                                .await
-                                .map(|_| i),
-                            _ => Ok(i),
-                        }
-                    })
-                })
-                .await
-        }
-    }))
-    .await;
+    let answers = app
+        .run_units(30, |i, tx| {
+            Box::pin(async move {
+                outbox::enqueue_email(
+                    tx,
+                    &format!("unit:{i}"),
+                    "unit@example.com",
+                    "en",
+                    &code(i as u32),
+                )
+                .await?;
+                match i % 5 {
+                    0 => Err(DbErr::Custom("refused after writing".into())),
+                    1 => tx
+                        .execute_unprepared("INSERT INTO outbox (id) VALUES (NULL)")
+                        .await
+                        .map(|_| i),
+                    _ => Ok(i),
+                }
+            })
+        })
+        .await;
     for (i, answer) in answers.iter().enumerate() {
         match i % 5 {
             0 | 1 => assert!(answer.is_err(), "unit {i} failed: {answer:?}"),

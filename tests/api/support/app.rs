@@ -8,8 +8,9 @@ use consentry::{
     auth::{Role, keys},
     config::{Config, Secret},
 };
+use futures_util::future::BoxFuture;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, DbErr};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -131,6 +132,30 @@ impl TestApp {
             self.get(path).bearer_auth(key).send().await.unwrap(),
             StatusCode::OK,
         )
+        .await
+    }
+
+    /// Hands units `0..n` to the shared group commit at once, each keyed `unit-NN` and running
+    /// `work(i, tx)`; their answers in order.
+    pub async fn run_units<T>(
+        &self,
+        n: usize,
+        work: impl for<'t> Fn(usize, &'t mut consentry::db::Tx) -> BoxFuture<'t, Result<T, DbErr>>
+        + Clone
+        + Send
+        + 'static,
+    ) -> Vec<Result<T, DbErr>>
+    where
+        T: Send + 'static,
+    {
+        futures_util::future::join_all((0..n).map(|i| {
+            let (group, work) = (self.state.group.clone(), work.clone());
+            async move {
+                group
+                    .run(format!("unit-{i:02}"), move |tx| work(i, tx))
+                    .await
+            }
+        }))
         .await
     }
 
