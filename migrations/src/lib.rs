@@ -24,6 +24,7 @@ mod m20261202_000015_outbox_priority;
 mod m20261203_000016_sign_in;
 mod m20261204_000017_guardian_steps;
 mod m20261205_000018_systems;
+mod m20261206_000019_audit_chains;
 
 /// Applies every migration in order; the service runs it at start-up and `consentry migrate`
 /// runs it on demand.
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000016_sign_in::Migration),
             Box::new(m20261204_000017_guardian_steps::Migration),
             Box::new(m20261205_000018_systems::Migration),
+            Box::new(m20261206_000019_audit_chains::Migration),
         ]
     }
 }

@@ -24,8 +24,13 @@ impl AuditApi {
 /// One audited action.
 #[derive(Object)]
 struct AuditEntry {
-    /// Position in the chain, from 1.
+    /// Position in the whole log: entries are listed newest first by it.
     seq: i64,
+    /// The chain the entry is linked into: `<target_type>:<target_id>`, or `audit` for entries
+    /// written when the log was a single chain.
+    chain: String,
+    /// Position in its chain, from 1.
+    chain_seq: i64,
     occurred_at: DateTime<Utc>,
     /// `api_key:<id>`, `cli`, ...
     actor: String,
@@ -43,6 +48,8 @@ impl From<audit_log::Model> for AuditEntry {
     fn from(m: audit_log::Model) -> Self {
         Self {
             seq: m.seq,
+            chain: m.chain,
+            chain_seq: m.chain_seq,
             occurred_at: m.occurred_at,
             actor: m.actor,
             action: m.action,
@@ -65,15 +72,15 @@ struct AuditPage {
     next_cursor: Option<i64>,
 }
 
-/// The result of recomputing the chain.
+/// The result of recomputing every chain.
 #[derive(Object)]
 #[oai(skip_serializing_if_is_none)]
 struct AuditVerification {
-    /// True when every entry's hash and link hold.
+    /// True when every entry's hash and link hold and every chain ends at its head.
     ok: bool,
-    /// Entries checked before the first broken one (or in all).
+    /// Entries whose hash and link hold.
     checked: u64,
-    /// Sequence number of the first entry that does not hold.
+    /// Sequence number of the earliest entry that does not hold.
     #[oai(skip_serializing_if_is_none)]
     first_broken_seq: Option<i64>,
     /// Why that entry does not hold.
@@ -130,9 +137,10 @@ impl AuditApi {
         }))
     }
 
-    /// Verify the audit chain
+    /// Verify the audit chains
     ///
-    /// Recomputes every entry's hash and link; reports the first entry that does not hold.
+    /// Recomputes every entry's hash and link in each target's chain, and checks that each
+    /// chain ends at its head; reports the earliest entry that does not hold.
     #[oai(path = "/verify", method = "get")]
     async fn verify(&self, auth: ApiKey) -> Result<Json<AuditVerification>, ApiError> {
         auth.0.require(Role::Viewer)?;

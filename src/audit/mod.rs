@@ -1,23 +1,32 @@
 //! The audit log: append-only and hash-chained, written in the same transaction as the change it
 //! records, so that an audited change and its entry commit or roll back together. Entries are
-//! linked into the chain as the transaction commits ([`record`]).
+//! linked into their chain as the transaction commits ([`record`]).
 //!
-//! Each entry's hash is SHA-256 over the previous entry's hash and the entry's canonical JSON.
-//! Editing, deleting or reordering entries breaks the chain, which [`verify`] reports with the
-//! first broken sequence number. Entries carry ids, never personal data. This room owns
+//! There is one chain per target (a person, a request, a key: `<target_type>:<target_id>`), so
+//! that writers about different targets never wait for one head row; entries written while the
+//! log was a single chain stay in the chain `audit`. Each entry's hash is SHA-256 over the
+//! previous entry's hash in its chain and the entry's canonical JSON, which includes its
+//! position in the whole log (`seq`). Editing, deleting or reordering entries breaks a chain,
+//! and dropping a chain's newest entries leaves it short of its head; [`verify`] walks every
+//! chain and reports the earliest entry that does not hold. Deleting a whole chain together
+//! with its head row is the one removal the chains cannot show on their own. Entries carry ids, never personal data. This room owns
 //! `audit_log` and `chain_heads`; [`record`] takes the caller's [`Tx`], so it cannot be written
 //! outside one.
 
 pub mod api;
 pub mod model;
 
-use std::any::Any;
+use std::{
+    any::Any,
+    collections::{BTreeMap, BTreeSet, HashMap},
+};
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    prelude::*,
+    AccessMode, ActiveValue::Set, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
+    IsolationLevel, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionOptions,
+    TransactionTrait, prelude::*, sea_query::OnConflict,
 };
 use serde_json::Value;
 
@@ -26,9 +35,6 @@ use crate::{
     db::{ROWS_PER_STATEMENT, Tx},
 };
 use model::{audit_log, chain_heads};
-
-/// Name of the audit log's row in `chain_heads`.
-const CHAIN: &str = "audit";
 
 /// Who made a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +90,9 @@ impl Target {
 
 /// Appends an entry. Call it with the transaction that makes the change.
 ///
-/// The entry is linked into the chain when the transaction commits ([`append`]), so that the
-/// chain's head, which every appender locks, is held for a few statements at the commit and
-/// not for the whole transaction: writers about different people do not take turns for it.
+/// The entry is linked into its target's chain when the transaction commits ([`append`]), so
+/// that the chain's head is locked for a few statements at the commit and not for the whole
+/// transaction.
 pub async fn record(
     tx: &Tx,
     actor: &Actor,
@@ -96,6 +102,8 @@ pub async fn record(
 ) -> Result<(), DbErr> {
     let entry = audit_log::Model {
         seq: 0,
+        chain: format!("{}:{}", target.kind, target.id),
+        chain_seq: 0,
         occurred_at: clock::now(),
         actor: actor.to_string(),
         action: action.to_string(),
@@ -109,27 +117,69 @@ pub async fn record(
     Ok(())
 }
 
-/// Links a transaction's entries into the chain, in the order they were recorded, and writes
-/// them with the new head. Locking the head (`FOR UPDATE` on PostgreSQL; SQLite has one writer
-/// at a time) makes concurrent commits queue up here, so the chain never forks.
+/// Links a transaction's entries into their chains, in the order they were recorded, and
+/// writes them with the chains' new heads: five statements however many entries and chains.
+///
+/// The heads are created if new and then locked (`FOR UPDATE` on PostgreSQL; SQLite has one
+/// writer at a time), both in the order of the chains' names, so that commits about the same
+/// target queue up here and never fork its chain, commits about different targets do not wait
+/// for each other, and two commits cannot each hold a head the other waits for.
 fn append(tx: &Tx, entries: Vec<Box<dyn Any + Send>>) -> BoxFuture<'_, Result<(), DbErr>> {
+    use chain_heads::Column;
     Box::pin(async move {
-        let head = chain_heads::Entity::find_by_id(CHAIN)
-            .lock_exclusive()
-            .one(tx)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("the audit chain head is missing".into()))?;
-        let (mut seq, mut prev_hash) = (head.seq, head.hash);
+        let entries: Vec<audit_log::Model> = entries
+            .into_iter()
+            .map(|entry| {
+                *entry
+                    .downcast::<audit_log::Model>()
+                    .expect("only audit entries are appended by the audit log")
+            })
+            .collect();
+        let chains: Vec<String> = entries
+            .iter()
+            .map(|e| e.chain.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for names in chains.chunks(ROWS_PER_STATEMENT) {
+            chain_heads::Entity::insert_many(names.iter().map(|chain| chain_heads::ActiveModel {
+                chain: Set(chain.clone()),
+                seq: Set(0),
+                hash: Set(GENESIS.to_string()),
+                last_seq: Set(0),
+            }))
+            .on_conflict(OnConflict::column(Column::Chain).do_nothing().to_owned())
+            .exec_without_returning(tx)
+            .await?;
+        }
+        let mut heads = HashMap::with_capacity(chains.len());
+        for names in chains.chunks(ROWS_PER_STATEMENT) {
+            let locked = chain_heads::Entity::find()
+                .filter(Column::Chain.is_in(names.iter().map(String::as_str)))
+                .order_by_asc(Column::Chain)
+                .lock_exclusive()
+                .all(tx)
+                .await?;
+            heads.extend(locked.into_iter().map(|head| (head.chain.clone(), head)));
+        }
+        let mut seqs = next_seqs(tx, entries.len()).await?.into_iter();
         let mut rows = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let mut entry = *entry
-                .downcast::<audit_log::Model>()
-                .expect("only audit entries are appended by the audit log");
-            seq += 1;
-            entry.seq = seq;
-            entry.prev_hash = prev_hash;
+        for mut entry in entries {
+            let head = heads.get_mut(&entry.chain).ok_or_else(|| {
+                DbErr::RecordNotFound(format!(
+                    "the head of audit chain {} is missing",
+                    entry.chain
+                ))
+            })?;
+            entry.seq = seqs
+                .next()
+                .ok_or_else(|| DbErr::Custom("too few audit sequence numbers".into()))?;
+            entry.chain_seq = head.seq + 1;
+            entry.prev_hash = std::mem::take(&mut head.hash);
             entry.hash = entry_hash(&entry);
-            prev_hash = entry.hash.clone();
+            head.seq = entry.chain_seq;
+            head.hash = entry.hash.clone();
+            head.last_seq = entry.seq;
             rows.push(audit_log::ActiveModel::from(entry));
         }
         let mut rows = rows.into_iter().peekable();
@@ -138,15 +188,57 @@ fn append(tx: &Tx, entries: Vec<Box<dyn Any + Send>>) -> BoxFuture<'_, Result<()
                 .exec_without_returning(tx)
                 .await?;
         }
-        chain_heads::ActiveModel {
-            chain: Set(CHAIN.to_string()),
-            seq: Set(seq),
-            hash: Set(prev_hash),
+        let mut heads = heads
+            .into_values()
+            .map(chain_heads::ActiveModel::from)
+            .peekable();
+        while heads.peek().is_some() {
+            chain_heads::Entity::insert_many(heads.by_ref().take(ROWS_PER_STATEMENT))
+                .on_conflict(
+                    OnConflict::column(Column::Chain)
+                        .update_columns([Column::Seq, Column::Hash, Column::LastSeq])
+                        .to_owned(),
+                )
+                .exec_without_returning(tx)
+                .await?;
         }
-        .update(tx)
-        .await?;
         Ok(())
     })
+}
+
+/// `count` new positions in the whole log, in increasing order. SQLite's single writer takes
+/// those after the largest; PostgreSQL's writers draw from a sequence and never wait for each
+/// other (a transaction that rolls back leaves a gap, which is why [`verify`] checks positions
+/// within chains and not in the log).
+async fn next_seqs(tx: &Tx, count: usize) -> Result<Vec<i64>, DbErr> {
+    let count = i64::try_from(count).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let mut seqs: Vec<i64> = match tx.get_database_backend() {
+        DbBackend::Postgres => {
+            let rows = tx
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT nextval('audit_log_seq') FROM generate_series(1, $1)",
+                    [count.into()],
+                ))
+                .await?;
+            rows.iter()
+                .map(|row| row.try_get_by_index::<i64>(0))
+                .collect::<Result<_, _>>()?
+        }
+        _ => {
+            let largest: Option<i64> = audit_log::Entity::find()
+                .select_only()
+                .column_as(audit_log::Column::Seq.max(), "seq")
+                .into_tuple()
+                .one(tx)
+                .await?
+                .flatten();
+            let first = largest.unwrap_or(0) + 1;
+            (first..first + count).collect()
+        }
+    };
+    seqs.sort_unstable();
+    Ok(seqs)
 }
 
 /// The digest that links `entry` to its predecessor.
@@ -216,63 +308,200 @@ pub async fn list(
     Ok((rows, next))
 }
 
-/// The outcome of recomputing the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The outcome of recomputing every chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Verification {
+    /// Entries whose hash and link hold.
     pub checked: u64,
-    /// The first entry that does not hold, and why.
+    /// The earliest entry (by `seq`) that does not hold, and why.
     pub broken: Option<(i64, &'static str)>,
+}
+
+impl Verification {
+    fn broken_at(&mut self, seq: i64, problem: &'static str) {
+        if self.broken.is_none_or(|(first, _)| seq < first) {
+            self.broken = Some((seq, problem));
+        }
+    }
+
+    /// Checks the next entry of the chain being walked; the rest of a broken chain is skipped.
+    fn step(&mut self, walk: &mut Walk, entry: audit_log::Model) {
+        if walk.broken {
+            return;
+        }
+        let problem = if entry.chain_seq != walk.length + 1 {
+            Some("an entry is missing before this one")
+        } else if entry.prev_hash != walk.hash {
+            Some("prev_hash does not match the previous entry")
+        } else if entry_hash(&entry) != entry.hash {
+            Some("the entry's content does not match its hash")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            walk.broken = true;
+            self.broken_at(entry.seq, problem);
+            return;
+        }
+        self.checked += 1;
+        walk.length = entry.chain_seq;
+        walk.hash = entry.hash;
+        walk.last_seq = entry.seq;
+    }
+
+    /// Checks that a walked chain ends where its head says.
+    fn end(&mut self, walk: Walk, head: Option<chain_heads::Model>) {
+        if walk.broken {
+            return;
+        }
+        match head {
+            None => self.broken_at(walk.last_seq, "the chain of this entry has no head"),
+            Some(head) if head.seq == walk.length && head.hash == walk.hash => {}
+            Some(head) if head.seq > walk.length => {
+                self.broken_at(head.last_seq, "entries are missing at the end of a chain")
+            }
+            Some(head) => self.broken_at(
+                head.last_seq.max(walk.last_seq),
+                "the chain does not end at its recorded head",
+            ),
+        }
+    }
+}
+
+/// A chain as far as it has been walked.
+struct Walk {
+    chain: String,
+    length: i64,
+    hash: String,
+    last_seq: i64,
+    broken: bool,
+}
+
+impl Walk {
+    fn new(chain: String) -> Self {
+        Self {
+            chain,
+            length: 0,
+            hash: GENESIS.to_string(),
+            last_seq: 0,
+            broken: false,
+        }
+    }
 }
 
 /// Rows read per query while verifying, so that memory stays flat however long the log is.
 const VERIFY_PAGE: u64 = 1000;
 
-/// Recomputes every hash from the first entry on and checks the links, the sequence and the
-/// head; stops at the first entry that does not hold.
-pub async fn verify(conn: &impl ConnectionTrait) -> Result<Verification, DbErr> {
-    use audit_log::Column;
-    let mut prev_hash = GENESIS.to_string();
-    let mut expected_seq = 1;
-    let mut checked = 0;
+/// Recomputes every chain: each entry's hash and link and its position, and that each chain
+/// ends at its head; an entry without a head and a head whose entries are gone are reported
+/// too. Reads one snapshot (a read-only repeatable-read transaction on PostgreSQL, a read
+/// transaction under WAL on SQLite), so that writes committed meanwhile are not half seen.
+///
+/// Chains are walked in the order of their names, a page of heads at a time with the entries
+/// named between the previous page's last head and this page's.
+pub async fn verify<C>(db: &C) -> Result<Verification, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let options = match db.get_database_backend() {
+        DbBackend::Postgres => TransactionOptions {
+            isolation_level: Some(IsolationLevel::RepeatableRead),
+            access_mode: Some(AccessMode::ReadOnly),
+            ..TransactionOptions::default()
+        },
+        _ => TransactionOptions::default(),
+    };
+    let snapshot = db.begin_with_options(options).await?;
+    let mut verification = Verification::default();
+    let mut after: Option<String> = None;
     loop {
-        let page = audit_log::Entity::find()
-            .filter(Column::Seq.gte(expected_seq))
-            .order_by_asc(Column::Seq)
-            .limit(VERIFY_PAGE)
-            .all(conn)
-            .await?;
+        let mut query = chain_heads::Entity::find()
+            .order_by_asc(chain_heads::Column::Chain)
+            .limit(VERIFY_PAGE);
+        if let Some(after) = &after {
+            query = query.filter(chain_heads::Column::Chain.gt(after.as_str()));
+        }
+        let heads = query.all(&snapshot).await?;
+        let upto = match heads.len() as u64 {
+            VERIFY_PAGE => heads.last().map(|h| h.chain.clone()),
+            _ => None,
+        };
+        let heads = heads.into_iter().map(|h| (h.chain.clone(), h)).collect();
+        walk_chains(
+            &snapshot,
+            after.as_deref(),
+            upto.as_deref(),
+            heads,
+            &mut verification,
+        )
+        .await?;
+        match upto {
+            Some(upto) => after = Some(upto),
+            None => break,
+        }
+    }
+    Ok(verification)
+}
+
+/// Walks the chains named after `after` and up to `upto` (to the end when `None`), whose heads
+/// are `heads`.
+async fn walk_chains(
+    conn: &impl ConnectionTrait,
+    after: Option<&str>,
+    upto: Option<&str>,
+    mut heads: BTreeMap<String, chain_heads::Model>,
+    verification: &mut Verification,
+) -> Result<(), DbErr> {
+    use audit_log::Column;
+    let mut walk: Option<Walk> = None;
+    let mut cursor: Option<(String, i64)> = None;
+    loop {
+        let mut query = audit_log::Entity::find()
+            .order_by_asc(Column::Chain)
+            .order_by_asc(Column::ChainSeq)
+            .limit(VERIFY_PAGE);
+        if let Some(after) = after {
+            query = query.filter(Column::Chain.gt(after));
+        }
+        if let Some(upto) = upto {
+            query = query.filter(Column::Chain.lte(upto));
+        }
+        if let Some((chain, seq)) = &cursor {
+            query = query.filter(
+                Condition::any().add(Column::Chain.gt(chain.as_str())).add(
+                    Condition::all()
+                        .add(Column::Chain.eq(chain.as_str()))
+                        .add(Column::ChainSeq.gt(*seq)),
+                ),
+            );
+        }
+        let page = query.all(conn).await?;
         let done = (page.len() as u64) < VERIFY_PAGE;
+        cursor = page.last().map(|e| (e.chain.clone(), e.chain_seq));
         for entry in page {
-            let problem = if entry.seq != expected_seq {
-                Some("an entry is missing before this one")
-            } else if entry.prev_hash != prev_hash {
-                Some("prev_hash does not match the previous entry")
-            } else if entry_hash(&entry) != entry.hash {
-                Some("the entry's content does not match its hash")
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                return Ok(Verification {
-                    checked,
-                    broken: Some((expected_seq, problem)),
-                });
+            if walk.as_ref().is_none_or(|w| w.chain != entry.chain) {
+                if let Some(done) = walk.take() {
+                    let head = heads.remove(&done.chain);
+                    verification.end(done, head);
+                }
+                walk = Some(Walk::new(entry.chain.clone()));
             }
-            checked += 1;
-            expected_seq += 1;
-            prev_hash = entry.hash;
+            if let Some(walk) = walk.as_mut() {
+                verification.step(walk, entry);
+            }
         }
         if done {
             break;
         }
     }
-    let head = chain_heads::Entity::find_by_id(CHAIN).one(conn).await?;
-    let head_holds = head.is_some_and(|h| h.seq == expected_seq - 1 && h.hash == prev_hash);
-    Ok(Verification {
-        checked,
-        broken: (!head_holds)
-            .then_some((expected_seq, "entries are missing at the end of the log")),
-    })
+    if let Some(done) = walk {
+        let head = heads.remove(&done.chain);
+        verification.end(done, head);
+    }
+    for (chain, head) in heads {
+        verification.end(Walk::new(chain), Some(head));
+    }
+    Ok(())
 }
 
 /// The `prev_hash` of the first entry.
