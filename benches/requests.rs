@@ -8,7 +8,7 @@
 //!    `GET /v1/admin/requests` over HTTP, against `GET /health/live` on the same server.
 //! 3. **Intake without login** (`POST /v1/requests`, each a new person's access request that
 //!    queues a verification code) at 16 and 64 connections, against `GET /health/live` at the
-//!    same concurrency.
+//!    same concurrency; then every audit chain is verified.
 //!
 //! `cargo bench --bench requests` (SQLite); `CONSENTRY_BENCH_DATABASE_URL=postgres://...` for
 //! PostgreSQL.
@@ -334,6 +334,11 @@ async fn main() {
         );
         print_row("POST /v1/requests", conns, &mut filed, base_rate);
     }
+    let audit = consentry::audit::verify(state.db.conn()).await.unwrap();
+    println!(
+        "audit chains after intake: {} entries hold, broken: {:?}",
+        audit.checked, audit.broken
+    );
     println!("peak RSS {:.0} MiB", peak_rss_mib());
     let _ = stop.send(());
     let _ = server.await;

@@ -156,9 +156,9 @@ impl Tx {
     }
 
     /// Holds `row` back until the commit, when `write` writes it with every other row held
-    /// for the same `write`, in the order they were held. For rows that take a lock every
-    /// writer shares (the audit chain's head): taken at the commit, it is held for a few
-    /// statements instead of the whole transaction. Nothing in the transaction can read them
+    /// for the same `write`, in the order they were held. For rows that take a lock shared by
+    /// every writer about the same target (an audit chain's head): taken at the commit, it is
+    /// held for a few statements instead of the whole transaction. Nothing in the transaction can read them
     /// before it commits; a [`Tx::roll_back_to`] drops those held since its savepoint.
     pub fn append_at_commit(&self, write: AppendAll, row: Box<dyn Any + Send>) {
         self.appends
