@@ -332,6 +332,28 @@ async fn main() {
         let mut paced = open_loop(&client, rate, secs, request).await;
         print_row(name, 0, &mut paced, f64::NAN);
     }
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let (reads, read_checks) = (
+        counter("consentry_consent_check_reads_total"),
+        counter("consentry_consent_check_read_checks_total"),
+    );
+    println!(
+        "checks read from the database: {read_checks:.0} in {reads:.0} queries (mean batch {:.1})",
+        read_checks / reads
+    );
     println!(
         "server memory: {:.0} MiB resident, peak {:.0} MiB",
         memory_mib(&server.pid(), "VmRSS:"),
