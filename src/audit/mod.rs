@@ -24,9 +24,9 @@ use std::{
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use sea_orm::{
-    AccessMode, ActiveValue::Set, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    IsolationLevel, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionOptions,
-    TransactionTrait, prelude::*, sea_query::OnConflict,
+    AccessMode, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, IsolationLevel,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionOptions, TransactionTrait,
+    prelude::*, sea_query::OnConflict,
 };
 use serde_json::Value;
 
@@ -118,7 +118,8 @@ pub async fn record(
 }
 
 /// Links a transaction's entries into their chains, in the order they were recorded, and
-/// writes them with the chains' new heads: five statements however many entries and chains.
+/// writes them with the chains' new heads: five statements on PostgreSQL and four on SQLite,
+/// however many entries and chains.
 ///
 /// The heads are created if new and then locked (`FOR UPDATE` on PostgreSQL; SQLite has one
 /// writer at a time), both in the order of the chains' names, so that commits about the same
@@ -141,16 +142,26 @@ fn append(tx: &Tx, entries: Vec<Box<dyn Any + Send>>) -> BoxFuture<'_, Result<()
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        for names in chains.chunks(ROWS_PER_STATEMENT) {
-            chain_heads::Entity::insert_many(names.iter().map(|chain| chain_heads::ActiveModel {
-                chain: Set(chain.clone()),
-                seq: Set(0),
-                hash: Set(GENESIS.to_string()),
-                last_seq: Set(0),
-            }))
-            .on_conflict(OnConflict::column(Column::Chain).do_nothing().to_owned())
-            .exec_without_returning(tx)
-            .await?;
+        let genesis = |chain: &String| chain_heads::Model {
+            chain: chain.clone(),
+            seq: 0,
+            hash: GENESIS.to_string(),
+            last_seq: 0,
+        };
+        // On PostgreSQL a new chain's head is inserted first, so that a concurrent commit
+        // starting the same chain waits for it instead of forking; SQLite's single writer
+        // creates it with the other heads at the end.
+        if tx.get_database_backend() == DbBackend::Postgres {
+            for names in chains.chunks(ROWS_PER_STATEMENT) {
+                chain_heads::Entity::insert_many(
+                    names
+                        .iter()
+                        .map(|c| chain_heads::ActiveModel::from(genesis(c))),
+                )
+                .on_conflict(OnConflict::column(Column::Chain).do_nothing().to_owned())
+                .exec_without_returning(tx)
+                .await?;
+            }
         }
         let mut heads = HashMap::with_capacity(chains.len());
         for names in chains.chunks(ROWS_PER_STATEMENT) {
@@ -165,12 +176,9 @@ fn append(tx: &Tx, entries: Vec<Box<dyn Any + Send>>) -> BoxFuture<'_, Result<()
         let mut seqs = next_seqs(tx, entries.len()).await?.into_iter();
         let mut rows = Vec::with_capacity(entries.len());
         for mut entry in entries {
-            let head = heads.get_mut(&entry.chain).ok_or_else(|| {
-                DbErr::RecordNotFound(format!(
-                    "the head of audit chain {} is missing",
-                    entry.chain
-                ))
-            })?;
+            let head = heads
+                .entry(entry.chain.clone())
+                .or_insert_with(|| genesis(&entry.chain));
             entry.seq = seqs
                 .next()
                 .ok_or_else(|| DbErr::Custom("too few audit sequence numbers".into()))?;

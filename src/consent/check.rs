@@ -234,7 +234,7 @@ impl Batch for Waiting {
     type Answer = Facts;
     const MAX: usize = 64;
 
-    /// Four, so that round trips overlap (two gave the same throughput, with longer waits).
+    /// Four, so that round trips overlap (one, two and eight gave the same throughput or less).
     fn tasks(_: DatabaseKind) -> usize {
         4
     }
