@@ -58,8 +58,30 @@ pub async fn api_key(db: &Db, role: Role) -> String {
 pub async fn database(dir: &tempfile::TempDir, label: &str) -> (String, Db, Config) {
     let url = match std::env::var("CONSENTRY_BENCH_DATABASE_URL") {
         Ok(server) => {
-            let name = format!("consentry_bench_{label}_{}", uuid::Uuid::new_v4().simple());
+            let prefix = format!("consentry_bench_{label}_");
+            let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
             let admin = sea_orm::Database::connect(&server).await.unwrap();
+            // Databases earlier runs of this bench left behind are dropped first: autovacuum
+            // working through them would otherwise take cores from this run's measurements.
+            let existing = admin
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT datname FROM pg_database",
+                ))
+                .await
+                .unwrap();
+            for row in existing {
+                let old: String = row.try_get_by_index(0).unwrap();
+                let earlier = old
+                    .strip_prefix(&prefix)
+                    .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+                if earlier {
+                    admin
+                        .execute_unprepared(&format!("DROP DATABASE {old} WITH (FORCE)"))
+                        .await
+                        .unwrap();
+                }
+            }
             admin
                 .execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await
